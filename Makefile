@@ -1,0 +1,45 @@
+# connectors-node: CSI node plugin and credential-injecting proxy.
+
+SHELL := /usr/bin/env bash
+GO ?= go
+BIN := $(CURDIR)/bin
+TOOLS := $(BIN)/controller-gen $(BIN)/golangci-lint $(BIN)/crane
+export PATH := $(BIN):$(PATH)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build bin/connectors-node.
+	$(GO) build -trimpath -o $(BIN)/connectors-node ./cmd/connectors-node
+
+$(TOOLS) &: hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen github.com/golangci/golangci-lint/v2/cmd/golangci-lint github.com/google/go-containerregistry/cmd/crane
+
+.PHONY: tools
+tools: $(TOOLS) ## Build the pinned developer tools into bin/.
+
+.PHONY: generate
+generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/crds.
+	controller-gen object paths=./kube/api/...
+	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/crds
+
+.PHONY: testbin
+testbin: ## Build kube-apiserver and etcd for the tests into a cache outside the repo.
+	@hack/testbin.sh >/dev/null
+
+.PHONY: lint
+lint: $(TOOLS) ## Run go vet and golangci-lint.
+	$(GO) vet ./...
+	golangci-lint run ./...
+
+.PHONY: test
+test: lint testbin ## Run vet, lint and every test (with -race) against a real API server.
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -race -count=1 ./...
+
+.PHONY: bench
+bench: ## Run the Go benchmarks.
+	$(GO) test -run '^$$' -bench . -benchmem ./...

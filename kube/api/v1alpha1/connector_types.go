@@ -1,0 +1,107 @@
+package v1alpha1
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Connector is a tool instance (a Git server, a registry, an API) and the
+// credential used to reach it.
+//
+// +genclient
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=alauda
+// +kubebuilder:printcolumn:name="Class",type=string,JSONPath=`.spec.connectorClassName`
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Connector struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +optional
+	Spec ConnectorSpec `json:"spec,omitempty"`
+	// +optional
+	Status ConnectorStatus `json:"status,omitempty"`
+}
+
+// ConnectorSpec is what a Connector points at and how it authenticates.
+type ConnectorSpec struct {
+	// ConnectorClassName names the cluster-scoped ConnectorClass.
+	// +optional
+	ConnectorClassName string `json:"connectorClassName,omitempty"`
+	// Address is the tool's URL; it may carry a path prefix.
+	// +optional
+	Address string `json:"address,omitempty"`
+	// AddressExtensions are further addresses of the same tool (a token
+	// realm, a blob host). Credentials are injected for these too.
+	// +optional
+	// +listType=atomic
+	AddressExtensions []Param `json:"addressExtensions,omitempty"`
+	// +optional
+	Auth ConnectorAuth `json:"auth,omitempty"`
+	// +optional
+	// +listType=atomic
+	Params []Param `json:"params,omitempty"`
+	// CACertSecretRef references a Secret (in the Connector's namespace)
+	// with PEM CA certificates that verify the tool's TLS endpoint.
+	// +optional
+	CACertSecretRef *corev1.LocalObjectReference `json:"caCertSecretRef,omitempty"`
+}
+
+// ConnectorAuth names the auth type and the Secret that holds the credential.
+type ConnectorAuth struct {
+	// +optional
+	Name string `json:"name,omitempty"`
+	// +optional
+	SecretRef *corev1.ObjectReference `json:"secretRef,omitempty"`
+	// +optional
+	// +listType=atomic
+	Params []Param `json:"params,omitempty"`
+}
+
+// ConnectorStatus is the observed state of a Connector.
+type ConnectorStatus struct {
+	Status `json:",inline"`
+	// +optional
+	API *ConnectorAPIStatus `json:"api,omitempty"`
+	// +optional
+	Proxy *ProxyStatus `json:"proxy,omitempty"`
+}
+
+// ConnectorAPIStatus is the Connector's API path.
+type ConnectorAPIStatus struct {
+	// +optional
+	Path string `json:"path,omitempty"`
+}
+
+// ConnectorList is a list of Connectors.
+//
+// +kubebuilder:object:root=true
+type ConnectorList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Connector `json:"items"`
+}
+
+// ProxyAddress returns the Connector's reverse-proxy address:
+// status.proxy.httpAddress.url when a controller set it, otherwise the path
+// form under the node service's public address,
+// <public>/namespaces/<ns>/connectors/<name>.
+func (c *Connector) ProxyAddress(public string) string {
+	if c.Status.Proxy != nil && c.Status.Proxy.HTTPAddress != nil && c.Status.Proxy.HTTPAddress.URL != "" {
+		return c.Status.Proxy.HTTPAddress.URL
+	}
+	return strings.TrimSuffix(public, "/") + PathPrefix(c.Namespace, c.Name)
+}
+
+// PathPrefix is the path-form prefix of a Connector on the reverse proxy.
+func PathPrefix(namespace, name string) string {
+	return "/namespaces/" + namespace + "/connectors/" + name
+}
+
+// Key is <namespace>/<name>.
+func (c *Connector) Key() string { return c.Namespace + "/" + c.Name }

@@ -1,0 +1,4 @@
+// Package kube is the node service's view of the Kubernetes API: cached
+// reads of Connectors, ConnectorClasses and Secrets, token and access review
+// with caches, and the proxy CA kept in a Secret.
+package kube

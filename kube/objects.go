@@ -1,0 +1,189 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// Objects reads the objects the node service needs. Returned objects are
+// shared with the cache and must not be modified.
+type Objects interface {
+	// Connector returns a Connector; a missing one is an error wrapping
+	// ErrNotFound that reads `connector "<ns>/<name>" not found`.
+	Connector(ctx context.Context, namespace, name string) (*v1alpha1.Connector, error)
+	// ConnectorClass returns a ConnectorClass or an error wrapping ErrNotFound.
+	ConnectorClass(ctx context.Context, name string) (*v1alpha1.ConnectorClass, error)
+	// Secret returns a Secret or an error wrapping ErrNotFound.
+	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
+}
+
+// NotFoundError is the error for a missing object. It wraps ErrNotFound.
+type NotFoundError struct {
+	// Kind is the lower-case kind: connector, connectorclass, secret.
+	Kind string
+	// Key is <ns>/<name>, or <name> for cluster objects.
+	Key string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %q not found", e.Kind, e.Key) }
+
+// Unwrap makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Unwrap() error { return ErrNotFound }
+
+// CacheOptions configure NewCache.
+type CacheOptions struct {
+	// Config reaches the API server. Required.
+	Config *rest.Config
+	// SecretTTL is how long a Secret read stays cached. Default 10s.
+	SecretTTL time.Duration
+	// MaxSecrets bounds the Secret cache. Default 1024.
+	MaxSecrets int
+}
+
+// Cache serves Connectors and ConnectorClasses from informers and Secrets
+// from on-demand reads with a short TTL. There is no Secret informer: the node
+// reads only the Secrets its Connectors name.
+type Cache struct {
+	informers crcache.Cache
+	secrets   kubernetes.Interface
+	ttl       time.Duration
+	secretLRU *utilcache.LRUExpireCache
+	group     singleflight.Group
+	synced    atomic.Bool
+}
+
+var _ Objects = (*Cache)(nil)
+
+// NewCache builds a Cache. Call Start before use.
+func NewCache(opts CacheOptions) (*Cache, error) {
+	if opts.Config == nil {
+		return nil, fmt.Errorf("kube cache: Config is required")
+	}
+	if opts.SecretTTL <= 0 {
+		opts.SecretTTL = 10 * time.Second
+	}
+	if opts.MaxSecrets <= 0 {
+		opts.MaxSecrets = 1024
+	}
+	scheme := runtime.NewScheme()
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	noCopy := true
+	informers, err := crcache.New(opts.Config, crcache.Options{
+		Scheme: scheme,
+		ByObject: map[client.Object]crcache.ByObject{
+			&v1alpha1.Connector{}:      {UnsafeDisableDeepCopy: &noCopy},
+			&v1alpha1.ConnectorClass{}: {UnsafeDisableDeepCopy: &noCopy},
+		},
+		ReaderFailOnMissingInformer: true,
+		DefaultTransform:            dropManagedFields,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kube cache: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("kube cache: %w", err)
+	}
+	return &Cache{
+		informers: informers,
+		secrets:   cs,
+		ttl:       opts.SecretTTL,
+		secretLRU: utilcache.NewLRUExpireCache(opts.MaxSecrets),
+	}, nil
+}
+
+func dropManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// Start runs the informers until ctx ends. It returns once they are
+// registered; Synced reports when their first list is complete.
+func (c *Cache) Start(ctx context.Context) error {
+	for _, obj := range []client.Object{&v1alpha1.Connector{}, &v1alpha1.ConnectorClass{}} {
+		if _, err := c.informers.GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("kube cache: informer for %T: %w", obj, err)
+		}
+	}
+	go func() { _ = c.informers.Start(ctx) }()
+	go func() {
+		if c.informers.WaitForCacheSync(ctx) {
+			c.synced.Store(true)
+		}
+	}()
+	return nil
+}
+
+// Synced reports whether the Connector and ConnectorClass caches hold a full list.
+func (c *Cache) Synced() bool { return c.synced.Load() }
+
+// WaitForSync blocks until the caches are synced or ctx ends.
+func (c *Cache) WaitForSync(ctx context.Context) bool { return c.informers.WaitForCacheSync(ctx) }
+
+// Connector implements Objects.
+func (c *Cache) Connector(ctx context.Context, namespace, name string) (*v1alpha1.Connector, error) {
+	var obj v1alpha1.Connector
+	if err := c.informers.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &NotFoundError{Kind: "connector", Key: namespace + "/" + name}
+		}
+		return nil, fmt.Errorf("reading connector %s/%s: %w", namespace, name, err)
+	}
+	return &obj, nil
+}
+
+// ConnectorClass implements Objects.
+func (c *Cache) ConnectorClass(ctx context.Context, name string) (*v1alpha1.ConnectorClass, error) {
+	var obj v1alpha1.ConnectorClass
+	if err := c.informers.Get(ctx, types.NamespacedName{Name: name}, &obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &NotFoundError{Kind: "connectorclass", Key: name}
+		}
+		return nil, fmt.Errorf("reading connectorclass %s: %w", name, err)
+	}
+	return &obj, nil
+}
+
+// Secret implements Objects. Concurrent misses for one Secret make one read.
+func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	key := namespace + "/" + name
+	if v, ok := c.secretLRU.Get(key); ok {
+		return v.(*corev1.Secret), nil
+	}
+	v, err, _ := c.group.Do(key, func() (any, error) {
+		s, err := c.secrets.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return nil, &NotFoundError{Kind: "secret", Key: key}
+		case err != nil:
+			return nil, fmt.Errorf("reading secret %s: %w", key, classify(err))
+		}
+		s.ManagedFields = nil
+		c.secretLRU.Add(key, s, c.ttl)
+		return s, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*corev1.Secret), nil
+}

@@ -1,0 +1,370 @@
+package kube
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// User is an authenticated Kubernetes user.
+type User struct {
+	Name   string
+	UID    string
+	Groups []string
+	Extra  map[string][]string
+}
+
+// ServiceAccountUser is the user a pod's ServiceAccount acts as.
+func ServiceAccountUser(namespace, name string) User {
+	return User{
+		Name:   "system:serviceaccount:" + namespace + ":" + name,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+}
+
+// ReviewerOptions configure NewReviewer. Zero values take the defaults.
+type ReviewerOptions struct {
+	// Client calls TokenReview and SubjectAccessReview. Required.
+	Client kubernetes.Interface
+	// Audience a token must be issued for. Required.
+	Audience string
+	// ProxyPermission also requires `get` on the connectors/proxy subresource.
+	ProxyPermission bool
+	// TokenTTL bounds how long a token review is cached; a token is never
+	// cached past its own expiry. Default 5m.
+	TokenTTL time.Duration
+	// AllowTTL is how long an allowed access decision is cached. Default 30s.
+	AllowTTL time.Duration
+	// DenyTTL is how long a rejected token or denied access is cached. Default 5s.
+	DenyTTL time.Duration
+	// MaxEntries bounds each of the token and access caches. Default 10000.
+	MaxEntries int
+	// Metrics counts cache hits, misses and API calls. Default: not counted.
+	Metrics *ReviewMetrics
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Reviewer checks tokens (TokenReview) and access to Connectors
+// (SubjectAccessReview), caching both. It is safe for concurrent use.
+type Reviewer struct {
+	opts   ReviewerOptions
+	tokens *utilcache.LRUExpireCache
+	access *utilcache.LRUExpireCache
+	group  singleflight.Group
+}
+
+// NewReviewer builds a Reviewer.
+func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
+	if opts.Client == nil {
+		return nil, errors.New("reviewer: Client is required")
+	}
+	if opts.Audience == "" {
+		return nil, errors.New("reviewer: Audience is required")
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = 5 * time.Minute
+	}
+	if opts.AllowTTL <= 0 {
+		opts.AllowTTL = 30 * time.Second
+	}
+	if opts.DenyTTL <= 0 {
+		opts.DenyTTL = 5 * time.Second
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 10000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewReviewMetrics(nil)
+	}
+	clock := clockFunc(opts.Now)
+	return &Reviewer{
+		opts:   opts,
+		tokens: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clock),
+		access: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clock),
+	}, nil
+}
+
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
+
+type tokenResult struct {
+	user User
+	err  error
+}
+
+// Authenticate reviews a token for the proxy audience. Errors wrap
+// ErrUnauthenticated or ErrUnavailable. The token never appears in an error.
+func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error) {
+	if token == "" {
+		return User{}, fmt.Errorf("empty token: %w", ErrUnauthenticated)
+	}
+	sum := sha256.Sum256([]byte(token))
+	key := hex.EncodeToString(sum[:])
+	if v, ok := r.tokens.Get(key); ok {
+		r.opts.Metrics.hit("token")
+		res := v.(tokenResult)
+		return res.user, res.err
+	}
+	r.opts.Metrics.miss("token")
+	v, err, _ := r.group.Do("t/"+key, func() (any, error) {
+		if v, ok := r.tokens.Get(key); ok {
+			return v.(tokenResult), nil
+		}
+		res, ttl, err := r.reviewToken(ctx, token)
+		if err != nil {
+			return nil, err
+		}
+		r.tokens.Add(key, res, ttl)
+		return res, nil
+	})
+	if err != nil {
+		return User{}, err
+	}
+	res := v.(tokenResult)
+	return res.user, res.err
+}
+
+func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, time.Duration, error) {
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{
+		Token:     token,
+		Audiences: []string{r.opts.Audience},
+	}}
+	out, err := r.opts.Client.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
+	r.opts.Metrics.call("token", err)
+	if err != nil {
+		return tokenResult{}, 0, fmt.Errorf("token review: %w", classify(err))
+	}
+	if !out.Status.Authenticated || !slices.Contains(out.Status.Audiences, r.opts.Audience) {
+		return tokenResult{err: fmt.Errorf("token review: %w", ErrUnauthenticated)}, r.opts.DenyTTL, nil
+	}
+	u := out.Status.User
+	user := User{Name: u.Username, UID: u.UID, Groups: u.Groups}
+	if len(u.Extra) > 0 {
+		user.Extra = make(map[string][]string, len(u.Extra))
+		for k, v := range u.Extra {
+			user.Extra[k] = v
+		}
+	}
+	ttl := r.opts.TokenTTL
+	if exp, ok := tokenExpiry(token); ok {
+		if left := exp.Sub(r.opts.Now()); left < ttl {
+			ttl = left
+		}
+	}
+	if ttl <= 0 {
+		return tokenResult{err: fmt.Errorf("token expired: %w", ErrUnauthenticated)}, r.opts.DenyTTL, nil
+	}
+	return tokenResult{user: user}, ttl, nil
+}
+
+// tokenExpiry reads the exp claim of a JWT without verifying it; it is used
+// only to bound the cache lifetime of a token the API server accepted.
+func tokenExpiry(token string) (time.Time, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return time.Time{}, false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	var claims struct {
+		Exp int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(claims.Exp, 0), true
+}
+
+// Authorize checks that user may `get` the Connector namespace/name (and its
+// proxy subresource when that option is on). Errors wrap ErrForbidden, naming
+// the connector, or ErrUnavailable.
+func (r *Reviewer) Authorize(ctx context.Context, user User, namespace, name string) error {
+	if err := r.allowed(ctx, user, namespace, name, ""); err != nil {
+		return err
+	}
+	if r.opts.ProxyPermission {
+		return r.allowed(ctx, user, namespace, name, v1alpha1.ProxySubresource)
+	}
+	return nil
+}
+
+func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subresource string) error {
+	key := accessKey(user, namespace, name, subresource)
+	if v, ok := r.access.Get(key); ok {
+		r.opts.Metrics.hit("access")
+		if v == nil {
+			return nil
+		}
+		return v.(error)
+	}
+	r.opts.Metrics.miss("access")
+	_, err, _ := r.group.Do("a/"+key, func() (any, error) {
+		if v, ok := r.access.Get(key); ok {
+			if v == nil {
+				return nil, nil
+			}
+			return nil, v.(error)
+		}
+		deny, err := r.review(ctx, user, namespace, name, subresource)
+		if err != nil {
+			return nil, err
+		}
+		if deny != nil {
+			r.access.Add(key, deny, r.opts.DenyTTL)
+			return nil, deny
+		}
+		r.access.Add(key, nil, r.opts.AllowTTL)
+		return nil, nil
+	})
+	return err
+}
+
+func (r *Reviewer) review(ctx context.Context, user User, namespace, name, subresource string) (deny, err error) {
+	extra := make(map[string]authorizationv1.ExtraValue, len(user.Extra))
+	for k, v := range user.Extra {
+		extra[k] = v
+	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user.Name,
+		UID:    user.UID,
+		Groups: user.Groups,
+		Extra:  extra,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace:   namespace,
+			Verb:        "get",
+			Group:       v1alpha1.GroupVersion.Group,
+			Resource:    v1alpha1.ConnectorResource,
+			Subresource: subresource,
+			Name:        name,
+		},
+	}}
+	out, err := r.opts.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	r.opts.Metrics.call("access", err)
+	if err != nil {
+		return nil, fmt.Errorf("access review: %w", classify(err))
+	}
+	if !out.Status.Allowed || out.Status.Denied {
+		what := v1alpha1.ConnectorResource
+		if subresource != "" {
+			what += "/" + subresource
+		}
+		return &ForbiddenError{User: user.Name, Resource: what, Namespace: namespace, Name: name}, nil
+	}
+	return nil, nil
+}
+
+// ForbiddenError says who may not get which connector. It wraps ErrForbidden.
+type ForbiddenError struct {
+	User      string
+	Resource  string // connectors or connectors/proxy
+	Namespace string
+	Name      string
+}
+
+func (e *ForbiddenError) Error() string {
+	return fmt.Sprintf("%s may not get %s %q", e.User, e.Resource, e.Namespace+"/"+e.Name)
+}
+
+// Unwrap makes errors.Is(err, ErrForbidden) true.
+func (e *ForbiddenError) Unwrap() error { return ErrForbidden }
+
+func accessKey(u User, namespace, name, subresource string) string {
+	h := sha256.New()
+	for _, s := range []string{u.Name, u.UID, namespace, name, subresource} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	for _, g := range u.Groups {
+		h.Write([]byte(g))
+		h.Write([]byte{1})
+	}
+	keys := make([]string, 0, len(u.Extra))
+	for k := range u.Extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write([]byte{2})
+		for _, v := range u.Extra[k] {
+			h.Write([]byte(v))
+			h.Write([]byte{3})
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// classify wraps API errors that mean "could not get an answer" (transport
+// failures, timeouts, 5xx, 429) with ErrUnavailable.
+func classify(err error) error {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		code := status.Status().Code
+		if code < 500 && code != 429 && !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// ReviewMetrics counts the Reviewer's cache hits, misses and API calls.
+type ReviewMetrics struct {
+	hits, misses, calls *prometheus.CounterVec
+}
+
+// NewReviewMetrics builds the counters and registers them with reg (when not nil).
+func NewReviewMetrics(reg prometheus.Registerer) *ReviewMetrics {
+	m := &ReviewMetrics{
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connectors_auth_cache_hits_total",
+			Help: "Token and access review answers served from the cache.",
+		}, []string{"review"}),
+		misses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connectors_auth_cache_misses_total",
+			Help: "Token and access reviews not found in the cache.",
+		}, []string{"review"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connectors_auth_api_calls_total",
+			Help: "TokenReview and SubjectAccessReview calls to the API server.",
+		}, []string{"review", "result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.hits, m.misses, m.calls)
+	}
+	return m
+}
+
+func (m *ReviewMetrics) hit(review string)  { m.hits.WithLabelValues(review).Inc() }
+func (m *ReviewMetrics) miss(review string) { m.misses.WithLabelValues(review).Inc() }
+func (m *ReviewMetrics) call(review string, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.calls.WithLabelValues(review, result).Inc()
+}
