@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -29,6 +30,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
@@ -141,6 +143,8 @@ func skipOrFail(t testing.TB, err error) {
 type missingBinaries struct{ error }
 
 func start(opts Options) (*Env, error) {
+	// controller-runtime warns on stderr unless its logger is set.
+	ctrllog.SetLogger(logr.Discard())
 	dir, err := BinaryDir()
 	if err != nil {
 		return nil, missingBinaries{err}

@@ -1,0 +1,43 @@
+package kube_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/connectors-node/connectors-node/kube/apitest"
+)
+
+// TestGeneratedCRDsAreCurrent fails when deploy/crds no longer matches the
+// Go types: run `make generate` and commit the result.
+func TestGeneratedCRDsAreCurrent(t *testing.T) {
+	root := apitest.RepoRoot()
+	gen := filepath.Join(root, "bin", "controller-gen")
+	if _, err := os.Stat(gen); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("controller-gen missing: run `make tools`: %v", err)
+		}
+		t.Skip("controller-gen missing: run `make tools`")
+	}
+	out := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), gen, "crd:crdVersions=v1", "paths=./kube/api/...", "output:crd:artifacts:config="+out)
+	cmd.Dir = root
+	b, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(b))
+
+	committed, err := filepath.Glob(filepath.Join(root, "deploy", "crds", "*.yaml"))
+	require.NoError(t, err)
+	generated, err := filepath.Glob(filepath.Join(out, "*.yaml"))
+	require.NoError(t, err)
+	require.Len(t, committed, len(generated), "deploy/crds has a different set of files: run `make generate`")
+	for _, g := range generated {
+		want, err := os.ReadFile(g)
+		require.NoError(t, err)
+		have, err := os.ReadFile(filepath.Join(root, "deploy", "crds", filepath.Base(g)))
+		require.NoError(t, err, "run `make generate`")
+		require.Equal(t, string(want), string(have), "%s is stale: run `make generate`", filepath.Base(g))
+	}
+}
