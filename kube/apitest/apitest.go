@@ -120,6 +120,10 @@ func BinaryDir() (string, error) {
 	return "", fmt.Errorf("no kube-apiserver and etcd test binaries found: run `make testbin`")
 }
 
+// New starts a new API server outside of a test (the demo uses it). The
+// caller stops it with Stop.
+func New(opts Options) (*Env, error) { return start(opts) }
+
 // Start starts a new API server for t and stops it when t ends.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()

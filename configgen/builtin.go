@@ -1,0 +1,102 @@
+package configgen
+
+import (
+	"bytes"
+	"net/url"
+	"strings"
+)
+
+// Names of the built-in files.
+const (
+	FileToken        = "context.token"
+	FileHTTPProxy    = "http.proxy"
+	FileHTTPSProxy   = "https.proxy"
+	FileEnv          = ".env"
+	FileProxyAddress = "connector.status.proxyAddress"
+	FileCACert       = "ca.crt"
+	FileContextCA    = "context.proxy.caCert"
+	// FileCACertLegacy is the deprecated twin of FileCACert.
+	FileCACertLegacy = "ca.cert"
+	FileCABundle     = "ca-bundle.crt"
+)
+
+// addBuiltins puts the built-in files into files.
+func addBuiltins(in *Input, proxy *url.URL, files map[string][]byte) {
+	forward := forwardProxyURL(in, proxy)
+	files[FileToken] = []byte(in.Token)
+	files[FileHTTPProxy] = []byte(forward)
+	files[FileHTTPSProxy] = []byte(forward)
+	files[FileEnv] = envFile(forward, noProxy(in, proxy))
+	files[FileProxyAddress] = []byte(in.Connectors[len(in.Connectors)-1].ProxyAddress)
+	files[FileCACert] = bytes.Clone(in.CACertPEM)
+	files[FileContextCA] = bytes.Clone(in.CACertPEM)
+	files[FileCACertLegacy] = bytes.Clone(in.CACertPEM)
+	files[FileCABundle] = caBundle(in.SystemRootsPEM, in.CACertPEM)
+}
+
+// forwardProxyURL is the forward proxy with the credentials in userinfo:
+// the Connectors' keys, comma-separated with '/' escaped as %2F, as the
+// user and the token as the password.
+func forwardProxyURL(in *Input, proxy *url.URL) string {
+	u := url.URL{
+		Scheme: proxy.Scheme,
+		User:   url.UserPassword(strings.Join(connectorKeys(in.Connectors), ","), in.Token),
+		Host:   proxy.Host,
+	}
+	return u.String()
+}
+
+// connectorKeys are the <ns>/<name> keys in volume order, without repeats.
+func connectorKeys(cs []Connector) []string {
+	keys := make([]string, 0, len(cs))
+	seen := make(map[string]bool, len(cs))
+	for _, c := range cs {
+		k := c.Object.Key()
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// envFile is the .env file: lower-case then upper-case proxy variables,
+// one KEY='value' per line, readable by `set -a; . ./.env; set +a` and by
+// dotenv parsers.
+func envFile(forward, noProxy string) []byte {
+	var b strings.Builder
+	for _, names := range [][3]string{
+		{"http_proxy", "https_proxy", "no_proxy"},
+		{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"},
+	} {
+		writeEnv(&b, names[0], forward)
+		writeEnv(&b, names[1], forward)
+		writeEnv(&b, names[2], noProxy)
+	}
+	return []byte(b.String())
+}
+
+func writeEnv(b *strings.Builder, name, value string) {
+	b.WriteString(name)
+	b.WriteByte('=')
+	b.WriteString(shellQuote(value))
+	b.WriteByte('\n')
+}
+
+// shellQuote single-quotes s for POSIX shells. Nothing inside single quotes
+// is special except the quote itself, which closes the quoting, is written
+// escaped, and reopens it.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// caBundle is the system roots followed by the proxy CA, with a newline
+// between them when the roots lack one.
+func caBundle(roots, ca []byte) []byte {
+	out := make([]byte, 0, len(roots)+1+len(ca))
+	out = append(out, roots...)
+	if len(out) > 0 && out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return append(out, ca...)
+}

@@ -1,0 +1,59 @@
+// Package configgen renders the files of a Connectors CSI volume: the
+// built-in files every volume gets (the pod's token, forward-proxy URLs, a
+// .env file, the proxy CA), the built-in generators (gitconfig,
+// registry-config, buildkitd) and the configuration templates of
+// ConnectorClasses.
+//
+// Rendering is a pure function of its Input: it reads no file, environment
+// variable, clock or network, and the same Input always gives the same bytes,
+// so a caller can compare two renders to find what changed. The caller owns
+// every read (objects, token, CA, system roots) and every write.
+//
+// # Built-in files
+//
+// Every volume gets these unless a "!name" exclusion drops them:
+//
+//	context.token                  the pod's token, no newline
+//	http.proxy, https.proxy        http://<ns1>%2F<name1>,<ns2>%2F<name2>:<token>@<proxy-host[:port]>
+//	.env                           http_proxy, https_proxy, no_proxy, then HTTP_PROXY,
+//	                               HTTPS_PROXY, NO_PROXY, one KEY='value' per line
+//	connector.status.proxyAddress  the last Connector's reverse-proxy address
+//	ca.crt, context.proxy.caCert,
+//	ca.cert                        the proxy CA (ca.cert is deprecated)
+//	ca-bundle.crt                  the system roots, then the proxy CA
+//
+// no_proxy starts from
+//
+//	localhost,127.0.0.1,::1,.svc,.svc.cluster.local,.cluster.local
+//
+// adds the forward proxy's host and every Connector's reverse-proxy host
+// (clients reach the reverse proxy directly), and then drops every entry
+// that would match the host of a mounted Connector's address or address
+// extension, so that tool is still reached through the forward proxy.
+//
+// The built-in generators, used for a configuration name no mounted
+// Connector's class has: gitconfig (.gitconfig), registry-config
+// (config.json) and buildkitd (buildkitd.toml).
+//
+// # Templates
+//
+// ConnectorClass configuration data are Go text/template templates with the
+// sprig functions, minus every function that reads the node (environment,
+// DNS, clock, local time zone) or draws random numbers; see nodeFuncs. A
+// template runs with missingkey=error: a reference to a param that was
+// neither given nor defaulted fails with an ErrTemplate error that names the
+// class, configuration and file, instead of writing "<no value>". To keep
+// optional fields usable with that option, the map form of a Connector always
+// carries every field of its spec and status, empty when unset, so
+// `{{ if .connector.spec.params }}` works on a Connector without params.
+// One template writes at most MaxTemplateOutput bytes.
+//
+// # Errors
+//
+// Errors match one of three sentinels with errors.Is: ErrUnknownConfiguration
+// (a configuration name nothing provides), ErrInvalid (a bad volume attribute
+// or a bad file name in a class) and ErrTemplate (a class template or param
+// default that does not work). Any other error means the caller passed an
+// Input it should never pass (no Connectors, no token, a malformed ProxyURL).
+// No error message carries the token.
+package configgen

@@ -1,0 +1,83 @@
+package configgen
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. The CSI layer maps them to gRPC codes with errors.Is.
+var (
+	// ErrUnknownConfiguration: a configuration name that neither a mounted
+	// Connector's class nor a built-in generator provides (NotFound).
+	ErrUnknownConfiguration = errors.New("unknown configuration")
+	// ErrInvalid: a malformed volume attribute or a bad file name from a
+	// class (InvalidArgument).
+	ErrInvalid = errors.New("invalid input")
+	// ErrTemplate: a ConnectorClass template or param default that fails to
+	// parse or render (FailedPrecondition).
+	ErrTemplate = errors.New("configuration template failed")
+)
+
+// UnknownConfigurationError names a configuration that nothing provides.
+// It matches ErrUnknownConfiguration.
+type UnknownConfigurationError struct {
+	Name string
+}
+
+func (e *UnknownConfigurationError) Error() string {
+	return fmt.Sprintf("configuration %q not found in the mounted connectors' classes or the built-in generators", e.Name)
+}
+
+// Is makes errors.Is(err, ErrUnknownConfiguration) true.
+func (e *UnknownConfigurationError) Is(target error) bool {
+	return target == ErrUnknownConfiguration
+}
+
+// InvalidError says which input is wrong and why. It matches ErrInvalid.
+type InvalidError struct {
+	// Field names the input: a volume attribute such as
+	// "configuration.names" or "configuration.params", or a class, its
+	// configuration and a data key.
+	Field string
+	// Reason says what is wrong, without the offending secret values.
+	Reason string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// TemplateError is a ConnectorClass configuration that cannot be rendered.
+// It matches ErrTemplate and unwraps to the cause, whose text never carries
+// the token.
+type TemplateError struct {
+	// Class is the ConnectorClass name.
+	Class string
+	// Configuration is the configuration name.
+	Configuration string
+	// File is the data key, or empty when the fault is not in one file (a
+	// param default).
+	File string
+	// Err is the cause.
+	Err error
+}
+
+func (e *TemplateError) Error() string {
+	where := fmt.Sprintf("connectorclass %q configuration %q", e.Class, e.Configuration)
+	if e.File != "" {
+		where += fmt.Sprintf(" file %q", e.File)
+	}
+	return where + ": " + e.Err.Error()
+}
+
+// Is makes errors.Is(err, ErrTemplate) true.
+func (e *TemplateError) Is(target error) bool { return target == ErrTemplate }
+
+// Unwrap returns the cause.
+func (e *TemplateError) Unwrap() error { return e.Err }
+
+// classField names a data key of a class configuration in an InvalidError.
+func classField(class, configuration, key string) string {
+	return fmt.Sprintf("connectorclass %q configuration %q data key %q", class, configuration, key)
+}

@@ -1,0 +1,86 @@
+package configgen
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// Connector is one mounted Connector with what rendering needs.
+type Connector struct {
+	// Object is the Connector. Required; never modified.
+	Object *v1alpha1.Connector
+	// Class is the Connector's ConnectorClass; never modified. It may be
+	// nil or have no configurations, and then provides none.
+	Class *v1alpha1.ConnectorClass
+	// ProxyAddress is the Connector's reverse-proxy address,
+	// Object.ProxyAddress(public). Required.
+	ProxyAddress string
+}
+
+// Input is everything one volume's files are rendered from.
+type Input struct {
+	// Connectors are the mounted Connectors in volume order. At least one.
+	Connectors []Connector
+	// Token is the pod's token for the proxy audience. Required.
+	Token string
+	// ProxyURL is the forward proxy's public address, an http or https URL
+	// with a host, an optional port and no path, such as
+	// http://connectors-proxy.connectors-system.svc. Required.
+	ProxyURL string
+	// CACertPEM is the proxy CA in PEM.
+	CACertPEM []byte
+	// SystemRootsPEM are the node's trusted roots in PEM, put before the
+	// proxy CA in ca-bundle.crt. Empty leaves only the proxy CA.
+	SystemRootsPEM []byte
+	// Configurations are the configuration names to render, in order
+	// (configuration.names without the "!" items).
+	Configurations []string
+	// Exclude are final file names to leave out (the "!name" items of
+	// configuration.names, without the "!"). Names that no file has are
+	// ignored.
+	Exclude []string
+	// Params are configuration.params: configuration name to param name to
+	// value. Never modified.
+	Params map[string]map[string]any
+}
+
+// Errors for an Input the caller should never build. They match no
+// sentinel: they are not the user's mistake.
+var (
+	errNoConnectors = errors.New("no connectors to render")
+	errNoToken      = errors.New("no token to render")
+)
+
+// checkInput rejects an Input the caller should never build and returns
+// the parsed forward-proxy URL.
+func checkInput(in *Input) (*url.URL, error) {
+	if len(in.Connectors) == 0 {
+		return nil, errNoConnectors
+	}
+	if in.Token == "" {
+		return nil, errNoToken
+	}
+	for i, c := range in.Connectors {
+		if c.Object == nil {
+			return nil, fmt.Errorf("connector %d has no object", i)
+		}
+		if c.ProxyAddress == "" {
+			return nil, fmt.Errorf("connector %s has no proxy address", c.Object.Key())
+		}
+	}
+	proxy, err := url.Parse(in.ProxyURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing proxy URL: %w", err)
+	}
+	if proxy.Scheme != "http" && proxy.Scheme != "https" {
+		return nil, fmt.Errorf("proxy URL %q: scheme must be http or https", in.ProxyURL)
+	}
+	if proxy.Host == "" || proxy.User != nil || (proxy.Path != "" && proxy.Path != "/") ||
+		proxy.RawQuery != "" || proxy.Fragment != "" {
+		return nil, fmt.Errorf("proxy URL %q: want scheme://host[:port] only", in.ProxyURL)
+	}
+	return proxy, nil
+}

@@ -1,0 +1,230 @@
+package configgen
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig/v3"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// MaxTemplateOutput bounds what one class template may write, so a
+// runaway template cannot fill the node's memory or the volume.
+const MaxTemplateOutput = 1 << 20
+
+var errTooLarge = fmt.Errorf("output is larger than %d bytes", MaxTemplateOutput)
+
+// funcMap returns the template functions: sprig's text/template functions
+// minus nodeFuncs. Each call builds a new map.
+func funcMap() template.FuncMap {
+	fm := sprig.TxtFuncMap()
+	for _, name := range nodeFuncs() {
+		delete(fm, name)
+	}
+	return fm
+}
+
+// nodeFuncs are the sprig functions templates may not call: they read the
+// node (environment, DNS, clock, local time zone) or draw random numbers,
+// so the same Input would not always render the same bytes.
+func nodeFuncs() []string {
+	return []string{
+		// Environment and network.
+		"env", "expandenv", "getHostByName",
+		// Clock and the node's time zone.
+		"now", "ago", "date", "date_in_zone", "dateInZone", "htmlDate", "htmlDateInZone",
+		"toDate", "mustToDate", "date_modify", "dateModify", "must_date_modify", "mustDateModify", "unixEpoch",
+		// Randomness.
+		"randAlphaNum", "randAlpha", "randAscii", "randNumeric", "randBytes", "randInt", "uuidv4", "shuffle",
+		"genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey",
+		"genSignedCert", "genSignedCertWithKey", "encryptAES", "bcrypt", "htpasswd",
+	}
+}
+
+// renderClassUnit renders every file of a class configuration. Each file
+// gets its own copy of the data, so one file's template cannot change
+// another's.
+func (r *renderer) renderClassUnit(u *unit, units []*unit, files map[string][]byte) error {
+	for _, key := range sortedKeys(u.config.Data) {
+		fail := func(err error) error {
+			return &TemplateError{Class: u.class.Name, Configuration: u.name, File: key, Err: r.redact(err)}
+		}
+		tpl, err := template.New(key).Option("missingkey=error").Funcs(r.funcs()).Parse(u.config.Data[key])
+		if err != nil {
+			return fail(err)
+		}
+		data, err := r.templateData(u, units)
+		if err != nil {
+			return fail(err)
+		}
+		out := limitedBuffer{max: MaxTemplateOutput}
+		if err := tpl.Execute(&out, data); err != nil {
+			return fail(err)
+		}
+		files[key] = out.Bytes()
+	}
+	return nil
+}
+
+// funcs builds the function map on first use.
+func (r *renderer) funcs() template.FuncMap {
+	if r.funcMap == nil {
+		r.funcMap = funcMap()
+	}
+	return r.funcMap
+}
+
+// templateData is the dot of a class template:
+//
+//	.connector                    the last of .connectors
+//	.connectors                   the unit's Connectors: name, namespace,
+//	                              metadata, spec, status (with proxyAddress)
+//	.context.token                the pod's token
+//	.context.proxy.caCert         the proxy CA, PEM
+//	.configurations.<name>        params of every rendered configuration
+//	.connectorclass.name          the class name
+//	.connectorclass.proxyAddress  the class's proxy address, else ProxyURL
+func (r *renderer) templateData(u *unit, units []*unit) (map[string]any, error) {
+	connectors := make([]any, 0, len(u.connectors))
+	for _, c := range u.connectors {
+		m, err := connectorData(c)
+		if err != nil {
+			return nil, err
+		}
+		connectors = append(connectors, m)
+	}
+	configurations := make(map[string]any, len(units))
+	for _, other := range units {
+		if _, ok := configurations[other.name]; !ok {
+			configurations[other.name] = deepCopy(other.params)
+		}
+	}
+	configurations[u.name] = deepCopy(u.params)
+
+	return map[string]any{
+		"connector":  connectors[len(connectors)-1],
+		"connectors": connectors,
+		"context": map[string]any{
+			"token": r.in.Token,
+			"proxy": map[string]any{"caCert": string(r.in.CACertPEM)},
+		},
+		"configurations": configurations,
+		"connectorclass": map[string]any{
+			"name":         u.class.Name,
+			"proxyAddress": classProxyAddress(u.class, r.in.ProxyURL),
+		},
+	}, nil
+}
+
+func classProxyAddress(class *v1alpha1.ConnectorClass, fallback string) string {
+	if p := class.Status.Proxy; p != nil && p.HTTPAddress != nil && p.HTTPAddress.URL != "" {
+		return p.HTTPAddress.URL
+	}
+	return fallback
+}
+
+// connectorView is what a template sees of a Connector, before the unset
+// fields are filled in.
+type connectorView struct {
+	Metadata connectorMeta            `json:"metadata"`
+	Spec     v1alpha1.ConnectorSpec   `json:"spec"`
+	Status   v1alpha1.ConnectorStatus `json:"status"`
+}
+
+type connectorMeta struct {
+	Name        string            `json:"name"`
+	Namespace   string            `json:"namespace"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// connectorData is the map form of a Connector as its JSON: every spec and
+// status field is present (empty when unset) so templates running with
+// missingkey=error can test optional fields, and status.proxyAddress is the
+// Connector's reverse-proxy address.
+func connectorData(c Connector) (map[string]any, error) {
+	o := c.Object
+	raw, err := json.Marshal(connectorView{
+		Metadata: connectorMeta{Name: o.Name, Namespace: o.Namespace, Labels: o.Labels, Annotations: o.Annotations},
+		Spec:     o.Spec,
+		Status:   o.Status,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encoding connector %s: %w", o.Key(), err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("decoding connector %s: %w", o.Key(), err)
+	}
+	meta, _ := m["metadata"].(map[string]any)
+	spec, _ := m["spec"].(map[string]any)
+	status, _ := m["status"].(map[string]any)
+	fill(meta, "labels", map[string]any{})
+	fill(meta, "annotations", map[string]any{})
+	fill(spec, "connectorClassName", "")
+	fill(spec, "address", "")
+	fill(spec, "addressExtensions", []any{})
+	fill(spec, "params", []any{})
+	fill(spec, "caCertSecretRef", nil)
+	fill(spec, "auth", map[string]any{})
+	auth, _ := spec["auth"].(map[string]any)
+	fill(auth, "name", "")
+	fill(auth, "secretRef", nil)
+	fill(auth, "params", []any{})
+	fill(status, "observedGeneration", float64(0))
+	fill(status, "conditions", []any{})
+	fill(status, "annotations", map[string]any{})
+	fill(status, "api", nil)
+	fill(status, "proxy", nil)
+	status["proxyAddress"] = c.ProxyAddress
+
+	m["name"] = o.Name
+	m["namespace"] = o.Namespace
+	return m, nil
+}
+
+// fill sets m[key] when m has no such key.
+func fill(m map[string]any, key string, value any) {
+	if m == nil {
+		return
+	}
+	if _, ok := m[key]; !ok {
+		m[key] = value
+	}
+}
+
+// redact removes the token and its encodings from an error's text. The
+// cause's type is dropped with it: template errors carry no sentinel.
+func (r *renderer) redact(err error) error {
+	msg := err.Error()
+	for _, s := range []string{
+		r.in.Token,
+		base64.StdEncoding.EncodeToString([]byte(":" + r.in.Token)),
+		base64.StdEncoding.EncodeToString([]byte(r.in.Token)),
+	} {
+		msg = strings.ReplaceAll(msg, s, "[redacted]")
+	}
+	return errors.New(msg)
+}
+
+// limitedBuffer fails a write that would take it past max bytes.
+type limitedBuffer struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if b.buf.Len()+len(p) > b.max {
+		return 0, errTooLarge
+	}
+	return b.buf.Write(p)
+}
+
+// Bytes returns what was written.
+func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }

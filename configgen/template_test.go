@@ -1,0 +1,236 @@
+package configgen
+
+import (
+	"encoding/base64"
+	"errors"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// upstreamGitTemplate is the .gitconfig data of the upstream Git
+// ConnectorClass's gitconfig configuration.
+const upstreamGitTemplate = `[http]
+	extraHeader = Authorization: Basic {{ printf ":%s" .context.token | b64enc }}
+{{- range .connectors }}
+[url "{{ .status.proxyAddress }}"]
+	insteadOf = {{ .spec.address }}
+{{- end }}
+`
+
+func TestUpstreamGitTemplate(t *testing.T) {
+	class := newClass("git", v1alpha1.Configuration{
+		Name: "gitconfig",
+		Data: map[string]string{".gitconfig": upstreamGitTemplate},
+	})
+	in := baseInput(t,
+		mount(newConnector("team-a", "gitlab", "git", "https://gitlab.example.com/group"), class),
+		mount(newConnector("team-b", "github", "git", "https://github.com", withParam("org", "acme")), class),
+	)
+	in.Configurations = []string{"gitconfig"}
+
+	got := string(render(t, in)[".gitconfig"])
+
+	header := base64.StdEncoding.EncodeToString([]byte(":" + testToken))
+	want := "[http]\n" +
+		"\textraHeader = Authorization: Basic " + header + "\n" +
+		"[url \"http://connectors-proxy.connectors-system.svc/namespaces/team-a/connectors/gitlab\"]\n" +
+		"\tinsteadOf = https://gitlab.example.com/group\n" +
+		"[url \"http://connectors-proxy.connectors-system.svc/namespaces/team-b/connectors/github\"]\n" +
+		"\tinsteadOf = https://github.com\n"
+	if got != want {
+		t.Fatalf(".gitconfig:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestTemplateNodeFunctionsRemoved pins that templates cannot read the
+// node: each of these fails to render with ErrTemplate.
+func TestTemplateNodeFunctionsRemoved(t *testing.T) {
+	for _, tpl := range []string{
+		`{{ env "HOME" }}`,
+		`{{ expandenv "$PATH" }}`,
+		`{{ getHostByName "kubernetes.default" }}`,
+		`{{ now }}`,
+		`{{ randAlphaNum 8 }}`,
+		`{{ uuidv4 }}`,
+		`{{ genPrivateKey "ecdsa" }}`,
+		`{{ "x" | bcrypt }}`,
+	} {
+		t.Run(tpl, func(t *testing.T) {
+			_, err := Render(classInput(t, tpl, nil))
+			if !errors.Is(err, ErrTemplate) {
+				t.Fatalf("err = %v, want ErrTemplate", err)
+			}
+		})
+	}
+}
+
+func TestFuncMapDropsEveryNodeFunction(t *testing.T) {
+	fm := funcMap()
+	for _, name := range nodeFuncs() {
+		if _, ok := fm[name]; ok {
+			t.Errorf("func map still has %q", name)
+		}
+	}
+	for _, name := range []string{"b64enc", "toJson", "default", "dig", "hasKey", "trimSuffix", "urlParse", "sha256sum"} {
+		if _, ok := fm[name]; !ok {
+			t.Errorf("func map lacks %q", name)
+		}
+	}
+}
+
+func TestTemplateVariables(t *testing.T) {
+	class := newClass("maven",
+		v1alpha1.Configuration{
+			Name:   "settings",
+			Params: []v1alpha1.ParamSpec{param("mirror", "central"), param("offline", false)},
+			Data:   map[string]string{"out": "x"},
+		},
+		v1alpha1.Configuration{Name: "other", Params: []v1alpha1.ParamSpec{param("level", 3)}, Data: map[string]string{"other.txt": ""}},
+	)
+	class.Status.Proxy = &v1alpha1.ProxyStatus{HTTPAddress: &v1alpha1.Addressable{URL: "https://maven-proxy.example.com"}}
+	plain := newClass("plain", v1alpha1.Configuration{Name: "settings", Data: map[string]string{"out": "x"}})
+
+	tests := []struct {
+		name     string
+		tpl      string
+		class    *v1alpha1.ConnectorClass
+		params   map[string]map[string]any
+		want     string
+		wantCode error
+	}{
+		{name: "connector name and namespace", tpl: `{{ .connector.namespace }}/{{ .connector.name }} {{ .connector.metadata.name }}`, want: "team-b/nexus nexus"},
+		{name: "connector is the last", tpl: `{{ .connector.spec.address }}`, want: "https://nexus.example.com"},
+		{name: "connectors in order", tpl: `{{ range .connectors }}{{ .name }},{{ end }}`, want: "central,nexus,"},
+		{name: "status proxy address", tpl: `{{ .connector.status.proxyAddress }}`, want: "http://connectors-proxy.connectors-system.svc/namespaces/team-b/connectors/nexus"},
+		{name: "spec params as list", tpl: `{{ range .connector.spec.params }}{{ .name }}={{ .value }}{{ end }}`, want: "repo=releases"},
+		{name: "unset optional fields are empty", tpl: `{{ if .connectors | first | dig "spec" "params" list }}set{{ else }}empty{{ end }}|{{ len (index .connectors 0).spec.addressExtensions }}|{{ (index .connectors 0).spec.auth.name }}|{{ if .connector.spec.caCertSecretRef }}ref{{ end }}`, want: "empty|0||"},
+		{name: "token", tpl: `{{ .context.token | len }}`, want: strconv.Itoa(len(testToken))},
+		{name: "ca cert", tpl: `{{ .context.proxy.caCert | trim | splitList "\n" | first }}`, want: "-----BEGIN CERTIFICATE-----"},
+		{name: "defaults", tpl: `{{ .configurations.settings.mirror }} {{ .configurations.settings.offline }}`, want: "central false"},
+		{name: "given params override defaults", tpl: `{{ .configurations.settings.mirror }}`, params: map[string]map[string]any{"settings": {"mirror": "https://mirror"}}, want: "https://mirror"},
+		{name: "other configuration params", tpl: `{{ .configurations.other.level }}`, want: "3"},
+		{name: "class proxy address from status", tpl: `{{ .connectorclass.proxyAddress }} {{ .connectorclass.name }}`, want: "https://maven-proxy.example.com maven"},
+		{name: "class proxy address defaults to proxy URL", tpl: `{{ .connectorclass.proxyAddress }}`, class: plain, want: testProxyURL},
+		{name: "missing param is an error", tpl: `{{ .configurations.settings.nope }}`, wantCode: ErrTemplate},
+		{name: "missing connector field is an error", tpl: `{{ .connector.spec.nope }}`, wantCode: ErrTemplate},
+		{name: "hasKey tests a missing param", tpl: `{{ if hasKey .configurations.settings "nope" }}yes{{ else }}no{{ end }}`, want: "no"},
+		{name: "parse error", tpl: `{{ .context.token `, wantCode: ErrTemplate},
+		{name: "fail", tpl: `{{ fail "no mirror" }}`, wantCode: ErrTemplate},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.class
+			if c == nil {
+				c = class.DeepCopy()
+			} else {
+				c = c.DeepCopy()
+			}
+			c.Spec.Configurations[0].Data = map[string]string{"out": tt.tpl}
+			in := baseInput(t,
+				mount(newConnector("team-a", "central", c.Name, "https://repo.maven.apache.org/maven2"), c),
+				mount(newConnector("team-b", "nexus", c.Name, "https://nexus.example.com", withParam("repo", "releases")), c),
+			)
+			in.Configurations = []string{"settings"}
+			if len(c.Spec.Configurations) > 1 {
+				in.Configurations = append(in.Configurations, "other")
+			}
+			in.Params = tt.params
+			files, err := Render(in)
+			if tt.wantCode != nil {
+				if !errors.Is(err, tt.wantCode) {
+					t.Fatalf("err = %v, want %v", err, tt.wantCode)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(files["out"]); got != tt.want {
+				t.Fatalf("out = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// classInput is an Input with one Connector whose class has configuration
+// "cfg" writing file "out" from tpl.
+func classInput(t testing.TB, tpl string, params []v1alpha1.ParamSpec) Input {
+	class := newClass("test", v1alpha1.Configuration{Name: "cfg", Params: params, Data: map[string]string{"out": tpl}})
+	in := baseInput(t, mount(newConnector("default", "c", "test", "https://example.com"), class))
+	in.Configurations = []string{"cfg"}
+	return in
+}
+
+func TestTemplateErrorNeverCarriesToken(t *testing.T) {
+	for _, tpl := range []string{
+		`{{ fail .context.token }}`,
+		`{{ fail (printf ":%s" .context.token | b64enc) }}`,
+		`{{ fail (.context.token | b64enc) }}`,
+		`{{ .context.token | int | fail }}`,
+		`{{ urlParse (printf "%%zz%s" .context.token) }}`,
+	} {
+		t.Run(tpl, func(t *testing.T) {
+			_, err := Render(classInput(t, tpl, nil))
+			if !errors.Is(err, ErrTemplate) {
+				t.Fatalf("err = %v, want ErrTemplate", err)
+			}
+			if msg := err.Error(); strings.Contains(msg, testToken) ||
+				strings.Contains(msg, base64.StdEncoding.EncodeToString([]byte(":"+testToken))) ||
+				strings.Contains(msg, base64.StdEncoding.EncodeToString([]byte(testToken))) {
+				t.Fatalf("error carries the token: %s", msg)
+			}
+		})
+	}
+}
+
+func TestTemplateErrorNamesClassConfigurationAndFile(t *testing.T) {
+	_, err := Render(classInput(t, `{{ env "HOME" }}`, nil))
+	var te *TemplateError
+	if !errors.As(err, &te) {
+		t.Fatalf("err = %v, want *TemplateError", err)
+	}
+	if te.Class != "test" || te.Configuration != "cfg" || te.File != "out" {
+		t.Fatalf("TemplateError = %+v", te)
+	}
+	want := `connectorclass "test" configuration "cfg" file "out": `
+	if !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("message %q does not start with %q", err, want)
+	}
+}
+
+func TestTemplateOutputIsBounded(t *testing.T) {
+	_, err := Render(classInput(t, `{{ range until 2000 }}{{ repeat 1024 "x" }}{{ end }}`, nil))
+	if !errors.Is(err, ErrTemplate) || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("err = %v, want an ErrTemplate about the size", err)
+	}
+}
+
+// TestTemplateCannotChangeCallerParams pins that sprig's set on the data
+// changes neither Input.Params nor another file's data.
+func TestTemplateCannotChangeCallerParams(t *testing.T) {
+	class := newClass("test", v1alpha1.Configuration{
+		Name:   "cfg",
+		Params: []v1alpha1.ParamSpec{param("opts", nil)},
+		Data: map[string]string{
+			"a": `{{ $_ := set .configurations.cfg.opts "k" "changed" }}{{ .configurations.cfg.opts.k }}`,
+			"b": `{{ .configurations.cfg.opts.k }}`,
+		},
+	})
+	in := baseInput(t, mount(newConnector("default", "c", "test", "https://example.com"), class))
+	in.Configurations = []string{"cfg"}
+	in.Params = map[string]map[string]any{"cfg": {"opts": map[string]any{"k": "given"}}}
+	want := map[string]map[string]any{"cfg": {"opts": map[string]any{"k": "given"}}}
+
+	files := render(t, in)
+
+	if string(files["a"]) != "changed" || string(files["b"]) != "given" {
+		t.Fatalf("a = %q, b = %q", files["a"], files["b"])
+	}
+	if !reflect.DeepEqual(in.Params, want) {
+		t.Fatalf("Params changed to %v", in.Params)
+	}
+}
