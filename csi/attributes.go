@@ -1,0 +1,211 @@
+package csi
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/connectors-node/connectors-node/configgen"
+)
+
+// Volume attributes (volume_context keys) of a Connectors volume.
+const (
+	AttrConnectors          = "connectors"
+	AttrConnectorName       = "connector.name"      // deprecated single-connector form
+	AttrConnectorNamespace  = "connector.namespace" // deprecated single-connector form
+	AttrConfigurationNames  = "configuration.names"
+	AttrConfigurationParams = "configuration.params"
+	AttrTokenExpiration     = "token.expiration"
+)
+
+// Keys kubelet sets in volume_context (and, for TokensKey, in the request
+// secrets on Kubernetes 1.35 and later).
+const (
+	AttrPodName        = "csi.storage.k8s.io/pod.name"
+	AttrPodNamespace   = "csi.storage.k8s.io/pod.namespace"
+	AttrPodUID         = "csi.storage.k8s.io/pod.uid"
+	AttrServiceAccount = "csi.storage.k8s.io/serviceAccount.name"
+	AttrEphemeral      = "csi.storage.k8s.io/ephemeral"
+	TokensKey          = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // G101: the name of a volume attribute, not a credential
+)
+
+// MaxConnectors bounds how many Connectors one volume may name.
+const MaxConnectors = 64
+
+// connectorRef names a Connector.
+type connectorRef struct {
+	Namespace, Name string
+}
+
+func (r connectorRef) String() string { return r.Namespace + "/" + r.Name }
+
+// volumeAttributes is the parsed volume_context of a publish request.
+type volumeAttributes struct {
+	PodNamespace   string
+	PodName        string
+	PodUID         string
+	ServiceAccount string
+	Connectors     []connectorRef
+	Include        []string
+	Exclude        []string
+	Params         map[string]map[string]any
+	// TokenExpiration is the requested token lifetime, 0 when not set.
+	TokenExpiration time.Duration
+}
+
+// invalidAttribute is the InvalidArgument error for a volume attribute.
+func invalidAttribute(key, format string, args ...any) error {
+	return status.Errorf(codes.InvalidArgument, "volume attribute %s: %s", key, fmt.Sprintf(format, args...))
+}
+
+// parseAttributes reads the volume attributes the plugin uses. Unknown keys
+// are ignored.
+func parseAttributes(attrs map[string]string) (volumeAttributes, error) {
+	var va volumeAttributes
+	for _, key := range []string{AttrPodNamespace, AttrServiceAccount} {
+		if attrs[key] == "" {
+			return va, status.Errorf(codes.FailedPrecondition,
+				"volume attribute %s is missing: the CSIDriver %s needs podInfoOnMount: true", key, DriverName)
+		}
+	}
+	va.PodNamespace = attrs[AttrPodNamespace]
+	va.PodName = attrs[AttrPodName]
+	va.PodUID = attrs[AttrPodUID]
+	va.ServiceAccount = attrs[AttrServiceAccount]
+
+	var err error
+	if va.Connectors, err = parseConnectors(attrs, va.PodNamespace); err != nil {
+		return va, err
+	}
+	if va.Include, va.Exclude, err = configgen.ParseNames(attrs[AttrConfigurationNames]); err != nil {
+		return va, statusError(err, "volume attribute %s", AttrConfigurationNames)
+	}
+	if va.Params, err = parseParams(attrs[AttrConfigurationParams]); err != nil {
+		return va, err
+	}
+	if va.TokenExpiration, err = parseExpiration(attrs[AttrTokenExpiration]); err != nil {
+		return va, err
+	}
+	return va, nil
+}
+
+// parseConnectors reads the connectors list, or the deprecated
+// connector.name and connector.namespace pair.
+func parseConnectors(attrs map[string]string, podNamespace string) ([]connectorRef, error) {
+	list, hasList := attrs[AttrConnectors]
+	name, hasName := attrs[AttrConnectorName]
+	namespace, hasNamespace := attrs[AttrConnectorNamespace]
+	switch {
+	case hasList && (hasName || hasNamespace):
+		return nil, invalidAttribute(AttrConnectors, "set either %s or the deprecated %s, not both", AttrConnectors, AttrConnectorName)
+	case hasList:
+		return parseConnectorList(list, podNamespace)
+	case hasNamespace && !hasName:
+		return nil, invalidAttribute(AttrConnectorNamespace, "set without %s", AttrConnectorName)
+	case hasName:
+		if namespace == "" {
+			namespace = podNamespace
+		}
+		if msg := checkNamespace(namespace); msg != "" {
+			return nil, invalidAttribute(AttrConnectorNamespace, "%q %s", namespace, msg)
+		}
+		if msg := checkName(name); msg != "" {
+			return nil, invalidAttribute(AttrConnectorName, "%q %s", name, msg)
+		}
+		return []connectorRef{{Namespace: namespace, Name: name}}, nil
+	default:
+		return nil, invalidAttribute(AttrConnectors, "missing: name at least one Connector")
+	}
+}
+
+// parseConnectorList parses a comma list of ns/name or name (pod namespace
+// implied), keeping the order.
+func parseConnectorList(list, podNamespace string) ([]connectorRef, error) {
+	items := strings.Split(list, ",")
+	if len(items) > MaxConnectors {
+		return nil, invalidAttribute(AttrConnectors, "%d items, at most %d allowed", len(items), MaxConnectors)
+	}
+	refs := make([]connectorRef, 0, len(items))
+	seen := make(map[connectorRef]bool, len(items))
+	for i, item := range items {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			return nil, invalidAttribute(AttrConnectors, "item %d is empty", i+1)
+		}
+		if strings.Contains(item, "..") {
+			return nil, invalidAttribute(AttrConnectors, "item %q contains \"..\"", item)
+		}
+		ref := connectorRef{Namespace: podNamespace, Name: item}
+		if ns, name, ok := strings.Cut(item, "/"); ok {
+			if strings.Contains(name, "/") {
+				return nil, invalidAttribute(AttrConnectors, "item %q has more than one \"/\": use <namespace>/<name> or <name>", item)
+			}
+			ref = connectorRef{Namespace: ns, Name: name}
+			if msg := checkNamespace(ns); msg != "" {
+				return nil, invalidAttribute(AttrConnectors, "item %q: namespace %s", item, msg)
+			}
+		}
+		if msg := checkName(ref.Name); msg != "" {
+			return nil, invalidAttribute(AttrConnectors, "item %q: name %s", item, msg)
+		}
+		if seen[ref] {
+			return nil, invalidAttribute(AttrConnectors, "connector %q is listed twice", ref.String())
+		}
+		seen[ref] = true
+		refs = append(refs, ref)
+	}
+	return refs, nil
+}
+
+func checkNamespace(ns string) string {
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		return "is not a valid namespace name: " + strings.Join(errs, "; ")
+	}
+	return ""
+}
+
+func checkName(name string) string {
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "is not a valid object name: " + strings.Join(errs, "; ")
+	}
+	return ""
+}
+
+// parseParams parses configuration.params: a JSON object whose values are
+// objects of params, keyed by configuration name.
+func parseParams(raw string) (map[string]map[string]any, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	var params map[string]map[string]any
+	if err := json.Unmarshal([]byte(raw), &params); err != nil {
+		return nil, invalidAttribute(AttrConfigurationParams,
+			`must be a JSON object of objects keyed by configuration name, such as {"settings":{"mirror":"x"}}: %v`, err)
+	}
+	for name, p := range params {
+		if p == nil {
+			return nil, invalidAttribute(AttrConfigurationParams, "params of configuration %q are null, want an object", name)
+		}
+	}
+	return params, nil
+}
+
+// parseExpiration parses token.expiration, a positive Go duration.
+func parseExpiration(raw string) (time.Duration, error) {
+	if raw == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		return 0, invalidAttribute(AttrTokenExpiration, "%q is not a Go duration such as 10m or 1h", raw)
+	}
+	if d <= 0 {
+		return 0, invalidAttribute(AttrTokenExpiration, "%q must be positive", raw)
+	}
+	return d, nil
+}

@@ -1,0 +1,47 @@
+package csi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/kube"
+)
+
+// resolve checks that user may get each Connector and reads it and its
+// class, in order. Access is checked before the read so that a pod learns
+// nothing about Connectors it may not get. Errors are gRPC statuses.
+func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []connectorRef) ([]configgen.Connector, error) {
+	out := make([]configgen.Connector, 0, len(refs))
+	for _, ref := range refs {
+		if err := n.opts.Authorizer.Authorize(ctx, user, ref.Namespace, ref.Name); err != nil {
+			if errors.Is(err, kube.ErrForbidden) {
+				return nil, status.Errorf(codes.PermissionDenied, "%s may not get connector %q", user.Name, ref.String())
+			}
+			return nil, statusError(err, "checking access to connector %q", ref.String())
+		}
+		obj, err := n.opts.Objects.Connector(ctx, ref.Namespace, ref.Name)
+		if errors.Is(err, kube.ErrNotFound) {
+			return nil, status.Errorf(codes.NotFound, "connector %q not found", ref.String())
+		}
+		if err != nil {
+			return nil, statusError(err, "reading connector %q", ref.String())
+		}
+		className := obj.Spec.ConnectorClassName
+		if className == "" {
+			return nil, status.Errorf(codes.FailedPrecondition, "connector %q has no spec.connectorClassName", ref.String())
+		}
+		class, err := n.opts.Objects.ConnectorClass(ctx, className)
+		if errors.Is(err, kube.ErrNotFound) {
+			return nil, status.Errorf(codes.NotFound, "connectorclass %q not found", className)
+		}
+		if err != nil {
+			return nil, statusError(err, "reading connectorclass %q", className)
+		}
+		out = append(out, configgen.Connector{Object: obj, Class: class, ProxyAddress: obj.ProxyAddress(n.opts.PublicURL)})
+	}
+	return out, nil
+}

@@ -1,0 +1,76 @@
+package csi_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connectors-node/connectors-node/csi"
+)
+
+// logBuffer collects every log line of a funcr logger at all levels.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuffer) logger() logr.Logger {
+	return funcr.New(func(prefix, args string) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.lines = append(b.lines, prefix+" "+args)
+	}, funcr.Options{Verbosity: 10})
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
+
+func TestTokenNeverLogged(t *testing.T) {
+	var logs logBuffer
+	h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+	ctx := context.Background()
+	tokenParts := strings.Split(testToken, ".")
+	secretToken := "secret-path-token-0123456789"
+
+	// A publish with the token in volume_context, a republish with it in
+	// the request secrets, a republish that fails, a failing publish and
+	// an unpublish.
+	req := publishRequest(t, "vol", h.target("vol"))
+	req.VolumeContext[csi.AttrConfigurationNames] = "gitconfig,notes"
+	require.NoError(t, h.publish(ctx, req))
+	req.Secrets = map[string]string{csi.TokensKey: tokensJSON(t, audience, secretToken, time.Now().Add(time.Hour))}
+	delete(req.VolumeContext, csi.TokensKey)
+	require.NoError(t, h.publish(ctx, req))
+	h.auth.deny(podNamespace + "/git")
+	require.NoError(t, h.publish(ctx, req))
+	req2 := publishRequest(t, "vol2", h.target("vol2"))
+	require.Error(t, h.publish(ctx, req2))
+	require.NoError(t, h.unpublish(ctx, "vol", req.TargetPath))
+
+	out := logs.String()
+	require.Contains(t, out, "NodePublishVolume", "the calls must have been logged")
+	require.Contains(t, out, "republish failed")
+	require.Contains(t, out, csi.TokensKey, "the request was logged with the token key redacted")
+	for _, secret := range append(tokenParts, testToken, secretToken) {
+		assert.NotContains(t, out, secret, "a token leaked into the logs")
+	}
+}
+
+func TestLongTokenExpirationOnlyWarns(t *testing.T) {
+	var logs logBuffer
+	h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+	req := publishRequest(t, "vol", h.target("vol"))
+	req.VolumeContext[csi.AttrTokenExpiration] = "48h"
+	require.NoError(t, h.publish(context.Background(), req))
+	assert.Contains(t, logs.String(), "token.expiration is longer than the projected token lives")
+}

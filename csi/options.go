@@ -1,0 +1,156 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/mount-utils"
+
+	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/kube"
+)
+
+// DriverName is the CSI driver name, as in the CSIDriver object.
+const DriverName = "connectors-csi"
+
+// Defaults of Options.
+const (
+	DefaultEndpoint        = "unix:///csi/csi.sock"
+	DefaultVersion         = "dev"
+	DefaultAudience        = "connectors-proxy"
+	DefaultPublicURL       = "http://connectors-proxy.connectors-system.svc"
+	DefaultTmpfsSize       = "4Mi"
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Authorizer decides whether a user may get a Connector. *kube.Reviewer
+// satisfies it. Errors wrap kube.ErrForbidden when access is denied and
+// kube.ErrUnavailable when no decision could be made.
+type Authorizer interface {
+	Authorize(ctx context.Context, user kube.User, namespace, name string) error
+}
+
+// Options configure NewServer. Zero values take the documented defaults.
+type Options struct {
+	// NodeID is this node's name, reported by NodeGetInfo. Required.
+	NodeID string
+	// Endpoint is the unix socket to listen on, as unix:///path or a plain
+	// path. A stale socket file is removed at start and its directory
+	// created. Default DefaultEndpoint.
+	Endpoint string
+	// Version is reported by GetPluginInfo. Default DefaultVersion.
+	Version string
+	// Objects reads Connectors and ConnectorClasses. Required.
+	Objects kube.Objects
+	// Authorizer checks the pod's ServiceAccount against each named
+	// Connector. Required.
+	Authorizer Authorizer
+	// Ready reports whether the caches have synced; Probe answers not ready
+	// until it returns true. Default: always ready.
+	Ready func() bool
+	// Audience is the token audience of the proxy: the volume uses the
+	// kubelet-projected token for it. Default DefaultAudience.
+	Audience string
+	// PublicURL is the proxy's public address: the forward proxy in the
+	// written files and the base of path-form Connector addresses. Default
+	// DefaultPublicURL.
+	PublicURL string
+	// CACertPEM is the proxy CA certificate written into every volume.
+	// Required.
+	CACertPEM []byte
+	// SystemRootsPEM are the node's trusted roots, prepended to the proxy CA
+	// in ca-bundle.crt. Default: none, so ca-bundle.crt holds only the proxy CA.
+	SystemRootsPEM []byte
+	// Mounter mounts and unmounts the per-volume tmpfs. Default mount.New("").
+	Mounter mount.Interface
+	// TmpfsSize is the size limit of each volume's tmpfs, as a Kubernetes
+	// quantity. Default DefaultTmpfsSize.
+	TmpfsSize string
+	// ShutdownTimeout bounds the graceful stop of the gRPC server before
+	// in-flight calls are cut. Default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Log receives structured logs. Default: discarded.
+	Log logr.Logger
+	// Registerer registers the plugin's metrics. Default: not registered.
+	Registerer prometheus.Registerer
+	// Render turns the resolved Connectors and the token into files.
+	// Default configgen.Render.
+	Render func(configgen.Input) (map[string][]byte, error)
+}
+
+// withDefaults checks the required fields and fills in the defaults.
+func (o Options) withDefaults() (Options, int64, error) {
+	var missing []error
+	if o.NodeID == "" {
+		missing = append(missing, errors.New("missing required option NodeID"))
+	}
+	if o.Objects == nil {
+		missing = append(missing, errors.New("missing required option Objects"))
+	}
+	if o.Authorizer == nil {
+		missing = append(missing, errors.New("missing required option Authorizer"))
+	}
+	if len(o.CACertPEM) == 0 {
+		missing = append(missing, errors.New("missing required option CACertPEM"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return o, 0, fmt.Errorf("csi options: %w", err)
+	}
+	if o.Endpoint == "" {
+		o.Endpoint = DefaultEndpoint
+	}
+	if o.Version == "" {
+		o.Version = DefaultVersion
+	}
+	if o.Ready == nil {
+		o.Ready = func() bool { return true }
+	}
+	if o.Audience == "" {
+		o.Audience = DefaultAudience
+	}
+	if o.PublicURL == "" {
+		o.PublicURL = DefaultPublicURL
+	}
+	if err := checkPublicURL(o.PublicURL); err != nil {
+		return o, 0, fmt.Errorf("csi options: %w", err)
+	}
+	if o.Mounter == nil {
+		o.Mounter = mount.New("")
+	}
+	if o.TmpfsSize == "" {
+		o.TmpfsSize = DefaultTmpfsSize
+	}
+	size, err := resource.ParseQuantity(o.TmpfsSize)
+	if err != nil || size.Value() <= 0 {
+		return o, 0, fmt.Errorf("csi options: TmpfsSize %q is not a positive quantity", o.TmpfsSize)
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	if o.Render == nil {
+		o.Render = configgen.Render
+	}
+	return o, size.Value(), nil
+}
+
+// checkPublicURL accepts scheme://host[:port] with scheme http or https.
+func checkPublicURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("PublicURL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("PublicURL %q: want http(s)://host[:port]", raw)
+	}
+	return nil
+}

@@ -1,0 +1,189 @@
+package csi
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/csi/atomicwriter"
+	"github.com/connectors-node/connectors-node/kube"
+)
+
+// NodePublishVolume renders the files of the named Connectors and publishes
+// them into a tmpfs at the target path.
+//
+// The first publish mounts the tmpfs and, if anything fails, leaves no mount
+// and no directory behind. A republish (the target is already mounted;
+// kubelet calls again with a fresh token) swaps in the new files when they
+// differ; if it fails, the previous files stay, the call succeeds, and the
+// failure is logged and counted, because an error would make kubelet tear
+// the volume down.
+func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if err := checkPublishArguments(req); err != nil {
+		return nil, err
+	}
+	volumeID, target := req.GetVolumeId(), req.GetTargetPath()
+	if !n.locks.tryLock(volumeID) {
+		return nil, status.Errorf(codes.Aborted, "another call for volume %q is in progress", volumeID)
+	}
+	defer n.locks.unlock(volumeID)
+
+	vc := req.GetVolumeContext()
+	log := n.log.WithValues("volume_id", volumeID, "target_path", target,
+		"pod", vc[AttrPodNamespace]+"/"+vc[AttrPodName], "pod_uid", vc[AttrPodUID])
+
+	mounted, err := n.isMounted(target)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "volume %q: %v", volumeID, err)
+	}
+	published := mounted && hasFiles(target)
+	files, p, err := n.render(ctx, req, log)
+	if published {
+		n.republish(target, files, p, err, log)
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
+	if err != nil {
+		if mounted {
+			n.cleanup(target, log)
+		}
+		return nil, err
+	}
+	if err := n.publishNew(target, files, p, mounted, log); err != nil {
+		return nil, statusError(err, "publishing volume %q", volumeID)
+	}
+	log.V(2).Info("volume published", "files", len(files))
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// checkPublishArguments checks the request in CSI order: volume ID, target
+// path, capability; then read-only, mount access and ephemeral.
+func checkPublishArguments(req *csi.NodePublishVolumeRequest) error {
+	switch {
+	case req.GetVolumeId() == "":
+		return status.Error(codes.InvalidArgument, "volume_id is required")
+	case req.GetTargetPath() == "":
+		return status.Error(codes.InvalidArgument, "target_path is required")
+	case req.GetVolumeCapability() == nil:
+		return status.Error(codes.InvalidArgument, "volume_capability is required")
+	case !req.GetReadonly():
+		return status.Error(codes.InvalidArgument, "the volume must be read-only: set readOnly: true on the pod's csi volume")
+	case req.GetVolumeCapability().GetMount() == nil:
+		return status.Error(codes.InvalidArgument, "volume_capability must be a mount: block access is not supported")
+	case req.GetVolumeContext()[AttrEphemeral] != "true":
+		return status.Errorf(codes.InvalidArgument,
+			"only inline ephemeral volumes are supported (volume attribute %s is not \"true\")", AttrEphemeral)
+	}
+	return nil
+}
+
+// render reads the attributes and the token, checks access to and reads
+// every Connector, and renders the volume's files. Errors are gRPC statuses.
+func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeRequest, log logr.Logger) (map[string][]byte, perms, error) {
+	p, err := permsFor(req.GetVolumeCapability().GetMount().GetVolumeMountGroup())
+	if err != nil {
+		return nil, p, status.Error(codes.InvalidArgument, err.Error())
+	}
+	attrs, err := parseAttributes(req.GetVolumeContext())
+	if err != nil {
+		return nil, p, err
+	}
+	token, err := podToken(req.GetSecrets(), req.GetVolumeContext(), n.opts.Audience)
+	if err != nil {
+		return nil, p, err
+	}
+	n.checkExpiration(attrs.TokenExpiration, token, log)
+	user := kube.ServiceAccountUser(attrs.PodNamespace, attrs.ServiceAccount)
+	connectors, err := n.resolve(ctx, user, attrs.Connectors)
+	if err != nil {
+		return nil, p, err
+	}
+	files, err := n.opts.Render(configgen.Input{
+		Connectors:     connectors,
+		Token:          token.Token,
+		ProxyURL:       n.opts.PublicURL,
+		CACertPEM:      n.opts.CACertPEM,
+		SystemRootsPEM: n.opts.SystemRootsPEM,
+		Configurations: attrs.Include,
+		Exclude:        attrs.Exclude,
+		Params:         attrs.Params,
+	})
+	if err != nil {
+		return nil, p, statusError(err, "rendering the volume files")
+	}
+	return files, p, nil
+}
+
+// checkExpiration warns when token.expiration asks for more than the token
+// kubelet projected lives: the CSIDriver's expirationSeconds decides.
+func (n *nodeServer) checkExpiration(requested time.Duration, token projectedToken, log logr.Logger) {
+	if requested == 0 || token.ExpirationTimestamp.IsZero() {
+		return
+	}
+	if lifetime := time.Until(token.ExpirationTimestamp); requested > lifetime {
+		log.Info("token.expiration is longer than the projected token lives; the CSIDriver tokenRequests expirationSeconds decides the lifetime",
+			"requested", requested.String(), "token_expires_in", lifetime.Round(time.Second).String())
+	}
+}
+
+// hasFiles reports whether target holds a published version. A tmpfs
+// without one is left by a first publish that did not finish (the plugin
+// stopped between mount and write): it is treated as a first publish.
+func hasFiles(target string) bool {
+	_, err := os.Lstat(filepath.Join(target, atomicwriter.DataLink))
+	return err == nil
+}
+
+// publishNew mounts a tmpfs at target (unless mounted says a previous,
+// unfinished publish did) and writes files into it. On failure it unmounts
+// and removes the target.
+func (n *nodeServer) publishNew(target string, files map[string][]byte, p perms, mounted bool, log logr.Logger) error {
+	success := false
+	defer func() {
+		if !success {
+			n.cleanup(target, log)
+		}
+	}()
+	if !mounted {
+		if err := n.mountTmpfs(target, p); err != nil {
+			return err
+		}
+	}
+	if _, err := writeFiles(target, files, p); err != nil {
+		return err
+	}
+	success = true
+	return nil
+}
+
+// cleanup unmounts and removes the target of a failed first publish.
+func (n *nodeServer) cleanup(target string, log logr.Logger) {
+	if err := n.unmountAndRemove(target); err != nil {
+		log.Error(err, "cleaning up after a failed publish")
+	}
+}
+
+// republish swaps in newly rendered files. A failure, of the render
+// (renderErr) or of the write, keeps the current files and is only logged
+// and counted.
+func (n *nodeServer) republish(target string, files map[string][]byte, p perms, renderErr error, log logr.Logger) {
+	err := renderErr
+	changed := false
+	if err == nil {
+		changed, err = writeFiles(target, files, p)
+	}
+	if err != nil {
+		n.metrics.republishFailures.Inc()
+		st := status.Convert(ensureStatus(err))
+		log.Error(errors.New(st.Message()), "republish failed; the volume keeps its previous files", "code", st.Code().String())
+		return
+	}
+	log.V(3).Info("volume republished", "changed", changed)
+}

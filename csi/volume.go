@@ -1,0 +1,138 @@
+package csi
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+
+	"k8s.io/mount-utils"
+
+	"github.com/connectors-node/connectors-node/csi/atomicwriter"
+)
+
+// tmpfsSource is the source of every volume tmpfs; it names the plugin in
+// /proc/self/mountinfo.
+const tmpfsSource = "connectors-csi"
+
+// maxUnmounts bounds the unmounts of one target, in case mounts were
+// stacked there by something else.
+const maxUnmounts = 4
+
+// perms are the modes and group of a volume's files and directories.
+type perms struct {
+	file, dir fs.FileMode
+	// gid owns the files and directories when not nil.
+	gid *int
+}
+
+// permsFor returns the permissions for a mount group: 0644/0755 without
+// one; 0440/0550 owned by the group with one.
+func permsFor(mountGroup string) (perms, error) {
+	if mountGroup == "" {
+		return perms{file: 0o644, dir: 0o755}, nil
+	}
+	gid, err := strconv.ParseUint(mountGroup, 10, 31)
+	if err != nil {
+		return perms{}, fmt.Errorf("volume_mount_group %q is not a numeric group ID", mountGroup)
+	}
+	g := int(gid)
+	return perms{file: 0o440, dir: 0o550, gid: &g}, nil
+}
+
+// isMounted reports whether target is a mount point. A missing target is
+// not mounted.
+func (n *nodeServer) isMounted(target string) (bool, error) {
+	notMount, err := n.opts.Mounter.IsLikelyNotMountPoint(target)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case mount.IsCorruptedMnt(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("checking the mount at the target path: %w", err)
+	}
+	return !notMount, nil
+}
+
+// mountTmpfs creates target and mounts a fresh tmpfs of the configured size
+// on it, with the root directory's mode and group set from p.
+func (n *nodeServer) mountTmpfs(target string, p perms) error {
+	if err := os.MkdirAll(target, 0o750); err != nil {
+		return fmt.Errorf("creating the target path: %w", err)
+	}
+	options := []string{
+		"size=" + strconv.FormatInt(n.tmpfsBytes, 10),
+		"nosuid", "nodev", "noexec",
+		fmt.Sprintf("mode=%#o", p.dir),
+	}
+	if p.gid != nil {
+		options = append(options, "gid="+strconv.Itoa(*p.gid))
+	}
+	if err := n.mount(target, options); err != nil {
+		return fmt.Errorf("mounting tmpfs: %w", err)
+	}
+	// The mount options set the same; this also covers mounters that do
+	// not apply them.
+	if err := os.Chmod(target, p.dir); err != nil {
+		return fmt.Errorf("setting the mode of the volume root: %w", err)
+	}
+	if p.gid != nil {
+		if err := os.Lchown(target, -1, *p.gid); err != nil {
+			return fmt.Errorf("setting the group of the volume root: %w", err)
+		}
+	}
+	return nil
+}
+
+// mount mounts a tmpfs at target. Mounts are serialized: mount-utils'
+// Mounter detects systemd lazily on its first Mount without a lock, so
+// concurrent Mount calls race.
+func (n *nodeServer) mount(target string, options []string) error {
+	n.mountMu.Lock()
+	defer n.mountMu.Unlock()
+	return n.opts.Mounter.Mount(tmpfsSource, target, "tmpfs", options)
+}
+
+// writeFiles publishes files into target atomically and reports whether
+// anything changed.
+func writeFiles(target string, files map[string][]byte, p perms) (bool, error) {
+	w, err := atomicwriter.New(atomicwriter.Options{Dir: target, FileMode: p.file, DirMode: p.dir, GID: p.gid})
+	if err != nil {
+		return false, err
+	}
+	changed, err := w.Write(files)
+	if err != nil {
+		return changed, fmt.Errorf("writing files: %w", err)
+	}
+	return changed, nil
+}
+
+// unmountAndRemove unmounts target (every stacked mount, up to a bound) and
+// removes the directory. A missing target is success.
+func (n *nodeServer) unmountAndRemove(target string) error {
+	for range maxUnmounts {
+		mounted, err := n.isMounted(target)
+		if err != nil {
+			return err
+		}
+		if !mounted {
+			break
+		}
+		if err := n.opts.Mounter.Unmount(target); err != nil {
+			return fmt.Errorf("unmounting the target path: %w", err)
+		}
+	}
+	mounted, err := n.isMounted(target)
+	if err != nil {
+		return err
+	}
+	if mounted {
+		return fmt.Errorf("the target path is still mounted after %d unmounts", maxUnmounts)
+	}
+	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing the target path: %w", err)
+	}
+	return nil
+}
