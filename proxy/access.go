@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/proxy/match"
+)
+
+// caller is an authenticated client and the Connectors it may use.
+type caller struct {
+	user       kube.User
+	token      string
+	keys       []types.NamespacedName
+	connectors []*v1alpha1.Connector
+	// cands are the addresses of connectors; Index points into connectors.
+	cands []match.Candidate
+}
+
+// challenge is how a failed authentication is answered.
+type challenge struct {
+	status int
+	header string // Proxy-Authenticate or WWW-Authenticate; "" for none
+}
+
+var (
+	proxyChallenge   = challenge{http.StatusProxyAuthRequired, "Proxy-Authenticate"}
+	reverseChallenge = challenge{http.StatusUnauthorized, "WWW-Authenticate"}
+	// tunnelChallenge answers a token that expired inside an intercepted
+	// tunnel, where a 407 means nothing to the client.
+	tunnelChallenge = challenge{http.StatusForbidden, ""}
+)
+
+func (ch challenge) fail(msg string, err error) *statusError {
+	se := &statusError{status: ch.status, msg: msg, err: err}
+	if ch.header != "" {
+		se.header = http.Header{ch.header: {`Basic realm="` + Realm + `"`}}
+	}
+	return se
+}
+
+// credentialError maps a missing or malformed client credential.
+func (ch challenge) credentialError(err error) *statusError {
+	if errors.Is(err, errNoCredentials) {
+		return ch.fail("credentials required", nil)
+	}
+	// err names only connector keys, never the token.
+	return ch.fail(err.Error(), nil)
+}
+
+// admit authenticates token, authorizes every key and loads the Connectors.
+func (p *Proxy) admit(ctx context.Context, token string, keys []types.NamespacedName, ch challenge) (*caller, error) {
+	user, err := p.opts.Auth.Authenticate(ctx, token)
+	switch {
+	case errors.Is(err, kube.ErrUnavailable):
+		return nil, &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+	case errors.Is(err, kube.ErrUnauthenticated):
+		return nil, ch.fail("token rejected", nil)
+	case err != nil:
+		return nil, &statusError{status: http.StatusInternalServerError, msg: "token review failed", err: err}
+	}
+	if e := entryFrom(ctx); e != nil {
+		e.user = user.Name
+	}
+	c := &caller{user: user, token: token, keys: keys, connectors: make([]*v1alpha1.Connector, 0, len(keys))}
+	for _, k := range keys {
+		if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
+			if errors.Is(err, kube.ErrUnavailable) {
+				return nil, &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+			}
+			if errors.Is(err, kube.ErrForbidden) {
+				return nil, &statusError{status: http.StatusForbidden,
+					msg: fmt.Sprintf("access to connector %q denied", k.String()), err: err}
+			}
+			return nil, &statusError{status: http.StatusInternalServerError, msg: "access review failed", err: err}
+		}
+		conn, err := p.opts.Objects.Connector(ctx, k.Namespace, k.Name)
+		if err != nil {
+			if errors.Is(err, kube.ErrNotFound) {
+				return nil, &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("connector %q not found", k.String())}
+			}
+			return nil, objectError(k.String(), "connector", err)
+		}
+		c.cands = append(c.cands, candidates(len(c.connectors), conn)...)
+		c.connectors = append(c.connectors, conn)
+	}
+	return c, nil
+}
+
+// candidates lists the parseable addresses of a Connector: spec.address and
+// the string values of spec.addressExtensions.
+func candidates(index int, c *v1alpha1.Connector) []match.Candidate {
+	var out []match.Candidate
+	if a, err := match.ParseAddress(c.Spec.Address); err == nil {
+		out = append(out, match.Candidate{Index: index, Address: a})
+	}
+	for _, ext := range c.Spec.AddressExtensions {
+		var s string
+		if json.Unmarshal(ext.Value.Raw, &s) != nil || s == "" {
+			continue
+		}
+		if a, err := match.ParseAddress(s); err == nil {
+			out = append(out, match.Candidate{Index: index, Address: a})
+		}
+	}
+	return out
+}
+
+// forwardCaller authenticates a forward-proxy client (407 on failure).
+func (p *Proxy) forwardCaller(r *http.Request) (*caller, error) {
+	keys, token, err := forwardCredentials(r)
+	if err != nil {
+		return nil, proxyChallenge.credentialError(err)
+	}
+	return p.admit(r.Context(), token, keys, proxyChallenge)
+}
+
+// connectorCA returns the PEM of a Connector's caCertSecretRef, or nil.
+func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte, error) {
+	ref := c.Spec.CACertSecretRef
+	if ref == nil || ref.Name == "" {
+		return nil, nil
+	}
+	s, err := p.opts.Objects.Secret(ctx, c.Namespace, ref.Name)
+	if err != nil {
+		return nil, objectError(c.Key(), "CA secret", err)
+	}
+	pem := s.Data["ca.crt"]
+	if len(pem) == 0 {
+		return nil, statusErrorf(http.StatusInternalServerError, "connector %q: CA secret has no ca.crt", c.Key())
+	}
+	return pem, nil
+}

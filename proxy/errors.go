@@ -1,0 +1,104 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+)
+
+// statusClientGone is recorded (never sent) when the client went away.
+const statusClientGone = 499
+
+// statusError is a failure with the status and body the client gets. msg
+// is safe to show; err is only logged.
+type statusError struct {
+	status int
+	msg    string
+	err    error
+	// header is set on the response (for 401/407 challenges).
+	header http.Header
+}
+
+func (e *statusError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *statusError) Unwrap() error { return e.err }
+
+func statusErrorf(status int, format string, args ...any) *statusError {
+	return &statusError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// fail writes err to the client: a statusError as it is, anything else as
+// a 500. The body never carries err's wrapped details.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var se *statusError
+	if !errors.As(err, &se) {
+		se = &statusError{status: http.StatusInternalServerError, msg: "internal error", err: err}
+	}
+	e := entryFrom(r.Context())
+	if e != nil {
+		e.err = se.err
+	}
+	if se.err != nil && se.status >= 500 {
+		p.log.Error(se.err, "request failed", "status", se.status, "mode", e.modeOr(""), "host", r.Host)
+	}
+	h := w.Header()
+	for k, v := range se.header {
+		h[k] = v
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(se.status)
+	_, _ = fmt.Fprintf(w, "connectors proxy: %s\n", se.msg)
+}
+
+// upstreamError is the ReverseProxy error handler: it classifies a failed
+// round trip into one status.
+func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	e := entryFrom(r.Context())
+	if e != nil && e.body != nil && e.body.readErr() != nil {
+		p.fail(w, r, &statusError{status: http.StatusBadRequest, msg: "malformed request body", err: e.body.readErr()})
+		return
+	}
+	if r.Context().Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if e != nil {
+			e.status = statusClientGone
+			e.err = err
+		}
+		return
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		p.fail(w, r, se)
+		return
+	}
+	p.fail(w, r, classifyUpstream(err))
+}
+
+func classifyUpstream(err error) *statusError {
+	var refused *RefusedError
+	var nerr net.Error
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &refused):
+		return &statusError{status: http.StatusForbidden, msg: refused.Error(), err: err}
+	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalid), errors.As(err, &verify):
+		return &statusError{status: http.StatusBadGateway, msg: "upstream TLS certificate not trusted", err: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
+		return &statusError{status: http.StatusGatewayTimeout, msg: "upstream timed out", err: err}
+	default:
+		return &statusError{status: http.StatusBadGateway, msg: "upstream unreachable", err: err}
+	}
+}

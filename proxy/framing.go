@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"sync"
+)
+
+// headRecordMax bounds the bytes a headConn keeps between two requests.
+const headRecordMax = defaultMaxHeaderBytes + 32<<10
+
+// headConn records the bytes read between the end of one handler and the
+// start of the next, which hold the next request's head. net/http drops a
+// Content-Length that comes with Transfer-Encoding and carries on; the
+// proxy answers such requests 400 instead, as a smuggling attempt. While a
+// handler runs nothing is recorded, so bodies cost nothing.
+type headConn struct {
+	net.Conn
+	mu       sync.Mutex
+	on       bool
+	detached bool
+	buf      []byte
+}
+
+func (c *headConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		if c.on {
+			c.buf = append(c.buf, b[:n]...)
+			if over := len(c.buf) - headRecordMax; over > 0 {
+				c.buf = append(c.buf[:0], c.buf[over:]...)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// CloseWrite half-closes the wrapped connection.
+func (c *headConn) CloseWrite() error {
+	closeWrite(c.Conn)
+	return nil
+}
+
+// take stops recording and reports whether r's head, as recorded, had both
+// Content-Length and Transfer-Encoding.
+func (c *headConn) take(r *http.Request) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = false
+	buf := c.buf
+	c.buf = c.buf[:0]
+	if len(r.TransferEncoding) == 0 {
+		return false
+	}
+	return mixedFraming(buf, r)
+}
+
+// resume records again, for the next request on the connection.
+func (c *headConn) resume() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.detached {
+		c.on = true
+		c.buf = c.buf[:0]
+	}
+}
+
+// detach stops recording for good (the connection was hijacked).
+func (c *headConn) detach() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on, c.detached, c.buf = false, true, nil
+}
+
+// mixedFraming finds r's request line in buf and reports whether the head
+// that follows has both a Content-Length and a Transfer-Encoding field.
+func mixedFraming(buf []byte, r *http.Request) bool {
+	line := []byte(r.Method + " " + r.RequestURI + " ")
+	i := bytes.LastIndex(buf, line)
+	if i < 0 {
+		return false
+	}
+	head := buf[i:]
+	if end := bytes.Index(head, []byte("\n\r\n")); end >= 0 {
+		head = head[:end+1]
+	} else if end := bytes.Index(head, []byte("\n\n")); end >= 0 {
+		head = head[:end+1]
+	}
+	var cl, te bool
+	for _, l := range bytes.Split(head, []byte("\n"))[1:] {
+		name, _, ok := bytes.Cut(l, []byte(":"))
+		if !ok {
+			continue
+		}
+		name = bytes.TrimSpace(name)
+		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
+		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
+	}
+	return cl && te
+}
+
+type headConnKey struct{}
+
+func headConnFrom(ctx context.Context) *headConn {
+	c, _ := ctx.Value(headConnKey{}).(*headConn)
+	return c
+}
+
+// headListener wraps accepted connections in headConns.
+type headListener struct{ net.Listener }
+
+func (l headListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &headConn{Conn: c, on: true}, nil
+}

@@ -1,0 +1,473 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// Secrets used by the fixtures; TestSecretsNeverLeak scans for them.
+const (
+	tokA          = "tok-team-a-7d1f0c2e"
+	tokB          = "tok-team-b-5a9e33b1"
+	tokNoAccess   = "tok-nobody-c0ffee42"
+	upstreamUser  = "inject-user"
+	upstreamPass  = "upstream-pass-9b8c7d"
+	upstreamBear  = "upstream-bearer-4e5f6a"
+	teamBPass     = "team-b-pass-1a2b3c"
+	proxyAudience = "connectors-proxy"
+)
+
+func basicValue(user, pass string) string {
+	return "Basic " + b64(user+":"+pass)
+}
+
+// fakeAuth maps tokens to users and users to the connectors they may get.
+type fakeAuth struct {
+	mu          sync.Mutex
+	users       map[string]kube.User
+	allow       map[string]map[string]bool // user -> ns/name
+	unavailable bool
+	calls       int
+}
+
+func newFakeAuth() *fakeAuth {
+	a := &fakeAuth{users: map[string]kube.User{}, allow: map[string]map[string]bool{}}
+	a.add(tokA, "team-a", "default", "team-a/*")
+	a.add(tokB, "team-b", "default", "team-b/*")
+	a.add(tokNoAccess, "team-a", "nobody")
+	return a
+}
+
+func (a *fakeAuth) add(token, ns, sa string, allowed ...string) {
+	u := kube.ServiceAccountUser(ns, sa)
+	a.users[token] = u
+	a.allow[u.Name] = map[string]bool{}
+	for _, k := range allowed {
+		a.allow[u.Name][k] = true
+	}
+}
+
+func (a *fakeAuth) Authenticate(_ context.Context, token string) (kube.User, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls++
+	if a.unavailable {
+		return kube.User{}, fmt.Errorf("token review: %w", kube.ErrUnavailable)
+	}
+	u, ok := a.users[token]
+	if !ok {
+		return kube.User{}, fmt.Errorf("token review: %w", kube.ErrUnauthenticated)
+	}
+	return u, nil
+}
+
+func (a *fakeAuth) Authorize(_ context.Context, u kube.User, ns, name string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.unavailable {
+		return fmt.Errorf("access review: %w", kube.ErrUnavailable)
+	}
+	m := a.allow[u.Name]
+	if m[ns+"/"+name] || m[ns+"/*"] {
+		return nil
+	}
+	return &kube.ForbiddenError{User: u.Name, Resource: "connectors", Namespace: ns, Name: name}
+}
+
+func (a *fakeAuth) setUnavailable(v bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.unavailable = v
+}
+
+// fakeObjects serves Connectors and Secrets from maps.
+type fakeObjects struct {
+	mu         sync.Mutex
+	connectors map[string]*v1alpha1.Connector
+	secrets    map[string]*corev1.Secret
+}
+
+func newFakeObjects() *fakeObjects {
+	return &fakeObjects{connectors: map[string]*v1alpha1.Connector{}, secrets: map[string]*corev1.Secret{}}
+}
+
+func (o *fakeObjects) Connector(_ context.Context, ns, name string) (*v1alpha1.Connector, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c, ok := o.connectors[ns+"/"+name]; ok {
+		return c, nil
+	}
+	return nil, &kube.NotFoundError{Kind: "connector", Key: ns + "/" + name}
+}
+
+func (o *fakeObjects) ConnectorClass(_ context.Context, name string) (*v1alpha1.ConnectorClass, error) {
+	return nil, &kube.NotFoundError{Kind: "connectorclass", Key: name}
+}
+
+func (o *fakeObjects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if s, ok := o.secrets[ns+"/"+name]; ok {
+		return s, nil
+	}
+	return nil, &kube.NotFoundError{Kind: "secret", Key: ns + "/" + name}
+}
+
+// connector adds a Connector; secret is the Secret's name ("" for none).
+func (o *fakeObjects) connector(ns, name, address, secret string, extensions ...string) *v1alpha1.Connector {
+	c := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	c.Spec.Address = address
+	for i, e := range extensions {
+		raw, _ := json.Marshal(e)
+		c.Spec.AddressExtensions = append(c.Spec.AddressExtensions,
+			v1alpha1.Param{Name: fmt.Sprintf("ext%d", i), Value: apiextensionsv1.JSON{Raw: raw}})
+	}
+	if secret != "" {
+		c.Spec.Auth.SecretRef = &corev1.ObjectReference{Name: secret}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.connectors[ns+"/"+name] = c
+	return c
+}
+
+func (o *fakeObjects) secret(ns, name string, typ corev1.SecretType, data map[string]string) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: typ, Data: map[string][]byte{}}
+	for k, v := range data {
+		s.Data[k] = []byte(v)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.secrets[ns+"/"+name] = s
+}
+
+// seen is one request an upstream received.
+type seen struct {
+	Host   string
+	Path   string // escaped path and query as received
+	Header http.Header
+}
+
+// recorder is an upstream handler that records every request.
+type recorderLog struct {
+	mu   sync.Mutex
+	reqs []seen
+}
+
+func (l *recorderLog) handler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		l.mu.Lock()
+		l.reqs = append(l.reqs, seen{Host: r.Host, Path: r.RequestURI, Header: r.Header.Clone()})
+		l.mu.Unlock()
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/redirect"):
+			w.Header().Set("Location", r.URL.Query().Get("to"))
+			w.WriteHeader(http.StatusFound)
+			return
+		case strings.HasSuffix(r.URL.Path, "/hop"):
+			w.Header().Set("Connection", "X-Upstream-Private")
+			w.Header().Set("X-Upstream-Private", "1")
+			w.Header().Set("Proxy-Authenticate", "Basic")
+		}
+		w.Header().Set("X-Upstream", name)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = fmt.Fprintf(w, "%s %d", name, len(body))
+	})
+}
+
+func (l *recorderLog) take() []seen {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := l.reqs
+	l.reqs = nil
+	return out
+}
+
+// injected reports whether any recorded request carried the credential.
+func injectedIn(reqs []seen, credential string) bool {
+	for _, r := range reqs {
+		if r.Header.Get("Authorization") == credential {
+			return true
+		}
+	}
+	return false
+}
+
+// testCA is an upstream CA that signs test server certificates.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+}
+
+func newTestCA(t testing.TB) *testCA {
+	t.Helper()
+	ca, err := kube.NewCA("upstream-test-ca", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: ca.Cert, key: ca.Key}
+}
+
+func (ca *testCA) serverCert(t testing.TB, names ...string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: names[0]},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     names,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// startTLS starts an httptest TLS server with cert.
+func startTLS(t testing.TB, h http.Handler, cert *tls.Certificate) *httptest.Server {
+	t.Helper()
+	s := httptest.NewUnstartedServer(h)
+	if cert != nil {
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	}
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
+func port(t testing.TB, s *httptest.Server) string {
+	t.Helper()
+	u, err := url.Parse(s.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Port()
+}
+
+// testResolver maps every *.test name (and localhost.test) to 127.0.0.1
+// and a few names to forbidden addresses; nothing reaches real DNS.
+func testResolver(_ context.Context, host string) ([]netip.Addr, error) {
+	switch host {
+	case "metadata.example.test":
+		return []netip.Addr{netip.MustParseAddr("169.254.169.254")}, nil
+	case "v6ll.example.test":
+		return []netip.Addr{netip.MustParseAddr("fe80::1")}, nil
+	case "mapped.example.test":
+		return []netip.Addr{netip.MustParseAddr("::ffff:169.254.169.254")}, nil
+	}
+	if strings.HasSuffix(host, ".test") {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host (test resolver)", Name: host, IsNotFound: true}
+}
+
+// logBuffer collects log lines for the leak scan.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) write(prefix, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(prefix + " " + args + "\n")
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// env is a running proxy with fakes.
+type env struct {
+	proxy    *Proxy
+	server   *Server
+	addr     string // host:port of the proxy listener
+	url      string // http://addr
+	auth     *fakeAuth
+	objects  *fakeObjects
+	ca       *kube.CA
+	caFile   string
+	logs     *logBuffer
+	registry *prometheus.Registry
+}
+
+type envOption func(*Options)
+
+func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opts ...envOption) *env {
+	t.Helper()
+	ca, err := kube.NewCA("proxy-test-ca", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{auth: newFakeAuth(), objects: objects, ca: ca, logs: &logBuffer{}, registry: prometheus.NewRegistry()}
+	o := Options{
+		Objects:       objects,
+		Auth:          e.auth,
+		CA:            ca,
+		AllowLoopback: true,
+		Resolver:      testResolver,
+		UpstreamRoots: roots,
+		Log:           funcr.New(e.logs.write, funcr.Options{Verbosity: 9}),
+		Registerer:    e.registry,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	e.proxy, err = New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	e.url = "http://" + e.addr
+	e.server = e.proxy.NewServer(ServerOptions{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = e.server.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.server.Shutdown(ctx)
+		<-done
+	})
+	e.caFile = filepath.Join(t.TempDir(), "proxy-ca.crt")
+	if err := os.WriteFile(e.caFile, ca.CertPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// caPool trusts the proxy CA only.
+func (e *env) caPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(e.ca.Cert)
+	return p
+}
+
+// forwardClient uses the proxy with user (a connector list) and token.
+func (e *env) forwardClient(user, token string) *http.Client {
+	pu, _ := url.Parse(e.url)
+	if user != "" || token != "" {
+		pu.User = url.UserPassword(user, token)
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:           http.ProxyURL(pu),
+			TLSClientConfig: &tls.Config{RootCAs: e.caPool(), MinVersion: tls.VersionTLS12},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// reverseClient talks to the proxy directly.
+func (e *env) reverseClient() *http.Client {
+	return &http.Client{
+		Transport:     &http.Transport{Proxy: nil},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// bodies collects every response body the tests read, for the leak scan.
+type bodies struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *bodies) add(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b.WriteString(s)
+	b.b.WriteString("\n")
+}
+
+func (b *bodies) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// do sends req and returns the status, headers and body.
+func do(t testing.TB, c *http.Client, req *http.Request, all *bodies) (int, http.Header, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		// A refused CONNECT surfaces as a transport error naming the status.
+		return statusOfProxyError(err), nil, err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	if all != nil {
+		all.add(string(b))
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// statusOfProxyError reads the status of a failed CONNECT from the error
+// net/http returns ("Proxy Authentication Required", "Forbidden", ...).
+func statusOfProxyError(err error) int {
+	s := err.Error()
+	for code := 400; code < 600; code++ {
+		if txt := http.StatusText(code); txt != "" && strings.HasSuffix(s, txt) {
+			return code
+		}
+	}
+	return 0
+}
+
+func newRequest(t testing.TB, method, u string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}

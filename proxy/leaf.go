@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"container/list"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/connectors-node/connectors-node/kube"
+)
+
+// leafCache issues leaf certificates for intercepted hosts and keeps the
+// most recently used ones. Concurrent misses for one host sign once.
+type leafCache struct {
+	ca       *kube.CA
+	size     int
+	validity time.Duration
+	now      func() time.Time
+	metrics  *metrics
+
+	mu    sync.Mutex
+	order *list.List // front = most recent; values are *leafItem
+	items map[string]*list.Element
+	group singleflight.Group
+}
+
+type leafItem struct {
+	host string
+	cert *tls.Certificate
+}
+
+func newLeafCache(ca *kube.CA, size int, validity time.Duration, now func() time.Time, m *metrics) *leafCache {
+	return &leafCache{
+		ca: ca, size: size, validity: validity, now: now, metrics: m,
+		order: list.New(), items: make(map[string]*list.Element),
+	}
+}
+
+// get returns a leaf for host (a normalized host name or IP literal).
+func (c *leafCache) get(host string) (*tls.Certificate, error) {
+	if cert := c.lookup(host); cert != nil {
+		return cert, nil
+	}
+	v, err, _ := c.group.Do(host, func() (any, error) {
+		if cert := c.lookup(host); cert != nil {
+			return cert, nil
+		}
+		cert, err := c.issue(host)
+		if err != nil {
+			return nil, err
+		}
+		c.store(host, cert)
+		return cert, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*tls.Certificate), nil
+}
+
+func (c *leafCache) lookup(host string) *tls.Certificate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[host]
+	if !ok {
+		return nil
+	}
+	it := el.Value.(*leafItem)
+	if c.now().Add(c.validity / 4).After(it.cert.Leaf.NotAfter) {
+		c.order.Remove(el)
+		delete(c.items, host)
+		c.metrics.leaves.Set(float64(len(c.items)))
+		return nil
+	}
+	c.order.MoveToFront(el)
+	return it.cert
+}
+
+func (c *leafCache) store(host string, cert *tls.Certificate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[host]; ok {
+		c.order.Remove(el)
+	}
+	c.items[host] = c.order.PushFront(&leafItem{host: host, cert: cert})
+	for c.order.Len() > c.size {
+		old := c.order.Back()
+		c.order.Remove(old)
+		delete(c.items, old.Value.(*leafItem).host)
+	}
+	c.metrics.leaves.Set(float64(len(c.items)))
+}
+
+func (c *leafCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.items)
+}
+
+// issue signs an ECDSA P-256 leaf for host, valid from an hour ago (clock
+// skew) for the configured validity, never past the CA's own expiry.
+func (c *leafCache) issue(host string) (*tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating leaf key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("generating leaf serial: %w", err)
+	}
+	now := c.now()
+	notAfter := now.Add(c.validity)
+	if notAfter.After(c.ca.Cert.NotAfter) {
+		notAfter = c.ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: host},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		tmpl.IPAddresses = []net.IP{ip.AsSlice()}
+	} else {
+		tmpl.DNSNames = []string{host}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca.Cert, &key.PublicKey, c.ca.Key)
+	if err != nil {
+		return nil, fmt.Errorf("signing leaf for %s: %w", host, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	c.metrics.leafIssued.Inc()
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}

@@ -1,0 +1,206 @@
+package match
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Address is a parsed Connector address (spec.address or an address
+// extension). The zero value matches nothing.
+type Address struct {
+	// Scheme is http or https.
+	Scheme string
+	// Host is lower-case, without a trailing dot or IPv6 brackets.
+	Host string
+	// Port is the effective port (80 or 443 when the URL has none).
+	Port string
+	// Prefix holds the decoded path segments of the address; empty for "/".
+	Prefix []string
+}
+
+// Target is a parsed request target.
+type Target struct {
+	Scheme   string
+	Host     string
+	Port     string
+	Segments []string
+	// unsafe is set when the path has dot segments or encoded separators;
+	// such a target matches no path.
+	unsafe bool
+}
+
+// ErrUserinfo is returned for URLs that carry userinfo.
+var ErrUserinfo = errors.New("userinfo in URL")
+
+// ParseAddress parses a Connector address.
+func ParseAddress(raw string) (Address, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return Address{}, fmt.Errorf("address %q: %w", raw, err)
+	}
+	t, err := ParseURL(u)
+	if err != nil {
+		return Address{}, fmt.Errorf("address %q: %w", raw, err)
+	}
+	if t.unsafe {
+		return Address{}, fmt.Errorf("address %q: path has dot segments or encoded separators", raw)
+	}
+	return Address{Scheme: t.Scheme, Host: t.Host, Port: t.Port, Prefix: t.Segments}, nil
+}
+
+// ParseURL parses an absolute request target.
+func ParseURL(u *url.URL) (Target, error) {
+	if u.User != nil {
+		return Target{}, ErrUserinfo
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return Target{}, fmt.Errorf("scheme %q is not http or https", u.Scheme)
+	}
+	host, port, err := Authority(u.Host, DefaultPort(scheme))
+	if err != nil {
+		return Target{}, err
+	}
+	segs, unsafe := Segments(u.EscapedPath())
+	return Target{Scheme: scheme, Host: host, Port: port, Segments: segs, unsafe: unsafe}, nil
+}
+
+// ParseAuthority parses a CONNECT authority (host:port) as an https target
+// with no path; match it with Address.MatchesAuthority.
+func ParseAuthority(authority string) (Target, error) {
+	host, port, err := Authority(authority, "")
+	if err != nil {
+		return Target{}, err
+	}
+	return Target{Scheme: "https", Host: host, Port: port}, nil
+}
+
+// DefaultPort is the port a scheme implies.
+func DefaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// Authority splits host[:port] into a normalized host and a port, using
+// defPort when there is none. An empty defPort makes the port mandatory.
+func Authority(hostport, defPort string) (host, port string, err error) {
+	if hostport == "" {
+		return "", "", errors.New("empty host")
+	}
+	host, port = hostport, defPort
+	if h, p, splitErr := net.SplitHostPort(hostport); splitErr == nil {
+		host, port = h, p
+	} else if strings.HasPrefix(hostport, "[") && strings.HasSuffix(hostport, "]") {
+		host = hostport[1 : len(hostport)-1]
+	}
+	if port == "" {
+		return "", "", fmt.Errorf("authority %q has no port", hostport)
+	}
+	if n, convErr := strconv.Atoi(port); convErr != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return "", "", fmt.Errorf("authority %q has a bad port", hostport)
+	}
+	host = NormalizeHost(host)
+	if host == "" || strings.ContainsAny(host, "/\\@ %") {
+		return "", "", fmt.Errorf("authority %q has a bad host", hostport)
+	}
+	return host, port, nil
+}
+
+// NormalizeHost lower-cases a host and drops one trailing dot.
+func NormalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+// Segments splits an escaped path into decoded segments, dropping the
+// leading and a trailing empty segment. unsafe reports dot segments,
+// encoded '/' or '\', a raw '\' or a segment that does not decode.
+func Segments(escaped string) (segs []string, unsafe bool) {
+	p := strings.TrimPrefix(escaped, "/")
+	p = strings.TrimSuffix(p, "/")
+	if p == "" {
+		return nil, false
+	}
+	parts := strings.Split(p, "/")
+	segs = make([]string, 0, len(parts))
+	for _, s := range parts {
+		d, err := url.PathUnescape(s)
+		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\") {
+			unsafe = true
+		}
+		segs = append(segs, d)
+	}
+	return segs, unsafe
+}
+
+// Matches reports whether t falls under a, and how specific the match is:
+// a higher score is a longer path prefix. The score of a match is at least 1.
+func (a Address) Matches(t Target) (score int, ok bool) {
+	if !a.MatchesAuthority(t) || t.unsafe || len(t.Segments) < len(a.Prefix) {
+		return 0, false
+	}
+	for i, s := range a.Prefix {
+		if t.Segments[i] != s {
+			return 0, false
+		}
+	}
+	return len(a.Prefix) + 1, true
+}
+
+// MatchesAuthority compares scheme, host and port only (for CONNECT).
+func (a Address) MatchesAuthority(t Target) bool {
+	return a.Host != "" && a.Scheme == t.Scheme && a.Host == t.Host && a.Port == t.Port
+}
+
+// Below returns the escaped path of t's URL below the prefix of a (the
+// first len(a.Prefix) segments removed), with a leading '/' or "".
+// escapedPath must be the path t was parsed from and t must match a.
+func (a Address) Below(escapedPath string) string {
+	p := escapedPath
+	for range a.Prefix {
+		p = strings.TrimPrefix(p, "/")
+		i := strings.IndexByte(p, '/')
+		if i < 0 {
+			return ""
+		}
+		p = p[i:]
+	}
+	if p == "/" && len(a.Prefix) > 0 {
+		return "/"
+	}
+	return p
+}
+
+// Candidate is one address of one Connector.
+type Candidate struct {
+	// Index identifies the Connector to the caller (its position in a list).
+	Index   int
+	Address Address
+}
+
+// Best returns the candidate matching t with the longest prefix; on a tie
+// the earliest candidate wins.
+func Best(cands []Candidate, t Target) (Candidate, bool) {
+	best, bestScore := Candidate{}, 0
+	for _, c := range cands {
+		if s, ok := c.Address.Matches(t); ok && s > bestScore {
+			best, bestScore = c, s
+		}
+	}
+	return best, bestScore > 0
+}
+
+// AnyAuthority returns the first candidate whose scheme, host and port match t.
+func AnyAuthority(cands []Candidate, t Target) (Candidate, bool) {
+	for _, c := range cands {
+		if c.Address.MatchesAuthority(t) {
+			return c, true
+		}
+	}
+	return Candidate{}, false
+}

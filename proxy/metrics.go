@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the proxy's Prometheus collectors.
+type metrics struct {
+	requests   *prometheus.CounterVec
+	upstream   *prometheus.HistogramVec
+	bytes      *prometheus.CounterVec
+	leaves     prometheus.Gauge
+	leafIssued prometheus.Counter
+	tunnels    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connectors_proxy_requests_total",
+			Help: "Proxied requests by mode, status and connector (ns/name).",
+		}, []string{"mode", "status", "connector"}),
+		upstream: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "connectors_proxy_upstream_duration_seconds",
+			Help:    "Time from sending a request upstream to its response headers.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"mode"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connectors_proxy_bytes_total",
+			Help: "Body bytes proxied, by mode and direction (request or response).",
+		}, []string{"mode", "direction"}),
+		leaves: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "connectors_proxy_leaf_cache_size",
+			Help: "Leaf certificates held in the cache.",
+		}),
+		leafIssued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connectors_proxy_leaf_certificates_issued_total",
+			Help: "Leaf certificates signed by the proxy CA.",
+		}),
+		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "connectors_proxy_tunnels_open",
+			Help: "CONNECT tunnels currently open.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.upstream, m.bytes, m.leaves, m.leafIssued, m.tunnels)
+	}
+	return m
+}
+
+func (m *metrics) observe(e *entry, in, out int64) {
+	m.requests.WithLabelValues(e.mode, strconv.Itoa(e.status), e.connector).Inc()
+	if in > 0 {
+		m.bytes.WithLabelValues(e.mode, "request").Add(float64(in))
+	}
+	if out > 0 {
+		m.bytes.WithLabelValues(e.mode, "response").Add(float64(out))
+	}
+}

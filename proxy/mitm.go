@@ -1,0 +1,199 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync"
+
+	"github.com/connectors-node/connectors-node/proxy/match"
+)
+
+// tunnel is one intercepted CONNECT: the caller, the CONNECT target and
+// what the TLS handshake showed.
+type tunnel struct {
+	caller *caller
+	target match.Target
+	// sniMismatch is the server name the client asked for when it differs
+	// from the CONNECT host; every inner request then gets 421.
+	sniMismatch string
+}
+
+// intercept terminates TLS with a leaf for the CONNECT host and serves the
+// inner HTTP/1.1 requests, each checked and proxied on its own.
+func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t match.Target) {
+	e := entryFrom(r.Context())
+	// Sign (or fetch) the leaf before answering 200, so a CA failure is a
+	// clean 500 rather than a broken handshake.
+	leaf, err := p.leaves.get(t.Host)
+	if err != nil {
+		p.fail(w, r, &statusError{status: http.StatusInternalServerError, msg: "cannot issue a certificate", err: err})
+		return
+	}
+	conn, err := p.hijack(w, r)
+	if err != nil {
+		e.err = err
+		return
+	}
+	defer func() { _ = conn.Close() }()
+	tun := &tunnel{caller: c, target: t}
+	_, ipErr := netip.ParseAddr(t.Host)
+	hostIsIP := ipErr == nil
+	tlsConn := tls.Server(conn, &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			sni := match.NormalizeHost(hello.ServerName)
+			if sni != t.Host && (sni != "" || !hostIsIP) {
+				tun.sniMismatch = hello.ServerName
+				if tun.sniMismatch == "" {
+					tun.sniMismatch = "(none)"
+				}
+			}
+			return leaf, nil
+		},
+	})
+	ctx, cancel := context.WithTimeout(r.Context(), p.opts.TLSHandshakeTimeout)
+	err = tlsConn.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		e.err = fmt.Errorf("client TLS handshake: %w", err)
+		return
+	}
+	hc := &headConn{Conn: tlsConn, on: true}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.serve(w, r, modeMITM, func(w http.ResponseWriter, r *http.Request) { p.serveInner(w, r, tun) })
+		}),
+		ReadHeaderTimeout: p.opts.TunnelIdleTimeout,
+		IdleTimeout:       p.opts.TunnelIdleTimeout,
+		MaxHeaderBytes:    defaultMaxHeaderBytes,
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:          discardLogger(),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(r.Context()) },
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, headConnKey{}, hc)
+		},
+	}
+	if !p.tunnels.add(conn, srv) {
+		return
+	}
+	defer p.tunnels.remove(conn, srv)
+	p.metrics.tunnels.Inc()
+	defer p.metrics.tunnels.Dec()
+	l := newOneConnListener(hc)
+	_ = srv.Serve(l)
+	// Serve returns as soon as Shutdown closes the listener; the in-flight
+	// request on the connection still finishes before it closes.
+	<-l.connDone
+}
+
+// serveInner checks one request inside an intercepted tunnel and proxies it.
+func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request, tun *tunnel) {
+	t := tun.target
+	if tun.sniMismatch != "" {
+		p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest,
+			"TLS server name does not match the CONNECT host %s", t.Host))
+		return
+	}
+	if r.URL.IsAbs() || r.URL.Host != "" {
+		if u, err := match.ParseURL(r.URL); err != nil || u.Scheme != "https" || u.Host != t.Host || u.Port != t.Port {
+			p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest, "request target does not match the CONNECT host %s", t.Host))
+			return
+		}
+	}
+	if r.Host != "" {
+		host, port, err := match.Authority(r.Host, "443")
+		if err != nil || host != t.Host || port != t.Port {
+			p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest, "Host does not match the CONNECT host %s", t.Host))
+			return
+		}
+	}
+	// Re-check the token and access: a tunnel may outlive both.
+	c, err := p.admit(r.Context(), tun.caller.token, tun.caller.keys, tunnelChallenge)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	target := &url.URL{Scheme: "https", Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	it, err := match.ParseURL(target)
+	if err != nil {
+		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request target"))
+		return
+	}
+	pl, err := p.forwardPlan(r, c, it, target, modeMITM)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	p.proxy(w, r, pl)
+}
+
+func hostPort(t match.Target) string {
+	if t.Port == "443" {
+		return bracket(t.Host)
+	}
+	return net.JoinHostPort(t.Host, t.Port)
+}
+
+func bracket(h string) string {
+	if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+		return "[" + h + "]"
+	}
+	return h
+}
+
+// oneConnListener hands one connection to http.Server.Serve and then
+// blocks until that connection is closed, so Serve returns with it.
+type oneConnListener struct {
+	conn     net.Conn
+	once     sync.Once
+	closed   chan struct{}
+	close    sync.Once
+	connDone chan struct{}
+	connOnce sync.Once
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	l := &oneConnListener{closed: make(chan struct{}), connDone: make(chan struct{})}
+	l.conn = &notifyConn{Conn: c, l: l}
+	return l
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	var c net.Conn
+	l.once.Do(func() { c = l.conn })
+	if c != nil {
+		return c, nil
+	}
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error {
+	l.close.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// notifyConn closes its listener when it is closed.
+type notifyConn struct {
+	net.Conn
+	l *oneConnListener
+}
+
+func (c *notifyConn) Close() error {
+	err := c.Conn.Close()
+	_ = c.l.Close()
+	c.l.connOnce.Do(func() { close(c.l.connDone) })
+	return err
+}
+
+func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectors-node/connectors-node/kube"
+)
+
+// Authenticator checks tokens and access to Connectors. *kube.Reviewer
+// satisfies it.
+type Authenticator interface {
+	// Authenticate returns the token's user; errors wrap
+	// kube.ErrUnauthenticated or kube.ErrUnavailable.
+	Authenticate(ctx context.Context, token string) (kube.User, error)
+	// Authorize checks that user may use the Connector namespace/name;
+	// errors wrap kube.ErrForbidden or kube.ErrUnavailable.
+	Authorize(ctx context.Context, user kube.User, namespace, name string) error
+}
+
+// Resolver maps a host name to IP addresses.
+type Resolver func(ctx context.Context, host string) ([]netip.Addr, error)
+
+// Options configure New. Zero values take the documented defaults.
+type Options struct {
+	// Objects reads Connectors and Secrets. Required.
+	Objects kube.Objects
+	// Auth reviews tokens and access. Required.
+	Auth Authenticator
+	// CA signs the leaf certificates of intercepted CONNECT tunnels. Required.
+	CA *kube.CA
+
+	// PublicURL is the proxy's own public address; forward targets on its
+	// host are refused (a loop). Default
+	// http://connectors-proxy.connectors-system.svc.
+	PublicURL string
+	// ClusterDomain is accepted in host-form reverse addresses
+	// (c-<name>.<ns>.svc.<ClusterDomain>). Default cluster.local.
+	ClusterDomain string
+
+	// AllowUnmatchedTunnels lets CONNECT and absolute-form requests to hosts
+	// no listed Connector serves through, without a credential. Default
+	// false: they get 403.
+	AllowUnmatchedTunnels bool
+	// AllowLoopback permits upstream addresses in 127.0.0.0/8 and ::1.
+	// Default false. Even when true, the proxy's own listen addresses stay
+	// refused.
+	AllowLoopback bool
+	// DenyCIDRs are refused as upstream addresses in addition to the
+	// built-in link-local, metadata, unspecified and multicast ranges.
+	DenyCIDRs []netip.Prefix
+	// Resolver resolves upstream host names. The SSRF guard checks what it
+	// returns, and the proxy dials exactly those IPs. Default: the system
+	// resolver.
+	Resolver Resolver
+
+	// UpstreamRoots are trusted for upstream TLS in addition to the system
+	// pool and each Connector's caCertSecretRef Secret (key ca.crt).
+	UpstreamRoots []*x509.Certificate
+
+	// DialTimeout bounds connecting to an upstream. Default 10s.
+	DialTimeout time.Duration
+	// TLSHandshakeTimeout bounds TLS handshakes, upstream and with clients
+	// inside a CONNECT tunnel. Default 10s.
+	TLSHandshakeTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for upstream response headers
+	// once the request is sent; a timeout answers 504. Default 2m.
+	ResponseHeaderTimeout time.Duration
+	// IdleConnTimeout closes idle upstream connections. Default 90s.
+	IdleConnTimeout time.Duration
+	// MaxIdleConnsPerHost bounds idle upstream connections per host. Default 64.
+	MaxIdleConnsPerHost int
+	// TunnelIdleTimeout closes an intercepted tunnel's idle keep-alive
+	// connection, and bounds reading an inner request's headers. Default 2m.
+	TunnelIdleTimeout time.Duration
+
+	// LeafCacheSize bounds the cache of leaf certificates. Default 1024.
+	LeafCacheSize int
+	// LeafValidity is the lifetime of a leaf certificate; a cached leaf is
+	// replaced when less than a quarter of it is left. Default 24h.
+	LeafValidity time.Duration
+
+	// Log receives one audit line per request and error details. Default:
+	// discarded.
+	Log logr.Logger
+	// Registerer registers the proxy metrics. Default: not registered.
+	Registerer prometheus.Registerer
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultPublicURL is the default public address of the proxy.
+const DefaultPublicURL = "http://connectors-proxy.connectors-system.svc"
+
+func (o *Options) setDefaults() error {
+	if o.Objects == nil {
+		return errors.New("proxy: Objects is required")
+	}
+	if o.Auth == nil {
+		return errors.New("proxy: Auth is required")
+	}
+	if o.CA == nil || o.CA.Cert == nil || o.CA.Key == nil {
+		return errors.New("proxy: CA with Cert and Key is required")
+	}
+	if o.PublicURL == "" {
+		o.PublicURL = DefaultPublicURL
+	}
+	if u, err := url.Parse(o.PublicURL); err != nil || u.Host == "" {
+		return errors.New("proxy: PublicURL must be an absolute URL")
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
+	}
+	setDuration(&o.DialTimeout, 10*time.Second)
+	setDuration(&o.TLSHandshakeTimeout, 10*time.Second)
+	setDuration(&o.ResponseHeaderTimeout, 2*time.Minute)
+	setDuration(&o.IdleConnTimeout, 90*time.Second)
+	setDuration(&o.TunnelIdleTimeout, 2*time.Minute)
+	setDuration(&o.LeafValidity, 24*time.Hour)
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = 64
+	}
+	if o.LeafCacheSize <= 0 {
+		o.LeafCacheSize = 1024
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+func setDuration(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}

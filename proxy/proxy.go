@@ -1,0 +1,197 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+
+	"github.com/connectors-node/connectors-node/proxy/match"
+)
+
+// Proxy is the Connectors proxy handler. Serve it with NewServer, which adds
+// the listener's own address to the SSRF guard and detects request
+// smuggling shapes the standard library would silently repair.
+type Proxy struct {
+	opts       Options
+	log        logr.Logger
+	metrics    *metrics
+	guard      *guard
+	upstreams  *upstreams
+	leaves     *leafCache
+	rp         *httputil.ReverseProxy
+	tunnels    *tunnels
+	publicHost string
+}
+
+var _ http.Handler = (*Proxy)(nil)
+
+// New builds a Proxy.
+func New(opts Options) (*Proxy, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{opts: opts, log: opts.Log, metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
+	pub, _ := url.Parse(opts.PublicURL)
+	p.publicHost = match.NormalizeHost(pub.Hostname())
+	p.guard = newGuard(&p.opts)
+	var err error
+	if p.upstreams, err = newUpstreams(&p.opts, p.guard); err != nil {
+		return nil, err
+	}
+	p.leaves = newLeafCache(opts.CA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      roundTripper{p},
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.upstreamError,
+		BufferPool:     newBufferPool(),
+		ErrorLog:       discardLogger(),
+	}
+	return p, nil
+}
+
+// ServeHTTP dispatches CONNECT and absolute-form requests to the forward
+// proxy and origin-form requests to the reverse proxy.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mode := modeReverse
+	switch {
+	case r.Method == http.MethodConnect:
+		mode = modeConnect
+	case r.URL.IsAbs() || r.URL.Host != "":
+		mode = modeForward
+	}
+	p.serve(w, r, mode, func(w http.ResponseWriter, r *http.Request) {
+		switch mode {
+		case modeConnect:
+			p.serveConnect(w, r)
+		case modeForward:
+			p.serveForward(w, r)
+		default:
+			p.serveReverse(w, r)
+		}
+	})
+}
+
+// serve wraps one request: audit entry, status recorder, body counter and
+// the framing check, then h.
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h http.HandlerFunc) {
+	e := &entry{start: p.opts.Now(), mode: mode, method: r.Method, host: r.Host, path: r.URL.Path}
+	if mode == modeConnect {
+		e.path = ""
+	}
+	defer p.finish(e)
+	rec := &recorder{ResponseWriter: w, e: e}
+	r = r.WithContext(withEntry(r.Context(), e))
+	if hc := headConnFrom(r.Context()); hc != nil {
+		mixed := hc.take(r)
+		defer hc.resume()
+		if mixed {
+			p.fail(rec, r, statusErrorf(http.StatusBadRequest, "request has both Content-Length and Transfer-Encoding"))
+			return
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		e.body = &countingBody{ReadCloser: r.Body}
+		r.Body = e.body
+	}
+	h(rec, r)
+}
+
+// plan is what the rewrite step needs to send one request upstream.
+type plan struct {
+	mode      string
+	connector string
+	// target is the upstream URL: scheme, host, path and query.
+	target *url.URL
+	// credential is the Authorization value to inject ("" for none).
+	credential string
+	// dropAuthorization removes the client's Authorization (reverse mode,
+	// where it carries the client's token).
+	dropAuthorization bool
+	// token is the client's token; an Authorization header carrying it is
+	// removed (forward modes).
+	token string
+	// caPEM are extra roots for the upstream's certificate.
+	caPEM []byte
+	// location rewrites backend Location headers (reverse mode).
+	location *locationRewrite
+}
+
+type planKey struct{}
+
+func planFrom(ctx context.Context) *plan {
+	pl, _ := ctx.Value(planKey{}).(*plan)
+	return pl
+}
+
+// proxy sends r upstream as planned.
+func (p *Proxy) proxy(w http.ResponseWriter, r *http.Request, pl *plan) {
+	if e := entryFrom(r.Context()); e != nil {
+		e.connector = pl.connector
+		e.injected = pl.credential != ""
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
+}
+
+// rewrite builds the outbound request. httputil.ReverseProxy has already
+// removed hop-by-hop headers (and those named in Connection) and the
+// X-Forwarded-For/Host/Proto and Forwarded headers, so the credential set
+// here cannot be stripped by the client.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	pl := planFrom(pr.In.Context())
+	u := *pl.target
+	pr.Out.URL = &u
+	pr.Out.Host = ""
+	h := pr.Out.Header
+	h.Del("Proxy-Authorization")
+	h.Del("X-Real-Ip")
+	for k := range h {
+		if strings.HasPrefix(k, "X-Forwarded-") {
+			delete(h, k)
+		}
+	}
+	if pl.dropAuthorization || (pl.token != "" && carriesToken(h.Values("Authorization"), pl.token)) {
+		h.Del("Authorization")
+	}
+	if pl.credential != "" {
+		h.Set("Authorization", pl.credential)
+	}
+}
+
+// carriesToken reports whether an Authorization value holds token, as
+// Bearer or as a Basic password.
+func carriesToken(values []string, token string) bool {
+	for _, v := range values {
+		scheme, rest, _ := strings.Cut(v, " ")
+		if strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) == token {
+			return true
+		}
+		if _, pass, ok := parseBasic(v); ok && pass == token {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	pl := planFrom(resp.Request.Context())
+	if pl != nil && pl.location != nil {
+		pl.location.apply(resp)
+	}
+	return nil
+}
+
+// bufferPool recycles the 32 KiB copy buffers of streamed bodies.
+type bufferPool struct{ pool sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.pool.Get().(*[]byte)) }
+func (b *bufferPool) Put(v []byte) { b.pool.Put(&v) }

@@ -1,0 +1,177 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/proxy/match"
+)
+
+// route is where a reverse request goes.
+type route struct {
+	key types.NamespacedName
+	// rest is the escaped request path below the route, "" or "/...".
+	rest string
+	// base is the proxy URL of the route as the client sees it.
+	base string
+}
+
+// reverseRoute finds the Connector of an origin-form request: host form
+// c-<name>.<ns>[.svc[.<cluster-domain>]][:port], else path form
+// /namespaces/<ns>/connectors/<name>/....
+func (p *Proxy) reverseRoute(r *http.Request) (route, bool) {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	origin := scheme + "://" + r.Host
+	if k, ok := hostRoute(r.Host, p.opts.ClusterDomain); ok {
+		return route{key: k, rest: r.URL.EscapedPath(), base: origin}, true
+	}
+	parts := strings.SplitN(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/", 5)
+	if len(parts) < 4 || parts[0] != "namespaces" || parts[2] != "connectors" {
+		return route{}, false
+	}
+	k := types.NamespacedName{Namespace: parts[1], Name: parts[3]}
+	if !validKey(k) {
+		return route{}, false
+	}
+	rt := route{key: k, base: origin + v1alpha1.PathPrefix(k.Namespace, k.Name)}
+	if len(parts) == 5 {
+		rt.rest = "/" + parts[4]
+	}
+	return rt, true
+}
+
+func hostRoute(hostport, clusterDomain string) (types.NamespacedName, bool) {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = match.NormalizeHost(h)
+	for _, suffix := range []string{".svc." + clusterDomain, ".svc"} {
+		if strings.HasSuffix(h, suffix) {
+			h = strings.TrimSuffix(h, suffix)
+			break
+		}
+	}
+	if !strings.HasPrefix(h, "c-") {
+		return types.NamespacedName{}, false
+	}
+	h = h[2:]
+	i := strings.LastIndexByte(h, '.')
+	if i <= 0 {
+		return types.NamespacedName{}, false
+	}
+	k := types.NamespacedName{Namespace: h[i+1:], Name: h[:i]}
+	return k, validKey(k)
+}
+
+func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
+	rt, ok := p.reverseRoute(r)
+	if !ok {
+		p.fail(w, r, statusErrorf(http.StatusNotFound,
+			"no connector route: use /namespaces/<ns>/connectors/<name>/ or host c-<name>.<ns>"))
+		return
+	}
+	token, err := reverseToken(r)
+	if err != nil {
+		p.fail(w, r, reverseChallenge.credentialError(err))
+		return
+	}
+	c, err := p.admit(r.Context(), token, []types.NamespacedName{rt.key}, reverseChallenge)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	conn := c.connectors[0]
+	addr, err := match.ParseAddress(conn.Spec.Address)
+	if err != nil {
+		p.fail(w, r, &statusError{status: http.StatusInternalServerError,
+			msg: "connector " + quote(conn.Key()) + " has no valid address", err: err})
+		return
+	}
+	target, err := joinTarget(conn.Spec.Address, rt.rest, r.URL.RawQuery)
+	if err != nil {
+		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request path"))
+		return
+	}
+	// The joined URL must still fall under the Connector's address: dot
+	// segments or encoded slashes in the path could otherwise escape it.
+	t, err := match.ParseURL(target)
+	if _, ok := addr.Matches(t); err != nil || !ok {
+		p.fail(w, r, statusErrorf(http.StatusBadRequest, "request path escapes the connector's address"))
+		return
+	}
+	pl := &plan{mode: modeReverse, connector: conn.Key(), target: target, dropAuthorization: true,
+		location: &locationRewrite{backend: addr, base: rt.base}}
+	if pl.credential, err = p.credential(r.Context(), conn); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	if pl.caPEM, err = p.connectorCA(r.Context(), conn); err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	// Registry path rewriting (/v2/namespaces/<ns>/connectors/<name>/...)
+	// belongs here when the registry flow is added.
+	p.proxy(w, r, pl)
+}
+
+// joinTarget appends the escaped path rest and the query to address.
+func joinTarget(address, rest, rawQuery string) (*url.URL, error) {
+	base, err := url.Parse(address)
+	if err != nil {
+		return nil, err
+	}
+	path := strings.TrimSuffix(base.EscapedPath(), "/") + rest
+	if path == "" {
+		path = "/"
+	}
+	u, err := url.Parse(base.Scheme + "://" + base.Host + path)
+	if err != nil {
+		return nil, err
+	}
+	u.RawQuery = rawQuery
+	return u, nil
+}
+
+func quote(s string) string { return `"` + s + `"` }
+
+// locationRewrite points Location headers that name the backend back at
+// the proxy.
+type locationRewrite struct {
+	backend match.Address
+	base    string
+}
+
+func (l *locationRewrite) apply(resp *http.Response) {
+	loc := resp.Header.Get("Location")
+	if loc == "" {
+		return
+	}
+	u, err := resp.Request.URL.Parse(loc)
+	if err != nil {
+		return
+	}
+	t, err := match.ParseURL(u)
+	if err != nil {
+		return
+	}
+	if _, ok := l.backend.Matches(t); !ok {
+		return
+	}
+	out := l.base + l.backend.Below(u.EscapedPath())
+	if u.RawQuery != "" {
+		out += "?" + u.RawQuery
+	}
+	if u.Fragment != "" {
+		out += "#" + u.EscapedFragment()
+	}
+	resp.Header.Set("Location", out)
+}

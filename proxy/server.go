@@ -1,0 +1,95 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+)
+
+// defaultMaxHeaderBytes bounds request heads, outside and inside tunnels.
+const defaultMaxHeaderBytes = 64 << 10
+
+// ServerOptions configure NewServer. Zero values take the defaults.
+type ServerOptions struct {
+	// Addr is the listen address for ListenAndServe. Default ":8080".
+	Addr string
+	// ReadHeaderTimeout bounds reading a request head. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Default 2m.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one response, body included (CONNECT
+	// tunnels are exempt). Large downloads need it long. Default 30m.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds request heads. Default 64 KiB.
+	MaxHeaderBytes int
+}
+
+// Server serves a Proxy on one listener and drains it on Shutdown.
+type Server struct {
+	// HTTP is the underlying server; adjust it before Serve if needed.
+	HTTP  *http.Server
+	proxy *Proxy
+}
+
+// NewServer builds the HTTP server for p.
+func (p *Proxy) NewServer(opts ServerOptions) *Server {
+	if opts.Addr == "" {
+		opts.Addr = ":8080"
+	}
+	setDuration(&opts.ReadHeaderTimeout, 10*time.Second)
+	setDuration(&opts.IdleTimeout, 2*time.Minute)
+	setDuration(&opts.WriteTimeout, 30*time.Minute)
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	return &Server{proxy: p, HTTP: &http.Server{
+		Addr:              opts.Addr,
+		Handler:           p,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.IdleTimeout,
+		WriteTimeout:      opts.WriteTimeout,
+		MaxHeaderBytes:    opts.MaxHeaderBytes,
+		ErrorLog:          discardLogger(),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if hc, ok := c.(*headConn); ok {
+				return context.WithValue(ctx, headConnKey{}, hc)
+			}
+			return ctx
+		},
+	}}
+}
+
+// Serve serves on ln until Shutdown. ln's address becomes one the SSRF
+// guard refuses as an upstream. It returns http.ErrServerClosed after
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.proxy.guard.addSelf(ln.Addr())
+	return s.HTTP.Serve(headListener{ln})
+}
+
+// ListenAndServe listens on the configured address and serves.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.HTTP.Addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+// Shutdown stops accepting connections, lets in-flight requests and
+// intercepted tunnels finish their current requests and waits for blind
+// tunnels, all bounded by ctx; what is left when ctx ends is closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	tunnelErr := make(chan error, 1)
+	go func() { tunnelErr <- s.proxy.tunnels.shutdown(ctx) }()
+	err := s.HTTP.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		_ = s.HTTP.Close()
+	}
+	err = errors.Join(err, <-tunnelErr)
+	s.proxy.upstreams.closeIdle()
+	return err
+}

@@ -1,0 +1,123 @@
+package proxy
+
+import (
+	"container/list"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// maxTransports bounds the transports kept for distinct Connector CAs.
+const maxTransports = 64
+
+// upstreams holds the HTTP transports to upstreams: one with the system
+// roots (plus UpstreamRoots), and one per distinct Connector CA bundle. All
+// dial through the SSRF guard and never use an environment proxy.
+type upstreams struct {
+	opts  *Options
+	guard *guard
+	roots *x509.CertPool
+	def   *http.Transport
+
+	mu    sync.Mutex
+	order *list.List // of [32]byte, front = most recent
+	byCA  map[[32]byte]*list.Element
+	trs   map[[32]byte]*http.Transport
+}
+
+func newUpstreams(opts *Options, g *guard) (*upstreams, error) {
+	roots, err := x509.SystemCertPool()
+	if err != nil || roots == nil {
+		roots = x509.NewCertPool()
+	}
+	for _, c := range opts.UpstreamRoots {
+		roots.AddCert(c)
+	}
+	u := &upstreams{
+		opts: opts, guard: g, roots: roots,
+		order: list.New(), byCA: map[[32]byte]*list.Element{}, trs: map[[32]byte]*http.Transport{},
+	}
+	u.def = u.newTransport(roots)
+	return u, nil
+}
+
+func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           u.guard.DialContext,
+		TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout:   u.opts.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: u.opts.ResponseHeaderTimeout,
+		IdleConnTimeout:       u.opts.IdleConnTimeout,
+		MaxIdleConns:          u.opts.MaxIdleConnsPerHost * 16,
+		MaxIdleConnsPerHost:   u.opts.MaxIdleConnsPerHost,
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     true,
+		// Bodies pass through as they are; the client asked for its encoding.
+		DisableCompression: true,
+	}
+}
+
+// transport returns the transport that trusts the system roots plus caPEM.
+func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
+	if len(caPEM) == 0 {
+		return u.def, nil
+	}
+	key := sha256.Sum256(caPEM)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if el, ok := u.byCA[key]; ok {
+		u.order.MoveToFront(el)
+		return u.trs[key], nil
+	}
+	pool := u.roots.Clone()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("CA secret holds no PEM certificate")
+	}
+	t := u.newTransport(pool)
+	u.byCA[key] = u.order.PushFront(key)
+	u.trs[key] = t
+	for u.order.Len() > maxTransports {
+		old := u.order.Back()
+		k := old.Value.([32]byte)
+		u.order.Remove(old)
+		delete(u.byCA, k)
+		u.trs[k].CloseIdleConnections()
+		delete(u.trs, k)
+	}
+	return t, nil
+}
+
+// closeIdle closes idle upstream connections of every transport.
+func (u *upstreams) closeIdle() {
+	u.def.CloseIdleConnections()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for _, t := range u.trs {
+		t.CloseIdleConnections()
+	}
+}
+
+// roundTripper sends a planned request with the transport its plan needs
+// and measures the time to response headers.
+type roundTripper struct{ p *Proxy }
+
+func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	pl := planFrom(r.Context())
+	if pl == nil {
+		return nil, fmt.Errorf("request without a plan")
+	}
+	t, err := rt.p.upstreams.transport(pl.caPEM)
+	if err != nil {
+		return nil, &statusError{status: http.StatusInternalServerError,
+			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
+	}
+	start := rt.p.opts.Now()
+	resp, err := t.RoundTrip(r)
+	rt.p.metrics.upstream.WithLabelValues(pl.mode).Observe(rt.p.opts.Now().Sub(start).Seconds())
+	return resp, err
+}
