@@ -12,9 +12,19 @@ export PATH := $(BIN):$(PATH)
 help: ## List the targets.
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 .PHONY: build
 build: ## Build bin/connectors-node.
-	$(GO) build -trimpath -o $(BIN)/connectors-node ./cmd/connectors-node
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/connectors-node ./cmd/connectors-node
+
+.PHONY: deps
+deps: ## Install the Debian packages the demo and tests use (git, curl, ...), when missing.
+	@hack/install-deps.sh
+
+.PHONY: demo
+demo: deps build testbin ## Run the end-to-end demo: a real git clone through the proxy (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/demo --binary $(BIN)/connectors-node
 
 $(TOOLS) &: hack/tools/go.mod hack/tools/go.sum
 	cd hack/tools && GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen github.com/golangci/golangci-lint/v2/cmd/golangci-lint github.com/google/go-containerregistry/cmd/crane
@@ -37,7 +47,7 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 	golangci-lint run ./...
 
 .PHONY: test
-test: lint testbin ## Run vet, lint and every test (with -race) against a real API server.
+test: deps lint testbin ## Run vet, lint and every test (with -race) against a real API server.
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -race -count=1 ./...
 
 .PHONY: bench

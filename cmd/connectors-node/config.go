@@ -1,0 +1,141 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/connectors-node/connectors-node/csi"
+)
+
+// config is everything the command line sets.
+type config struct {
+	nodeID      string
+	kubeconfig  string
+	namespace   string
+	caSecret    string
+	csiEndpoint string
+	proxyListen string
+	opsListen   string
+	publicURL   string
+	audience    string
+
+	clusterDomain         string
+	proxyPermissions      bool
+	allowUnmatchedTunnels bool
+	allowLoopback         bool
+	denyCIDRs             string
+	systemRoots           string
+	tmpfsSize             string
+	secretTTL             time.Duration
+	tokenCacheTTL         time.Duration
+	shutdownTimeout       time.Duration
+	verbosity             int
+}
+
+// parseFlags reads args into a config, validating every value. With -h or
+// --help it prints the usage to out and returns flag.ErrHelp.
+func parseFlags(args []string, out io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("connectors-node", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		_, _ = fmt.Fprintf(out, "Usage: connectors-node [flags]\n\n"+
+			"Runs on every node: the %s CSI node plugin, which mounts Connector\n"+
+			"configuration into pods, and the Connectors proxy, which checks the pod's\n"+
+			"token and RBAC and injects the tool's credential.\n\nFlags:\n", csi.DriverName)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.nodeID, "node-id", os.Getenv("NODE_NAME"), "name of this node, reported to kubelet (default $NODE_NAME)")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty means the in-cluster ServiceAccount (default $KUBECONFIG)")
+	fs.StringVar(&c.namespace, "namespace", "connectors-system", "namespace of the service, where the proxy CA Secret lives")
+	fs.StringVar(&c.caSecret, "ca-secret", "connectors-proxy-ca", "name of the Secret holding the proxy CA; created on first start if absent")
+	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; a stale socket is removed at start")
+	fs.StringVar(&c.proxyListen, "proxy-listen", ":8080", "address the forward and reverse proxy listens on")
+	fs.StringVar(&c.opsListen, "ops-listen", ":9090", "address serving /healthz, /readyz and /metrics")
+	fs.StringVar(&c.publicURL, "public-url", csi.DefaultPublicURL, "public address of the proxy as pods reach it, http(s)://host[:port]; written into volumes and the base of path-form Connector addresses")
+	fs.StringVar(&c.audience, "audience", csi.DefaultAudience, "token audience of the proxy; must match the CSIDriver's tokenRequests")
+	fs.StringVar(&c.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain, for host-form addresses c-<name>.<ns>.svc.<domain>")
+	fs.BoolVar(&c.proxyPermissions, "enable-connector-proxy-permissions", false, "also require get on the connectors/proxy subresource to use a Connector")
+	fs.BoolVar(&c.allowUnmatchedTunnels, "allow-unmatched-tunnels", false, "let CONNECT to hosts no listed Connector serves through as blind tunnels (no credential); off, they get 403")
+	fs.BoolVar(&c.allowLoopback, "allow-loopback-upstreams", false, "allow Connector addresses on loopback (for local testing); link-local, metadata and the proxy's own address stay refused")
+	fs.StringVar(&c.denyCIDRs, "deny-cidrs", "", "comma-separated extra CIDRs the proxy never connects to")
+	fs.StringVar(&c.systemRoots, "system-roots", "/etc/ssl/certs/ca-certificates.crt", "PEM bundle of trusted roots, written with the proxy CA into ca-bundle.crt; empty to write the proxy CA alone")
+	fs.StringVar(&c.tmpfsSize, "tmpfs-size", csi.DefaultTmpfsSize, "size limit of each volume's tmpfs")
+	fs.DurationVar(&c.secretTTL, "secret-cache-ttl", 10*time.Second, "how long a credential Secret read stays cached")
+	fs.DurationVar(&c.tokenCacheTTL, "token-cache-ttl", 5*time.Minute, "upper bound on caching a token review; never past the token's expiry")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
+	fs.IntVar(&c.verbosity, "v", 0, "log verbosity; 0 logs requests and errors, higher adds detail")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	if c.nodeID == "" {
+		bad("node-id", "required (or set $NODE_NAME)")
+	}
+	if c.namespace == "" {
+		bad("namespace", "required")
+	}
+	if c.caSecret == "" {
+		bad("ca-secret", "required")
+	}
+	if c.audience == "" {
+		bad("audience", "required")
+	}
+	if !strings.HasPrefix(c.csiEndpoint, "unix://") || len(c.csiEndpoint) == len("unix://") {
+		bad("csi-endpoint", "%q is not unix://<path>", c.csiEndpoint)
+	}
+	for name, addr := range map[string]string{"proxy-listen": c.proxyListen, "ops-listen": c.opsListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(name, "%q is not host:port", addr)
+		}
+	}
+	if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" {
+		bad("public-url", "%q is not http(s)://host[:port]", c.publicURL)
+	}
+	if _, err := c.denyNets(); err != nil {
+		bad("deny-cidrs", "%v", err)
+	}
+	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout} {
+		if d <= 0 {
+			bad(name, "must be positive, got %s", d)
+		}
+	}
+	if c.verbosity < 0 {
+		bad("v", "must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) denyNets() ([]netip.Prefix, error) {
+	var nets []netip.Prefix
+	for _, s := range strings.Split(c.denyCIDRs, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		n, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", s)
+		}
+		nets = append(nets, n.Masked())
+	}
+	return nets, nil
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseFlags([]string{"--help"}, &out)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	help := out.String()
+	require.Contains(t, help, "Usage: connectors-node")
+
+	// Every registered flag appears in the help with a description.
+	for _, name := range []string{
+		"node-id", "kubeconfig", "namespace", "ca-secret", "csi-endpoint", "proxy-listen", "ops-listen",
+		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions",
+		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
+		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "v",
+	} {
+		i := strings.Index(help, "  -"+name+" ")
+		if i < 0 {
+			i = strings.Index(help, "  -"+name+"\n")
+		}
+		require.GreaterOrEqual(t, i, 0, "--help does not list -%s", name)
+		rest := help[i+len("  -"+name):]
+		line := strings.SplitN(rest, "\n  -", 2)[0]
+		require.Greater(t, len(strings.TrimSpace(line)), 20, "-%s has no real description", name)
+	}
+}
+
+func TestFlagsDefaults(t *testing.T) {
+	c, err := parseFlags([]string{"--node-id=n1"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, "connectors-system", c.namespace)
+	require.Equal(t, "http://connectors-proxy.connectors-system.svc", c.publicURL)
+	require.Equal(t, "connectors-proxy", c.audience)
+	require.False(t, c.allowUnmatchedTunnels)
+	require.False(t, c.allowLoopback)
+}
+
+func TestBadFlagsNameTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "--node-id"},
+		{[]string{"--node-id=n", "--csi-endpoint=/tmp/x.sock"}, "--csi-endpoint"},
+		{[]string{"--node-id=n", "--proxy-listen=8080"}, "--proxy-listen"},
+		{[]string{"--node-id=n", "--ops-listen=nope"}, "--ops-listen"},
+		{[]string{"--node-id=n", "--public-url=ftp://x"}, "--public-url"},
+		{[]string{"--node-id=n", "--public-url=http://x/path"}, "--public-url"},
+		{[]string{"--node-id=n", "--deny-cidrs=10.0.0.0/8,bogus"}, "--deny-cidrs"},
+		{[]string{"--node-id=n", "--secret-cache-ttl=0s"}, "--secret-cache-ttl"},
+		{[]string{"--node-id=n", "--audience="}, "--audience"},
+		{[]string{"--node-id=n", "extra"}, "unexpected argument"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv("NODE_NAME", "")
+			_, err := parseFlags(tc.args, &bytes.Buffer{})
+			require.Error(t, err)
+			require.False(t, errors.Is(err, flag.ErrHelp))
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}

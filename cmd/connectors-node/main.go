@@ -1,0 +1,48 @@
+// Command connectors-node runs on every node: the connectors-csi CSI node
+// plugin and the Connectors proxy. This file holds only wiring.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"k8s.io/klog/v2/textlogger"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "connectors-node: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run parses flags, builds every part, serves until ctx ends, and shuts down
+// in order.
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(cfg.verbosity), textlogger.Output(stderr)))
+	log.Info("starting connectors-node", "version", version, "node_id", cfg.nodeID)
+	n, err := newNode(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return n.serve(ctx)
+}

@@ -1,0 +1,182 @@
+// Package deploy_test checks the manifests in deploy/: they parse, agree
+// with the binary's defaults, and a real API server accepts them.
+package deploy_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+
+	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/kube/apitest"
+)
+
+// manifests reads every document of the files listed in kustomization.yaml.
+func loadAll(t *testing.T) []*unstructured.Unstructured {
+	t.Helper()
+	var k struct {
+		APIVersion string   `json:"apiVersion"`
+		Kind       string   `json:"kind"`
+		Resources  []string `json:"resources"`
+		Images     []struct {
+			Name    string `json:"name"`
+			NewName string `json:"newName"`
+			NewTag  string `json:"newTag"`
+		} `json:"images"`
+	}
+	b, err := os.ReadFile("kustomization.yaml")
+	require.NoError(t, err)
+	require.NoError(t, yaml.UnmarshalStrict(b, &k, yaml.DisallowUnknownFields), "kustomization.yaml")
+
+	// Every manifest in the directory is listed.
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	crds, err := filepath.Glob("crds/*.yaml")
+	require.NoError(t, err)
+	for _, f := range append(files, crds...) {
+		if f != "kustomization.yaml" {
+			require.Contains(t, k.Resources, f, "kustomization.yaml does not list %s", f)
+		}
+	}
+
+	objs, err := manifests.Load(k.Resources...)
+	require.NoError(t, err)
+	return objs
+}
+
+func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name string) *T {
+	t.Helper()
+	for _, u := range objs {
+		if u.GetKind() == kind && u.GetName() == name {
+			b, err := u.MarshalJSON()
+			require.NoError(t, err)
+			var out T
+			require.NoError(t, yaml.UnmarshalStrict(b, &out), "%s %s", kind, name)
+			return &out
+		}
+	}
+	t.Fatalf("no %s %q in deploy/", kind, name)
+	return nil
+}
+
+func TestCSIDriverMatchesTheBinary(t *testing.T) {
+	objs := loadAll(t)
+	d := find[storagev1.CSIDriver](t, objs, "CSIDriver", csi.DriverName)
+	require.False(t, *d.Spec.AttachRequired)
+	require.True(t, *d.Spec.PodInfoOnMount)
+	require.True(t, *d.Spec.RequiresRepublish)
+	require.Equal(t, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecycleEphemeral}, d.Spec.VolumeLifecycleModes)
+	require.Len(t, d.Spec.TokenRequests, 1)
+	require.Equal(t, csi.DefaultAudience, d.Spec.TokenRequests[0].Audience)
+	require.NotNil(t, d.Spec.TokenRequests[0].ExpirationSeconds)
+
+	ds := find[appsv1.DaemonSet](t, objs, "DaemonSet", "connectors-node")
+	node := ds.Spec.Template.Spec.Containers[0]
+	require.Contains(t, node.Args, "--audience="+csi.DefaultAudience)
+	require.Contains(t, node.Args, "--public-url="+csi.DefaultPublicURL)
+}
+
+func TestDaemonSet(t *testing.T) {
+	objs := loadAll(t)
+	ds := find[appsv1.DaemonSet](t, objs, "DaemonSet", "connectors-node")
+	spec := ds.Spec.Template.Spec
+	require.Equal(t, "connectors-node", spec.ServiceAccountName)
+
+	names := map[string]corev1.Container{}
+	for _, c := range spec.Containers {
+		names[c.Name] = c
+		require.NotEmpty(t, c.Resources.Requests, "%s has no resource requests", c.Name)
+		require.NotEmpty(t, c.Resources.Limits, "%s has no resource limits", c.Name)
+	}
+	for _, want := range []string{"connectors-node", "node-driver-registrar", "liveness-probe"} {
+		require.Contains(t, names, want)
+	}
+	node := names["connectors-node"]
+	require.NotNil(t, node.LivenessProbe)
+	require.NotNil(t, node.ReadinessProbe)
+	require.True(t, *node.SecurityContext.Privileged, "mounting tmpfs needs a privileged container")
+
+	hostPaths := map[string]string{}
+	for _, v := range spec.Volumes {
+		if v.HostPath != nil {
+			hostPaths[v.Name] = v.HostPath.Path
+		}
+	}
+	var propagated bool
+	for _, m := range node.VolumeMounts {
+		if hostPaths[m.Name] == "/var/lib/kubelet/pods" {
+			require.Equal(t, corev1.MountPropagationBidirectional, *m.MountPropagation)
+			require.Equal(t, "/var/lib/kubelet/pods", m.MountPath, "target paths from kubelet must resolve in the container")
+			propagated = true
+		}
+	}
+	require.True(t, propagated, "the pods directory is not mounted with Bidirectional propagation")
+
+	// The socket the plugin serves is the one the registrar announces.
+	var endpoint string
+	for _, a := range node.Args {
+		if v, ok := strings.CutPrefix(a, "--csi-endpoint="); ok {
+			endpoint = strings.TrimPrefix(v, "unix://")
+		}
+	}
+	require.NotEmpty(t, endpoint)
+	registrar := names["node-driver-registrar"]
+	require.Contains(t, registrar.Args, "--csi-address="+endpoint)
+	var pluginDir string
+	for _, m := range node.VolumeMounts {
+		if strings.HasPrefix(endpoint, m.MountPath+"/") {
+			pluginDir = hostPaths[m.Name]
+		}
+	}
+	require.Equal(t, "/var/lib/kubelet/plugins/"+csi.DriverName, pluginDir)
+	require.Contains(t, registrar.Args, "--kubelet-registration-path="+pluginDir+"/"+filepath.Base(endpoint))
+}
+
+func TestServiceIsNodeLocal(t *testing.T) {
+	objs := loadAll(t)
+	svc := find[corev1.Service](t, objs, "Service", "connectors-proxy")
+	require.Equal(t, corev1.ServiceInternalTrafficPolicyLocal, *svc.Spec.InternalTrafficPolicy)
+	require.Equal(t, "connectors-system", svc.Namespace)
+	require.Equal(t, int32(80), svc.Spec.Ports[0].Port, "the default public URL has no port")
+}
+
+func TestRBACIsLeastPrivilege(t *testing.T) {
+	objs := loadAll(t)
+	cr := find[rbacv1.ClusterRole](t, objs, "ClusterRole", "connectors-node")
+	for _, r := range cr.Rules {
+		require.NotContains(t, r.Verbs, "*")
+		require.NotContains(t, r.Resources, "*")
+		if slices.Contains(r.Resources, "secrets") {
+			require.Equal(t, []string{"get"}, r.Verbs, "secrets are read one by one, never listed or watched")
+		}
+		for _, v := range r.Verbs {
+			require.Contains(t, []string{"get", "list", "watch", "create"}, v)
+		}
+	}
+	role := find[rbacv1.Role](t, objs, "Role", "connectors-node-ca")
+	for _, r := range role.Rules {
+		if slices.Contains(r.Verbs, "get") {
+			require.Equal(t, []string{"connectors-proxy-ca"}, r.ResourceNames)
+		}
+	}
+}
+
+// TestManifestsApplyToARealAPIServer creates every object in a real API
+// server, in file order, as `kubectl apply -k deploy/` would.
+func TestManifestsApplyToARealAPIServer(t *testing.T) {
+	env := apitest.Start(t, apitest.Options{NoCRDs: true})
+	ctx := context.Background()
+	require.NoError(t, manifests.Create(ctx, env.Client, loadAll(t)))
+}

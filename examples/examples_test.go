@@ -1,0 +1,156 @@
+// Package examples_test checks the manifests in examples/: every document
+// parses into its Kubernetes type, and every configuration of every example
+// ConnectorClass renders through configgen for the example Connectors.
+package examples_test
+
+import (
+	"encoding/base64"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+const token = "header.payload.signature"
+
+type examples struct {
+	classes    map[string]*v1alpha1.ConnectorClass
+	connectors map[string]*v1alpha1.Connector
+	jobs       []*batchv1.Job
+	objects    []*unstructured.Unstructured
+}
+
+func load(t *testing.T) examples {
+	t.Helper()
+	files, err := filepath.Glob("*.yaml")
+	require.NoError(t, err)
+	objs, err := manifests.Load(files...)
+	require.NoError(t, err)
+	ex := examples{classes: map[string]*v1alpha1.ConnectorClass{}, connectors: map[string]*v1alpha1.Connector{}, objects: objs}
+	for _, u := range objs {
+		var into any
+		switch u.GetKind() {
+		case "ConnectorClass":
+			c := &v1alpha1.ConnectorClass{}
+			ex.classes[u.GetName()] = c
+			into = c
+		case "Connector":
+			c := &v1alpha1.Connector{}
+			ex.connectors[u.GetName()] = c
+			into = c
+		case "Job":
+			j := &batchv1.Job{}
+			ex.jobs = append(ex.jobs, j)
+			into = j
+		case "Secret":
+			into = &corev1.Secret{}
+		case "ServiceAccount":
+			into = &corev1.ServiceAccount{}
+		case "Role":
+			into = &rbacv1.Role{}
+		case "RoleBinding":
+			into = &rbacv1.RoleBinding{}
+		case "Task", "TaskRun":
+			continue // Tekton types are not a dependency; checked below as unstructured.
+		default:
+			t.Fatalf("unexpected kind %s in examples/", u.GetKind())
+		}
+		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, into, true),
+			"%s %s", u.GetKind(), u.GetName())
+	}
+	return ex
+}
+
+func TestEveryClassConfigurationRenders(t *testing.T) {
+	ex := load(t)
+	require.Len(t, ex.classes, 3)
+	for _, class := range ex.classes {
+		var mounted []configgen.Connector
+		for _, c := range ex.connectors {
+			if c.Spec.ConnectorClassName == class.Name {
+				mounted = append(mounted, configgen.Connector{Object: c, Class: class, ProxyAddress: c.ProxyAddress(csi.DefaultPublicURL)})
+			}
+		}
+		require.NotEmpty(t, mounted, "no example Connector of class %s", class.Name)
+		for _, cfg := range class.Spec.Configurations {
+			t.Run(class.Name+"/"+cfg.Name, func(t *testing.T) {
+				files, err := configgen.Render(configgen.Input{
+					Connectors:     mounted,
+					Token:          token,
+					ProxyURL:       csi.DefaultPublicURL,
+					CACertPEM:      []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"),
+					Configurations: []string{cfg.Name},
+				})
+				require.NoError(t, err)
+				for name := range cfg.Data {
+					require.NotEmpty(t, files[name], "%s rendered empty", name)
+				}
+			})
+		}
+	}
+}
+
+// TestGitClassRendersScopedHeader pins what the example git class writes: the
+// token only for the proxy URL, and the Connector's address rewritten to it.
+func TestGitClassRendersScopedHeader(t *testing.T) {
+	ex := load(t)
+	git := ex.connectors["git"]
+	files, err := configgen.Render(configgen.Input{
+		Connectors:     []configgen.Connector{{Object: git, Class: ex.classes["git"], ProxyAddress: git.ProxyAddress(csi.DefaultPublicURL)}},
+		Token:          token,
+		ProxyURL:       csi.DefaultPublicURL,
+		CACertPEM:      []byte("ca"),
+		Configurations: []string{"gitconfig"},
+	})
+	require.NoError(t, err)
+	proxy := csi.DefaultPublicURL + "/namespaces/default/connectors/git/"
+	want := "\n[http \"" + proxy + "\"]\n" +
+		"\textraHeader = Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token)) + "\n" +
+		"[url \"" + proxy + "\"]\n" +
+		"\tinsteadOf = https://github.com/\n"
+	require.Equal(t, want, string(files[".gitconfig"]))
+}
+
+// TestJobsMountConnectorsVolumes checks that every Job mounts a read-only
+// connectors-csi volume naming Connectors that exist in examples/.
+func TestJobsMountConnectorsVolumes(t *testing.T) {
+	ex := load(t)
+	require.NotEmpty(t, ex.jobs)
+	for _, j := range ex.jobs {
+		var found bool
+		for _, v := range j.Spec.Template.Spec.Volumes {
+			if v.CSI == nil {
+				continue
+			}
+			found = true
+			require.Equal(t, csi.DriverName, v.CSI.Driver, j.Name)
+			require.True(t, *v.CSI.ReadOnly, j.Name)
+			for _, name := range strings.Split(v.CSI.VolumeAttributes["connectors"], ",") {
+				require.Contains(t, ex.connectors, strings.TrimSpace(name), "Job %s names an unknown Connector", j.Name)
+			}
+		}
+		require.True(t, found, "Job %s mounts no connectors-csi volume", j.Name)
+	}
+
+	// The Tekton TaskRun binds a CSI workspace the same way.
+	for _, u := range ex.objects {
+		if u.GetKind() != "TaskRun" {
+			continue
+		}
+		ws, _, err := unstructured.NestedSlice(u.Object, "spec", "workspaces")
+		require.NoError(t, err)
+		driver, _, _ := unstructured.NestedString(ws[0].(map[string]any), "csi", "driver")
+		require.Equal(t, csi.DriverName, driver)
+	}
+}
