@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and the demo use, when missing.
+# Installs the Debian packages the tests, the demo and the benchmarks use,
+# when missing. `hack/install-deps.sh bench` adds the load tools.
 set -euo pipefail
 
-packages=(git curl ca-certificates util-linux)
+packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-utils)
+if [ "${1:-}" = bench ]; then
+  packages+=(nginx wrk)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -369,6 +369,15 @@ func (d *demo) publish(ctx context.Context) error {
 		}
 	}
 	d.say("published %s: %s", d.target, strings.Join(names, " "))
+	gc, err := os.ReadFile(filepath.Join(d.target, ".gitconfig")) //nolint:gosec // the volume just published
+	if err != nil {
+		return err
+	}
+	d.say(".gitconfig (the pod's token shown as <token>):")
+	redacted := strings.ReplaceAll(string(gc), base64.StdEncoding.EncodeToString([]byte(":"+token)), "<token>")
+	for _, l := range strings.Split(strings.TrimSpace(redacted), "\n") {
+		d.say("  %s", l)
+	}
 	return nil
 }
 
@@ -393,6 +402,14 @@ func (d *demo) clone(repoURL, password string) error {
 		return errors.New("the Git server saw no authenticated request")
 	}
 	d.say("the Git server saw user %q: the proxy injected the credential", d.git.Users()[0])
+	if log, err := os.ReadFile(d.nodeLog.Name()); err == nil {
+		d.say("the proxy's audit lines:")
+		for _, l := range strings.Split(string(log), "\n") {
+			if i := strings.Index(l, `"request"`); i >= 0 {
+				d.say("  %s", l[i:])
+			}
+		}
+	}
 
 	// No mounted file holds the password.
 	err = filepath.WalkDir(d.target, func(p string, e fs.DirEntry, err error) error {
