@@ -48,7 +48,7 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 
 .PHONY: test
 test: deps lint testbin ## Run vet, lint and every test (with -race) against a real API server.
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -race -count=1 ./...
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 ./...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks.
