@@ -27,6 +27,7 @@ func funcMap() template.FuncMap {
 	for _, name := range nodeFuncs() {
 		delete(fm, name)
 	}
+	boundedFuncs(fm)
 	return fm
 }
 
@@ -199,10 +200,18 @@ func fill(m map[string]any, key string, value any) {
 	}
 }
 
-// redact removes the token and its encodings from an error's text. The
-// cause's type is dropped with it: template errors carry no sentinel.
+// redact keeps what an error says about where a template failed and drops
+// what it says about values: a template can put the token, transformed in
+// any way, into an error (fail, an index key, a bad argument), so the text
+// after the failing action is withheld. The token and its usual encodings
+// are removed from what is left as well. The cause's type is dropped with
+// it: template errors carry no sentinel.
 func (r *renderer) redact(err error) error {
 	msg := err.Error()
+	var execErr template.ExecError
+	if errors.As(err, &execErr) {
+		msg = withholdDetails(msg)
+	}
 	for _, s := range []string{
 		r.in.Token,
 		base64.StdEncoding.EncodeToString([]byte(":" + r.in.Token)),
@@ -211,6 +220,24 @@ func (r *renderer) redact(err error) error {
 		msg = strings.ReplaceAll(msg, s, "[redacted]")
 	}
 	return errors.New(msg)
+}
+
+// withholdDetails cuts an execution error after its location and action,
+// `template: f:3:7: executing "f" at <fail .x>`, keeping the name of a
+// failing function call.
+func withholdDetails(msg string) string {
+	end := strings.Index(msg, ">: ")
+	if end < 0 {
+		return "template execution failed (details withheld)"
+	}
+	out := msg[:end+1]
+	rest := msg[end+3:]
+	if fn, ok := strings.CutPrefix(rest, "error calling "); ok {
+		if i := strings.Index(fn, ":"); i > 0 {
+			out += ": error calling " + fn[:i]
+		}
+	}
+	return out + ": details withheld, they may hold the token"
 }
 
 // limitedBuffer fails a write that would take it past max bytes.
