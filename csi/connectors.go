@@ -36,7 +36,7 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []connect
 		}
 		class, err := n.opts.Objects.ConnectorClass(ctx, className)
 		if errors.Is(err, kube.ErrNotFound) {
-			return nil, status.Errorf(codes.NotFound, "connectorclass %q not found", className)
+			return nil, status.Errorf(codes.NotFound, "connector %q not found: its connectorclass %q does not exist", ref.String(), className)
 		}
 		if err != nil {
 			return nil, statusError(err, "reading connectorclass %q", className)

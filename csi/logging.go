@@ -53,7 +53,9 @@ func interceptor(log logr.Logger, m *metrics) grpc.UnaryServerInterceptor {
 		start := time.Now()
 		method := path.Base(info.FullMethod)
 		log := log.WithValues("method", method)
-		log.V(4).Info("csi call", "request", sanitize(req))
+		if v := log.V(4); v.Enabled() {
+			v.Info("csi call", "request", sanitize(req))
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				// The panic value is not logged: it could hold request data.

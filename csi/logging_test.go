@@ -7,6 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
@@ -73,4 +79,29 @@ func TestLongTokenExpirationOnlyWarns(t *testing.T) {
 	req.VolumeContext[csi.AttrTokenExpiration] = "48h"
 	require.NoError(t, h.publish(context.Background(), req))
 	assert.Contains(t, logs.String(), "token.expiration is longer than the projected token lives")
+}
+
+// TestTemplateErrorDoesNotLogTheToken pins that a class template that puts a
+// transformed token into its error does not bring it into the logs or the
+// gRPC message (which kubelet turns into pod events).
+func TestTemplateErrorDoesNotLogTheToken(t *testing.T) {
+	var logs logBuffer
+	h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+	h.objects.addConnector(podNamespace, "leaky", "leaky", "https://leaky.example.com")
+	h.objects.addClass(&v1alpha1.ConnectorClass{
+		ObjectMeta: metav1.ObjectMeta{Name: "leaky"},
+		Spec: v1alpha1.ConnectorClassSpec{Configurations: []v1alpha1.Configuration{{
+			Name: "leak",
+			Data: map[string]string{"out": `{{ fail (.context.token | upper | substr 1 -1) }}`},
+		}}},
+	})
+	req := publishRequest(t, "vol", h.target("vol"))
+	req.VolumeContext[csi.AttrConnectors] = "leaky"
+	req.VolumeContext[csi.AttrConfigurationNames] = "leak"
+	err := h.publish(context.Background(), req)
+	require.Equal(t, codes.FailedPrecondition, status.Code(err))
+	out := strings.ToUpper(logs.String() + "\n" + err.Error())
+	for _, part := range strings.Split(strings.ToUpper(testToken), ".") {
+		assert.NotContains(t, out, part[1:], "a token fragment leaked")
+	}
 }

@@ -36,6 +36,8 @@ type Authorizer interface {
 	Authorize(ctx context.Context, user kube.User, namespace, name string) error
 }
 
+var _ Authorizer = (*kube.Reviewer)(nil)
+
 // Options configure NewServer. Zero values take the documented defaults.
 type Options struct {
 	// NodeID is this node's name, reported by NodeGetInfo. Required.

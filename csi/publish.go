@@ -122,14 +122,20 @@ func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeReque
 }
 
 // checkExpiration warns when token.expiration asks for more than the token
-// kubelet projected lives: the CSIDriver's expirationSeconds decides.
+// kubelet projected lives: the CSIDriver's expirationSeconds decides. The
+// token's whole lifetime (exp - iat) is compared, not what is left of it, so
+// a republish late in the token's life does not warn.
 func (n *nodeServer) checkExpiration(requested time.Duration, token projectedToken, log logr.Logger) {
-	if requested == 0 || token.ExpirationTimestamp.IsZero() {
+	if requested == 0 {
 		return
 	}
-	if lifetime := time.Until(token.ExpirationTimestamp); requested > lifetime {
+	lifetime, ok := tokenLifetime(token.Token)
+	if !ok && !token.ExpirationTimestamp.IsZero() {
+		lifetime, ok = time.Until(token.ExpirationTimestamp), true
+	}
+	if ok && requested > lifetime {
 		log.Info("token.expiration is longer than the projected token lives; the CSIDriver tokenRequests expirationSeconds decides the lifetime",
-			"requested", requested.String(), "token_expires_in", lifetime.Round(time.Second).String())
+			"requested", requested.String(), "token_lifetime", lifetime.Round(time.Second).String())
 	}
 }
 

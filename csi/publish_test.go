@@ -124,7 +124,7 @@ func TestNodePublishVolumeCodes(t *testing.T) {
 		{"denied", setAttr(csi.AttrConnectors, "git,secret-git"), codes.PermissionDenied, `connector "team-a/secret-git"`},
 		{"denied in another namespace", setAttr(csi.AttrConnectors, "other/git"), codes.PermissionDenied, `connector "other/git"`},
 		{"missing connector", setAttr(csi.AttrConnectors, "git,missing"), codes.NotFound, `connector "team-a/missing" not found`},
-		{"missing class", setAttr(csi.AttrConnectors, "orphan"), codes.NotFound, `connectorclass "nope" not found`},
+		{"missing class", setAttr(csi.AttrConnectors, "orphan"), codes.NotFound, `connector "team-a/orphan" not found: its connectorclass "nope" does not exist`},
 		{"connector without class", setAttr(csi.AttrConnectors, "classless"), codes.FailedPrecondition, "connectorClassName"},
 		{"unknown configuration", setAttr(csi.AttrConfigurationNames, "nope"), codes.NotFound, "nope"},
 		{"unknown configuration with exclusion", setAttr(csi.AttrConfigurationNames, "nope,!ca.cert"), codes.NotFound, "nope"},

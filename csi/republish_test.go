@@ -81,7 +81,21 @@ func TestRepublishSwapsNewToken(t *testing.T) {
 			versions++
 		}
 	}
-	assert.Equal(t, 2, versions, "the current and the previous version are kept, older ones removed")
+	assert.Equal(t, 3, versions, "the current version and the two before it are kept while young")
+
+	for _, tok := range []string{"fourth-token", "fifth-token"} {
+		req.VolumeContext[csi.TokensKey] = tokensJSON(t, audience, tok, time.Now().Add(time.Hour))
+		require.NoError(t, h.publish(ctx, req))
+	}
+	entries, err = os.ReadDir(req.TargetPath)
+	require.NoError(t, err)
+	versions = 0
+	for _, e := range entries {
+		if e.IsDir() {
+			versions++
+		}
+	}
+	assert.Equal(t, 3, versions, "never more than three versions")
 }
 
 func TestRepublishWithSameContentKeepsVersion(t *testing.T) {

@@ -10,6 +10,10 @@ import (
 )
 
 // TestSanity runs csi-sanity against the real gRPC server on a unix socket.
+// Without a controller most node specs skip themselves (they need
+// CreateVolume); the identity and node-argument specs run. The publish,
+// republish and real-mount tests of this package carry the lifecycle
+// coverage.
 // It skips the controller specs (there is no controller service) and
 // "should remove target path", which needs CreateVolume.
 func TestSanity(t *testing.T) {

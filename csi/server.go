@@ -26,6 +26,8 @@ type Server struct {
 	mu      sync.Mutex
 	started bool
 	served  chan error // receives Serve's result, then closes
+	done    chan struct{}
+	err     error // Serve's result, set before done closes
 }
 
 // NewServer checks opts, fills the defaults and builds a Server. It does not
@@ -53,7 +55,7 @@ func NewServer(opts Options) (*Server, error) {
 		metrics:    m,
 		locks:      newVolumeLocks(),
 	})
-	return &Server{opts: opts, log: log, socket: socket, grpc: g}, nil
+	return &Server{opts: opts, log: log, socket: socket, grpc: g, done: make(chan struct{})}, nil
 }
 
 // socketPath turns unix:///path, unix://path or a plain path into a path.
@@ -96,11 +98,26 @@ func (s *Server) Start() error {
 	s.started = true
 	s.served = make(chan error, 1)
 	go func() {
-		s.served <- s.grpc.Serve(lis)
+		err := s.grpc.Serve(lis)
+		s.mu.Lock()
+		s.err = err
+		s.mu.Unlock()
+		close(s.done)
+		s.served <- err
 		close(s.served)
 	}()
 	s.log.Info("csi server listening", "socket", s.socket, "driver", DriverName, "version", s.opts.Version, "node_id", s.opts.NodeID)
 	return nil
+}
+
+// Done is closed when the server stops serving, after Stop or on a failure.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Err returns why the server stopped serving, once Done is closed.
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
 }
 
 // removeStaleSocket removes a socket file left by an earlier process. It

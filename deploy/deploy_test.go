@@ -116,13 +116,13 @@ func TestDaemonSet(t *testing.T) {
 	}
 	var propagated bool
 	for _, m := range node.VolumeMounts {
-		if hostPaths[m.Name] == "/var/lib/kubelet/pods" {
+		if hostPaths[m.Name] == "/var/lib/kubelet" {
 			require.Equal(t, corev1.MountPropagationBidirectional, *m.MountPropagation)
-			require.Equal(t, "/var/lib/kubelet/pods", m.MountPath, "target paths from kubelet must resolve in the container")
+			require.Equal(t, "/var/lib/kubelet", m.MountPath, "target paths from kubelet must resolve in the container")
 			propagated = true
 		}
 	}
-	require.True(t, propagated, "the pods directory is not mounted with Bidirectional propagation")
+	require.True(t, propagated, "/var/lib/kubelet is not mounted with Bidirectional propagation")
 
 	// The socket the plugin serves is the one the registrar announces.
 	var endpoint string

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -54,6 +55,10 @@ type CacheOptions struct {
 	SecretTTL time.Duration
 	// MaxSecrets bounds the Secret cache. Default 1024.
 	MaxSecrets int
+	// APITimeout bounds one Secret read. Default 10s.
+	APITimeout time.Duration
+	// Log receives errors of the informers. Default: discarded.
+	Log logr.Logger
 }
 
 // Cache serves Connectors and ConnectorClasses from informers and Secrets
@@ -63,6 +68,8 @@ type Cache struct {
 	informers crcache.Cache
 	secrets   kubernetes.Interface
 	ttl       time.Duration
+	timeout   time.Duration
+	log       logr.Logger
 	secretLRU *utilcache.LRUExpireCache
 	group     singleflight.Group
 	synced    atomic.Bool
@@ -80,6 +87,12 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 	}
 	if opts.MaxSecrets <= 0 {
 		opts.MaxSecrets = 1024
+	}
+	if opts.APITimeout <= 0 {
+		opts.APITimeout = 10 * time.Second
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logr.Discard()
 	}
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
@@ -106,6 +119,8 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 		informers: informers,
 		secrets:   cs,
 		ttl:       opts.SecretTTL,
+		timeout:   opts.APITimeout,
+		log:       opts.Log,
 		secretLRU: utilcache.NewLRUExpireCache(opts.MaxSecrets),
 	}, nil
 }
@@ -125,7 +140,11 @@ func (c *Cache) Start(ctx context.Context) error {
 			return fmt.Errorf("kube cache: informer for %T: %w", obj, err)
 		}
 	}
-	go func() { _ = c.informers.Start(ctx) }()
+	go func() {
+		if err := c.informers.Start(ctx); err != nil {
+			c.log.Error(err, "connector informers stopped")
+		}
+	}()
 	go func() {
 		if c.informers.WaitForCacheSync(ctx) {
 			c.synced.Store(true)
@@ -170,8 +189,12 @@ func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Sec
 	if v, ok := c.secretLRU.Get(key); ok {
 		return v.(*corev1.Secret), nil
 	}
-	v, err, _ := c.group.Do(key, func() (any, error) {
-		s, err := c.secrets.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	ch := c.group.DoChan(key, func() (any, error) {
+		// Detached from the first caller's cancellation, so one caller
+		// giving up does not fail the others.
+		getCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		s, err := c.secrets.CoreV1().Secrets(namespace).Get(getCtx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			return nil, &NotFoundError{Kind: "secret", Key: key}
@@ -182,8 +205,13 @@ func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Sec
 		c.secretLRU.Add(key, s, c.ttl)
 		return s, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*corev1.Secret), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("reading secret %s: %w: %w", key, ErrUnavailable, ctx.Err())
 	}
-	return v.(*corev1.Secret), nil
 }

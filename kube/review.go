@@ -57,6 +57,8 @@ type ReviewerOptions struct {
 	DenyTTL time.Duration
 	// MaxEntries bounds each of the token and access caches. Default 10000.
 	MaxEntries int
+	// APITimeout bounds one TokenReview or SubjectAccessReview call. Default 10s.
+	APITimeout time.Duration
 	// Metrics counts cache hits, misses and API calls. Default: not counted.
 	Metrics *ReviewMetrics
 	// Now is the clock. Default time.Now.
@@ -91,6 +93,9 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 	}
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = 10000
+	}
+	if opts.APITimeout <= 0 {
+		opts.APITimeout = 10 * time.Second
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -129,7 +134,7 @@ func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error)
 		return res.user, res.err
 	}
 	r.opts.Metrics.miss("token")
-	v, err, _ := r.group.Do("t/"+key, func() (any, error) {
+	v, err := r.shared(ctx, "t/"+key, func(ctx context.Context) (any, error) {
 		if v, ok := r.tokens.Get(key); ok {
 			return v.(tokenResult), nil
 		}
@@ -180,6 +185,24 @@ func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, 
 	return tokenResult{user: user}, ttl, nil
 }
 
+// shared runs fn once for all concurrent callers with the same key. The call
+// runs detached from any one caller's cancellation (bounded by APITimeout),
+// so a caller that gives up does not fail the others; each caller still
+// returns as soon as its own ctx ends.
+func (r *Reviewer) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
+	ch := r.group.DoChan(key, func() (any, error) {
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.APITimeout)
+		defer cancel()
+		return fn(callCtx)
+	})
+	select {
+	case res := <-ch:
+		return res.Val, res.Err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a review: %w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
 // tokenExpiry reads the exp claim of a JWT without verifying it; it is used
 // only to bound the cache lifetime of a token the API server accepted.
 func tokenExpiry(token string) (time.Time, bool) {
@@ -223,7 +246,7 @@ func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subr
 		return v.(error)
 	}
 	r.opts.Metrics.miss("access")
-	_, err, _ := r.group.Do("a/"+key, func() (any, error) {
+	_, err := r.shared(ctx, "a/"+key, func(ctx context.Context) (any, error) {
 		if v, ok := r.access.Get(key); ok {
 			if v == nil {
 				return nil, nil

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -259,4 +260,46 @@ func TestNewReviewerRejectsMissingFields(t *testing.T) {
 	env := apitest.Shared(t)
 	_, err = kube.NewReviewer(kube.ReviewerOptions{Client: env.Kube})
 	require.ErrorContains(t, err, "Audience")
+}
+
+// TestCallerGivingUpDoesNotFailOthers pins that a review shared by
+// concurrent callers runs detached from the first caller's context: before,
+// one client with a short deadline turned every waiting request into a 503.
+func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "authn-cancel")
+	env.ServiceAccount(t, ns, "builder")
+	token := env.Token(t, ns, "builder", []string{audience}, time.Hour)
+
+	release := make(chan struct{})
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/tokenreviews") {
+				<-release // hold the API call until both callers wait on it
+			}
+			return rt.RoundTrip(r)
+		})
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	r := newReviewer(t, cs, &fakeClock{now: time.Now()})
+
+	impatient, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.Authenticate(impatient, token)
+		first <- err
+	}()
+	second := make(chan error, 1)
+	go func() {
+		time.Sleep(50 * time.Millisecond) // join the call the first caller started
+		_, err := r.Authenticate(context.Background(), token)
+		second <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	require.ErrorIs(t, <-first, kube.ErrUnavailable, "the impatient caller gets its own cancellation")
+	close(release)
+	require.NoError(t, <-second, "the patient caller still gets the answer")
 }

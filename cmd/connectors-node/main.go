@@ -1,5 +1,3 @@
-// Command connectors-node runs on every node: the connectors-csi CSI node
-// plugin and the Connectors proxy. This file holds only wiring.
 package main
 
 import (

@@ -53,7 +53,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger) (*node, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cache, err := kube.NewCache(kube.CacheOptions{Config: rc, SecretTTL: cfg.secretTTL})
+	cache, err := kube.NewCache(kube.CacheOptions{Config: rc, SecretTTL: cfg.secretTTL, Log: log.WithName("cache")})
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger) (*node, error) {
 		SystemRootsPEM:  roots,
 		TmpfsSize:       cfg.tmpfsSize,
 		ShutdownTimeout: cfg.shutdownTimeout,
-		Log:             log.WithName("csi"),
+		Log:             log,
 		Registerer:      reg,
 	})
 	if err != nil {
@@ -146,6 +146,13 @@ func (n *node) serve(ctx context.Context) error {
 	if err := n.csi.Start(); err != nil {
 		return err
 	}
+	go func() {
+		select {
+		case <-n.csi.Done():
+			cancel(fmt.Errorf("csi server stopped: %w", n.csi.Err()))
+		case <-ctx.Done():
+		}
+	}()
 	listen := func(addr, what string, serve func(net.Listener) error) error {
 		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", addr)

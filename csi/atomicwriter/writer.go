@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -26,7 +27,7 @@ const (
 	// reservedPrefix starts every name the layout uses for itself.
 	reservedPrefix = ".."
 	// versionLayout formats the time part of a version directory name.
-	versionLayout = "2006_01_02_15_04_05."
+	versionLayout = "2006_01_02_15_04_05.000000000_"
 )
 
 // Options configure New.
@@ -74,8 +75,8 @@ func New(opts Options) (*Writer, error) {
 // The version that was current before stays until the next Write that
 // changes something, so a reader that resolved ..data just before the
 // switch still finds its files; older versions (and leftovers of a crash)
-// are removed before a new version is written, so at most two versions
-// exist at once.
+// beyond the keepPrevious newest are removed before a new version is
+// written, so at most three versions exist at once.
 //
 // When the current version already holds exactly these files, with the
 // configured modes and group, nothing is rewritten and changed is false. On
@@ -257,23 +258,50 @@ func (w *Writer) linkNames(files map[string][]byte) error {
 	return nil
 }
 
-// pruneVersions removes every version directory except keep.
+// previousGrace is how long the version before the current one survives
+// the next Write. A reader that resolved ..data to it just before a swap
+// finds its files unless it stalls that long; older versions go at once, so
+// a small tmpfs does not fill up when republishes come quickly.
+const previousGrace = 30 * time.Second
+
+// pruneVersions removes the version directories other than keep, except the
+// newest of them while it is younger than previousGrace. Version names start
+// with their UTC time, so name order is age order; a name that does not
+// parse (a leftover of something else) counts as old.
 func (w *Writer) pruneVersions(keep string) error {
 	entries, err := os.ReadDir(w.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", w.opts.Dir, err)
 	}
-	var errs []error
+	var old []string
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() && strings.HasPrefix(name, reservedPrefix) && name != keep {
-			errs = append(errs, os.RemoveAll(filepath.Join(w.opts.Dir, name)))
+			old = append(old, name)
 		}
+	}
+	sort.Strings(old)
+	if n := len(old); n > 0 && w.young(old[n-1]) {
+		old = old[:n-1]
+	}
+	var errs []error
+	for _, name := range old {
+		errs = append(errs, os.RemoveAll(filepath.Join(w.opts.Dir, name)))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("removing old versions: %w", err)
 	}
 	return nil
+}
+
+// young reports whether a version was written less than previousGrace ago.
+func (w *Writer) young(version string) bool {
+	stamp := strings.TrimPrefix(version, reservedPrefix)
+	if len(stamp) < len(versionLayout) {
+		return false
+	}
+	t, err := time.Parse(versionLayout, stamp[:len(versionLayout)])
+	return err == nil && w.opts.Now().Sub(t) < previousGrace
 }
 
 // pruneLinks removes the links, made by an earlier Write, of names not in

@@ -130,9 +130,12 @@ func TestWriteRemovesDroppedNamesAndOldVersions(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 	assert.Equal(t, "3", read(t, dir, "a"))
 	assert.Len(t, versions(t, dir), 2, "current and previous")
-	_, err = w.Write(map[string][]byte{"a": []byte("4")})
-	require.NoError(t, err)
-	assert.Len(t, versions(t, dir), 2, "never more than two versions")
+	for _, v := range []string{"4", "5", "6"} {
+		_, err = w.Write(map[string][]byte{"a": []byte(v)})
+		require.NoError(t, err)
+	}
+	assert.Len(t, versions(t, dir), 3, "the current version and the two before it, while young")
+	assert.Equal(t, "6", read(t, dir, "a"))
 }
 
 func TestWriteLeavesForeignFilesAlone(t *testing.T) {
