@@ -357,6 +357,8 @@ func (d *demo) publish(ctx context.Context) error {
 	if err := d.kubelet.Publish(ctx, "demo-volume", d.target, pod, attrs, tokens); err != nil {
 		return err
 	}
+	// Unpublish even when a later step fails (a second unpublish succeeds).
+	d.onCleanup(func() { _ = d.kubelet.Unpublish(context.Background(), "demo-volume", d.target) })
 	d.say("volume attributes from examples/git-clone-job.yaml: %v", attrs)
 	entries, err := os.ReadDir(d.target)
 	if err != nil {
