@@ -74,6 +74,23 @@ func Start(root, user, password string) (*Server, error) {
 	return s, nil
 }
 
+// NewHandler is Start without a listener, for a server of the caller's own
+// (TLS, a slowed link): it returns the Server and its handler, Basic auth in
+// front of git http-backend. Set URL to where the handler is served before
+// CreateRepo. Close does nothing; stop the caller's server instead.
+func NewHandler(root, user, password string) (*Server, http.Handler, error) {
+	backend, err := Backend()
+	if err != nil {
+		return nil, nil, err
+	}
+	s := &Server{Root: root, user: user, password: password, srv: &http.Server{ReadHeaderTimeout: 10 * time.Second}}
+	h := &cgi.Handler{
+		Path: backend,
+		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
+	}
+	return s, s.auth(h), nil
+}
+
 func (s *Server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, p, ok := r.BasicAuth()

@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/connectors-node/connectors-node/hack/gitserver"
+)
+
+// gitUser is the account the Git servers want; each story makes its own password.
+const gitUser = "bot"
+
+// gitBackend is hack/gitserver behind a test server of the story's own: plain
+// HTTP on 127.0.0.1, or HTTPS with a certificate for a host name.
+type gitBackend struct {
+	*gitserver.Server
+	srv *httptest.Server
+
+	mu sync.Mutex
+	// headers holds every header value that reached the server.
+	headers []string
+}
+
+// gitOptions configure startGit.
+type gitOptions struct {
+	// cert, when set, serves HTTPS with it; host is then the URL's host name.
+	cert *tls.Certificate
+	host string
+	// before, when set, runs before each request is served.
+	before func(*http.Request)
+}
+
+// startGit serves a Git server wanting gitUser:password.
+func (s *story) startGit(password string, o gitOptions) *gitBackend {
+	s.t.Helper()
+	needTool(s.t, "git")
+	root := filepath.Join(s.t.TempDir(), "repos")
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		s.t.Fatal(err)
+	}
+	gs, handler, err := gitserver.NewHandler(root, gitUser, password)
+	if err != nil {
+		s.t.Fatalf("git server: %v", err)
+	}
+	b := &gitBackend{Server: gs}
+	b.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		for _, vs := range r.Header {
+			b.headers = append(b.headers, vs...)
+		}
+		b.mu.Unlock()
+		if o.before != nil {
+			o.before(r)
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	if o.cert != nil {
+		b.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*o.cert}, MinVersion: tls.VersionTLS12}
+		b.srv.StartTLS()
+		_, port, _ := net.SplitHostPort(b.srv.Listener.Addr().String())
+		gs.URL = "https://" + net.JoinHostPort(o.host, port)
+	} else {
+		b.srv.Start()
+		gs.URL = b.srv.URL
+	}
+	s.t.Cleanup(b.srv.Close)
+	return b
+}
+
+// repo creates a repository with one commit and returns its URL.
+func (b *gitBackend) repo(t *testing.T, name string, files map[string]string) string {
+	t.Helper()
+	url, err := b.CreateRepo(name, files)
+	if err != nil {
+		t.Fatalf("creating repository %s: %v", name, err)
+	}
+	return url
+}
+
+// sawHeader reports whether any request reached the server with a header
+// value holding v.
+func (b *gitBackend) sawHeader(v string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, h := range b.headers {
+		if strings.Contains(h, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// testCA is a certificate authority for the story's upstream servers.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "connectors-node e2e upstream CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// leaf issues a server certificate for the host names.
+func (ca *testCA) leaf(t *testing.T, hosts ...string) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: hosts[0]},
+		DNSNames:     hosts,
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// hostsMarker ends the /etc/hosts lines the suite adds.
+const hostsMarker = "# connectors-node e2e"
+
+// hostsMu serialises the suite's edits of /etc/hosts.
+var hostsMu sync.Mutex
+
+// mapHost maps name to 127.0.0.1 in /etc/hosts until the test ends, so that
+// clients, which never send loopback addresses or no_proxy names through a
+// proxy, use the forward proxy for it, and the proxy itself resolves it.
+// Lines a killed run left behind are dropped first.
+func mapHost(t *testing.T, name string) {
+	t.Helper()
+	line := "127.0.0.1 " + name + " " + hostsMarker
+	hostsMu.Lock()
+	defer hostsMu.Unlock()
+	if err := editHosts(func(lines []string) []string { return append(dropLine(lines, line), line) }); err != nil {
+		t.Fatalf("mapping %s in /etc/hosts: %v", name, err)
+	}
+	t.Cleanup(func() {
+		hostsMu.Lock()
+		defer hostsMu.Unlock()
+		if err := editHosts(func(lines []string) []string { return dropLine(lines, line) }); err != nil {
+			t.Errorf("restoring /etc/hosts: %v", err)
+		}
+	})
+}
+
+func dropLine(lines []string, drop string) []string {
+	out := lines[:0:0]
+	for _, l := range lines {
+		if l != drop {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// editHosts rewrites /etc/hosts in place (it may be a bind mount, which a
+// rename would not replace).
+func editHosts(edit func([]string) []string) error {
+	const path = "/etc/hosts"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	out := strings.Join(edit(lines), "\n") + "\n"
+	return os.WriteFile(path, []byte(out), 0o644) //nolint:gosec // G306: /etc/hosts is world-readable by design
+}

@@ -1,0 +1,390 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/connectors-node/connectors-node/hack/kubelet"
+	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/kube/apitest"
+)
+
+const (
+	// audience is the proxy audience of deploy/csidriver.yaml's tokenRequests.
+	audience = "connectors-proxy"
+	// nodeNamespace and nodeServiceAccount are deploy/'s identity for the node service.
+	nodeNamespace      = "connectors-system"
+	nodeServiceAccount = "connectors-node"
+)
+
+// harness is what every story shares: one API server, one connectors-node
+// subprocess, and a kubelet stand-in connected to its CSI socket.
+type harness struct {
+	env *apitest.Env
+	// work is the suite's scratch directory.
+	work string
+	// proxyAddr is the proxy listener, host:port; publicURL is how pods reach it.
+	proxyAddr string
+	publicURL string
+	opsAddr   string
+	// bin is the connectors-node binary the suite built.
+	bin string
+	// logPath holds everything connectors-node wrote to stdout and stderr.
+	logPath string
+	kubelet *kubelet.Kubelet
+
+	mu sync.Mutex
+	// forbidden are strings no line of the node log may hold, by label.
+	forbidden map[string]string
+}
+
+// skipError is a set-up failure that skips the suite outside CI.
+type skipError struct{ error }
+
+var (
+	setupOnce sync.Once
+	shared    *harness
+	setupErr  error
+	// stops undo the set-up, last first; they run after every test.
+	stops []func()
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		if err := shared.checkLog(); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+			code = 1
+		}
+	}
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+	if shared != nil {
+		if err := leftMounts(shared.work); err != nil {
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+			code = 1
+		}
+		_ = os.RemoveAll(shared.work)
+	}
+	os.Exit(code)
+}
+
+// suite returns the shared harness, starting it on first use. Without root
+// or the test binaries it skips the test (fails it in CI).
+func suite(t *testing.T) *harness {
+	t.Helper()
+	setupOnce.Do(func() { shared, setupErr = setup() })
+	if setupErr != nil {
+		var skip skipError
+		if errors.As(setupErr, &skip) && os.Getenv("CI") != "true" {
+			t.Skipf("skipping the end-to-end suite: %v", setupErr)
+		}
+		t.Fatalf("setting up the end-to-end suite: %v", setupErr)
+	}
+	return shared
+}
+
+// needTool skips the test (fails it in CI) when a client it runs is missing.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		if os.Getenv("CI") != "true" {
+			t.Skipf("skipping: %s not found (make deps installs it)", name)
+		}
+		t.Fatalf("%s not found: %v", name, err)
+	}
+}
+
+func setup() (*harness, error) {
+	if os.Geteuid() != 0 {
+		return nil, skipError{errors.New("needs root: a published volume is a tmpfs mount")}
+	}
+	if _, err := apitest.BinaryDir(); err != nil {
+		return nil, skipError{err}
+	}
+	work, err := os.MkdirTemp("", "connectors-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	h := &harness{work: work, forbidden: map[string]string{}}
+
+	// Build the binary while the API server starts.
+	bin := filepath.Join(work, "connectors-node")
+	built := make(chan error, 1)
+	h.bin = bin
+	go func() { built <- goBuild(bin, "./cmd/connectors-node") }()
+	env, err := apitest.New(apitest.Options{})
+	if err != nil {
+		return h, errors.Join(fmt.Errorf("starting the API server: %w", err), <-built)
+	}
+	stops = append(stops, func() { _ = env.Stop() })
+	h.env = env
+	if err := <-built; err != nil {
+		return h, err
+	}
+
+	root := apitest.RepoRoot()
+	objs, err := manifests.Load(
+		filepath.Join(root, "deploy", "namespace.yaml"),
+		filepath.Join(root, "deploy", "rbac.yaml"),
+		filepath.Join(root, "examples", "connectorclass-git.yaml"),
+		filepath.Join(root, "examples", "connectorclass-oci.yaml"),
+		filepath.Join(root, "examples", "connectorclass-api.yaml"),
+	)
+	if err != nil {
+		return h, err
+	}
+	if err := manifests.Create(context.Background(), env.Client, objs); err != nil {
+		return h, err
+	}
+	if err := h.startNode(bin); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// goBuild compiles a main package of the repository, as `make build` does.
+func goBuild(out, pkg string) error {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return fmt.Errorf("building connectors-node: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, pkg) //nolint:gosec // the go tool building this repository
+	cmd.Dir = apitest.RepoRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// startNode runs the binary with a kubeconfig for deploy/'s ServiceAccount,
+// so the suite also proves deploy/rbac.yaml is enough, and waits until both
+// /readyz and the CSI Probe say ready.
+func (h *harness) startNode(bin string) error {
+	token, err := h.mint(nodeNamespace, nodeServiceAccount, nil, time.Hour)
+	if err != nil {
+		return err
+	}
+	kubeconfig := filepath.Join(h.work, "node.kubeconfig")
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["e2e"] = &clientcmdapi.Cluster{Server: h.env.Config.Host, CertificateAuthorityData: h.env.Config.CAData}
+	cfg.AuthInfos["node"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "node"}
+	cfg.CurrentContext = "e2e"
+	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+		return err
+	}
+	if h.proxyAddr, err = freePort(); err != nil {
+		return err
+	}
+	if h.opsAddr, err = freePort(); err != nil {
+		return err
+	}
+	// A name, as in a cluster: the proxy refuses forward targets on its
+	// public host name, and the Git servers of the stories are on 127.0.0.1.
+	_, port, _ := net.SplitHostPort(h.proxyAddr)
+	h.publicURL = "http://localhost:" + port
+	socket := filepath.Join(h.work, "csi", "csi.sock")
+	h.logPath = filepath.Join(h.work, "connectors-node.log")
+	logFile, err := os.Create(h.logPath)
+	if err != nil {
+		return err
+	}
+	node := exec.Command(bin, //nolint:gosec,noctx // the binary just built; stopped with SIGTERM after the suite
+		"--node-id=e2e-node",
+		"--kubeconfig="+kubeconfig,
+		"--csi-endpoint=unix://"+socket,
+		"--proxy-listen="+h.proxyAddr,
+		"--ops-listen="+h.opsAddr,
+		"--public-url="+h.publicURL,
+		"--allow-loopback-upstreams",
+		// The most detail it logs: more lines that must not hold a secret.
+		"--v=5",
+	)
+	node.Stdout, node.Stderr = logFile, logFile
+	if err := node.Start(); err != nil {
+		_ = logFile.Close()
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = node.Wait()
+		close(exited)
+	}()
+	stops = append(stops, func() {
+		_ = node.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = node.Process.Kill()
+			<-exited
+		}
+		_ = logFile.Close()
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for !ready(ctx, "http://"+h.opsAddr+"/readyz") {
+		select {
+		case <-exited:
+			return fmt.Errorf("connectors-node exited at start; its log:\n%s", tail(h.logPath, 40))
+		case <-ctx.Done():
+			return fmt.Errorf("connectors-node not ready within 60s; its log:\n%s", tail(h.logPath, 40))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if h.kubelet, err = kubelet.Dial(socket); err != nil {
+		return err
+	}
+	stops = append(stops, func() { _ = h.kubelet.Close() })
+	return h.kubelet.WaitReady(ctx)
+}
+
+func ready(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// mint asks the TokenRequest API for a ServiceAccount token.
+func (h *harness) mint(ns, sa string, audiences []string, lifetime time.Duration) (string, error) {
+	secs := int64(lifetime / time.Second)
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: &secs}}
+	resp, err := h.env.Kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, req, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("minting a token for %s/%s: %w", ns, sa, err)
+	}
+	return resp.Status.Token, nil
+}
+
+func freePort() (string, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := ln.Addr().String()
+	return addr, ln.Close()
+}
+
+// forbid adds strings that no line of the node log may ever hold.
+func (h *harness) forbid(label string, values ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, v := range values {
+		if v != "" {
+			h.forbidden[v] = label
+		}
+	}
+}
+
+// checkLog scans every line the node logged so far for the strings every
+// story forbade.
+func (h *harness) checkLog() error {
+	h.mu.Lock()
+	forbidden := make(map[string]string, len(h.forbidden))
+	for v, l := range h.forbidden {
+		forbidden[v] = l
+	}
+	h.mu.Unlock()
+	return h.scanLog(forbidden)
+}
+
+// scanLog scans every line the node logged so far for the forbidden
+// strings. The error names the line number and what it held, never the
+// value.
+func (h *harness) scanLog(forbidden map[string]string) error {
+	f, err := os.Open(h.logPath)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	var errs []error
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		for v, label := range forbidden {
+			if strings.Contains(line, v) {
+				errs = append(errs, fmt.Errorf("connectors-node log line %d holds %s", n, label))
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// tail returns the last n lines of a file, for set-up errors (no secret
+// exists yet when the node starts).
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path) //nolint:gosec // the suite's own log file
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mountPoints lists the mount points under dir.
+func mountPoints(dir string) ([]string, error) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := strings.ReplaceAll(f[4], `\040`, " ")
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	return out, nil
+}
+
+// leftMounts fails when anything under dir is still mounted, and unmounts it.
+func leftMounts(dir string) error {
+	mps, err := mountPoints(dir)
+	if err != nil || len(mps) == 0 {
+		return err
+	}
+	for _, mp := range mps {
+		_ = syscall.Unmount(mp, syscall.MNT_DETACH)
+	}
+	return fmt.Errorf("mounts left behind: %s", strings.Join(mps, " "))
+}
