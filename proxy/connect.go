@@ -22,7 +22,7 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	if t.Host == p.publicHost {
+	if p.isSelf(t) {
 		p.fail(w, r, &statusError{status: http.StatusForbidden, msg: "the proxy does not proxy to itself"})
 		return
 	}

@@ -26,7 +26,7 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	if t.Host == p.publicHost {
+	if p.isSelf(t) {
 		p.fail(w, r, &statusError{status: http.StatusForbidden, msg: "the proxy does not proxy to itself"})
 		return
 	}
@@ -71,6 +71,7 @@ func (p *Proxy) forwardPlan(r *http.Request, c *caller, t match.Target, target *
 	if pl.caPEM, err = p.connectorCA(r.Context(), conn); err != nil {
 		return nil, err
 	}
+	registryPlan(pl, conn, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
 	return pl, nil
 }
 

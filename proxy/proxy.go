@@ -26,9 +26,18 @@ type Proxy struct {
 	rp         *httputil.ReverseProxy
 	tunnels    *tunnels
 	publicHost string
+	publicPort string
+	// registryAuth runs the registry token flow (registry_token.go).
+	registryAuth *registryAuth
 }
 
 var _ http.Handler = (*Proxy)(nil)
+
+// isSelf reports whether a forward target is the proxy's own public address.
+// Another port on the same host is another service.
+func (p *Proxy) isSelf(t match.Target) bool {
+	return t.Host == p.publicHost && t.Port == p.publicPort
+}
 
 // New builds a Proxy.
 func New(opts Options) (*Proxy, error) {
@@ -38,11 +47,16 @@ func New(opts Options) (*Proxy, error) {
 	p := &Proxy{opts: opts, log: opts.Log, metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
 	pub, _ := url.Parse(opts.PublicURL)
 	p.publicHost = match.NormalizeHost(pub.Hostname())
+	p.publicPort = pub.Port()
+	if p.publicPort == "" {
+		p.publicPort = match.DefaultPort(pub.Scheme)
+	}
 	p.guard = newGuard(&p.opts)
 	var err error
 	if p.upstreams, err = newUpstreams(&p.opts, p.guard); err != nil {
 		return nil, err
 	}
+	p.registryAuth = newRegistryAuth(&p.opts)
 	p.leaves = newLeafCache(opts.CA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -120,6 +134,9 @@ type plan struct {
 	caPEM []byte
 	// location rewrites backend Location headers (reverse mode).
 	location *locationRewrite
+	// registry, when set, authenticates to a registry with its token flow
+	// (registry_token.go) instead of sending credential as it is.
+	registry *registryFlow
 }
 
 type planKey struct{}

@@ -73,7 +73,16 @@ func hostRoute(hostport, clusterDomain string) (types.NamespacedName, bool) {
 }
 
 func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
-	rt, ok := p.reverseRoute(r)
+	if p.serveRegistryPing(w, r) {
+		return
+	}
+	rt, registryPrefix, ok := p.registryRoute(r)
+	rawQuery := r.URL.RawQuery
+	if ok {
+		rawQuery = stripMountPrefix(rawQuery, registryPrefix)
+	} else {
+		rt, ok = p.reverseRoute(r)
+	}
 	if !ok {
 		p.fail(w, r, statusErrorf(http.StatusNotFound,
 			"no connector route: use /namespaces/<ns>/connectors/<name>/ or host c-<name>.<ns>"))
@@ -96,7 +105,7 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 			msg: "connector " + quote(conn.Key()) + " has no valid address", err: err})
 		return
 	}
-	target, err := joinTarget(conn.Spec.Address, rt.rest, r.URL.RawQuery)
+	target, err := joinTarget(conn.Spec.Address, rt.rest, rawQuery)
 	if err != nil {
 		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request path"))
 		return
@@ -109,7 +118,7 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pl := &plan{mode: modeReverse, connector: conn.Key(), target: target, dropAuthorization: true,
-		location: &locationRewrite{backend: addr, base: rt.base}}
+		location: &locationRewrite{backend: addr, base: rt.base, registryPrefix: registryPrefix}}
 	if pl.credential, err = p.credential(r.Context(), conn); err != nil {
 		p.fail(w, r, err)
 		return
@@ -118,8 +127,7 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	// Registry path rewriting (/v2/namespaces/<ns>/connectors/<name>/...)
-	// belongs here when the registry flow is added.
+	registryPlan(pl, conn, addr, r.Method, target.EscapedPath(), target.RawQuery)
 	p.proxy(w, r, pl)
 }
 
@@ -148,6 +156,9 @@ func quote(s string) string { return `"` + s + `"` }
 type locationRewrite struct {
 	backend match.Address
 	base    string
+	// registryPrefix is the client's repository prefix of a path-form
+	// registry route (registry.go); "" otherwise.
+	registryPrefix string
 }
 
 func (l *locationRewrite) apply(resp *http.Response) {
@@ -167,6 +178,9 @@ func (l *locationRewrite) apply(resp *http.Response) {
 		return
 	}
 	out := l.base + l.backend.Below(u.EscapedPath())
+	if loc, ok := registryLocation(l.base, l.registryPrefix, l.backend.Below(u.EscapedPath())); ok {
+		out = loc
+	}
 	if u.RawQuery != "" {
 		out += "?" + u.RawQuery
 	}

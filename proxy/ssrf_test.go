@@ -18,6 +18,11 @@ func TestSSRFGuardRefusesTargets(t *testing.T) {
 	// loose: loopback allowed; the proxy's own port must stay refused.
 	loose := newFixture(t, func(o *Options) { o.AllowUnmatchedTunnels = true })
 	_, ownPort, _ := net.SplitHostPort(loose.addr)
+	// sameHost's public address shares its host with a Connector.
+	sameHost := newFixture(t, func(o *Options) {
+		o.AllowUnmatchedTunnels = true
+		o.PublicURL = "http://plain.example.test:1"
+	})
 	all := &bodies{}
 	cases := []struct {
 		name string
@@ -47,6 +52,10 @@ func TestSSRFGuardRefusesTargets(t *testing.T) {
 		{"proxy's own port CONNECT", loose, "CONNECT 127.0.0.1:" + ownPort + " HTTP/1.1", 403},
 		{"proxy's public name", loose, "GET http://connectors-proxy.connectors-system.svc/ HTTP/1.1", 403},
 		{"control: loopback allowed when configured", loose, "GET http://127.0.0.1:{C}/ HTTP/1.1", 200},
+		{"proxy's public host and port", sameHost, "GET http://plain.example.test:1/ HTTP/1.1", 403},
+		// Regression: only the host was compared, so every Connector on the
+		// proxy's host name (or the demo's 127.0.0.1) was refused as a loop.
+		{"proxy's public host, another port", sameHost, "GET http://plain.example.test:{C}/ HTTP/1.1", 200},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

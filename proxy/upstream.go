@@ -117,7 +117,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
 	}
 	start := rt.p.opts.Now()
-	resp, err := t.RoundTrip(r)
+	resp, err := rt.p.send(t, r, pl)
 	rt.p.metrics.upstream.WithLabelValues(pl.mode).Observe(rt.p.opts.Now().Sub(start).Seconds())
 	return resp, err
 }
