@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectors-node/connectors-node/proxy"
+)
+
+// stats is what /stats reports.
+type stats struct {
+	TokenReviews  int64   `json:"tokenReviews"`
+	AccessReviews int64   `json:"subjectAccessReviews"`
+	LeavesIssued  float64 `json:"leavesIssued"`
+	LeafCache     float64 `json:"leafCacheSize"`
+}
+
+// opsHandler serves the proxy's ops endpoints plus /stats and, when asked,
+// the pprof handlers.
+func opsHandler(reg *prometheus.Registry, counts *reviewCounts, withPprof bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", proxy.NewOpsHandler(proxy.OpsOptions{Gatherer: reg}))
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		s := stats{TokenReviews: counts.tokenReviews.Load(), AccessReviews: counts.accessReviews.Load()}
+		s.LeavesIssued = gauge(reg, "connectors_proxy_leaf_certificates_issued_total")
+		s.LeafCache = gauge(reg, "connectors_proxy_leaf_cache_size")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(s)
+	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// gauge reads a single-series counter or gauge from reg (0 when absent).
+func gauge(reg *prometheus.Registry, name string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name || len(mf.GetMetric()) == 0 {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if c := m.GetCounter(); c != nil {
+			return c.GetValue()
+		}
+		return m.GetGauge().GetValue()
+	}
+	return 0
+}
