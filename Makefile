@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 
 .PHONY: help
 help: ## List the targets.
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
@@ -51,5 +51,17 @@ test: deps lint testbin ## Run vet, lint and every test (with -race) against a r
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 ./...
 
 .PHONY: bench
-bench: ## Run the Go benchmarks.
+bench: bench-go bench-proxy bench-registry ## Run every benchmark: Go benchmarks, the proxy load table, registry push/pull.
+
+.PHONY: bench-go
+bench-go: ## Run the Go benchmarks (CSI publish, rendering, matching, leaves, round trips).
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: bench-proxy
+bench-proxy: ## Load the proxy on loopback against direct and nginx with wrk (installs nginx and wrk).
+	@hack/install-deps.sh bench
+	hack/bench/proxy.sh
+
+.PHONY: bench-registry
+bench-registry: deps tools ## Push and pull a 512 MiB image directly and through both proxy modes.
+	hack/bench/registry.sh
