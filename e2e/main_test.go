@@ -18,8 +18,6 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/connectors-node/connectors-node/hack/kubelet"
 	"github.com/connectors-node/connectors-node/hack/manifests"
@@ -186,12 +184,7 @@ func (h *harness) startNode(bin string) error {
 		return err
 	}
 	kubeconfig := filepath.Join(h.work, "node.kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["e2e"] = &clientcmdapi.Cluster{Server: h.env.Config.Host, CertificateAuthorityData: h.env.Config.CAData}
-	cfg.AuthInfos["node"] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: "node"}
-	cfg.CurrentContext = "e2e"
-	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+	if err := h.env.WriteKubeconfig(kubeconfig, token); err != nil {
 		return err
 	}
 	if h.proxyAddr, err = freePort(); err != nil {

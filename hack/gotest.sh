@@ -8,14 +8,14 @@ log=${TEST_LOG:-bin/test.log}
 mkdir -p "$(dirname "$log")"
 go test -v "$@" >"$log" 2>&1
 status=$?
-grep -E '^(--- (PASS|FAIL|SKIP)|ok  |FAIL|panic:|\?   )' "$log"
-passed=$(grep -c '^--- PASS' "$log")
-skipped=$(grep -c '^--- SKIP' "$log")
-failed=$(grep -c '^--- FAIL' "$log")
+grep -aE '^(--- (PASS|FAIL|SKIP)|ok  |FAIL|panic:|\?   )' "$log"
+passed=$(grep -ac '^--- PASS' "$log")
+skipped=$(grep -ac '^--- SKIP' "$log")
+failed=$(grep -ac '^--- FAIL' "$log")
 if [ "$status" -ne 0 ]; then
   echo
   echo "=== output of the failing run (noise removed; full log in $log) ==="
-  grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|\s*--- PASS)' "$log" | tail -n 400
+  grep -avE '^(=== (RUN|PAUSE|CONT|NAME)|\s*--- PASS)' "$log" | tail -n 400
 fi
 echo
 echo "tests: $passed passed, $failed failed, $skipped skipped"

@@ -33,8 +33,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/connectors-node/connectors-node/hack/gitserver"
 	"github.com/connectors-node/connectors-node/hack/kubelet"
@@ -236,12 +234,7 @@ func (d *demo) startNode(ctx context.Context) error {
 		return err
 	}
 	kubeconfig := filepath.Join(d.work, "node.kubeconfig")
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["demo"] = &clientcmdapi.Cluster{Server: d.env.Config.Host, CertificateAuthorityData: d.env.Config.CAData}
-	cfg.AuthInfos["node"] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["demo"] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: "node"}
-	cfg.CurrentContext = "demo"
-	if err := clientcmd.WriteToFile(*cfg, kubeconfig); err != nil {
+	if err := d.env.WriteKubeconfig(kubeconfig, token); err != nil {
 		return err
 	}
 	proxyAddr, err := freePort()

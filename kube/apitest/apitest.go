@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -267,4 +269,15 @@ func (e *Env) AllowConnectors(t testing.TB, ns, saNamespace, sa string, resource
 	if _, err := e.Kube.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating role binding: %v", err)
 	}
+}
+
+// WriteKubeconfig writes a kubeconfig for this API server that
+// authenticates with a bearer token, such as a ServiceAccount's.
+func (e *Env) WriteKubeconfig(path, token string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["apitest"] = &clientcmdapi.Cluster{Server: e.Config.Host, CertificateAuthorityData: e.Config.CAData}
+	cfg.AuthInfos["token"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["apitest"] = &clientcmdapi.Context{Cluster: "apitest", AuthInfo: "token"}
+	cfg.CurrentContext = "apitest"
+	return clientcmd.WriteToFile(*cfg, path)
 }
