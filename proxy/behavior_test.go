@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -303,5 +304,32 @@ func TestNewRejectsMissingFields(t *testing.T) {
 	}
 	if _, err := New(full); err != nil {
 		t.Errorf("New: %v", err)
+	}
+}
+
+// TestUnauthenticatedRequestsMintNoMetricSeries pins that the connector
+// label comes from an admitted request only: registry pings with made-up
+// host-form names and a bad token used to create one series each.
+func TestUnauthenticatedRequestsMintNoMetricSeries(t *testing.T) {
+	f := newFixture(t)
+	for i := range 20 {
+		h := bearer("not-a-valid-token")
+		h.Set("Host", fmt.Sprintf("c-made-up-%d.ns-%d", i, i))
+		if code, _ := f.rev(t, "/v2/", h, nil); code != http.StatusUnauthorized {
+			t.Fatalf("status %d, want 401", code)
+		}
+	}
+	families, err := f.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "connector" && strings.Contains(l.GetValue(), "made-up") {
+					t.Fatalf("%s has a series for %s", mf.GetName(), l.GetValue())
+				}
+			}
+		}
 	}
 }

@@ -46,7 +46,10 @@ func (c *headConn) CloseWrite() error {
 }
 
 // take stops recording and reports whether r's head, as recorded, had both
-// Content-Length and Transfer-Encoding.
+// Content-Length and Transfer-Encoding. A request with Transfer-Encoding
+// whose head was not recorded (it was read together with an earlier,
+// pipelined request) counts as mixed too: its framing cannot be checked, so
+// it is refused rather than trusted.
 func (c *headConn) take(r *http.Request) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -56,7 +59,8 @@ func (c *headConn) take(r *http.Request) bool {
 	if len(r.TransferEncoding) == 0 {
 		return false
 	}
-	return mixedFraming(buf, r)
+	found, mixed := mixedFraming(buf, r)
+	return mixed || !found
 }
 
 // resume records again, for the next request on the connection.
@@ -76,13 +80,14 @@ func (c *headConn) detach() {
 	c.on, c.detached, c.buf = false, true, nil
 }
 
-// mixedFraming finds r's request line in buf and reports whether the head
-// that follows has both a Content-Length and a Transfer-Encoding field.
-func mixedFraming(buf []byte, r *http.Request) bool {
+// mixedFraming finds r's request line in buf and reports whether it was
+// found and whether the head that follows has both a Content-Length and a
+// Transfer-Encoding field.
+func mixedFraming(buf []byte, r *http.Request) (found, mixed bool) {
 	line := []byte(r.Method + " " + r.RequestURI + " ")
 	i := bytes.LastIndex(buf, line)
 	if i < 0 {
-		return false
+		return false, false
 	}
 	head := buf[i:]
 	if end := bytes.Index(head, []byte("\n\r\n")); end >= 0 {
@@ -100,7 +105,7 @@ func mixedFraming(buf []byte, r *http.Request) bool {
 		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
 		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
 	}
-	return cl && te
+	return true, cl && te
 }
 
 type headConnKey struct{}

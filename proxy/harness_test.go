@@ -199,6 +199,8 @@ func (l *recorderLog) handler(name string) http.Handler {
 			w.Header().Set("Location", r.URL.Query().Get("to"))
 			w.WriteHeader(http.StatusFound)
 			return
+		case strings.HasSuffix(r.URL.Path, "/session"):
+			w.Header().Set("Set-Cookie", "session=opened-for-the-injected-credential")
 		case strings.HasSuffix(r.URL.Path, "/hop"):
 			w.Header().Set("Connection", "X-Upstream-Private")
 			w.Header().Set("X-Upstream-Private", "1")
@@ -223,6 +225,26 @@ func injectedIn(reqs []seen, credential string) bool {
 	for _, r := range reqs {
 		if r.Header.Get("Authorization") == credential {
 			return true
+		}
+	}
+	return false
+}
+
+// carries reports whether any recorded request holds one of needles in any
+// value of any header or in its target.
+func carries(reqs []seen, needles ...string) bool {
+	for _, r := range reqs {
+		for _, n := range needles {
+			if strings.Contains(r.Path, n) {
+				return true
+			}
+			for _, vs := range r.Header {
+				for _, v := range vs {
+					if strings.Contains(v, n) {
+						return true
+					}
+				}
+			}
 		}
 	}
 	return false

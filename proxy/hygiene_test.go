@@ -80,3 +80,25 @@ func TestHeaderHygieneForward(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamSessionCookiesAreDropped pins that a session the upstream opens
+// for the injected credential never reaches the workload: it would work
+// against the tool without the proxy and outlive the pod's token. Without an
+// injected credential the cookie passes.
+func TestUpstreamSessionCookiesAreDropped(t *testing.T) {
+	f := newFixture(t)
+	code, resp := f.rev(t, "/namespaces/team-a/connectors/api/session", bearer(tokA), nil)
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if v := resp.Values("Set-Cookie"); len(v) > 0 {
+		t.Errorf("client got the upstream's session cookie: %v", v)
+	}
+	code, resp = f.rev(t, "/namespaces/team-a/connectors/open/session", bearer(tokA), nil)
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	if len(resp.Values("Set-Cookie")) != 1 {
+		t.Errorf("a cookie of an upstream reached without a credential was dropped")
+	}
+}

@@ -33,10 +33,29 @@ type Proxy struct {
 
 var _ http.Handler = (*Proxy)(nil)
 
-// isSelf reports whether a forward target is the proxy's own public address.
-// Another port on the same host is another service.
+// isSelf reports whether a forward target is the proxy's own public address,
+// also under the other names of a Service (<svc>.<ns>, <svc>.<ns>.svc,
+// <svc>.<ns>.svc.<cluster-domain>). Another port on the same host is another
+// service.
 func (p *Proxy) isSelf(t match.Target) bool {
-	return t.Host == p.publicHost && t.Port == p.publicPort
+	if t.Port != p.publicPort {
+		return false
+	}
+	return t.Host == p.publicHost || serviceBase(t.Host, p.opts.ClusterDomain) == serviceBase(p.publicHost, p.opts.ClusterDomain)
+}
+
+// serviceBase strips the .svc and .svc.<domain> suffixes of a Service name;
+// a host without them has no base.
+func serviceBase(host, domain string) string {
+	for _, suffix := range []string{".svc." + domain, ".svc"} {
+		if base, ok := strings.CutSuffix(host, suffix); ok {
+			return base
+		}
+	}
+	if strings.Count(host, ".") == 1 {
+		return host // <svc>.<ns>, found through the search path
+	}
+	return "\x00" + host
 }
 
 // New builds a Proxy.
@@ -199,6 +218,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	pl := planFrom(resp.Request.Context())
 	if pl != nil && pl.location != nil {
 		pl.location.apply(resp)
+	}
+	if pl != nil && pl.credential != "" {
+		// A session the upstream opens for the injected credential would be
+		// a credential of its own in the workload's hands, usable without
+		// the proxy and beyond the pod token's life.
+		resp.Header.Del("Set-Cookie")
 	}
 	return nil
 }

@@ -42,13 +42,15 @@ func (p *Proxy) serveRegistryPing(w http.ResponseWriter, r *http.Request) bool {
 	var keys []types.NamespacedName
 	if k, ok := hostRoute(r.Host, p.opts.ClusterDomain); ok {
 		keys = append(keys, k)
-		if e := entryFrom(r.Context()); e != nil {
-			e.connector = k.String()
-		}
 	}
 	if _, err := p.admit(r.Context(), token, keys, reverseChallenge); err != nil {
 		p.fail(w, r, err)
 		return true
+	}
+	// The connector label is set only once the caller is admitted, so an
+	// unauthenticated client cannot mint metric series with made-up hosts.
+	if e := entryFrom(r.Context()); e != nil && len(keys) == 1 {
+		e.connector = keys[0].String()
 	}
 	h := w.Header()
 	h.Set("Docker-Distribution-Api-Version", "registry/2.0")

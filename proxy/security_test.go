@@ -1,9 +1,12 @@
 package proxy
 
 import (
+	"bufio"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // secCase is one rule of the security suite: a request, the status it must
@@ -94,6 +97,10 @@ func securityCases() []secCase {
 		fwdCase("path: extension path prefix is enforced", api, tokA, "GET", "https://api-ext.example.test:{A}/v2/x", 200, nil),
 		revCase("path: reverse dot-dot escape is refused", "/namespaces/team-a/connectors/gl/../other", bearer(tokA), 400, nil),
 		revCase("path: reverse encoded dot-dot escape is refused", "/namespaces/team-a/connectors/gl/%2e%2e/other", bearer(tokA), 400, nil),
+		// Regression: "..;" passed the prefix rule and got the credential.
+		fwdCase("path: dot-dot with path parameters", gl, tokA, "GET", "https://h.example.test:{A}/gitlab/..;/other", 200, nil),
+		revCase("path: reverse dot-dot with path parameters is refused", "/namespaces/team-a/connectors/gl/..;/other", bearer(tokA), 400, nil),
+		fwdCase("path: double-encoded dot-dot", gl, tokA, "GET", "https://h.example.test:{A}/gitlab/%252e%252e/other", 200, nil),
 
 		// Redirects.
 		{name: "redirect: passed to the client, not followed", want: 302, inject: basicOf,
@@ -198,8 +205,11 @@ func TestSecuritySuite(t *testing.T) {
 					t.Errorf("credential did not reach the upstream (saw %d requests)", len(reqs))
 				}
 			}
-			for _, cred := range []string{f.basic, f.bearer, f.basicB} {
-				if cred != want && injectedIn(reqs, cred) {
+			// Any header, any value, or the request target: a credential (or
+			// its raw secret) must not be anywhere in a request it was not
+			// meant for.
+			for cred, secret := range map[string]string{f.basic: upstreamPass, f.bearer: upstreamBear, f.basicB: teamBPass} {
+				if cred != want && carries(reqs, cred, secret) {
 					t.Errorf("a credential reached the upstream where it must not")
 				}
 			}
@@ -245,6 +255,36 @@ func assertNoSecrets(t *testing.T, what, text string) {
 	for _, s := range secretsOf() {
 		if strings.Contains(text, s) {
 			t.Errorf("%s contain a secret", what)
+		}
+	}
+}
+
+// TestPipelinedSmugglingIsRefused pins that a Content-Length plus
+// Transfer-Encoding request pipelined behind another one gets 400: its head
+// arrived with the first request's, so it used to go unchecked and be
+// proxied.
+func TestPipelinedSmugglingIsRefused(t *testing.T) {
+	f := newFixture(t)
+	auth := "Authorization: Bearer " + tokA + "\r\n"
+	c := dial(t, f.addr)
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	pipelined := "GET /namespaces/team-a/connectors/plain/first HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
+		"POST /namespaces/team-a/connectors/plain/smuggled HTTP/1.1\r\nHost: x\r\n" + auth +
+		"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+	if _, err := io.WriteString(c, pipelined); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	all := &bodies{}
+	if got := readStatus(t, br, all); got != http.StatusOK {
+		t.Fatalf("first request: status %d", got)
+	}
+	if got := readStatus(t, br, all); got != http.StatusBadRequest {
+		t.Errorf("pipelined smuggling request: status %d, want 400", got)
+	}
+	for _, r := range f.log.take() {
+		if strings.Contains(r.Path, "smuggled") {
+			t.Errorf("the smuggled request reached the upstream")
 		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -66,7 +68,33 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 // Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.proxy.guard.addSelf(ln.Addr())
+	s.refusePublicAddresses()
 	return s.HTTP.Serve(headListener{ln})
+}
+
+// RefuseAddr adds another address of this process, such as the ops
+// listener, to the targets the proxy refuses.
+func (s *Server) RefuseAddr(addr net.Addr) { s.proxy.guard.addSelf(addr) }
+
+// refusePublicAddresses resolves the public host once (a Service's
+// ClusterIP, say) and refuses its addresses on the public port: the proxy
+// must not be made to call itself through its own Service.
+func (s *Server) refusePublicAddresses() {
+	p := s.proxy
+	port, err := strconv.ParseUint(p.publicPort, 10, 16)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ips, err := p.guard.resolve(ctx, p.publicHost)
+	if err != nil {
+		p.log.V(1).Info("the public host does not resolve here; only its name is refused", "host", p.publicHost)
+		return
+	}
+	for _, ip := range ips {
+		p.guard.addSelf(net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	}
 }
 
 // ListenAndServe listens on the configured address and serves.

@@ -51,8 +51,11 @@ func TestSSRFGuardRefusesTargets(t *testing.T) {
 		{"proxy's own port by name", loose, "GET http://plain.example.test:" + ownPort + "/ HTTP/1.1", 403},
 		{"proxy's own port CONNECT", loose, "CONNECT 127.0.0.1:" + ownPort + " HTTP/1.1", 403},
 		{"proxy's public name", loose, "GET http://connectors-proxy.connectors-system.svc/ HTTP/1.1", 403},
+		{"proxy's Service, short name", loose, "GET http://connectors-proxy.connectors-system/ HTTP/1.1", 403},
+		{"proxy's Service, full name", loose, "GET http://connectors-proxy.connectors-system.svc.cluster.local/ HTTP/1.1", 403},
 		{"control: loopback allowed when configured", loose, "GET http://127.0.0.1:{C}/ HTTP/1.1", 200},
 		{"proxy's public host and port", sameHost, "GET http://plain.example.test:1/ HTTP/1.1", 403},
+		{"proxy's public address resolved, by IP", sameHost, "GET http://127.0.0.1:1/ HTTP/1.1", 403},
 		// Regression: only the host was compared, so every Connector on the
 		// proxy's host name (or the demo's 127.0.0.1) was refused as a loop.
 		{"proxy's public host, another port", sameHost, "GET http://plain.example.test:{C}/ HTTP/1.1", 200},

@@ -159,6 +159,8 @@ func (n *node) serve(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("%s listener: %w", what, err)
 		}
+		// Neither listener may be a target of the proxy.
+		n.proxy.RefuseAddr(ln.Addr())
 		go func() {
 			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				cancel(fmt.Errorf("%s server: %w", what, err))

@@ -105,11 +105,26 @@ func Authority(hostport, defPort string) (host, port string, err error) {
 	if n, convErr := strconv.Atoi(port); convErr != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
 		return "", "", fmt.Errorf("authority %q has a bad port", hostport)
 	}
+	if !isASCII(host) {
+		return "", "", fmt.Errorf("authority %q has a non-ASCII host", hostport)
+	}
 	host = NormalizeHost(host)
 	if host == "" || strings.ContainsAny(host, "/\\@ %") {
 		return "", "", fmt.Errorf("authority %q has a bad host", hostport)
 	}
 	return host, port, nil
+}
+
+// isASCII reports whether s has only ASCII bytes. Hosts outside ASCII are
+// refused rather than case-folded: Unicode folding maps, for example, the
+// Kelvin sign onto "k".
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // NormalizeHost lower-cases a host and drops one trailing dot.
@@ -119,7 +134,10 @@ func NormalizeHost(h string) string {
 
 // Segments splits an escaped path into decoded segments, dropping the
 // leading and a trailing empty segment. unsafe reports dot segments,
-// encoded '/' or '\', a raw '\' or a segment that does not decode.
+// encoded '/' or '\', a raw '\', a segment that does not decode, a ';'
+// (servers such as Tomcat and Jetty drop ";params" before resolving dot
+// segments, so "..;" climbs out of a prefix) and a '%' left after decoding
+// (double encoding).
 func Segments(escaped string) (segs []string, unsafe bool) {
 	p := strings.TrimPrefix(escaped, "/")
 	p = strings.TrimSuffix(p, "/")
@@ -130,7 +148,7 @@ func Segments(escaped string) (segs []string, unsafe bool) {
 	segs = make([]string, 0, len(parts))
 	for _, s := range parts {
 		d, err := url.PathUnescape(s)
-		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\") {
+		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\;%") {
 			unsafe = true
 		}
 		segs = append(segs, d)

@@ -43,6 +43,14 @@ func TestMatches(t *testing.T) {
 		{"https://h.test", "https://h.test.evil.test/", false},
 		{"https://h.test", "https://evil.test/h.test", false},
 		{"https://[::1]:8443/x", "https://[::1]:8443/x/y", true},
+		// Regression: ";params" let "..;" climb out of the prefix on servers
+		// that strip them before resolving dot segments.
+		{"https://h.test/gitlab", "https://h.test/gitlab/..;/admin", false},
+		{"https://h.test/gitlab", "https://h.test/gitlab/%2e%2e;x/admin", false},
+		{"https://h.test/gitlab", "https://h.test/gitlab/.%2e;/admin", false},
+		{"https://h.test/gitlab", "https://h.test/gitlab;x/admin", false},
+		// Double encoding.
+		{"https://h.test/gitlab", "https://h.test/gitlab/%252e%252e/admin", false},
 	}
 	for _, c := range cases {
 		a, err := ParseAddress(c.address)
@@ -52,6 +60,15 @@ func TestMatches(t *testing.T) {
 		if _, got := a.Matches(mustTarget(t, c.target)); got != c.want {
 			t.Errorf("%s vs %s: %v, want %v", c.address, c.target, got, c.want)
 		}
+	}
+}
+
+// TestNonASCIIHostsAreRefused pins that hosts are not Unicode case-folded:
+// the Kelvin sign used to fold onto "k" and match kube.test.
+func TestNonASCIIHostsAreRefused(t *testing.T) {
+	u, _ := url.Parse("https://\u212Aube.test/")
+	if _, err := ParseURL(u); err == nil {
+		t.Fatal("a non-ASCII host parsed as a target")
 	}
 }
 
