@@ -164,6 +164,9 @@ func (ca *testCA) leaf(t *testing.T, hosts ...string) *tls.Certificate {
 // hostsMarker ends the /etc/hosts lines the suite adds.
 const hostsMarker = "# connectors-node e2e"
 
+// hostsCacheAge outlasts how long Go's resolver trusts its copy of /etc/hosts.
+const hostsCacheAge = 5500 * time.Millisecond
+
 // hostsMu serialises the suite's edits of /etc/hosts.
 var hostsMu sync.Mutex
 
@@ -179,6 +182,11 @@ func mapHost(t *testing.T, name string) {
 	if err := editHosts(func(lines []string) []string { return append(dropLine(lines, line), line) }); err != nil {
 		t.Fatalf("mapping %s in /etc/hosts: %v", name, err)
 	}
+	// Go's resolver, in the node and in Go clients, reads /etc/hosts again
+	// only when its copy is older than five seconds: wait that out so the
+	// new name resolves everywhere. Stories run in parallel, so the waits
+	// overlap.
+	time.Sleep(hostsCacheAge)
 	t.Cleanup(func() {
 		hostsMu.Lock()
 		defer hostsMu.Unlock()
@@ -207,6 +215,20 @@ func editHosts(edit func([]string) []string) error {
 		return err
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	out := strings.Join(edit(lines), "\n") + "\n"
-	return os.WriteFile(path, []byte(out), 0o644) //nolint:gosec // G306: /etc/hosts is world-readable by design
+	out := []byte(strings.Join(edit(lines), "\n") + "\n")
+	// Overwrite, then cut to length: truncating first would let a
+	// concurrent reader see an empty file.
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(out, 0); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Truncate(int64(len(out))); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }
