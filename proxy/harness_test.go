@@ -354,6 +354,9 @@ type env struct {
 	caFile   string
 	logs     *logBuffer
 	registry *prometheus.Registry
+	// connects holds the bodies of refused CONNECTs, which net/http hides
+	// behind an error, for the leak scan.
+	connects bodies
 }
 
 type envOption func(*Options)
@@ -425,6 +428,13 @@ func (e *env) forwardClient(user, token string) *http.Client {
 		Transport: &http.Transport{
 			Proxy:           http.ProxyURL(pu),
 			TLSClientConfig: &tls.Config{RootCAs: e.caPool(), MinVersion: tls.VersionTLS12},
+			OnProxyConnectResponse: func(_ context.Context, _ *url.URL, _ *http.Request, res *http.Response) error {
+				if res.StatusCode != http.StatusOK {
+					b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+					e.connects.add(string(b))
+				}
+				return nil
+			},
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

@@ -56,7 +56,7 @@ func innerCase(name, authority, sni, req string, insecure bool, want int, inject
 // expand replaces {A} {B} {C} {S} by upstream ports and {TA} {TB} by tokens.
 func (f *fixture) expand(s string) string {
 	return strings.NewReplacer("{A}", f.pa, "{B}", f.pb, "{C}", f.pc, "{S}", f.ps,
-		"{PA-plain}", proxyAuth("team-a/plain", tokA)).Replace(s)
+		"{PA-plain}", proxyAuth("team-a/plain", tokA), "{PA-api}", proxyAuth("team-a/api", tokA)).Replace(s)
 }
 
 func securityCases() []secCase {
@@ -78,6 +78,9 @@ func securityCases() []secCase {
 		fwdCase("host confusion: connector host as a prefix of another", api, tokA, "GET", "https://api.example.test.evil.test:{A}/", 403, nil),
 		fwdCase("host confusion: connector host in the path", api, tokA, "GET", "https://evil.test:{A}/api.example.test", 403, nil),
 		fwdCase("host confusion: connector host as userinfo (CONNECT)", api, tokA, "GET", "https://api.example.test@evil.test:{A}/", 403, nil),
+		// Go's client drops userinfo before it sends CONNECT, so this one is raw.
+		rawCase("host confusion: connector host as userinfo (raw CONNECT)",
+			"CONNECT api.example.test@evil.test:{A} HTTP/1.1\r\nHost: api.example.test@evil.test:{A}\r\n{PA-api}\r\n", 400, nil),
 		rawCase("host confusion: connector host as userinfo (absolute form)",
 			"GET http://plain.example.test@evil.test:{C}/ HTTP/1.1\r\nHost: evil.test:{C}\r\n{PA-plain}\r\n", 400, nil),
 		fwdCase("host confusion: connector host in the query", api, tokA, "GET", "https://evil.test:{A}/?u=api.example.test", 403, nil),
@@ -221,6 +224,10 @@ func TestSecuritySuite(t *testing.T) {
 		})
 	}
 	assertNoSecrets(t, "response bodies", all.String())
+	if !strings.Contains(f.connects.String(), "no listed connector serves") {
+		t.Errorf("the bodies of refused CONNECTs were not captured for the scan")
+	}
+	assertNoSecrets(t, "refused CONNECT bodies", f.connects.String())
 	assertNoSecrets(t, "logs", f.logs.String())
 }
 
