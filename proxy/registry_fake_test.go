@@ -175,6 +175,9 @@ func (f *fakeRegistry) serveRegistry(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(p, "/blobs/sha256:redirect"):
 		w.Header().Set("Location", "https://storage.example.test:"+strings.Split(r.Host, ":")[1]+"/blob?sig=x")
 		w.WriteHeader(http.StatusTemporaryRedirect)
+	case strings.HasSuffix(p, "/tags/list"):
+		w.Header().Set("Link", `</v2/`+fakeRepo(p)+`/tags/list?last=b&n=2>; rel="next"`)
+		_, _ = io.WriteString(w, `{"tags":["a","b"]}`)
 	case strings.Contains(p, "/manifests/"):
 		w.Header().Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
 		_, _ = io.WriteString(w, `{"schemaVersion":2}`)

@@ -223,6 +223,18 @@ func TestRegistryUploadLocationRewritten(t *testing.T) {
 	}
 }
 
+// TestRegistryTagPagesLinkBackToTheProxy pins that a tag list's Link header
+// leads the client to the next page under the proxy's prefix, not to the
+// backend's path.
+func TestRegistryTagPagesLinkBackToTheProxy(t *testing.T) {
+	e := newRegEnv(t, false)
+	status, h, _ := e.do(t, http.MethodGet, regPath+"app/tags/list?n=2", tokA, nil)
+	want := `<` + e.url + regPath + `app/tags/list?last=b&n=2>; rel="next"`
+	if status != http.StatusOK || h.Get("Link") != want {
+		t.Fatalf("status %d Link %q, want %q", status, h.Get("Link"), want)
+	}
+}
+
 func TestRegistryRedirectToStoragePassedUnchanged(t *testing.T) {
 	e := newRegEnv(t, false)
 	status, h, _ := e.do(t, http.MethodGet, regPath+"app/blobs/sha256:redirect", tokA, nil)

@@ -162,20 +162,61 @@ type locationRewrite struct {
 }
 
 func (l *locationRewrite) apply(resp *http.Response) {
-	loc := resp.Header.Get("Location")
-	if loc == "" {
-		return
+	if loc := resp.Header.Get("Location"); loc != "" {
+		if out, ok := l.rewrite(resp, loc); ok {
+			resp.Header.Set("Location", out)
+		}
 	}
-	u, err := resp.Request.URL.Parse(loc)
+	// Registries page tag and catalog lists with Link: <url>; rel="next".
+	if links := resp.Header.Values("Link"); len(links) > 0 {
+		out := make([]string, len(links))
+		for i, v := range links {
+			out[i] = l.rewriteLinks(resp, v)
+		}
+		resp.Header["Link"] = out
+	}
+}
+
+// rewriteLinks rewrites the <url> targets of one Link header value that
+// point at the backend.
+func (l *locationRewrite) rewriteLinks(resp *http.Response, v string) string {
+	var b strings.Builder
+	for {
+		start := strings.IndexByte(v, '<')
+		if start < 0 {
+			break
+		}
+		end := strings.IndexByte(v[start:], '>')
+		if end < 0 {
+			break
+		}
+		end += start
+		b.WriteString(v[:start+1])
+		target := v[start+1 : end]
+		if out, ok := l.rewrite(resp, target); ok {
+			target = out
+		}
+		b.WriteString(target)
+		b.WriteByte('>')
+		v = v[end+1:]
+	}
+	b.WriteString(v)
+	return b.String()
+}
+
+// rewrite maps a URL the backend sent (absolute or relative to the
+// request) to the proxy's address when it points at the backend.
+func (l *locationRewrite) rewrite(resp *http.Response, raw string) (string, bool) {
+	u, err := resp.Request.URL.Parse(raw)
 	if err != nil {
-		return
+		return "", false
 	}
 	t, err := match.ParseURL(u)
 	if err != nil {
-		return
+		return "", false
 	}
 	if _, ok := l.backend.Matches(t); !ok {
-		return
+		return "", false
 	}
 	out := l.base + l.backend.Below(u.EscapedPath())
 	if loc, ok := registryLocation(l.base, l.registryPrefix, l.backend.Below(u.EscapedPath())); ok {
@@ -187,5 +228,5 @@ func (l *locationRewrite) apply(resp *http.Response) {
 	if u.Fragment != "" {
 		out += "#" + u.EscapedFragment()
 	}
-	resp.Header.Set("Location", out)
+	return out, true
 }
