@@ -333,3 +333,26 @@ func TestUnauthenticatedRequestsMintNoMetricSeries(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleBlindTunnelIsClosed pins that a blind tunnel in which nobody says
+// anything ends after TunnelIdleTimeout instead of holding its goroutines
+// and connections forever.
+func TestIdleBlindTunnelIsClosed(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.AllowUnmatchedTunnels = true
+		o.TunnelIdleTimeout = 200 * time.Millisecond
+	})
+	conn := dial(t, f.addr)
+	_, _ = io.WriteString(conn, "CONNECT other.example.test:"+f.pc+" HTTP/1.1\r\nHost: x\r\n"+proxyAuth("team-a/api", tokA)+"\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	_ = resp.Body.Close()
+	// Nothing is sent either way; the proxy closes the tunnel on its own.
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("idle tunnel: read %v, want EOF from the proxy closing it", err)
+	}
+}

@@ -105,18 +105,32 @@ func (p *Proxy) blindTunnel(w http.ResponseWriter, r *http.Request, t match.Targ
 	p.metrics.tunnels.Inc()
 	defer p.metrics.tunnels.Dec()
 
+	idle := p.opts.TunnelIdleTimeout
 	done := make(chan int64, 1)
 	go func() {
-		n, _ := io.Copy(up, conn)
+		n, _ := io.Copy(up, idleReader{conn, idle})
 		closeWrite(up)
 		done <- n
 	}()
-	n, _ := io.Copy(conn, up)
+	n, _ := io.Copy(conn, idleReader{up, idle})
 	closeWrite(conn)
 	e.bytes.Add(n)
 	in := <-done
 	e.body = &countingBody{ReadCloser: http.NoBody}
 	e.body.n.Store(in)
+}
+
+// idleReader ends a read that waits longer than idle, so a blind tunnel
+// whose peers went quiet (or half-closed and vanished) does not hold its
+// goroutines and connections forever.
+type idleReader struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (r idleReader) Read(b []byte) (int, error) {
+	_ = r.SetReadDeadline(time.Now().Add(r.idle))
+	return r.Conn.Read(b)
 }
 
 type closeWriter interface{ CloseWrite() error }

@@ -78,7 +78,8 @@ type Options struct {
 	// MaxIdleConnsPerHost bounds idle upstream connections per host. Default 64.
 	MaxIdleConnsPerHost int
 	// TunnelIdleTimeout closes an intercepted tunnel's idle keep-alive
-	// connection, and bounds reading an inner request's headers. Default 2m.
+	// connection, bounds reading an inner request's headers, and ends a blind
+	// tunnel in which neither side sent anything for that long. Default 2m.
 	TunnelIdleTimeout time.Duration
 
 	// LeafCacheSize bounds the cache of leaf certificates. Default 1024.
