@@ -139,18 +139,7 @@ func setup() (*harness, error) {
 		return h, err
 	}
 
-	root := apitest.RepoRoot()
-	objs, err := manifests.Load(
-		filepath.Join(root, "deploy", "namespace.yaml"),
-		filepath.Join(root, "deploy", "rbac.yaml"),
-		filepath.Join(root, "examples", "connectorclass-git.yaml"),
-		filepath.Join(root, "examples", "connectorclass-oci.yaml"),
-		filepath.Join(root, "examples", "connectorclass-api.yaml"),
-	)
-	if err != nil {
-		return h, err
-	}
-	if err := manifests.Create(context.Background(), env.Client, objs); err != nil {
+	if err := manifests.InstallBase(context.Background(), env.Client, apitest.RepoRoot()); err != nil {
 		return h, err
 	}
 	if err := h.startNode(bin); err != nil {

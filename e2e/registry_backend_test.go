@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectors-node/connectors-node/hack/testpki"
+
 	"github.com/connectors-node/connectors-node/hack/registry"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
@@ -25,7 +27,7 @@ const registryUser = "robot$ci"
 type registryBackend struct {
 	// host is <name>:<port> of the registry; realm is the token service's URL.
 	host, realm string
-	ca          *registry.CA
+	ca          *testpki.CA
 	// mapped is when the host names went into /etc/hosts.
 	mapped time.Time
 	tokens *registry.TokenService
@@ -60,7 +62,7 @@ func (s *story) startRegistry(regName, authName, password string) *registryBacke
 	s.t.Helper()
 	mapHost(s.t, regName)
 	mapHost(s.t, authName)
-	ca, err := registry.NewCA("connectors-node e2e registry CA")
+	ca, err := testpki.NewCA("connectors-node e2e registry CA")
 	if err != nil {
 		s.t.Fatal(err)
 	}

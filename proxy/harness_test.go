@@ -3,16 +3,11 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/connectors-node/connectors-node/hack/testpki"
 
 	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -253,37 +250,25 @@ func carries(reqs []seen, needles ...string) bool {
 // testCA is an upstream CA that signs test server certificates.
 type testCA struct {
 	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	pki  *testpki.CA
 }
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	ca, err := kube.NewCA("upstream-test-ca", time.Now())
+	ca, err := testpki.NewCA("upstream-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: ca.Cert, key: ca.Key}
+	return &testCA{cert: ca.Cert, pki: ca}
 }
 
 func (ca *testCA) serverCert(t testing.TB, names ...string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := ca.pki.TLSCertificate(names...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     names,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return cert
 }
 
 // startTLS starts an httptest TLS server with cert.

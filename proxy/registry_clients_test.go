@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectors-node/connectors-node/hack/testpki"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/connectors-node/connectors-node/configgen"
@@ -48,7 +50,7 @@ func testdataCrane(t *testing.T) string {
 
 // startRealRegistry starts docker-registry on loopback over TLS for name,
 // with htpasswd auth, or token auth whose realm is served on authName.
-func startRealRegistry(t *testing.T, ca *registry.CA, name, authName string) *realRegistry {
+func startRealRegistry(t *testing.T, ca *testpki.CA, name, authName string) *realRegistry {
 	t.Helper()
 	dir := t.TempDir()
 	certPEM, keyPEM, err := ca.Issue(name, authName, "127.0.0.1")
@@ -105,7 +107,7 @@ func newRealEnv(t *testing.T) *realEnv {
 	needBinary(t, registry.Binary)
 	needBinary(t, "skopeo")
 	re := &realEnv{crane: testdataCrane(t), home: t.TempDir()}
-	ca, err := registry.NewCA("registry-test-ca")
+	ca, err := testpki.NewCA("registry-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,18 +148,7 @@ func (d *demo) startAPIServer() error {
 	d.env = env
 	d.onCleanup(func() { _ = env.Stop() })
 	d.say("kube-apiserver at %s", env.Config.Host)
-	root := repoRoot()
-	objs, err := manifests.Load(
-		filepath.Join(root, "deploy", "namespace.yaml"),
-		filepath.Join(root, "deploy", "rbac.yaml"),
-		filepath.Join(root, "examples", "connectorclass-git.yaml"),
-		filepath.Join(root, "examples", "connectorclass-oci.yaml"),
-		filepath.Join(root, "examples", "connectorclass-api.yaml"),
-	)
-	if err != nil {
-		return err
-	}
-	if err := manifests.Create(context.Background(), env.Client, objs); err != nil {
+	if err := manifests.InstallBase(context.Background(), env.Client, repoRoot()); err != nil {
 		return err
 	}
 	d.say("installed deploy/crds, deploy/namespace.yaml, deploy/rbac.yaml and examples/connectorclass-*.yaml")

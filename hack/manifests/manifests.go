@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -54,4 +55,21 @@ func Create(ctx context.Context, c client.Client, objs []*unstructured.Unstructu
 		}
 	}
 	return nil
+}
+
+// InstallBase creates what a node service needs besides the CRDs, as a
+// cluster would have it: deploy/'s namespace and RBAC and the example
+// ConnectorClasses, all read from the repository at root.
+func InstallBase(ctx context.Context, c client.Client, root string) error {
+	objs, err := Load(
+		filepath.Join(root, "deploy", "namespace.yaml"),
+		filepath.Join(root, "deploy", "rbac.yaml"),
+		filepath.Join(root, "examples", "connectorclass-git.yaml"),
+		filepath.Join(root, "examples", "connectorclass-oci.yaml"),
+		filepath.Join(root, "examples", "connectorclass-api.yaml"),
+	)
+	if err != nil {
+		return err
+	}
+	return Create(ctx, c, objs)
 }

@@ -2,12 +2,9 @@ package registry
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -17,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/connectors-node/connectors-node/hack/testpki"
 )
 
 // TokenService is a token realm for the distribution registry's token
@@ -40,26 +39,15 @@ type TokenService struct {
 // NewTokenService creates a token service for issuer and service that
 // accepts user and password and issues tokens valid for lifetime.
 func NewTokenService(issuer, service, user, password string, lifetime time.Duration) (*TokenService, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// The signing certificate is a self-signed CA: the registry trusts it
+	// through its rootcertbundle.
+	ca, err := testpki.NewCA(issuer)
 	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: issuer},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("signing token certificate: %w", err)
+		return nil, fmt.Errorf("token signing certificate: %w", err)
 	}
 	return &TokenService{
 		issuer: issuer, service: service, user: user, password: password, lifetime: lifetime,
-		key: key, certDER: der, CertPEM: pemBlock("CERTIFICATE", der), counts: map[string]int{},
+		key: ca.Key, certDER: ca.Cert.Raw, CertPEM: ca.PEM, counts: map[string]int{},
 	}, nil
 }
 

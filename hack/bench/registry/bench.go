@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connectors-node/connectors-node/hack/testpki"
+
 	"github.com/connectors-node/connectors-node/hack/registry"
 )
 
@@ -53,7 +55,7 @@ func runBench(ctx context.Context, args []string) error {
 	if !f.keep {
 		defer func() { _ = os.RemoveAll(work) }()
 	}
-	ca, err := registry.NewCA("bench-registry-ca")
+	ca, err := testpki.NewCA("bench-registry-ca")
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,12 @@
-package registry
+// Package testpki makes throw-away certificate authorities and server
+// certificates for the loopback servers of tests, the demo and benchmarks.
+package testpki
 
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -90,4 +93,14 @@ func serial() *big.Int {
 		return big.NewInt(time.Now().UnixNano())
 	}
 	return n
+}
+
+// TLSCertificate signs a server certificate for names, ready for a
+// tls.Config.
+func (ca *CA) TLSCertificate(names ...string) (tls.Certificate, error) {
+	certPEM, keyPEM, err := ca.Issue(names...)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
 }
