@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -440,16 +441,24 @@ func (v *volume) file(t *testing.T, name string) string {
 	return string(b)
 }
 
-// auditLine returns the first node log line that audits a proxied request
-// to connector in mode with the credential injected, or "".
+// auditLine returns the first audit line of the node that records a
+// proxied request to connector in mode with the credential injected, or "".
 func (s *story) auditLine(connector, mode string) string {
 	b, err := os.ReadFile(s.h.logPath)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `connector="`+s.ns+"/"+connector+`"`) &&
-			strings.Contains(line, `mode="`+mode+`"`) && strings.Contains(line, "injected=true") {
+		var rec struct {
+			Msg       string `json:"msg"`
+			Connector string `json:"connector"`
+			Mode      string `json:"mode"`
+			Injected  bool   `json:"injected"`
+		}
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue // a log line on standard error
+		}
+		if rec.Msg == "request" && rec.Connector == s.ns+"/"+connector && rec.Mode == mode && rec.Injected {
 			return line
 		}
 	}

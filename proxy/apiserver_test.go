@@ -65,7 +65,7 @@ func TestRealAPIServerDecisions(t *testing.T) {
 	}
 	logs := &logBuffer{}
 	p, err := New(Options{Objects: cache, Auth: reviewer, CA: ca, AllowLoopback: true, Resolver: testResolver,
-		Log: funcr.New(logs.write, funcr.Options{})})
+		AuditLog: logs, Log: funcr.New(logs.write, funcr.Options{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -245,9 +245,9 @@ func TestAuditLineAndMetrics(t *testing.T) {
 		t.Fatalf("status %d", code)
 	}
 	logs := f.logs.String()
-	for _, want := range []string{`"user"="system:serviceaccount:team-a:default"`, `"connector"="team-a/api"`,
-		`"mode"="reverse"`, `"method"="GET"`, `"path"="/namespaces/team-a/connectors/api/audit/path"`,
-		`"status"=200`, `"injected"=true`} {
+	for _, want := range []string{`"msg":"request"`, `"user":"system:serviceaccount:team-a:default"`,
+		`"connector":"team-a/api"`, `"mode":"reverse"`, `"method":"GET"`,
+		`"path":"/namespaces/team-a/connectors/api/audit/path"`, `"status":200`, `"injected":true`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("audit line lacks %s:\n%s", want, logs)
 		}

@@ -321,6 +321,13 @@ func (l *logBuffer) write(prefix, args string) {
 	l.b.WriteString(prefix + " " + args + "\n")
 }
 
+// Write takes the proxy's audit lines.
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
 func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -360,6 +367,7 @@ func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opt
 		AllowLoopback: true,
 		Resolver:      testResolver,
 		UpstreamRoots: roots,
+		AuditLog:      e.logs,
 		Log:           funcr.New(e.logs.write, funcr.Options{Verbosity: 9}),
 		Registerer:    e.registry,
 	}

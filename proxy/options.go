@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net/netip"
 	"net/url"
 	"time"
@@ -88,8 +89,10 @@ type Options struct {
 	// replaced when less than a quarter of it is left. Default 24h.
 	LeafValidity time.Duration
 
-	// Log receives one audit line per request and error details. Default:
-	// discarded.
+	// AuditLog receives one JSON line per proxied request (see README,
+	// "Audit"). Default: none are written.
+	AuditLog io.Writer
+	// Log receives error details. Default: discarded.
 	Log logr.Logger
 	// Registerer registers the proxy metrics. Default: not registered.
 	Registerer prometheus.Registerer

@@ -19,6 +19,7 @@ import (
 type Proxy struct {
 	opts       Options
 	log        logr.Logger
+	audit      *auditLog
 	metrics    *metrics
 	guard      *guard
 	upstreams  *upstreams
@@ -63,7 +64,8 @@ func New(opts Options) (*Proxy, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{opts: opts, log: opts.Log, metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
+	p := &Proxy{opts: opts, log: opts.Log, audit: newAuditLog(opts.AuditLog),
+		metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
 	pub, _ := url.Parse(opts.PublicURL)
 	p.publicHost = match.NormalizeHost(pub.Hostname())
 	p.publicPort = pub.Port()

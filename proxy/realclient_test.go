@@ -171,7 +171,7 @@ func TestRealGitThroughReverseProxy(t *testing.T) {
 		if err == nil {
 			t.Errorf("clone with a wrong token succeeded:\n%s", out)
 		}
-		if !strings.Contains(e.logs.String(), `"status"=401`) {
+		if !strings.Contains(e.logs.String(), `"status":401`) {
 			t.Errorf("the proxy did not answer 401:\n%s", out)
 		}
 	})
@@ -200,7 +200,7 @@ func TestRealGitThroughForwardProxy(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(home, "work", "README")); err != nil || string(b) != "hello\n" {
 		t.Errorf("cloned README: %q %v", b, err)
 	}
-	if !strings.Contains(e.logs.String(), `"status"=407`) {
+	if !strings.Contains(e.logs.String(), `"status":407`) {
 		t.Errorf("git did not go through the 407 challenge")
 	}
 	if !strings.Contains(g.log(), "REMOTE_USER="+gitUser) {

@@ -61,23 +61,7 @@ func (p *Proxy) finish(e *entry) {
 	}
 	out := e.bytes.Load()
 	p.metrics.observe(e, in, out)
-	kv := []any{
-		"user", e.user,
-		"connector", e.connector,
-		"mode", e.mode,
-		"method", e.method,
-		"host", e.host,
-		"path", e.path,
-		"status", e.status,
-		"bytes", out,
-		"request_bytes", in,
-		"duration", d.String(),
-		"injected", e.injected,
-	}
-	if e.err != nil {
-		kv = append(kv, "error", e.err.Error())
-	}
-	p.log.Info("request", kv...)
+	p.audit.write(e, d, in, out)
 }
 
 // recorder captures the status and the size of a response. It unwraps for

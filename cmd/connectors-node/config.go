@@ -38,6 +38,7 @@ type config struct {
 	tokenCacheTTL         time.Duration
 	shutdownTimeout       time.Duration
 	verbosity             int
+	auditLog              string
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -72,7 +73,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.secretTTL, "secret-cache-ttl", 10*time.Second, "how long a credential Secret read stays cached")
 	fs.DurationVar(&c.tokenCacheTTL, "token-cache-ttl", 5*time.Minute, "upper bound on caching a token review; never past the token's expiry")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
-	fs.IntVar(&c.verbosity, "v", 0, "log verbosity; 0 logs requests and errors, higher adds detail")
+	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
+	fs.IntVar(&c.verbosity, "v", 0, "log verbosity (standard error); 0 logs start, stop and errors, higher adds detail")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -95,6 +97,9 @@ func (c *config) validate() error {
 	}
 	if c.caSecret == "" {
 		bad("ca-secret", "required")
+	}
+	if c.auditLog == "" {
+		bad("audit-log", "required: - for standard output, or a file")
 	}
 	if c.audience == "" {
 		bad("audience", "required")

@@ -22,7 +22,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"node-id", "kubeconfig", "namespace", "ca-secret", "csi-endpoint", "proxy-listen", "ops-listen",
 		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions",
 		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
-		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "v",
+		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -43,6 +43,14 @@ func TestFlagsDefaults(t *testing.T) {
 	require.Equal(t, "connectors-proxy", c.audience)
 	require.False(t, c.allowUnmatchedTunnels)
 	require.False(t, c.allowLoopback)
+	require.Equal(t, "-", c.auditLog, "audit lines go to standard output by default")
+}
+
+func TestAuditLogFileIsOpenedBeforeAnythingStarts(t *testing.T) {
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"--node-id=n", "--audit-log=" + t.TempDir() + "/missing/audit.log"}, &bytes.Buffer{}, &stderr)
+	require.ErrorContains(t, err, "--audit-log")
+	require.Empty(t, stderr.String(), "nothing started")
 }
 
 func TestBadFlagsNameTheFlag(t *testing.T) {
@@ -59,6 +67,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--deny-cidrs=10.0.0.0/8,bogus"}, "--deny-cidrs"},
 		{[]string{"--node-id=n", "--secret-cache-ttl=0s"}, "--secret-cache-ttl"},
 		{[]string{"--node-id=n", "--audience="}, "--audience"},
+		{[]string{"--node-id=n", "--audit-log="}, "--audit-log"},
 		{[]string{"--node-id=n", "extra"}, "unexpected argument"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -18,7 +18,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -31,14 +31,23 @@ func main() {
 
 // run parses flags, builds every part, serves until ctx ends, and shuts down
 // in order.
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
+	audit := stdout
+	if cfg.auditLog != "-" {
+		f, err := os.OpenFile(cfg.auditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return fmt.Errorf("--audit-log: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		audit = f
+	}
 	log := textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(cfg.verbosity), textlogger.Output(stderr)))
 	log.Info("starting connectors-node", "version", version, "node_id", cfg.nodeID)
-	n, err := newNode(ctx, cfg, log)
+	n, err := newNode(ctx, cfg, log, audit)
 	if err != nil {
 		return err
 	}

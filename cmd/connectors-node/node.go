@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -39,7 +40,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return clientcmd.BuildConfigFromFlags("", kubeconfig)
 }
 
-func newNode(ctx context.Context, cfg *config, log logr.Logger) (*node, error) {
+func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer) (*node, error) {
 	rc, err := restConfig(cfg.kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
@@ -111,6 +112,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger) (*node, error) {
 		AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
 		AllowLoopback:         cfg.allowLoopback,
 		DenyCIDRs:             denied,
+		AuditLog:              audit,
 		Log:                   log.WithName("proxy"),
 		Registerer:            reg,
 	})

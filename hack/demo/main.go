@@ -389,8 +389,8 @@ func (d *demo) clone(repoURL, password string) error {
 	if log, err := os.ReadFile(d.nodeLog.Name()); err == nil {
 		d.say("the proxy's audit lines:")
 		for _, l := range strings.Split(string(log), "\n") {
-			if i := strings.Index(l, `"request"`); i >= 0 {
-				d.say("  %s", l[i:])
+			if strings.Contains(l, `"msg":"request"`) {
+				d.say("  %s", l)
 			}
 		}
 	}

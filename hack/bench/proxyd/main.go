@@ -58,7 +58,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.upHTTPS, "upstream-https", "", "HTTPS upstream host:port (required)")
 	fs.StringVar(&c.upCA, "upstream-ca", "", "PEM file of the upstream CA (required)")
 	fs.StringVar(&c.caOut, "ca-out", "", "file to write the proxy CA certificate to (required)")
-	fs.StringVar(&c.logTo, "log", "", "audit log file (default: stderr)")
+	fs.StringVar(&c.logTo, "log", "", "audit log file (default: standard output)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the ops listener")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	logOut := os.Stderr
+	logOut := os.Stdout
 	if cfg.logTo != "" {
 		f, err := os.Create(cfg.logTo)
 		if err != nil {
@@ -108,7 +108,8 @@ func run(ctx context.Context, args []string) error {
 		AllowLoopback: true,
 		Resolver:      resolveBench,
 		UpstreamRoots: roots,
-		Log:           textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(logOut))),
+		AuditLog:      logOut,
+		Log:           textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(os.Stderr))),
 		Registerer:    reg,
 	})
 	if err != nil {
