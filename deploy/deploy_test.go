@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
@@ -107,6 +108,20 @@ func TestDaemonSet(t *testing.T) {
 	require.NotNil(t, node.LivenessProbe)
 	require.NotNil(t, node.ReadinessProbe)
 	require.True(t, *node.SecurityContext.Privileged, "mounting tmpfs needs a privileged container")
+
+	// The Go runtime's soft memory limit must sit below the container's
+	// limit, or the kernel kills the proxy before the collector works hard.
+	var memLimit string
+	for _, e := range node.Env {
+		if e.Name == "GOMEMLIMIT" {
+			memLimit = e.Value
+		}
+	}
+	require.NotEmpty(t, memLimit, "GOMEMLIMIT is not set")
+	soft, err := resource.ParseQuantity(strings.TrimSuffix(memLimit, "B"))
+	require.NoError(t, err, "GOMEMLIMIT %q", memLimit)
+	hard := node.Resources.Limits[corev1.ResourceMemory]
+	require.Negative(t, soft.Cmp(hard), "GOMEMLIMIT %s is not below the memory limit %s", memLimit, hard.String())
 
 	hostPaths := map[string]string{}
 	for _, v := range spec.Volumes {

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Proxy benchmark: starts an upstream, the Connectors proxy (hack/bench/proxyd)
-# and nginx as a reverse proxy that adds a fixed Authorization header, all on
-# loopback, drives them with wrk and hack/bench/load, and prints one table:
-# small keep-alive GETs direct / through nginx / reverse / forward / MITM,
-# 1 GiB bodies streamed through each with the proxy's RSS growth, review API
-# calls for one reused token, and leaf certificates for 1,000 MITM connections.
+# nginx as a reverse proxy that adds a fixed Authorization header, and the two
+# reference points of hack/bench/baseline (a bare httputil.ReverseProxy and a
+# TCP relay), all on loopback, drives them with wrk and hack/bench/load, and
+# prints one table: small keep-alive GETs direct / through nginx / the
+# baselines / reverse / forward / MITM with the CPU time each proxy spends
+# per request, 1 GiB bodies streamed through each with the proxy's RSS
+# growth, review API calls for one reused token, and leaf certificates for
+# 1,000 MITM connections.
 #
 # Every measurement runs BENCH_RUNS times (interleaved); the table shows the
 # median (and the largest RSS growth). Everything it starts, it stops.
 #
 # Environment: BENCH_DURATION (seconds per small-GET run, default 10),
 # BENCH_RUNS (default 3), BENCH_CONNS (default "50 100"), BENCH_STREAM_BYTES
-# (default 1 GiB), BENCH_PORT_BASE (five ports from here, default 18400),
+# (default 1 GiB), BENCH_PORT_BASE (seven ports from here, default 18400),
 # BENCH_PPROF=1 (serve pprof on the proxy's ops port), BENCH_KEEP=1 (keep
 # the work directory).
 set -euo pipefail
@@ -22,6 +25,7 @@ CONNS=${BENCH_CONNS:-"50 100"}
 STREAM=${BENCH_STREAM_BYTES:-1073741824}
 BASE=${BENCH_PORT_BASE:-18400}
 UP_HTTP=$BASE UP_HTTPS=$((BASE + 1)) PROXY=$((BASE + 2)) OPS=$((BASE + 3)) NGINX=$((BASE + 4))
+FLOOR=$((BASE + 5)) RELAY=$((BASE + 6))
 GO=${GO:-go}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -60,7 +64,7 @@ wait_port() {
 	return 1
 }
 
-for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX; do
+for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY; do
 	if port_open "$p"; then
 		log "port $p is in use; set BENCH_PORT_BASE"
 		exit 1
@@ -71,7 +75,7 @@ for tool in wrk nginx; do
 done
 
 log "building into $work/bin"
-(cd "$root" && "$GO" build -o "$work/bin/" ./hack/bench/upstream ./hack/bench/proxyd ./hack/bench/load)
+(cd "$root" && "$GO" build -o "$work/bin/" ./hack/bench/upstream ./hack/bench/proxyd ./hack/bench/load ./hack/bench/baseline)
 
 "$work/bin/upstream" -http "127.0.0.1:$UP_HTTP" -https "127.0.0.1:$UP_HTTPS" -ca-out "$work/upstream-ca.pem" \
 	2>"$work/upstream.log" &
@@ -81,7 +85,8 @@ wait_port "$UP_HTTPS"
 
 pprof=()
 [[ ${BENCH_PPROF:-0} == 1 ]] && pprof=(-pprof)
-"$work/bin/proxyd" -listen "127.0.0.1:$PROXY" -ops "127.0.0.1:$OPS" \
+# GOGC and GOMEMLIMIT as deploy/daemonset.yaml sets them.
+GOGC=400 GOMEMLIMIT=200MiB "$work/bin/proxyd" -listen "127.0.0.1:$PROXY" -ops "127.0.0.1:$OPS" \
 	-upstream-http "127.0.0.1:$UP_HTTP" -upstream-https "127.0.0.1:$UP_HTTPS" \
 	-upstream-ca "$work/upstream-ca.pem" -ca-out "$work/proxy-ca.pem" -log "$work/proxy-audit.log" "${pprof[@]}" \
 	2>"$work/proxyd.log" &
@@ -122,8 +127,19 @@ http {
 }
 EOF
 nginx -e "$work/nginx/error.log" -p "$work/nginx" -c "$work/nginx/nginx.conf" &
-pids+=($!)
+nginx_pid=$!
+pids+=("$nginx_pid")
 wait_port "$NGINX"
+
+# The reference points: the standard library's floor and the TCP ceiling.
+GOGC=400 "$work/bin/baseline" -mode reverseproxy -listen "127.0.0.1:$FLOOR" -upstream "127.0.0.1:$UP_HTTP" &
+floor_pid=$!
+pids+=("$floor_pid")
+"$work/bin/baseline" -mode relay -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$UP_HTTP" &
+relay_pid=$!
+pids+=("$relay_pid")
+wait_port "$FLOOR"
+wait_port "$RELAY"
 
 # Tokens: the fake API server accepts any bench- token; each new token is a
 # new ServiceAccount, so nothing is cached for it.
@@ -179,12 +195,26 @@ reviews rev-reviews -url "$rev/small" -bearer "$t1"
 t2="bench-mitm-$RANDOM$RANDOM"
 reviews mitm-reviews -url "$up_https/small" -proxy "http://bench%2Ftls:$t2@127.0.0.1:$PROXY" -ca "$cas"
 
-wrk_run() { # wrk_run <name> <conns> <url> [header]
-	local name=$1 c=$2 url=$3 out
+cpu_ticks() { # cpu_ticks <pid>...: user + system clock ticks of these processes
+	local pid t=0
+	for pid in "$@"; do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+	done
+	echo "$t"
+}
+
+wrk_run() { # wrk_run <name> <conns> <url> <pids measured, comma-separated> [header]
+	local name=$1 c=$2 url=$3 out t0 t1 n
+	local -a measured
+	IFS=, read -ra measured <<<"$4"
 	local args=(-t2 -c"$c" -d"${DURATION}s" --latency --timeout 10s)
-	[[ -n ${4:-} ]] && args+=(-H "$4")
+	[[ -n ${5:-} ]] && args+=(-H "$5")
+	t0=$(cpu_ticks "${measured[@]}")
 	out=$(timeout $((DURATION + 30)) wrk "${args[@]}" "$url")
+	t1=$(cpu_ticks "${measured[@]}")
+	n=$(awk '/requests in/ {print $1}' <<<"$out")
 	record "$name.rps" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
+	record "$name.cpu" "$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
 	record "$name.p99" "$(awk '$1 == "99%" {v = $2; if (v ~ /us$/) print v / 1000; else if (v ~ /ms$/) print v + 0; else print v * 1000}' <<<"$out")"
 	if grep -q 'Non-2xx' <<<"$out"; then
 		log "wrk $name: non-2xx responses"
@@ -207,10 +237,13 @@ load_run() { # load_run <name> <load args...>
 
 for ((run = 1; run <= RUNS; run++)); do
 	log "run $run/$RUNS: small GETs (wrk, ${DURATION}s each)"
+	nginx_workers=$(pgrep -d, -P "$nginx_pid")
 	for c in $CONNS; do
-		wrk_run "wrk-direct-$c" "$c" "http://127.0.0.1:$UP_HTTP/small"
-		wrk_run "wrk-nginx-$c" "$c" "$ngx/small"
-		wrk_run "wrk-reverse-$c" "$c" "$rev/small" "Authorization: Bearer $token"
+		wrk_run "wrk-direct-$c" "$c" "http://127.0.0.1:$UP_HTTP/small" "${pids[0]}"
+		wrk_run "wrk-nginx-$c" "$c" "$ngx/small" "$nginx_workers"
+		wrk_run "wrk-floor-$c" "$c" "http://127.0.0.1:$FLOOR/small" "$floor_pid"
+		wrk_run "wrk-relay-$c" "$c" "http://127.0.0.1:$RELAY/small" "$relay_pid"
+		wrk_run "wrk-reverse-$c" "$c" "$rev/small" "$proxy_pid" "Authorization: Bearer $token"
 	done
 
 	log "run $run/$RUNS: small GETs (Go load generator, 50 connections)"
@@ -226,6 +259,8 @@ for ((run = 1; run <= RUNS; run++)); do
 	s=(-c 1 -n 1 -d 300s -ca "$cas")
 	load_run dl-direct "${s[@]}" -url "$up_http/bytes?n=$STREAM"
 	load_run dl-nginx "${s[@]}" -url "$ngx/bytes?n=$STREAM"
+	load_run dl-floor "${s[@]}" -url "http://127.0.0.1:$FLOOR/bytes?n=$STREAM"
+	load_run dl-relay "${s[@]}" -url "http://127.0.0.1:$RELAY/bytes?n=$STREAM"
 	load_run dl-reverse "${s[@]}" -url "$rev/bytes?n=$STREAM" -bearer "$token" -rss-pid "$proxy_pid"
 	load_run dl-forward "${s[@]}" -url "$up_http/bytes?n=$STREAM" -proxy "$fwd_plain" -rss-pid "$proxy_pid"
 	load_run dl-direct-tls "${s[@]}" -url "$up_https/bytes?n=$STREAM"
@@ -237,23 +272,26 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 # ---- the table ----
+size_label() { awk -v b="$STREAM" 'BEGIN { if (b % 1073741824 == 0) printf "%d GiB", b / 1073741824; else printf "%d MiB", b / 1048576 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN { if (v == "-") print "-"; else if ((op == ">=" && v >= t) || (op == "<=" && v <= t) || (op == "<" && v < t)) print "met"; else print "MISSED" }'; }
-row() { printf '%-16s %-22s %6s %10s %9s %9s  %-30s %s\n' "$@"; }
+row() { printf '%-16s %-22s %6s %10s %9s %11s %9s  %-34s %s\n' "$@"; }
 
 echo
 echo "Proxy benchmark: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), median of $RUNS runs (machine may be shared; numbers are noisy)"
-row "section" "path" "conns" "req/s" "p99 ms" "MiB/s" "ratio" "target"
+row "section" "path" "conns" "req/s" "p99 ms" "cpu us/req" "MiB/s" "ratio" "target"
 for c in $CONNS; do
-	for t in direct nginx reverse; do
-		rps=$(median "wrk-$t-$c.rps") p99=$(median "wrk-$t-$c.p99")
-		if [[ $t == reverse ]]; then
-			nr=$(ratio "$rps" "$(median "wrk-nginx-$c.rps")") np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")
+	for t in direct nginx floor relay reverse; do
+		rps=$(median "wrk-$t-$c.rps") p99=$(median "wrk-$t-$c.p99") cpu=$(median "wrk-$t-$c.cpu")
+		nr=$(ratio "$rps" "$(median "wrk-nginx-$c.rps")") np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")
+		case $t in
+		reverse)
 			v1=$(verdict "$nr" ">=" 0.8) v2=$(verdict "$np" "<=" 2)
-			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "" "req/s ${nr}x, p99 ${np}x nginx" "rps $v1, p99 $v2"
-		else
-			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "" "" ""
-		fi
+			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "rps $v1, p99 $v2"
+			;;
+		floor | relay) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "" ;;
+		*) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "" "" ;;
+		esac
 	done
 done
 for t in direct nginx reverse forward direct-tls mitm; do
@@ -263,10 +301,10 @@ for t in direct nginx reverse forward direct-tls mitm; do
 	mitm) note="$(ratio "$rps" "$(median go-direct-tls.rps)")x direct-tls" ;;
 	*) note="" ;;
 	esac
-	row "small GET, load" "$t" 50 "$rps" "$(median "go-$t.p99")" "" "$note" ""
+	row "small GET, load" "$t" 50 "$rps" "$(median "go-$t.p99")" "" "" "$note" ""
 done
 for d in dl ul; do
-	for t in direct nginx reverse forward direct-tls mitm; do
+	for t in direct nginx floor relay reverse forward direct-tls mitm; do
 		[[ -s $work/r.$d-$t.mib ]] || continue
 		mib=$(median "$d-$t.mib")
 		base=direct
@@ -281,9 +319,9 @@ for d in dl ul; do
 				[[ $t != forward ]] && target="tput $(verdict "$r" ">=" 0.8), rss $(verdict "$rss" "<" 32)"
 			fi
 		fi
-		label="1 GiB download"
-		[[ $d == ul ]] && label="1 GiB upload"
-		row "$label" "$t" 1 "" "" "$mib" "$note" "$target"
+		label="$(size_label) download"
+		[[ $d == ul ]] && label="$(size_label) upload"
+		row "$label" "$t" 1 "" "" "" "$mib" "$note" "$target"
 	done
 done
 for t in rev mitm; do
@@ -291,7 +329,7 @@ for t in rev mitm; do
 	v="$(verdict "$tr" "<=" 2)/$(verdict "$sar" "<=" 2)"
 	label=reverse
 	[[ $t == mitm ]] && label=mitm
-	row "review calls" "$label, 1 token" 50 "$(median "$t-reviews.req") req" "" "" "TokenReview $tr, SAR $sar" "$v"
+	row "review calls" "$label, 1 token" 50 "$(median "$t-reviews.req") req" "" "" "" "TokenReview $tr, SAR $sar" "$v"
 done
 leaves=$(awk -v a="$leaves0" -v b="$leaves1" 'BEGIN {print b - a}')
-row "leaf certs" "mitm, new conn each" 8 "$leaf_conns conn" "" "" "leaves issued $leaves" "$(verdict "$leaves" "<=" 1)"
+row "leaf certs" "mitm, new conn each" 8 "$leaf_conns conn" "" "" "" "leaves issued $leaves" "$(verdict "$leaves" "<=" 1)"
