@@ -74,7 +74,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.tokenCacheTTL, "token-cache-ttl", 5*time.Minute, "upper bound on caching a token review; never past the token's expiry")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
-	fs.IntVar(&c.verbosity, "v", 0, "log verbosity (standard error); 0 logs start, stop and errors, higher adds detail")
+	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
