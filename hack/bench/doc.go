@@ -1,8 +1,9 @@
 // Package bench holds the proxy benchmark: proxy.sh starts an upstream
 // (upstream/), the proxy with in-memory objects and a real token and access
 // reviewer over a fake clientset (proxyd/), nginx as the reverse proxy a user
-// would otherwise pick, two reference points (baseline/: a bare
-// httputil.ReverseProxy and a TCP relay), and drives them with wrk and a Go
+// would otherwise pick, three reference points (baseline/: a bare
+// httputil.ReverseProxy, the same with a synchronous upstream client, and a
+// TCP relay), and drives them with wrk and a Go
 // load generator (load/) that can speak to a forward proxy. Everything runs
 // on loopback.
 package bench

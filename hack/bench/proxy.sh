@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proxy benchmark: starts an upstream, the Connectors proxy (hack/bench/proxyd)
 # nginx as a reverse proxy that adds a fixed Authorization header, and the two
-# reference points of hack/bench/baseline (a bare httputil.ReverseProxy and a
-# TCP relay), all on loopback, drives them with wrk and hack/bench/load, and
+# reference points of hack/bench/baseline (a bare httputil.ReverseProxy, the
+# same with a synchronous HTTP/1.1 client, and a TCP relay), all on loopback, drives them with wrk and hack/bench/load, and
 # prints one table: small keep-alive GETs direct / through nginx / the
 # baselines / reverse / forward / MITM with the CPU time each proxy spends
 # per request, 1 GiB bodies streamed through each with the proxy's RSS
@@ -14,7 +14,7 @@
 #
 # Environment: BENCH_DURATION (seconds per small-GET run, default 10),
 # BENCH_RUNS (default 3), BENCH_CONNS (default "50 100"), BENCH_STREAM_BYTES
-# (default 1 GiB), BENCH_PORT_BASE (seven ports from here, default 18400),
+# (default 1 GiB), BENCH_PORT_BASE (eight ports from here, default 18400),
 # BENCH_PPROF=1 (serve pprof on the proxy's ops port), BENCH_KEEP=1 (keep
 # the work directory).
 set -euo pipefail
@@ -25,7 +25,7 @@ CONNS=${BENCH_CONNS:-"50 100"}
 STREAM=${BENCH_STREAM_BYTES:-1073741824}
 BASE=${BENCH_PORT_BASE:-18400}
 UP_HTTP=$BASE UP_HTTPS=$((BASE + 1)) PROXY=$((BASE + 2)) OPS=$((BASE + 3)) NGINX=$((BASE + 4))
-FLOOR=$((BASE + 5)) RELAY=$((BASE + 6))
+FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7))
 GO=${GO:-go}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -64,7 +64,7 @@ wait_port() {
 	return 1
 }
 
-for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY; do
+for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC; do
 	if port_open "$p"; then
 		log "port $p is in use; set BENCH_PORT_BASE"
 		exit 1
@@ -131,15 +131,20 @@ nginx_pid=$!
 pids+=("$nginx_pid")
 wait_port "$NGINX"
 
-# The reference points: the standard library's floor and the TCP ceiling.
+# The reference points: the standard library's floor, the same with a
+# synchronous upstream client, and the TCP ceiling.
 GOGC=400 "$work/bin/baseline" -mode reverseproxy -listen "127.0.0.1:$FLOOR" -upstream "127.0.0.1:$UP_HTTP" &
 floor_pid=$!
 pids+=("$floor_pid")
 "$work/bin/baseline" -mode relay -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$UP_HTTP" &
 relay_pid=$!
 pids+=("$relay_pid")
+GOGC=400 "$work/bin/baseline" -mode syncproxy -listen "127.0.0.1:$SYNC" -upstream "127.0.0.1:$UP_HTTP" &
+sync_pid=$!
+pids+=("$sync_pid")
 wait_port "$FLOOR"
 wait_port "$RELAY"
+wait_port "$SYNC"
 
 # Tokens: the fake API server accepts any bench- token; each new token is a
 # new ServiceAccount, so nothing is cached for it.
@@ -242,6 +247,7 @@ for ((run = 1; run <= RUNS; run++)); do
 		wrk_run "wrk-direct-$c" "$c" "http://127.0.0.1:$UP_HTTP/small" "${pids[0]}"
 		wrk_run "wrk-nginx-$c" "$c" "$ngx/small" "$nginx_workers"
 		wrk_run "wrk-floor-$c" "$c" "http://127.0.0.1:$FLOOR/small" "$floor_pid"
+		wrk_run "wrk-sync-$c" "$c" "http://127.0.0.1:$SYNC/small" "$sync_pid"
 		wrk_run "wrk-relay-$c" "$c" "http://127.0.0.1:$RELAY/small" "$relay_pid"
 		wrk_run "wrk-reverse-$c" "$c" "$rev/small" "$proxy_pid" "Authorization: Bearer $token"
 	done
@@ -281,7 +287,7 @@ echo
 echo "Proxy benchmark: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), median of $RUNS runs (machine may be shared; numbers are noisy)"
 row "section" "path" "conns" "req/s" "p99 ms" "cpu us/req" "MiB/s" "ratio" "target"
 for c in $CONNS; do
-	for t in direct nginx floor relay reverse; do
+	for t in direct nginx floor sync relay reverse; do
 		rps=$(median "wrk-$t-$c.rps") p99=$(median "wrk-$t-$c.p99") cpu=$(median "wrk-$t-$c.cpu")
 		nr=$(ratio "$rps" "$(median "wrk-nginx-$c.rps")") np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")
 		case $t in
@@ -289,7 +295,7 @@ for c in $CONNS; do
 			v1=$(verdict "$nr" ">=" 0.8) v2=$(verdict "$np" "<=" 2)
 			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "rps $v1, p99 $v2"
 			;;
-		floor | relay) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "" ;;
+		floor | sync | relay) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "" ;;
 		*) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "" "" ;;
 		esac
 	done

@@ -6,6 +6,10 @@
 //	                    client authentication, routing, audit line or
 //	                    metrics. It is the floor of a proxy built on the
 //	                    standard library, as the Connectors proxy is.
+//	-mode syncproxy     the same with a minimal synchronous HTTP/1.1
+//	                    RoundTripper in place of http.Transport (no
+//	                    goroutine hand-offs, no HTTP/2, no retries): what a
+//	                    hand-written upstream client could win at most.
 //	-mode relay         a TCP relay that copies bytes both ways (splice on
 //	                    Linux) and parses no HTTP at all: the ceiling of any
 //	                    proxy between two loopback connections.
@@ -41,7 +45,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
-	mode := fs.String("mode", "reverseproxy", "reverseproxy or relay")
+	mode := fs.String("mode", "reverseproxy", "reverseproxy, syncproxy or relay")
 	listen := fs.String("listen", "127.0.0.1:18405", "listen address")
 	upstream := fs.String("upstream", "127.0.0.1:18400", "plain HTTP upstream host:port")
 	auth := fs.String("authorization", "Basic YmVuY2g6YmVuY2gtcGFzcw==", "Authorization value the reverse proxy adds")
@@ -55,22 +59,25 @@ func run(ctx context.Context, args []string) error {
 	}
 	switch *mode {
 	case "reverseproxy":
-		return serveReverseProxy(ctx, ln, *upstream, *auth)
+		return serveReverseProxy(ctx, ln, *upstream, *auth,
+			&http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute})
+	case "syncproxy":
+		return serveReverseProxy(ctx, ln, *upstream, *auth, &syncTransport{addr: *upstream})
 	case "relay":
 		return serveRelay(ctx, ln, *upstream)
 	default:
-		return fmt.Errorf("-mode %q: want reverseproxy or relay", *mode)
+		return fmt.Errorf("-mode %q: want reverseproxy, syncproxy or relay", *mode)
 	}
 }
 
-func serveReverseProxy(ctx context.Context, ln net.Listener, upstream, auth string) error {
+func serveReverseProxy(ctx context.Context, ln net.Listener, upstream, auth string, rt http.RoundTripper) error {
 	target := &url.URL{Scheme: "http", Host: upstream}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Header.Set("Authorization", auth)
 		},
-		Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
+		Transport: rt,
 		ErrorLog:  log.New(io.Discard, "", 0),
 	}
 	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second}
