@@ -72,11 +72,12 @@ func New(opts Options) (*Writer, error) {
 // version directory, points ..data at it, links every name to ..data/<name>,
 // and removes the links of names no longer written.
 //
-// The version that was current before stays until the next Write that
-// changes something, so a reader that resolved ..data just before the
-// switch still finds its files; older versions (and leftovers of a crash)
-// beyond the keepPrevious newest are removed before a new version is
-// written, so at most three versions exist at once.
+// Earlier versions stay while they are younger than previousGrace, at most
+// keepYoung of them, so a reader that resolved ..data just before a switch
+// still finds its files even when switches come quickly; older versions
+// (and leftovers of a crash) are removed before a new version is written.
+// When the new version does not fit, the young versions give their room
+// back and the write is tried once more.
 //
 // When the current version already holds exactly these files, with the
 // configured modes and group, nothing is rewritten and changed is false. On
@@ -97,10 +98,16 @@ func (w *Writer) Write(files map[string][]byte) (changed bool, err error) {
 	if current != "" && w.sameContent(current, files) {
 		return false, w.linkNames(files)
 	}
-	if err := w.pruneVersions(current); err != nil {
+	if err := w.pruneVersions(current, keepYoung); err != nil {
 		return false, err
 	}
 	version, err := w.writeVersion(files)
+	if errors.Is(err, syscall.ENOSPC) {
+		if err := w.pruneVersions(current, 0); err != nil {
+			return false, err
+		}
+		version, err = w.writeVersion(files)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -258,17 +265,20 @@ func (w *Writer) linkNames(files map[string][]byte) error {
 	return nil
 }
 
-// previousGrace is how long the version before the current one survives
-// the next Write. A reader that resolved ..data to it just before a swap
-// finds its files unless it stalls that long; older versions go at once, so
-// a small tmpfs does not fill up when republishes come quickly.
+// previousGrace is how long an earlier version survives later Writes. A
+// reader that resolved ..data to it finds its files unless it stalls that
+// long.
 const previousGrace = 30 * time.Second
 
+// keepYoung bounds the earlier versions kept while young, so that a burst
+// of changes cannot fill a small tmpfs with copies.
+const keepYoung = 8
+
 // pruneVersions removes the version directories other than keep, except the
-// newest of them while it is younger than previousGrace. Version names start
-// with their UTC time, so name order is age order; a name that does not
-// parse (a leftover of something else) counts as old.
-func (w *Writer) pruneVersions(keep string) error {
+// newest young of them that are younger than previousGrace. Version names
+// start with their UTC time, so name order is age order; a name that does
+// not parse (a leftover of something else) counts as old.
+func (w *Writer) pruneVersions(keep string, young int) error {
 	entries, err := os.ReadDir(w.opts.Dir)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", w.opts.Dir, err)
@@ -281,8 +291,8 @@ func (w *Writer) pruneVersions(keep string) error {
 		}
 	}
 	sort.Strings(old)
-	if n := len(old); n > 0 && w.young(old[n-1]) {
-		old = old[:n-1]
+	for kept := 0; kept < young && len(old) > 0 && w.young(old[len(old)-1]); kept++ {
+		old = old[:len(old)-1]
 	}
 	var errs []error
 	for _, name := range old {

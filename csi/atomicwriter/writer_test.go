@@ -1,13 +1,16 @@
 package atomicwriter_test
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -134,8 +137,43 @@ func TestWriteRemovesDroppedNamesAndOldVersions(t *testing.T) {
 		_, err = w.Write(map[string][]byte{"a": []byte(v)})
 		require.NoError(t, err)
 	}
-	assert.Len(t, versions(t, dir), 3, "the current version and the two before it, while young")
+	assert.Len(t, versions(t, dir), 5, "young versions stay")
 	assert.Equal(t, "6", read(t, dir, "a"))
+}
+
+func TestYoungVersionsAreBoundedAndAgeOut(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w, dir := newWriter(t, func(o *atomicwriter.Options) { o.Now = func() time.Time { return now } })
+	for i := range 20 {
+		_, err := w.Write(map[string][]byte{"a": []byte(strconv.Itoa(i))})
+		require.NoError(t, err)
+	}
+	// The new version, the one it replaced and at most eight young ones.
+	assert.Len(t, versions(t, dir), 10)
+	assert.Equal(t, "19", read(t, dir, "a"))
+
+	now = now.Add(31 * time.Second)
+	_, err := w.Write(map[string][]byte{"a": []byte("late")})
+	require.NoError(t, err)
+	assert.Len(t, versions(t, dir), 2, "versions past the grace period go; the one just replaced stays")
+}
+
+func TestFullTmpfsGivesYoungVersionsRoomBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	require.NoError(t, syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"))
+	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+	w, err := atomicwriter.New(atomicwriter.Options{Dir: dir})
+	require.NoError(t, err)
+	big := func(b byte) map[string][]byte { return map[string][]byte{"a": bytes.Repeat([]byte{b}, 80<<10)} }
+	for _, b := range []byte("wxyz") {
+		_, err := w.Write(big(b))
+		require.NoError(t, err, "version %c", b)
+		assert.Equal(t, string(bytes.Repeat([]byte{b}, 80<<10)), read(t, dir, "a"))
+	}
+	assert.LessOrEqual(t, len(versions(t, dir)), 3, "young versions gave their room back")
 }
 
 func TestWriteLeavesForeignFilesAlone(t *testing.T) {
