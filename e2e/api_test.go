@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/connectors-node/connectors-node/hack/gitserver"
 )
 
 // bearerAPI is an HTTPS API that wants one bearer token and records every
@@ -75,7 +77,7 @@ func TestCurlReverseProxyToBearerAPI(t *testing.T) {
 	}
 
 	script, env := job.localize(t, v.target, nil)
-	out, err := s.shell(t.TempDir(), append(baseEnv(t.TempDir()), env...), script)
+	out, err := s.shell(t.TempDir(), append(gitserver.Env(t.TempDir()), env...), script)
 	if err != nil {
 		t.Fatalf("the Job's curl failed: %v", err)
 	}
@@ -89,7 +91,7 @@ func TestCurlReverseProxyToBearerAPI(t *testing.T) {
 
 	// The class's curlrc configuration reaches the API the same way.
 	rc := s.publish("api-client", map[string]string{"connectors": "api", "configuration.names": "curlrc"}, tok)
-	out, err = s.run(t.TempDir(), baseEnv(t.TempDir()), "curl", "-fsS", "-K", rc.target+"/curlrc")
+	out, err = s.run(t.TempDir(), gitserver.Env(t.TempDir()), "curl", "-fsS", "-K", rc.target+"/curlrc")
 	if err != nil {
 		t.Fatalf("curl -K curlrc failed: %v", err)
 	}

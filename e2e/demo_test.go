@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectors-node/connectors-node/hack/gitserver"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -41,7 +42,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("the demo: %v", err)
 		}
 	})
-	cmd.Env = append(baseEnv(t.TempDir()), "KUBEBUILDER_ASSETS="+dir, "TMPDIR="+tmp)
+	cmd.Env = append(gitserver.Env(t.TempDir()), "KUBEBUILDER_ASSETS="+dir, "TMPDIR="+tmp)
 	// On timeout the demo gets SIGTERM, so it stops what it started.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second

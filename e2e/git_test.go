@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectors-node/connectors-node/hack/gitserver"
 	"github.com/connectors-node/connectors-node/hack/kubelet"
 )
 
@@ -91,7 +92,7 @@ func TestGitCloneJobWithMountedGitconfig(t *testing.T) {
 		"https://github.com/example/private-repo": g.repo,
 		"/tmp/repo": dest,
 	})
-	out, err := g.shell(t.TempDir(), append(baseEnv(t.TempDir()), env...), script)
+	out, err := g.shell(t.TempDir(), append(gitserver.Env(t.TempDir()), env...), script)
 	g.checkClone(err, dest, tok.Token)
 	if !strings.Contains(out, "initial commit") {
 		t.Errorf("the Job's `git log -1 --oneline` does not show the commit")
@@ -121,7 +122,7 @@ func TestGitCloneThroughForwardProxyWithEnv(t *testing.T) {
 	}
 
 	dest := filepath.Join(t.TempDir(), "repo")
-	env := append(baseEnv(t.TempDir()), "CONNECTORS="+v.target, "REPO="+g.repo, "DEST="+dest)
+	env := append(gitserver.Env(t.TempDir()), "CONNECTORS="+v.target, "REPO="+g.repo, "DEST="+dest)
 	// .env holds plain assignments: `set -a` exports them to git.
 	script := `set -a; . "$CONNECTORS/.env"; set +a
 export GIT_SSL_CAINFO="$CONNECTORS/ca.crt"
@@ -179,7 +180,7 @@ func TestTokenRotationDuringClone(t *testing.T) {
 	}
 
 	gitEnv := func() []string {
-		return append(baseEnv(t.TempDir()), "GIT_CONFIG_GLOBAL="+filepath.Join(v.target, ".gitconfig"))
+		return append(gitserver.Env(t.TempDir()), "GIT_CONFIG_GLOBAL="+filepath.Join(v.target, ".gitconfig"))
 	}
 	destOld := filepath.Join(t.TempDir(), "old")
 	cloned := make(chan error, 1)

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/hack/kubelet"
+	"github.com/connectors-node/connectors-node/hack/loopback"
 	"github.com/connectors-node/connectors-node/hack/manifests"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
@@ -176,10 +177,10 @@ func (h *harness) startNode(bin string) error {
 	if err := h.env.WriteKubeconfig(kubeconfig, token); err != nil {
 		return err
 	}
-	if h.proxyAddr, err = freePort(); err != nil {
+	if h.proxyAddr, err = loopback.FreeAddr(); err != nil {
 		return err
 	}
-	if h.opsAddr, err = freePort(); err != nil {
+	if h.opsAddr, err = loopback.FreeAddr(); err != nil {
 		return err
 	}
 	// A name, as in a cluster: the proxy refuses forward targets on its
@@ -264,16 +265,6 @@ func (h *harness) mint(ns, sa string, audiences []string, lifetime time.Duration
 		return "", fmt.Errorf("minting a token for %s/%s: %w", ns, sa, err)
 	}
 	return resp.Status.Token, nil
-}
-
-func freePort() (string, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
 }
 
 // forbid adds strings that no line of the node log may ever hold.

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/connectors-node/connectors-node/hack/gitserver"
 	"github.com/connectors-node/connectors-node/hack/kubelet"
 	"github.com/connectors-node/connectors-node/hack/manifests"
 	"github.com/connectors-node/connectors-node/hack/registry"
@@ -129,7 +130,7 @@ func TestImagePushPullAsTektonStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	home := t.TempDir()
-	env := append(baseEnv(home), "CONNECTORS="+v.target, "CRANE="+crane, "IMAGE="+image)
+	env := append(gitserver.Env(home), "CONNECTORS="+v.target, "CRANE="+crane, "IMAGE="+image)
 	pulled := func(label string) string { return filepath.Join(t.TempDir(), label) }
 	check := func(what string, err error, dir string) {
 		t.Helper()
@@ -160,7 +161,7 @@ SSL_CERT_FILE="$CONNECTORS/ca-bundle.crt" "$CRANE" pull --format oci "$REF" "$DE
 	}
 
 	t.Log("(b) reverse proxy, path form, with the mounted config.json alone")
-	rev := append(baseEnv(home), "DOCKER_CONFIG="+v.target, "REGISTRY_AUTH_FILE="+filepath.Join(v.target, "config.json"))
+	rev := append(gitserver.Env(home), "DOCKER_CONFIG="+v.target, "REGISTRY_AUTH_FILE="+filepath.Join(v.target, "config.json"))
 	revRepo := proxyHost + v1alpha1.PathPrefix(s.ns, name) + "/tekton/"
 	authfile := "--authfile=" + filepath.Join(v.target, "config.json")
 	// crane push and pull, then skopeo pulls what crane pushed.
@@ -198,12 +199,12 @@ SSL_CERT_FILE="$CONNECTORS/ca-bundle.crt" "$CRANE" pull --format oci "$REF" "$DE
 	}
 	s.podToken("a token for the API server's audience", wrong)
 	bad := s.publish(sa, attrs, kubelet.Token{Token: wrong, ExpirationTimestamp: time.Now().Add(time.Hour)})
-	badRev := append(baseEnv(home), "DOCKER_CONFIG="+bad.target)
+	badRev := append(gitserver.Env(home), "DOCKER_CONFIG="+bad.target)
 	out, err := s.run(home, badRev, crane, "manifest", "--insecure", revRepo+"crane:v1")
 	if err == nil || !strings.Contains(out, "401") {
 		t.Errorf("crane through the reverse proxy with a wrong token: %v, want a 401 failure", err)
 	}
-	out, err = s.shell(t.TempDir(), append(baseEnv(home), "CONNECTORS="+bad.target, "REF="+fwdRef),
+	out, err = s.shell(t.TempDir(), append(gitserver.Env(home), "CONNECTORS="+bad.target, "REF="+fwdRef),
 		`set -a; . "$CONNECTORS/.env"; set +a
 mkdir -p "$HOME/certs-bad" && cp "$CONNECTORS/ca.crt" "$HOME/certs-bad/"
 skopeo inspect --raw --cert-dir "$HOME/certs-bad" "docker://$REF"`)

@@ -154,18 +154,6 @@ func (s *story) shell(dir string, env []string, script string) (string, error) {
 	return s.run(dir, env, "sh", "-c", script)
 }
 
-// baseEnv is a clean environment: nothing inherited from the machine but
-// PATH, no proxy, no git configuration.
-func baseEnv(home string) []string {
-	return []string{
-		"HOME=" + home,
-		"PATH=" + os.Getenv("PATH"),
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_TERMINAL_PROMPT=0",
-		"LANG=C",
-	}
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

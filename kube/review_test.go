@@ -14,30 +14,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
 const audience = "connectors-proxy"
-
-// fakeClock is a settable clock for cache expiry.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // reviewCalls counts TokenReview and SubjectAccessReview requests at the transport.
 type reviewCalls struct{ tokens, access atomic.Int64 }
@@ -56,7 +39,7 @@ func (c *reviewCalls) client(t *testing.T, env *apitest.Env) kubernetes.Interfac
 	return cs
 }
 
-func newReviewer(t *testing.T, cs kubernetes.Interface, clock *fakeClock, mutate ...func(*kube.ReviewerOptions)) *kube.Reviewer {
+func newReviewer(t *testing.T, cs kubernetes.Interface, clock *testingclock.FakeClock, mutate ...func(*kube.ReviewerOptions)) *kube.Reviewer {
 	opts := kube.ReviewerOptions{Client: cs, Audience: audience, Now: clock.Now}
 	for _, m := range mutate {
 		m(&opts)
@@ -70,7 +53,7 @@ func TestAuthenticate(t *testing.T) {
 	env := apitest.Shared(t)
 	ns := env.Namespace(t, "authn")
 	env.ServiceAccount(t, ns, "builder")
-	clock := &fakeClock{now: time.Now()}
+	clock := testingclock.NewFakeClock(time.Now())
 	r := newReviewer(t, env.Kube, clock)
 	ctx := context.Background()
 
@@ -108,7 +91,7 @@ func TestAuthenticateCachesUntilTokenExpiry(t *testing.T) {
 	ns := env.Namespace(t, "authn-ttl")
 	env.ServiceAccount(t, ns, "builder")
 	var calls reviewCalls
-	clock := &fakeClock{now: time.Now()}
+	clock := testingclock.NewFakeClock(time.Now())
 	r := newReviewer(t, calls.client(t, env), clock, func(o *kube.ReviewerOptions) { o.TokenTTL = time.Hour })
 	ctx := context.Background()
 
@@ -133,7 +116,7 @@ func TestAuthenticateCollapsesConcurrentMisses(t *testing.T) {
 	var calls reviewCalls
 	reg := prometheus.NewRegistry()
 	metrics := kube.NewReviewMetrics(reg)
-	r := newReviewer(t, calls.client(t, env), &fakeClock{now: time.Now()}, func(o *kube.ReviewerOptions) { o.Metrics = metrics })
+	r := newReviewer(t, calls.client(t, env), testingclock.NewFakeClock(time.Now()), func(o *kube.ReviewerOptions) { o.Metrics = metrics })
 	token := env.Token(t, ns, "builder", []string{audience}, time.Hour)
 
 	var wg sync.WaitGroup
@@ -164,7 +147,7 @@ func TestAuthorize(t *testing.T) {
 	ns := env.Namespace(t, "authz")
 	env.ServiceAccount(t, ns, "builder")
 	var calls reviewCalls
-	clock := &fakeClock{now: time.Now()}
+	clock := testingclock.NewFakeClock(time.Now())
 	r := newReviewer(t, calls.client(t, env), clock, func(o *kube.ReviewerOptions) {
 		o.AllowTTL = time.Minute
 		o.DenyTTL = 5 * time.Second
@@ -209,14 +192,14 @@ func TestAuthorizeProxySubresource(t *testing.T) {
 	ctx := context.Background()
 	user := kube.ServiceAccountUser(ns, "builder")
 
-	clock := &fakeClock{now: time.Now()}
+	clock := testingclock.NewFakeClock(time.Now())
 	plain := newReviewer(t, env.Kube, clock)
 	require.Eventually(t, func() bool {
 		clock.Step(time.Minute)
 		return plain.Authorize(ctx, user, ns, "git") == nil
 	}, 10*time.Second, 50*time.Millisecond)
 
-	strict := newReviewer(t, env.Kube, &fakeClock{now: time.Now()}, func(o *kube.ReviewerOptions) { o.ProxyPermission = true })
+	strict := newReviewer(t, env.Kube, testingclock.NewFakeClock(time.Now()), func(o *kube.ReviewerOptions) { o.ProxyPermission = true })
 	err := strict.Authorize(ctx, user, ns, "git")
 	require.ErrorIs(t, err, kube.ErrForbidden)
 	require.Contains(t, err.Error(), "connectors/proxy")
@@ -227,7 +210,7 @@ func TestReviewerFailsClosedWhenAPIServerIsDown(t *testing.T) {
 	ns := env.Namespace(t, "down")
 	env.ServiceAccount(t, ns, "builder")
 	env.AllowConnectors(t, ns, ns, "builder")
-	clock := &fakeClock{now: time.Now()}
+	clock := testingclock.NewFakeClock(time.Now())
 	r := newReviewer(t, env.Kube, clock)
 	ctx := context.Background()
 	cached := env.Token(t, ns, "builder", []string{audience}, time.Hour)
@@ -283,7 +266,7 @@ func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
 	}
 	cs, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	r := newReviewer(t, cs, &fakeClock{now: time.Now()})
+	r := newReviewer(t, cs, testingclock.NewFakeClock(time.Now()))
 
 	impatient, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)

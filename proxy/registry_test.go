@@ -9,32 +9,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
 )
-
-// fakeClock is a settable clock for token expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // regEnv is a proxy in front of a fake registry with its token service.
 type regEnv struct {
 	*env
 	reg   *fakeRegistry
 	port  string
-	clock *fakeClock
+	clock *testingclock.FakeClock
 	all   *bodies
 }
 
@@ -45,8 +29,8 @@ func newRegEnv(t *testing.T, basicOnly bool) *regEnv {
 	o := newFakeObjects()
 	p := port(t, f.srv)
 	addRegistryConnectors(o, f, p)
-	clock := &fakeClock{t: time.Now()}
-	e := startEnv(t, o, []*x509.Certificate{f.root}, func(o *Options) { o.Now = clock.now })
+	clock := testingclock.NewFakeClock(time.Now())
+	e := startEnv(t, o, []*x509.Certificate{f.root}, func(o *Options) { o.Now = clock.Now })
 	re := &regEnv{env: e, reg: f, port: p, clock: clock, all: &bodies{}}
 	t.Cleanup(func() { assertNoRegistrySecrets(t, re) })
 	return re
@@ -185,12 +169,12 @@ func TestRegistryTokenFetchedOncePerScopeAndLifetime(t *testing.T) {
 		t.Errorf("push token fetched %d times, want 1", n)
 	}
 	// 60s tokens are reused for 54s.
-	e.clock.advance(50 * time.Second)
+	e.clock.Step(50 * time.Second)
 	get()
 	if n := e.reg.fetchCount("repository:app:pull"); n != 1 {
 		t.Errorf("after 50s: pull token fetched %d times, want 1", n)
 	}
-	e.clock.advance(5 * time.Second)
+	e.clock.Step(5 * time.Second)
 	get()
 	if n := e.reg.fetchCount("repository:app:pull"); n != 2 {
 		t.Errorf("after 55s: pull token fetched %d times, want 2", n)

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -36,6 +35,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/hack/gitserver"
 	"github.com/connectors-node/connectors-node/hack/kubelet"
+	"github.com/connectors-node/connectors-node/hack/loopback"
 	"github.com/connectors-node/connectors-node/hack/manifests"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
@@ -205,16 +205,6 @@ func (d *demo) createConnector(ctx context.Context, password string) error {
 	return manifests.Create(ctx, d.env.Client, objs)
 }
 
-func freePort() (string, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
 // startNode runs the binary with the deploy/ ServiceAccount's own token, so
 // the demo also shows that deploy/rbac.yaml is enough.
 func (d *demo) startNode(ctx context.Context) error {
@@ -226,11 +216,11 @@ func (d *demo) startNode(ctx context.Context) error {
 	if err := d.env.WriteKubeconfig(kubeconfig, token); err != nil {
 		return err
 	}
-	proxyAddr, err := freePort()
+	proxyAddr, err := loopback.FreeAddr()
 	if err != nil {
 		return err
 	}
-	opsAddr, err := freePort()
+	opsAddr, err := loopback.FreeAddr()
 	if err != nil {
 		return err
 	}

@@ -153,8 +153,9 @@ func (s *Server) CreateRepo(name string, files map[string]string) (string, error
 	return s.URL + "/" + name + ".git", nil
 }
 
-// Env is a clean environment for running git: no system or user config
-// from the machine, no proxy or CA settings inherited, HOME set to home.
+// Env is a clean environment for running git and other clients (curl,
+// crane, skopeo): nothing from the machine but PATH, so no system or user
+// git config and no proxy or CA settings; HOME set to home.
 func Env(home string) []string {
 	return []string{
 		"HOME=" + home,

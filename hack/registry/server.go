@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/connectors-node/connectors-node/hack/loopback"
 )
 
 // Binary is where Debian's docker-registry package installs the registry.
@@ -63,11 +65,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if bin == "" {
 		bin = Binary
 	}
-	port, err := freePort()
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: "127.0.0.1:" + port, Port: port, Log: filepath.Join(cfg.Dir, "registry.log"), done: make(chan error, 1)}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Addr: addr, Port: port, Log: filepath.Join(cfg.Dir, "registry.log"), done: make(chan error, 1)}
 	files := map[string][]byte{"tls.crt": cfg.CertPEM, "tls.key": cfg.KeyPEM}
 	auth := ""
 	switch {
@@ -166,18 +172,6 @@ func (s *Server) Stop() {
 	_ = s.cmd.Process.Kill()
 	err := <-s.done
 	s.done <- err
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort() (string, error) {
-	var lc net.ListenConfig
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = l.Close() }()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
 }
 
 // ServeTLS serves h over TLS on a free loopback port until ctx ends, and
