@@ -113,13 +113,21 @@ func candidates(index int, c *v1alpha1.Connector) []match.Candidate {
 	return out
 }
 
-// forwardCaller authenticates a forward-proxy client (407 on failure).
-func (p *Proxy) forwardCaller(r *http.Request) (*caller, error) {
+// forwardCaller authenticates a forward-proxy client (407 on failure) and
+// refuses a target that is the proxy itself (403).
+func (p *Proxy) forwardCaller(r *http.Request, t match.Target) (*caller, error) {
 	keys, token, err := forwardCredentials(r)
 	if err != nil {
 		return nil, proxyChallenge.credentialError(err)
 	}
-	return p.admit(r.Context(), token, keys, proxyChallenge)
+	c, err := p.admit(r.Context(), token, keys, proxyChallenge)
+	if err != nil {
+		return nil, err
+	}
+	if p.isSelf(t) {
+		return nil, &statusError{status: http.StatusForbidden, msg: "the proxy does not proxy to itself"}
+	}
+	return c, nil
 }
 
 // connectorCA returns the PEM of a Connector's caCertSecretRef, or nil.

@@ -17,13 +17,9 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, statusErrorf(http.StatusBadRequest, "CONNECT needs host:port"))
 		return
 	}
-	c, err := p.forwardCaller(r)
+	c, err := p.forwardCaller(r, t)
 	if err != nil {
 		p.fail(w, r, err)
-		return
-	}
-	if p.isSelf(t) {
-		p.fail(w, r, &statusError{status: http.StatusForbidden, msg: "the proxy does not proxy to itself"})
 		return
 	}
 	cand, matched := match.AnyAuthority(c.cands, t)

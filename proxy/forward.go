@@ -21,13 +21,9 @@ func (p *Proxy) serveForward(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, statusErrorf(http.StatusBadRequest, "%s", msg))
 		return
 	}
-	c, err := p.forwardCaller(r)
+	c, err := p.forwardCaller(r, t)
 	if err != nil {
 		p.fail(w, r, err)
-		return
-	}
-	if p.isSelf(t) {
-		p.fail(w, r, &statusError{status: http.StatusForbidden, msg: "the proxy does not proxy to itself"})
 		return
 	}
 	target := &url.URL{Scheme: t.Scheme, Host: r.URL.Host, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}

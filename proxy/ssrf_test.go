@@ -51,6 +51,7 @@ func TestSSRFGuardRefusesTargets(t *testing.T) {
 		{"proxy's own port by name", loose, "GET http://plain.example.test:" + ownPort + "/ HTTP/1.1", 403},
 		{"proxy's own port CONNECT", loose, "CONNECT 127.0.0.1:" + ownPort + " HTTP/1.1", 403},
 		{"proxy's public name", loose, "GET http://connectors-proxy.connectors-system.svc/ HTTP/1.1", 403},
+		{"proxy's public name CONNECT", loose, "CONNECT connectors-proxy.connectors-system.svc:80 HTTP/1.1", 403},
 		{"proxy's Service, short name", loose, "GET http://connectors-proxy.connectors-system/ HTTP/1.1", 403},
 		{"proxy's Service, full name", loose, "GET http://connectors-proxy.connectors-system.svc.cluster.local/ HTTP/1.1", 403},
 		{"control: loopback allowed when configured", loose, "GET http://127.0.0.1:{C}/ HTTP/1.1", 200},
