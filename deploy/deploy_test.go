@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/hack/gitserver"
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
 )
 
 // bearerAPI is an HTTPS API that wants one bearer token and records every

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/gitserver"
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 

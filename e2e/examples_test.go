@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/gitserver"
-	"github.com/connectors-node/connectors-node/hack/kubelet"
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 )
 
 const readme = "Cloned through the connectors proxy.\n"

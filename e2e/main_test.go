@@ -19,9 +19,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/hack/kubelet"
-	"github.com/connectors-node/connectors-node/hack/loopback"
-	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
+	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
+	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 

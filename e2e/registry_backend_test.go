@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/testpki"
+	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 
-	"github.com/connectors-node/connectors-node/hack/registry"
+	"github.com/connectors-node/connectors-node/internal/testserver/registry"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 

@@ -14,10 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/hack/gitserver"
-	"github.com/connectors-node/connectors-node/hack/kubelet"
-	"github.com/connectors-node/connectors-node/hack/manifests"
-	"github.com/connectors-node/connectors-node/hack/registry"
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
+	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/internal/testserver/registry"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )

@@ -30,7 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/connectors-node/connectors-node/hack/kubelet"
+	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 

@@ -18,7 +18,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/hack/manifests"
+	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 

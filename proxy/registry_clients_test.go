@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/testpki"
+	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/connectors-node/connectors-node/configgen"
-	"github.com/connectors-node/connectors-node/hack/registry"
+	"github.com/connectors-node/connectors-node/internal/testserver/registry"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/testpki"
+	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 
-	"github.com/connectors-node/connectors-node/hack/registry"
+	"github.com/connectors-node/connectors-node/internal/testserver/registry"
 )
 
 // Credentials of the benchmark registry and the client token; loopback

@@ -5,7 +5,7 @@ package certs
 import (
 	"crypto/tls"
 
-	"github.com/connectors-node/connectors-node/hack/testpki"
+	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 )
 
 // Server returns a certificate for name signed by a new CA, and the CA

@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/loopback"
+	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 )
 
 // Binary is where Debian's docker-registry package installs the registry.

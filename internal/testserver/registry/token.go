@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/connectors-node/connectors-node/hack/testpki"
+	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 )
 
 // TokenService is a token realm for the distribution registry's token
