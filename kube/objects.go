@@ -7,13 +7,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/sync/singleflight"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -57,6 +55,15 @@ type CacheOptions struct {
 	MaxSecrets int
 	// APITimeout bounds one Secret read. Default 10s.
 	APITimeout time.Duration
+	// OutageGrace is how long past SecretTTL a Secret keeps serving while
+	// the API server is unavailable. A Secret found deleted is never served
+	// again. Default DefaultOutageGrace.
+	OutageGrace time.Duration
+	// Breaker fails uncached Secret reads fast while the API server is
+	// known unreachable. Default: a Breaker of its own.
+	Breaker *Breaker
+	// Now is the clock of the Secret cache. Default time.Now.
+	Now func() time.Time
 	// Log receives errors of the informers. Default: discarded.
 	Log logr.Logger
 }
@@ -68,10 +75,8 @@ type Cache struct {
 	informers crcache.Cache
 	secrets   kubernetes.Interface
 	ttl       time.Duration
-	timeout   time.Duration
 	log       logr.Logger
-	secretLRU *utilcache.LRUExpireCache
-	group     singleflight.Group
+	secretLRU *staleCache
 	synced    atomic.Bool
 }
 
@@ -94,6 +99,12 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
 	}
+	if opts.OutageGrace <= 0 {
+		opts.OutageGrace = DefaultOutageGrace
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	scheme := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
 		return nil, err
@@ -115,13 +126,15 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube cache: %w", err)
 	}
+	if opts.Breaker == nil {
+		opts.Breaker = defaultBreaker(cs, opts.Now)
+	}
 	return &Cache{
 		informers: informers,
 		secrets:   cs,
 		ttl:       opts.SecretTTL,
-		timeout:   opts.APITimeout,
 		log:       opts.Log,
-		secretLRU: utilcache.NewLRUExpireCache(opts.MaxSecrets),
+		secretLRU: newStaleCache("secret", opts.MaxSecrets, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 	}, nil
 }
 
@@ -166,7 +179,7 @@ func (c *Cache) Connector(ctx context.Context, namespace, name string) (*v1alpha
 		if apierrors.IsNotFound(err) {
 			return nil, &NotFoundError{Kind: "connector", Key: namespace + "/" + name}
 		}
-		return nil, fmt.Errorf("reading connector %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("reading connector %s/%s: %w", namespace, name, classify(err))
 	}
 	return &obj, nil
 }
@@ -178,40 +191,29 @@ func (c *Cache) ConnectorClass(ctx context.Context, name string) (*v1alpha1.Conn
 		if apierrors.IsNotFound(err) {
 			return nil, &NotFoundError{Kind: "connectorclass", Key: name}
 		}
-		return nil, fmt.Errorf("reading connectorclass %s: %w", name, err)
+		return nil, fmt.Errorf("reading connectorclass %s: %w", name, classify(err))
 	}
 	return &obj, nil
 }
 
-// Secret implements Objects. Concurrent misses for one Secret make one read.
+// Secret implements Objects. Concurrent misses for one Secret make one
+// read. While the API server is unavailable a cached Secret keeps serving
+// for OutageGrace past its TTL; one found deleted (NotFound) is dropped.
 func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	key := namespace + "/" + name
-	if v, ok := c.secretLRU.Get(key); ok {
-		return v.(*corev1.Secret), nil
-	}
-	ch := c.group.DoChan(key, func() (any, error) {
-		// Detached from the first caller's cancellation, so one caller
-		// giving up does not fail the others.
-		getCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
-		defer cancel()
-		s, err := c.secrets.CoreV1().Secrets(namespace).Get(getCtx, name, metav1.GetOptions{})
+	v, _, err := c.secretLRU.get(ctx, key, func(ctx context.Context) (answer, error) {
+		s, err := c.secrets.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			return nil, &NotFoundError{Kind: "secret", Key: key}
+			return answer{}, &NotFoundError{Kind: "secret", Key: key}
 		case err != nil:
-			return nil, fmt.Errorf("reading secret %s: %w", key, classify(err))
+			return answer{}, fmt.Errorf("reading secret %s: %w", key, classify(err))
 		}
 		s.ManagedFields = nil
-		c.secretLRU.Add(key, s, c.ttl)
-		return s, nil
+		return answer{val: s, ttl: c.ttl, keep: true}, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*corev1.Secret), nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("reading secret %s: %w: %w", key, ErrUnavailable, ctx.Err())
+	if err != nil {
+		return nil, err
 	}
+	return v.(*corev1.Secret), nil
 }

@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/singleflight"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
@@ -61,6 +59,13 @@ type ReviewerOptions struct {
 	APITimeout time.Duration
 	// Metrics counts cache hits, misses and API calls. Default: not counted.
 	Metrics *ReviewMetrics
+	// OutageGrace is how long past its TTL an accepted token or an allowed
+	// access decision keeps serving while the API server is unavailable.
+	// Denials are never served past their TTL. Default DefaultOutageGrace.
+	OutageGrace time.Duration
+	// Breaker fails uncached reviews fast while the API server is known
+	// unreachable. Default: a Breaker of its own that probes Client.
+	Breaker *Breaker
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -69,9 +74,8 @@ type ReviewerOptions struct {
 // (SubjectAccessReview), caching both. It is safe for concurrent use.
 type Reviewer struct {
 	opts   ReviewerOptions
-	tokens *utilcache.LRUExpireCache
-	access *utilcache.LRUExpireCache
-	group  singleflight.Group
+	tokens *staleCache
+	access *staleCache
 }
 
 // NewReviewer builds a Reviewer.
@@ -103,11 +107,16 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewReviewMetrics(nil)
 	}
-	clock := clockFunc(opts.Now)
+	if opts.OutageGrace <= 0 {
+		opts.OutageGrace = DefaultOutageGrace
+	}
+	if opts.Breaker == nil {
+		opts.Breaker = defaultBreaker(opts.Client, opts.Now)
+	}
 	return &Reviewer{
 		opts:   opts,
-		tokens: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clock),
-		access: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clock),
+		tokens: newStaleCache("token", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		access: newStaleCache("access", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 	}, nil
 }
 
@@ -128,23 +137,12 @@ func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error)
 	}
 	sum := sha256.Sum256([]byte(token))
 	key := hex.EncodeToString(sum[:])
-	if v, ok := r.tokens.Get(key); ok {
-		r.opts.Metrics.hit("token")
-		res := v.(tokenResult)
-		return res.user, res.err
-	}
-	r.opts.Metrics.miss("token")
-	v, err := r.shared(ctx, "t/"+key, func(ctx context.Context) (any, error) {
-		if v, ok := r.tokens.Get(key); ok {
-			return v.(tokenResult), nil
-		}
+	v, hit, err := r.tokens.get(ctx, key, func(ctx context.Context) (answer, error) {
 		res, ttl, err := r.reviewToken(ctx, token)
-		if err != nil {
-			return nil, err
-		}
-		r.tokens.Add(key, res, ttl)
-		return res, nil
+		exp, _ := tokenExpiry(token)
+		return answer{val: res, ttl: ttl, keep: res.err == nil, limit: exp}, err
 	})
+	r.opts.Metrics.lookup("token", hit)
 	if err != nil {
 		return User{}, err
 	}
@@ -160,7 +158,7 @@ func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, 
 	out, err := r.opts.Client.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
 	r.opts.Metrics.call("token", err)
 	if err != nil {
-		return tokenResult{}, 0, fmt.Errorf("token review: %w", classify(err))
+		return tokenResult{}, 0, fmt.Errorf("token review: %w", classifyReview(err))
 	}
 	if !out.Status.Authenticated || !slices.Contains(out.Status.Audiences, r.opts.Audience) {
 		return tokenResult{err: fmt.Errorf("token review: %w", ErrUnauthenticated)}, r.opts.DenyTTL, nil
@@ -183,24 +181,6 @@ func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, 
 		return tokenResult{err: fmt.Errorf("token expired: %w", ErrUnauthenticated)}, r.opts.DenyTTL, nil
 	}
 	return tokenResult{user: user}, ttl, nil
-}
-
-// shared runs fn once for all concurrent callers with the same key. The call
-// runs detached from any one caller's cancellation (bounded by APITimeout),
-// so a caller that gives up does not fail the others; each caller still
-// returns as soon as its own ctx ends.
-func (r *Reviewer) shared(ctx context.Context, key string, fn func(context.Context) (any, error)) (any, error) {
-	ch := r.group.DoChan(key, func() (any, error) {
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.APITimeout)
-		defer cancel()
-		return fn(callCtx)
-	})
-	select {
-	case res := <-ch:
-		return res.Val, res.Err
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a review: %w: %w", ErrUnavailable, ctx.Err())
-	}
 }
 
 // tokenExpiry reads the exp claim of a JWT without verifying it; it is used
@@ -238,33 +218,24 @@ func (r *Reviewer) Authorize(ctx context.Context, user User, namespace, name str
 
 func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subresource string) error {
 	key := accessKey(user, namespace, name, subresource)
-	if v, ok := r.access.Get(key); ok {
-		r.opts.Metrics.hit("access")
-		if v == nil {
-			return nil
-		}
-		return v.(error)
-	}
-	r.opts.Metrics.miss("access")
-	_, err := r.shared(ctx, "a/"+key, func(ctx context.Context) (any, error) {
-		if v, ok := r.access.Get(key); ok {
-			if v == nil {
-				return nil, nil
-			}
-			return nil, v.(error)
-		}
+	v, hit, err := r.access.get(ctx, key, func(ctx context.Context) (answer, error) {
 		deny, err := r.review(ctx, user, namespace, name, subresource)
 		if err != nil {
-			return nil, err
+			return answer{}, err
 		}
 		if deny != nil {
-			r.access.Add(key, deny, r.opts.DenyTTL)
-			return nil, deny
+			return answer{val: deny, ttl: r.opts.DenyTTL}, nil
 		}
-		r.access.Add(key, nil, r.opts.AllowTTL)
-		return nil, nil
+		return answer{ttl: r.opts.AllowTTL, keep: true}, nil
 	})
-	return err
+	r.opts.Metrics.lookup("access", hit)
+	if err != nil {
+		return err
+	}
+	if deny, ok := v.(error); ok {
+		return deny
+	}
+	return nil
 }
 
 func (r *Reviewer) review(ctx context.Context, user User, namespace, name, subresource string) (deny, err error) {
@@ -289,7 +260,7 @@ func (r *Reviewer) review(ctx context.Context, user User, namespace, name, subre
 	out, err := r.opts.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 	r.opts.Metrics.call("access", err)
 	if err != nil {
-		return nil, fmt.Errorf("access review: %w", classify(err))
+		return nil, fmt.Errorf("access review: %w", classifyReview(err))
 	}
 	if !out.Status.Allowed || out.Status.Denied {
 		what := v1alpha1.ConnectorResource
@@ -355,6 +326,17 @@ func classify(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
+// classifyReview is classify for TokenReview and SubjectAccessReview calls,
+// which the node makes as itself: a 401 or 403 says the node may not review
+// (its RBAC is missing, or still warming up on a restarted API server), not
+// that the caller is refused, so it is ErrUnavailable as well.
+func classifyReview(err error) error {
+	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+		return fmt.Errorf("%w: the node may not review: %w", ErrUnavailable, err)
+	}
+	return classify(err)
+}
+
 // ReviewMetrics counts the Reviewer's cache hits, misses and API calls.
 type ReviewMetrics struct {
 	hits, misses, calls *prometheus.CounterVec
@@ -382,8 +364,13 @@ func NewReviewMetrics(reg prometheus.Registerer) *ReviewMetrics {
 	return m
 }
 
-func (m *ReviewMetrics) hit(review string)  { m.hits.WithLabelValues(review).Inc() }
-func (m *ReviewMetrics) miss(review string) { m.misses.WithLabelValues(review).Inc() }
+func (m *ReviewMetrics) lookup(review string, hit bool) {
+	if hit {
+		m.hits.WithLabelValues(review).Inc()
+		return
+	}
+	m.misses.WithLabelValues(review).Inc()
+}
 func (m *ReviewMetrics) call(review string, err error) {
 	result := "ok"
 	if err != nil {

@@ -56,12 +56,15 @@ func TestAPIErrorsMapToUnavailableOrNot(t *testing.T) {
 		err         error
 		unavailable bool
 	}{
-		"503":         {apierrors.NewServiceUnavailable("down"), true},
-		"500":         {apierrors.NewInternalError(errors.New("boom")), true},
-		"429":         {apierrors.NewTooManyRequests("slow down", 1), true},
-		"timeout":     {apierrors.NewTimeoutError("slow", 1), true},
-		"transport":   {errors.New("connection refused"), true},
-		"403":         {apierrors.NewForbidden(gr, "", errors.New("no")), false},
+		"503":       {apierrors.NewServiceUnavailable("down"), true},
+		"500":       {apierrors.NewInternalError(errors.New("boom")), true},
+		"429":       {apierrors.NewTooManyRequests("slow down", 1), true},
+		"timeout":   {apierrors.NewTimeoutError("slow", 1), true},
+		"transport": {errors.New("connection refused"), true},
+		// The node's own RBAC, missing or warming up on a restarted API
+		// server: a 503 for the client, not a 500.
+		"403":         {apierrors.NewForbidden(gr, "", errors.New("no")), true},
+		"401":         {apierrors.NewUnauthorized("who"), true},
 		"bad request": {apierrors.NewBadRequest("bad"), false},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -40,6 +41,13 @@ type Env struct {
 	Client client.Client
 
 	env *envtest.Environment
+	// apiArgs is the API server's command line, read by Kill for Restart.
+	apiArgs []string
+	// restarted is the API server Restart started, if any.
+	restarted     *exec.Cmd
+	restartedDone chan struct{} // closed when restarted has exited
+	// paused is set between Pause and Resume.
+	paused bool
 }
 
 // Options configure Start.
@@ -178,7 +186,10 @@ func start(opts Options) (*Env, error) {
 }
 
 // Stop stops the API server and etcd. It is safe to call more than once.
-func (e *Env) Stop() error { return e.env.Stop() }
+func (e *Env) Stop() error {
+	e.stopRestarted()
+	return e.env.Stop()
+}
 
 var (
 	sharedOnce sync.Once
