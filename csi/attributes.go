@@ -37,6 +37,43 @@ const (
 // MaxConnectors bounds how many Connectors one volume may name.
 const MaxConnectors = 64
 
+// Bounds of the request fields kubelet passes on. Nothing larger is parsed,
+// logged or echoed in an error.
+const (
+	maxVolumeID = 1024
+	// maxAttributes bounds the number of volume_context keys.
+	maxAttributes = 64
+	maxKeyBytes   = 256
+	// maxValueBytes bounds one attribute; configuration.params is the
+	// largest a volume needs.
+	maxValueBytes = 16 << 10
+	// maxTokensBytes bounds the kubelet's token JSON, which carries one
+	// token per audience of the CSIDriver.
+	maxTokensBytes = 64 << 10
+)
+
+// checkSizes bounds the volume_context and the request secrets.
+func checkSizes(attrs, secrets map[string]string) error {
+	if len(attrs) > maxAttributes {
+		return status.Errorf(codes.InvalidArgument, "volume_context has %d attributes, at most %d allowed", len(attrs), maxAttributes)
+	}
+	for what, m := range map[string]map[string]string{"volume attribute": attrs, "secret": secrets} {
+		for k, v := range m {
+			limit := maxValueBytes
+			if k == TokensKey {
+				limit = maxTokensBytes
+			}
+			switch {
+			case len(k) > maxKeyBytes:
+				return status.Errorf(codes.InvalidArgument, "%s key %q is %d bytes long, at most %d allowed", what, truncate(k, 64), len(k), maxKeyBytes)
+			case len(v) > limit:
+				return status.Errorf(codes.InvalidArgument, "%s %s is %d bytes long, at most %d allowed", what, k, len(v), limit)
+			}
+		}
+	}
+	return nil
+}
+
 // connectorRef names a Connector.
 type connectorRef struct {
 	Namespace, Name string
@@ -77,6 +114,17 @@ func parseAttributes(attrs map[string]string) (volumeAttributes, error) {
 	va.PodName = attrs[AttrPodName]
 	va.PodUID = attrs[AttrPodUID]
 	va.ServiceAccount = attrs[AttrServiceAccount]
+	if msg := checkNamespace(va.PodNamespace); msg != "" {
+		return va, invalidAttribute(AttrPodNamespace, "%q %s", va.PodNamespace, msg)
+	}
+	if msg := checkName(va.ServiceAccount); msg != "" {
+		return va, invalidAttribute(AttrServiceAccount, "%q %s", va.ServiceAccount, msg)
+	}
+	if va.PodName != "" {
+		if msg := checkName(va.PodName); msg != "" {
+			return va, invalidAttribute(AttrPodName, "%q %s", va.PodName, msg)
+		}
+	}
 
 	var err error
 	if va.Connectors, err = parseConnectors(attrs, va.PodNamespace); err != nil {

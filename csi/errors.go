@@ -21,10 +21,14 @@ func codeOf(err error) codes.Code {
 		return codes.OK
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
-		return codes.DeadlineExceeded
+	// Before the deadline: an API call that timed out wraps both, and the
+	// documented answer for an API that does not answer is Unavailable.
 	case errors.Is(err, kube.ErrUnavailable):
 		return codes.Unavailable
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, errForeignMount), errors.Is(err, errTargetNotEmpty):
+		return codes.FailedPrecondition
 	case errors.Is(err, kube.ErrForbidden):
 		return codes.PermissionDenied
 	case errors.Is(err, kube.ErrNotFound), errors.Is(err, configgen.ErrUnknownConfiguration):

@@ -192,6 +192,8 @@ func newHarness(t testing.TB, edit func(*csi.Options)) *harness {
 		CACertPEM:  []byte(testCAPEM),
 		Mounter:    newFakeMounter(),
 		Registerer: h.registry,
+		// The targets live in the test's directory.
+		KubeletRoot: dir,
 	}
 	if edit != nil {
 		edit(&opts)

@@ -7,6 +7,7 @@ import (
 	"path"
 	"runtime/debug"
 	"time"
+	"unicode/utf8"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/go-logr/logr"
@@ -26,13 +27,49 @@ const redacted = "***stripped***"
 // modified.
 func sanitize(msg any) string {
 	if req, ok := msg.(*csi.NodePublishVolumeRequest); ok {
-		if _, has := req.GetVolumeContext()[TokensKey]; has {
-			clone := proto.Clone(req).(*csi.NodePublishVolumeRequest)
-			clone.VolumeContext[TokensKey] = redacted
-			msg = clone
+		clone := proto.Clone(req).(*csi.NodePublishVolumeRequest)
+		for k, v := range clone.VolumeContext {
+			if k == TokensKey {
+				clone.VolumeContext[k] = redacted
+			} else {
+				clone.VolumeContext[k] = truncate(v, maxLoggedValue)
+			}
 		}
+		clone.TargetPath = truncate(clone.TargetPath, maxLoggedValue)
+		clone.VolumeId = truncate(clone.VolumeId, maxLoggedValue)
+		msg = clone
 	}
-	return protosanitizer.StripSecrets(msg).String()
+	return truncate(protosanitizer.StripSecrets(msg).String(), maxLoggedRequest)
+}
+
+// Bounds of what a log line or an error message carries of a request.
+const (
+	maxLoggedValue   = 512
+	maxLoggedRequest = 16 << 10
+	maxErrorMessage  = 2048
+)
+
+// truncate shortens s to at most n bytes (on a rune boundary) and says how
+// long it was.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
+}
+
+// boundStatus truncates the message of a status error, so an oversized
+// request is not echoed back to kubelet (and into its logs) in full.
+func boundStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok || len(st.Message()) <= maxErrorMessage {
+		return err
+	}
+	return status.Error(st.Code(), truncate(st.Message(), maxErrorMessage))
 }
 
 // callVerbosity is the log level of a successful call: publish and
@@ -62,7 +99,7 @@ func interceptor(log logr.Logger, m *metrics) grpc.UnaryServerInterceptor {
 				log.Error(fmt.Errorf("panic of type %T", r), "csi call panicked", "stack", string(debug.Stack()))
 				resp, err = nil, status.Error(codes.Internal, "internal error")
 			}
-			err = ensureStatus(err)
+			err = boundStatus(ensureStatus(err))
 			code := status.Code(err)
 			elapsed := time.Since(start)
 			m.observe(method, code, elapsed)

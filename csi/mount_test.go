@@ -252,12 +252,13 @@ func TestRealMountUnpublishAfterRestart(t *testing.T) {
 	req := publishRequest(t, "vol", h.target("vol"))
 	require.NoError(t, h.publish(ctx, req))
 	opts := csi.Options{
-		NodeID:     "node-1",
-		Endpoint:   h.server.Socket(),
-		Objects:    h.objects,
-		Authorizer: h.auth,
-		CACertPEM:  []byte(testCAPEM),
-		Mounter:    mount.New(""),
+		NodeID:      "node-1",
+		Endpoint:    h.server.Socket(),
+		Objects:     h.objects,
+		Authorizer:  h.auth,
+		CACertPEM:   []byte(testCAPEM),
+		Mounter:     mount.New(""),
+		KubeletRoot: h.dir,
 	}
 	socket := h.server.Socket()
 	h.stop()

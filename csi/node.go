@@ -48,15 +48,22 @@ func (n *nodeServer) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpubli
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
 	}
+	if len(req.GetVolumeId()) > maxVolumeID {
+		return nil, status.Errorf(codes.InvalidArgument, "volume_id is %d bytes long, at most %d allowed", len(req.GetVolumeId()), maxVolumeID)
+	}
 	if req.GetTargetPath() == "" {
 		return nil, status.Error(codes.InvalidArgument, "target_path is required")
 	}
-	if !n.locks.tryLock(req.GetVolumeId()) {
-		return nil, status.Errorf(codes.Aborted, "another call for volume %q is in progress", req.GetVolumeId())
+	if err := checkTargetPath(req.GetTargetPath(), n.opts.KubeletRoot); err != nil {
+		return nil, err
 	}
-	defer n.locks.unlock(req.GetVolumeId())
+	release, err := n.locks.lockCall(req.GetVolumeId(), req.GetTargetPath())
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if err := n.unmountAndRemove(req.GetTargetPath()); err != nil {
-		return nil, status.Errorf(codes.Internal, "unpublishing volume %q: %v", req.GetVolumeId(), err)
+		return nil, statusError(err, "unpublishing volume %q", req.GetVolumeId())
 	}
 	n.log.V(2).Info("volume unpublished", "volume_id", req.GetVolumeId(), "target_path", req.GetTargetPath())
 	return &csi.NodeUnpublishVolumeResponse{}, nil

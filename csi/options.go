@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -27,6 +28,7 @@ const (
 	DefaultPublicURL       = "http://connectors-proxy.connectors-system.svc"
 	DefaultTmpfsSize       = "4Mi"
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultKubeletRoot     = "/var/lib/kubelet"
 )
 
 // Authorizer decides whether a user may get a Connector. *kube.Reviewer
@@ -69,6 +71,9 @@ type Options struct {
 	// SystemRootsPEM are the node's trusted roots, prepended to the proxy CA
 	// in ca-bundle.crt. Default: none, so ca-bundle.crt holds only the proxy CA.
 	SystemRootsPEM []byte
+	// KubeletRoot is kubelet's root directory: every target_path must lie
+	// under it, with no symlink below it. Default DefaultKubeletRoot.
+	KubeletRoot string
 	// Mounter mounts and unmounts the per-volume tmpfs. Default mount.New("").
 	Mounter mount.Interface
 	// TmpfsSize is the size limit of each volume's tmpfs, as a Kubernetes
@@ -122,6 +127,13 @@ func (o Options) withDefaults() (Options, int64, error) {
 	if err := checkPublicURL(o.PublicURL); err != nil {
 		return o, 0, fmt.Errorf("csi options: %w", err)
 	}
+	if o.KubeletRoot == "" {
+		o.KubeletRoot = DefaultKubeletRoot
+	}
+	if !filepath.IsAbs(o.KubeletRoot) {
+		return o, 0, fmt.Errorf("csi options: KubeletRoot %q is not an absolute path", o.KubeletRoot)
+	}
+	o.KubeletRoot = filepath.Clean(o.KubeletRoot)
 	if o.Mounter == nil {
 		o.Mounter = mount.New("")
 	}

@@ -31,18 +31,32 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		return nil, err
 	}
 	volumeID, target := req.GetVolumeId(), req.GetTargetPath()
-	if !n.locks.tryLock(volumeID) {
-		return nil, status.Errorf(codes.Aborted, "another call for volume %q is in progress", volumeID)
+	if err := checkTargetPath(target, n.opts.KubeletRoot); err != nil {
+		return nil, err
 	}
-	defer n.locks.unlock(volumeID)
+	release, err := n.locks.lockCall(volumeID, target)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 
 	vc := req.GetVolumeContext()
 	log := n.log.WithValues("volume_id", volumeID, "target_path", target,
-		"pod", vc[AttrPodNamespace]+"/"+vc[AttrPodName], "pod_uid", vc[AttrPodUID])
+		"pod", truncate(vc[AttrPodNamespace], 253)+"/"+truncate(vc[AttrPodName], 253), "pod_uid", truncate(vc[AttrPodUID], 64))
 
+	// Under the target's lock: a mount found here is this volume's (a
+	// republish, or a first publish that did not finish), never one to
+	// stack another on.
 	mounted, err := n.isMounted(target)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", volumeID, err)
+	}
+	if mounted {
+		if err := checkOwnMount(n.opts.Mounter, target); err != nil {
+			return nil, statusError(err, "volume %q: target_path %q", volumeID, target)
+		}
+	} else if err := checkEmptyTarget(target); err != nil {
+		return nil, err
 	}
 	published := mounted && hasFiles(target)
 	files, p, err := n.render(ctx, req, log)
@@ -69,6 +83,8 @@ func checkPublishArguments(req *csi.NodePublishVolumeRequest) error {
 	switch {
 	case req.GetVolumeId() == "":
 		return status.Error(codes.InvalidArgument, "volume_id is required")
+	case len(req.GetVolumeId()) > maxVolumeID:
+		return status.Errorf(codes.InvalidArgument, "volume_id is %d bytes long, at most %d allowed", len(req.GetVolumeId()), maxVolumeID)
 	case req.GetTargetPath() == "":
 		return status.Error(codes.InvalidArgument, "target_path is required")
 	case req.GetVolumeCapability() == nil:
@@ -81,7 +97,7 @@ func checkPublishArguments(req *csi.NodePublishVolumeRequest) error {
 		return status.Errorf(codes.InvalidArgument,
 			"only inline ephemeral volumes are supported (volume attribute %s is not \"true\")", AttrEphemeral)
 	}
-	return nil
+	return checkSizes(req.GetVolumeContext(), req.GetSecrets())
 }
 
 // render reads the attributes and the token, checks access to and reads

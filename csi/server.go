@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/go-logr/logr"
@@ -121,7 +122,7 @@ func (s *Server) Err() error {
 }
 
 // removeStaleSocket removes a socket file left by an earlier process. It
-// refuses to remove anything that is not a socket.
+// refuses to remove anything that is not a socket, or a socket that answers.
 func removeStaleSocket(path string) error {
 	fi, err := os.Lstat(path)
 	switch {
@@ -131,6 +132,14 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("checking %s: %w", path, err)
 	case fi.Mode().Type() != fs.ModeSocket:
 		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	// A socket something answers on is another running instance's: taking
+	// it over would leave that one unreachable (and delete the socket when
+	// this one exits).
+	d := net.Dialer{Timeout: time.Second}
+	if conn, err := d.Dial("unix", path); err == nil {
+		_ = conn.Close()
+		return fmt.Errorf("another process is serving on %s: stop it first, or use another --csi-endpoint", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing stale socket %s: %w", path, err)

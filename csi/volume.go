@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"syscall"
 
 	"k8s.io/mount-utils"
 
@@ -120,6 +121,9 @@ func (n *nodeServer) unmountAndRemove(target string) error {
 		if !mounted {
 			break
 		}
+		if err := checkOwnMount(n.opts.Mounter, target); err != nil {
+			return fmt.Errorf("refusing to unmount %s: %w", target, err)
+		}
 		if err := n.opts.Mounter.Unmount(target); err != nil {
 			return fmt.Errorf("unmounting the target path: %w", err)
 		}
@@ -132,7 +136,14 @@ func (n *nodeServer) unmountAndRemove(target string) error {
 		return fmt.Errorf("the target path is still mounted after %d unmounts", maxUnmounts)
 	}
 	if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("refusing to remove %s: %w", target, errTargetNotEmpty)
+		}
 		return fmt.Errorf("removing the target path: %w", err)
 	}
 	return nil
 }
+
+// errTargetNotEmpty says an unmounted target still holds files the plugin
+// did not write.
+var errTargetNotEmpty = errors.New("the target path is not mounted and not empty: its files are not the plugin's")

@@ -197,6 +197,8 @@ func (h *harness) startNode(bin string) error {
 		"--node-id=e2e-node",
 		"--kubeconfig="+kubeconfig,
 		"--csi-endpoint=unix://"+socket,
+		// The pods' volume targets live in the work directory.
+		"--kubelet-root="+h.work,
 		"--proxy-listen="+h.proxyAddr,
 		"--ops-listen="+h.opsAddr,
 		"--public-url="+h.publicURL,

@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/kube"
 )
 
 // config is everything the command line sets.
@@ -39,6 +41,9 @@ type config struct {
 	shutdownTimeout       time.Duration
 	verbosity             int
 	auditLog              string
+
+	apiOutageGrace time.Duration
+	kubeletRoot    string
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -75,6 +80,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
+	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
+	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -118,10 +125,13 @@ func (c *config) validate() error {
 	if _, err := c.denyNets(); err != nil {
 		bad("deny-cidrs", "%v", err)
 	}
-	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout} {
+	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout, "api-outage-grace": c.apiOutageGrace} {
 		if d <= 0 {
 			bad(name, "must be positive, got %s", d)
 		}
+	}
+	if c.kubeletRoot == "" || !filepath.IsAbs(c.kubeletRoot) {
+		bad("kubelet-root", "%q is not an absolute path", c.kubeletRoot)
 	}
 	if c.verbosity < 0 {
 		bad("v", "must not be negative")

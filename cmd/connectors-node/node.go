@@ -54,7 +54,19 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	cache, err := kube.NewCache(kube.CacheOptions{Config: rc, SecretTTL: cfg.secretTTL, Log: log.WithName("cache")})
+	// One breaker for every client of the API server: an outage seen by
+	// the reviews also fails uncached Secret reads fast, and back.
+	breaker, err := kube.NewBreaker(kube.BreakerOptions{Probe: kube.ProbeVersion(client), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	cache, err := kube.NewCache(kube.CacheOptions{
+		Config:      rc,
+		SecretTTL:   cfg.secretTTL,
+		OutageGrace: cfg.apiOutageGrace,
+		Breaker:     breaker,
+		Log:         log.WithName("cache"),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +79,8 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		ProxyPermission: cfg.proxyPermissions,
 		TokenTTL:        cfg.tokenCacheTTL,
 		Metrics:         kube.NewReviewMetrics(reg),
+		OutageGrace:     cfg.apiOutageGrace,
+		Breaker:         breaker,
 	})
 	if err != nil {
 		return nil, err
@@ -94,6 +108,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		CACertPEM:       ca.CertPEM,
 		SystemRootsPEM:  roots,
 		TmpfsSize:       cfg.tmpfsSize,
+		KubeletRoot:     cfg.kubeletRoot,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Log:             log,
 		Registerer:      reg,

@@ -237,6 +237,7 @@ func (d *demo) startNode(ctx context.Context) error {
 		"--node-id=demo-node",
 		"--kubeconfig=" + kubeconfig,
 		"--csi-endpoint=unix://" + socket,
+		"--kubelet-root=" + d.work,
 		"--proxy-listen=" + proxyAddr,
 		"--ops-listen=" + opsAddr,
 		"--public-url=http://" + proxyAddr,
