@@ -355,6 +355,12 @@ type envOption func(*Options)
 
 func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opts ...envOption) *env {
 	t.Helper()
+	return startEnvServer(t, objects, roots, ServerOptions{}, opts...)
+}
+
+// startEnvServer is startEnv with the server's options.
+func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, so ServerOptions, opts ...envOption) *env {
+	t.Helper()
 	ca, err := kube.NewCA("proxy-test-ca", time.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +391,7 @@ func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opt
 	}
 	e.addr = ln.Addr().String()
 	e.url = "http://" + e.addr
-	e.server = e.proxy.NewServer(ServerOptions{})
+	e.server = e.proxy.NewServer(so)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -14,6 +14,10 @@ type metrics struct {
 	leaves     prometheus.Gauge
 	leafIssued prometheus.Counter
 	tunnels    prometheus.Gauge
+	// connsOpen and connsRefused count client connections against
+	// ServerOptions.MaxConnections.
+	connsOpen    prometheus.Gauge
+	connsRefused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,9 +47,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "connectors_proxy_tunnels_open",
 			Help: "CONNECT tunnels currently open.",
 		}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "connectors_proxy_connections_open",
+			Help: "Client connections currently open, tunnels included.",
+		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connectors_proxy_connections_refused_total",
+			Help: "Client connections answered 503 and closed because MaxConnections were open.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.upstream, m.bytes, m.leaves, m.leafIssued, m.tunnels)
+		reg.MustRegister(m.requests, m.upstream, m.bytes, m.leaves, m.leafIssued, m.tunnels, m.connsOpen, m.connsRefused)
 	}
 	return m
 }

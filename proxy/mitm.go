@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/netip"
@@ -75,7 +73,7 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 		IdleTimeout:       p.opts.TunnelIdleTimeout,
 		MaxHeaderBytes:    defaultMaxHeaderBytes,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:          discardLogger(),
+		ErrorLog:          p.errorLog("intercepted tunnel"),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(r.Context()) },
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, headConnKey{}, hc)
@@ -195,5 +193,3 @@ func (c *notifyConn) Close() error {
 	c.l.connOnce.Do(func() { close(c.l.connDone) })
 	return err
 }
-
-func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

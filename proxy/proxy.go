@@ -2,9 +2,14 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"runtime/debug"
 	"strings"
 	"sync"
 
@@ -85,7 +90,7 @@ func New(opts Options) (*Proxy, error) {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.upstreamError,
 		BufferPool:     newBufferPool(),
-		ErrorLog:       discardLogger(),
+		ErrorLog:       p.errorLog("reverse proxy"),
 	}
 	return p, nil
 }
@@ -121,6 +126,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 	}
 	defer p.finish(e)
 	rec := &recorder{ResponseWriter: w, e: e}
+	defer p.recoverPanic(rec, e)
 	r = r.WithContext(withEntry(r.Context(), e))
 	if hc := headConnFrom(r.Context()); hc != nil {
 		mixed := hc.take(r)
@@ -135,6 +141,62 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 		r.Body = e.body
 	}
 	h(rec, r)
+}
+
+// errResponseAborted is the audit error of a response cut off mid-way: the
+// upstream failed during the body (httputil.ReverseProxy then aborts the
+// handler) or the client went away.
+var errResponseAborted = errors.New("response aborted")
+
+// recoverPanic ends a request whose handler panicked. http.ErrAbortHandler
+// (a response cut off on purpose) is audited as "response aborted" and
+// passed on, so net/http closes the connection quietly. Any other panic is
+// logged with its stack, answered 500 when no header was sent yet, audited,
+// and then passed on as http.ErrAbortHandler: the connection closes and the
+// server keeps serving, as net/http does for a panic, without a second log.
+func (p *Proxy) recoverPanic(w *recorder, e *entry) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler { //nolint:errorlint // recover returns the value panicked with, never wrapped
+		if e.err == nil {
+			e.err = errResponseAborted
+		}
+		panic(v)
+	}
+	// The value is not logged: it could hold request data.
+	p.log.Error(fmt.Errorf("panic of type %T", v), "proxy handler panicked", "mode", e.mode, "stack", string(debug.Stack()))
+	e.err = errors.New("internal error")
+	if !w.wroteHeader {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, "internal error\n")
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+	panic(http.ErrAbortHandler)
+}
+
+// errorLog is an http.Server or ReverseProxy ErrorLog that writes to the
+// node log at verbosity 2: TLS handshake failures, body copy errors and the
+// like, one line each, bounded in length.
+func (p *Proxy) errorLog(source string) *log.Logger {
+	return log.New(errorLogWriter{log: p.log.V(2), source: source}, "", 0)
+}
+
+type errorLogWriter struct {
+	log    logr.Logger
+	source string
+}
+
+func (w errorLogWriter) Write(b []byte) (int, error) {
+	msg := strings.TrimSpace(string(b))
+	if len(msg) > 1024 {
+		msg = msg[:1024] + "…"
+	}
+	w.log.Info("net/http", "source", w.source, "message", msg)
+	return len(b), nil
 }
 
 // plan is what the rewrite step needs to send one request upstream.

@@ -26,13 +26,22 @@ type ServerOptions struct {
 	WriteTimeout time.Duration
 	// MaxHeaderBytes bounds request heads. Default 64 KiB.
 	MaxHeaderBytes int
+	// MaxConnections bounds the client connections served at once, CONNECT
+	// tunnels included; each holds buffers, and the node's memory limit is
+	// sized for this many. A connection beyond it is answered 503 and
+	// closed. Default DefaultMaxConnections.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is the default of ServerOptions.MaxConnections.
+const DefaultMaxConnections = 2000
 
 // Server serves a Proxy on one listener and drains it on Shutdown.
 type Server struct {
 	// HTTP is the underlying server; adjust it before Serve if needed.
-	HTTP  *http.Server
-	proxy *Proxy
+	HTTP     *http.Server
+	proxy    *Proxy
+	maxConns int
 }
 
 // NewServer builds the HTTP server for p.
@@ -46,14 +55,17 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = defaultMaxHeaderBytes
 	}
-	return &Server{proxy: p, HTTP: &http.Server{
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	return &Server{proxy: p, maxConns: opts.MaxConnections, HTTP: &http.Server{
 		Addr:              opts.Addr,
 		Handler:           p,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       opts.IdleTimeout,
 		WriteTimeout:      opts.WriteTimeout,
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
-		ErrorLog:          discardLogger(),
+		ErrorLog:          p.errorLog("proxy server"),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if hc, ok := c.(*headConn); ok {
 				return context.WithValue(ctx, headConnKey{}, hc)
@@ -69,7 +81,7 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 func (s *Server) Serve(ln net.Listener) error {
 	s.proxy.guard.addSelf(ln.Addr())
 	s.refusePublicAddresses()
-	return s.HTTP.Serve(headListener{ln})
+	return s.HTTP.Serve(headListener{newLimitListener(ln, s.maxConns, s.proxy.metrics, s.proxy.log)})
 }
 
 // RefuseAddr adds another address of this process, such as the ops

@@ -15,6 +15,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/proxy"
 )
 
 // config is everything the command line sets.
@@ -44,6 +45,7 @@ type config struct {
 
 	apiOutageGrace time.Duration
 	kubeletRoot    string
+	maxConnections int
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -82,6 +84,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
 	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
 	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")
+	fs.IntVar(&c.maxConnections, "max-connections", proxy.DefaultMaxConnections, "most client connections (tunnels included) the proxy serves at once; beyond it a connection is answered 503 and closed")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -132,6 +135,9 @@ func (c *config) validate() error {
 	}
 	if c.kubeletRoot == "" || !filepath.IsAbs(c.kubeletRoot) {
 		bad("kubelet-root", "%q is not an absolute path", c.kubeletRoot)
+	}
+	if c.maxConnections <= 0 {
+		bad("max-connections", "must be positive, got %d", c.maxConnections)
 	}
 	if c.verbosity < 0 {
 		bad("v", "must not be negative")

@@ -145,7 +145,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		log:   log,
 		cache: cache,
 		csi:   csiServer,
-		proxy: p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen}),
+		proxy: p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen, MaxConnections: cfg.maxConnections}),
 		ops: &http.Server{
 			Addr:              cfg.opsListen,
 			Handler:           proxy.NewOpsHandler(proxy.OpsOptions{Ready: ready, Gatherer: reg}),
