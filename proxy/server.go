@@ -34,7 +34,7 @@ type ServerOptions struct {
 }
 
 // DefaultMaxConnections is the default of ServerOptions.MaxConnections.
-const DefaultMaxConnections = 2000
+const DefaultMaxConnections = 1500
 
 // Server serves a Proxy on one listener and drains it on Shutdown.
 type Server struct {
