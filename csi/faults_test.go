@@ -158,15 +158,17 @@ func TestOversizedInputIsBounded(t *testing.T) {
 	ctx := context.Background()
 	huge := strings.Repeat("x", 3<<20)
 	for name, edit := range map[string]func(*csipb.NodePublishVolumeRequest){
-		"huge attribute":          func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrConnectors] = huge },
-		"huge unknown attribute":  func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext["other"] = huge },
-		"huge key":                func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[huge] = "x" },
-		"huge params":             func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrConfigurationParams] = huge },
-		"huge volume id":          func(r *csipb.NodePublishVolumeRequest) { r.VolumeId = huge },
-		"huge target":             func(r *csipb.NodePublishVolumeRequest) { r.TargetPath = huge },
-		"bad pod namespace":       func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrPodNamespace] = "Team_A/../x" },
-		"bad service account":     func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrServiceAccount] = "a:b" },
-		"long pod namespace":      func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrPodNamespace] = strings.Repeat("a", 64) },
+		"huge attribute":         func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrConnectors] = huge },
+		"huge unknown attribute": func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext["other"] = huge },
+		"huge key":               func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[huge] = "x" },
+		"huge params":            func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrConfigurationParams] = huge },
+		"huge volume id":         func(r *csipb.NodePublishVolumeRequest) { r.VolumeId = huge },
+		"huge target":            func(r *csipb.NodePublishVolumeRequest) { r.TargetPath = huge },
+		"bad pod namespace":      func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrPodNamespace] = "Team_A/../x" },
+		"bad service account":    func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.AttrServiceAccount] = "a:b" },
+		"long pod namespace": func(r *csipb.NodePublishVolumeRequest) {
+			r.VolumeContext[csi.AttrPodNamespace] = strings.Repeat("a", 64)
+		},
 		"too many attributes":     func(r *csipb.NodePublishVolumeRequest) { manyAttributes(r.VolumeContext, 100) },
 		"huge secret":             func(r *csipb.NodePublishVolumeRequest) { r.Secrets = map[string]string{csi.TokensKey: huge} },
 		"huge volume_context tok": func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[csi.TokensKey] = huge },
