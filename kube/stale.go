@@ -57,30 +57,28 @@ func newStaleCache(kind string, size int, grace, timeout time.Duration, b *Break
 	}
 }
 
-// fresh returns the cached value of key while it is fresh.
-func (c *staleCache) fresh(key string) (any, bool) {
+// lookup returns the cached value of key while now is before the time
+// that at picks from its entry: fresh, or until.
+func (c *staleCache) lookup(key string, at func(entry) time.Time) (any, bool) {
 	v, ok := c.lru.Get(key)
 	if !ok {
 		return nil, false
 	}
 	e := v.(entry)
-	if !c.now().Before(e.fresh) {
+	if !c.now().Before(at(e)) {
 		return nil, false
 	}
 	return e.val, true
 }
 
+// fresh returns the cached value of key while it is fresh.
+func (c *staleCache) fresh(key string) (any, bool) {
+	return c.lookup(key, func(e entry) time.Time { return e.fresh })
+}
+
 // stale returns the cached value of key while it may be served stale.
 func (c *staleCache) stale(key string) (any, bool) {
-	v, ok := c.lru.Get(key)
-	if !ok {
-		return nil, false
-	}
-	e := v.(entry)
-	if !c.now().Before(e.until) {
-		return nil, false
-	}
-	return e.val, true
+	return c.lookup(key, func(e entry) time.Time { return e.until })
 }
 
 // get returns the answer for key: fresh from the cache, else from fetch (one

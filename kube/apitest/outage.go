@@ -72,7 +72,7 @@ func (e *Env) Restart(ctx context.Context) error {
 	if e.apiArgs == nil {
 		return errors.New("restart: the API server was not killed with Kill")
 	}
-	cmd := exec.Command(e.apiArgs[0], e.apiArgs[1:]...) //nolint:gosec // the command line of the API server this Env started
+	cmd := exec.Command(e.apiArgs[0], e.apiArgs[1:]...) //nolint:gosec,noctx // the command line of the API server this Env started; it outlives ctx, which bounds only the wait
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
