@@ -12,5 +12,6 @@
 //
 // The package owns the proxy handler (Proxy), the listener and its graceful
 // shutdown (Server), and the operations handler (/healthz, /readyz,
-// /metrics). Address matching lives in the match subpackage.
+// /metrics). Address matching lives in the match subpackage and the
+// registry token flow in registryauth.
 package proxy
