@@ -38,6 +38,21 @@ type Authorizer interface {
 
 var _ Authorizer = (*kube.Reviewer)(nil)
 
+// PodEvents records Events on the pod a volume belongs to.
+// *kube.EventRecorder satisfies it.
+type PodEvents interface {
+	PodWarning(pod kube.PodRef, reason, action, note string)
+}
+
+var _ PodEvents = (*kube.EventRecorder)(nil)
+
+// Event reasons the plugin records on pods.
+const (
+	// ReasonConfigurationNotFound: some configuration.names were found
+	// and mounted, these were not.
+	ReasonConfigurationNotFound = "ConfigurationNotFound"
+)
+
 // Options configure NewServer. Zero values take the documented defaults.
 type Options struct {
 	// NodeID is this node's name, reported by NodeGetInfo. Required.
@@ -81,6 +96,9 @@ type Options struct {
 	Log logr.Logger
 	// Registerer registers the plugin's metrics. Default: not registered.
 	Registerer prometheus.Registerer
+	// Events records Warning Events on pods, such as configuration.names
+	// that were not found. Default: none are recorded (they are logged).
+	Events PodEvents
 	// Render turns the resolved Connectors and the token into files.
 	// Default configgen.Render.
 	Render func(configgen.Input) (map[string][]byte, error)

@@ -82,6 +82,11 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		}
 	}
 
+	events, err := kube.NewEventRecorder(ctx, client, csi.DriverName)
+	if err != nil {
+		return nil, err
+	}
+
 	csiServer, err := csi.NewServer(csi.Options{
 		NodeID:          cfg.nodeID,
 		Endpoint:        cfg.csiEndpoint,
@@ -97,6 +102,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Log:             log,
 		Registerer:      reg,
+		Events:          events,
 	})
 	if err != nil {
 		return nil, err
