@@ -130,7 +130,10 @@ func (p *Proxy) forwardCaller(r *http.Request, t match.Target) (*caller, error) 
 	return c, nil
 }
 
-// connectorCA returns the PEM of a Connector's caCertSecretRef, or nil.
+// connectorCA returns the certificates of a Connector's caCertSecretRef as
+// PEM, or nil: those of keys ending in .crt or .pem and of values holding a
+// PEM block (kube.CACertsFromSecret). Other keys are never read into the
+// pool or named in an error.
 func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte, error) {
 	ref := c.Spec.CACertSecretRef
 	if ref == nil || ref.Name == "" {
@@ -140,9 +143,10 @@ func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte,
 	if err != nil {
 		return nil, objectError(c.Key(), "CA secret", err)
 	}
-	pem := s.Data["ca.crt"]
+	pem := kube.CACertsFromSecret(s)
 	if len(pem) == 0 {
-		return nil, statusErrorf(http.StatusInternalServerError, "connector %q: CA secret has no ca.crt", c.Key())
+		return nil, statusErrorf(http.StatusInternalServerError,
+			"connector %q: CA secret holds no PEM certificate (in a key ending .crt or .pem)", c.Key())
 	}
 	return pem, nil
 }
