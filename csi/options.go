@@ -27,6 +27,7 @@ const (
 	DefaultPublicURL       = "http://connectors-proxy.connectors-system.svc"
 	DefaultTmpfsSize       = "4Mi"
 	DefaultShutdownTimeout = 10 * time.Second
+	DefaultClusterDomain   = "cluster.local"
 )
 
 // Authorizer decides whether a user may get a Connector. *kube.Reviewer
@@ -78,6 +79,10 @@ type Options struct {
 	// written files and the base of path-form Connector addresses. Default
 	// DefaultPublicURL.
 	PublicURL string
+	// ClusterDomain completes host-form Connector addresses
+	// (c-<name>.<ns>.svc.<ClusterDomain>) of classes with the host
+	// resolver. Default DefaultClusterDomain.
+	ClusterDomain string
 	// CACertPEM is the proxy CA certificate written into every volume.
 	// Required.
 	CACertPEM []byte
@@ -136,6 +141,9 @@ func (o Options) withDefaults() (Options, int64, error) {
 	}
 	if o.PublicURL == "" {
 		o.PublicURL = DefaultPublicURL
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = DefaultClusterDomain
 	}
 	if err := checkPublicURL(o.PublicURL); err != nil {
 		return o, 0, fmt.Errorf("csi options: %w", err)

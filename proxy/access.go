@@ -88,10 +88,36 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 			}
 			return nil, objectError(k.String(), "connector", err)
 		}
+		if err := p.checkServedHere(ctx, conn); err != nil {
+			return nil, err
+		}
 		c.cands = append(c.cands, candidates(len(c.connectors), conn)...)
 		c.connectors = append(c.connectors, conn)
 	}
 	return c, nil
+}
+
+// checkServedHere refuses a Connector whose class has a proxy of its own
+// (spec.proxy naming another proxy than this one): its credential is that
+// proxy's to inject, and its clients were given that proxy's address. A
+// class that does not exist has no proxy of its own.
+func (p *Proxy) checkServedHere(ctx context.Context, conn *v1alpha1.Connector) error {
+	if conn.Spec.ConnectorClassName == "" {
+		return nil
+	}
+	class, err := p.opts.Objects.ConnectorClass(ctx, conn.Spec.ConnectorClassName)
+	if errors.Is(err, kube.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return objectError(conn.Key(), "connectorclass", err)
+	}
+	if own := class.OwnProxy(p.opts.PublicURL); own != "" {
+		return &statusError{status: http.StatusForbidden,
+			msg: fmt.Sprintf("connector %q is served by the proxy of its connectorclass %q, %s, not by this proxy",
+				conn.Key(), class.Name, own)}
+	}
+	return nil
 }
 
 // candidates lists the parseable addresses of a Connector: spec.address and
