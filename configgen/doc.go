@@ -22,6 +22,11 @@
 //	ca.cert                        the proxy CA (ca.cert is deprecated)
 //	ca-bundle.crt                  the system roots, then the proxy CA
 //
+// When the last Connector's class has a proxy of its own
+// (Connector.ClassProxyURL), http.proxy, https.proxy and .env point at that
+// proxy instead of ProxyURL, as upstream applies the proxy settings of the
+// last ConnectorClass.
+//
 // no_proxy starts from
 //
 //	localhost,127.0.0.1,::1,.svc,.svc.cluster.local,.cluster.local
