@@ -12,22 +12,15 @@ import (
 )
 
 func TestCACertsFromSecret(t *testing.T) {
-	a, err := testpki.NewCA("a")
-	if err != nil {
-		t.Fatal(err)
+	var cas []*testpki.CA
+	for _, name := range []string{"a", "b", "c", "d"} {
+		ca, err := testpki.NewCA(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cas = append(cas, ca)
 	}
-	b, err := testpki.NewCA("b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := testpki.NewCA("c")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := testpki.NewCA("d")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b, c, d := cas[0], cas[1], cas[2], cas[3]
 	_, keyPEM, err := a.Issue("x.example.test")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +40,7 @@ func TestCACertsFromSecret(t *testing.T) {
 	if !pool.AppendCertsFromPEM(got) {
 		t.Fatal("no certificate loaded")
 	}
-	for _, ca := range []*testpki.CA{a, b, c, d} {
+	for _, ca := range cas {
 		if !bytes.Contains(got, ca.PEM) {
 			t.Errorf("certificate %s not loaded", ca.Cert.Subject.CommonName)
 		}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/x509"
-	"net"
 	"net/http"
 	"slices"
 	"testing"
@@ -42,46 +41,20 @@ func TestGlobalCASecretsWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cache, err := kube.NewCache(kube.CacheOptions{Config: api.Config})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cache.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	globals, err := kube.NewGlobalCAs(api.Kube, serviceNS, x509.NewCertPool(), logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
 	globals.Start(ctx)
-	if !cache.WaitForSync(ctx) || !globals.WaitForSync(ctx) {
-		t.Fatal("caches did not sync")
+	if !globals.WaitForSync(ctx) {
+		t.Fatal("global CA secrets did not sync")
 	}
-	reviewer, err := kube.NewReviewer(kube.ReviewerOptions{Client: api.Kube, Audience: proxyAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := kube.NewCA("t", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := New(Options{Objects: cache, Auth: reviewer, CA: ca, AllowLoopback: true, Resolver: testResolver, Roots: globals})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := p.NewServer(ServerOptions{})
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	addr := serveWithAPI(ctx, t, api, func(o *Options) { o.Roots = globals })
 
 	token := api.Token(t, ns, "allowed", []string{proxyAudience}, time.Hour)
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
 	get := func() int {
-		req := newRequest(t, http.MethodGet, "http://"+ln.Addr().String()+"/namespaces/"+ns+"/connectors/api/x", nil)
+		req := newRequest(t, http.MethodGet, "http://"+addr+"/namespaces/"+ns+"/connectors/api/x", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
 		code, _, _ := do(t, client, req, &bodies{})
 		return code
