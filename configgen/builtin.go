@@ -21,7 +21,16 @@ const (
 )
 
 // addBuiltins puts the built-in files into files.
+//
+// The forward proxy is the last Connector's class's own proxy when it has
+// one (upstream: "the proxy settings from the last ConnectorClass are
+// applied"), else the built-in proxy.
 func addBuiltins(in *Input, proxy *url.URL, files map[string][]byte) {
+	if own := in.Connectors[len(in.Connectors)-1].ClassProxyURL; own != "" {
+		if u, err := url.Parse(own); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
+			proxy = &url.URL{Scheme: u.Scheme, Host: u.Host}
+		}
+	}
 	forward := forwardProxyURL(in, proxy)
 	files[FileToken] = []byte(in.Token)
 	files[FileHTTPProxy] = []byte(forward)

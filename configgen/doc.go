@@ -22,6 +22,11 @@
 //	ca.cert                        the proxy CA (ca.cert is deprecated)
 //	ca-bundle.crt                  the system roots, then the proxy CA
 //
+// When the last Connector's class has a proxy of its own
+// (Connector.ClassProxyURL), http.proxy, https.proxy and .env point at that
+// proxy instead of ProxyURL, as upstream applies the proxy settings of the
+// last ConnectorClass.
+//
 // no_proxy starts from
 //
 //	localhost,127.0.0.1,::1,.svc,.svc.cluster.local,.cluster.local
@@ -39,13 +44,24 @@
 //
 // ConnectorClass configuration data are Go text/template templates with the
 // sprig functions, minus every function that reads the node (environment,
-// DNS, clock, local time zone) or draws random numbers; see nodeFuncs. A
-// template runs with missingkey=error: a reference to a param that was
-// neither given nor defaulted fails with an ErrTemplate error that names the
-// class, configuration and file, instead of writing "<no value>". To keep
-// optional fields usable with that option, the map form of a Connector always
-// carries every field of its spec and status, empty when unset, so
-// `{{ if .connector.spec.params }}` works on a Connector without params.
+// DNS, clock, local time zone) or draws random numbers; see nodeFuncs.
+//
+// Templates run as upstream runs them, with text/template's default
+// missingkey option: a missing map key is nil, so it tests false and prints
+// "<no value>" (upstream's SonarQube class reads the port urlParse never
+// sets), and so is every field under it. Parse errors, unknown functions,
+// wrong function arguments and a field of a non-map value still fail with
+// an ErrTemplate error naming the class, configuration and file. The map
+// form of a Connector always carries its list and string fields, empty when
+// unset, so `{{ range .connector.spec.params }}` works on any Connector;
+// unset object fields (caCertSecretRef, status.proxy) stay missing.
+//
+// .configurations.<param> holds the rendered configuration's own params
+// (defaults, then configuration.params), as upstream documents it, and
+// .configurations.<name>.<param> the params of every rendered
+// configuration. When a param has the name of a configuration, the flat
+// param wins. .connector.spec.params lists the Connector's params, then
+// the class's spec.params defaults for the names it does not set.
 // One template writes at most MaxTemplateOutput bytes.
 //
 // # Errors

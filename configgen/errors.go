@@ -3,6 +3,8 @@ package configgen
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Sentinel errors. The CSI layer maps them to gRPC codes with errors.Is.
@@ -18,14 +20,23 @@ var (
 	ErrTemplate = errors.New("configuration template failed")
 )
 
-// UnknownConfigurationError names a configuration that nothing provides.
-// It matches ErrUnknownConfiguration.
+// UnknownConfigurationError names the configurations that nothing
+// provides, when none of the listed ones is found. It matches
+// ErrUnknownConfiguration.
 type UnknownConfigurationError struct {
-	Name string
+	Names []string
 }
 
 func (e *UnknownConfigurationError) Error() string {
-	return fmt.Sprintf("configuration %q not found in the mounted connectors' classes or the built-in generators", e.Name)
+	const where = "not found in the mounted connectors' classes or the built-in generators"
+	if len(e.Names) == 1 {
+		return fmt.Sprintf("configuration %q %s", e.Names[0], where)
+	}
+	quoted := make([]string, len(e.Names))
+	for i, n := range e.Names {
+		quoted[i] = strconv.Quote(n)
+	}
+	return fmt.Sprintf("configurations %s %s", strings.Join(quoted, ", "), where)
 }
 
 // Is makes errors.Is(err, ErrUnknownConfiguration) true.

@@ -15,9 +15,12 @@ type Connector struct {
 	// Class is the Connector's ConnectorClass; never modified. It may be
 	// nil or have no configurations, and then provides none.
 	Class *v1alpha1.ConnectorClass
-	// ProxyAddress is the Connector's reverse-proxy address,
-	// Object.ProxyAddress(public). Required.
+	// ProxyAddress is the Connector's reverse-proxy address. Required.
 	ProxyAddress string
+	// ClassProxyURL is the class's own proxy (spec.proxy), or empty when
+	// the built-in proxy serves the Connector. When the last Connector has
+	// one, the forward-proxy files point at it.
+	ClassProxyURL string
 }
 
 // Input is everything one volume's files are rendered from.

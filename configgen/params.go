@@ -13,14 +13,18 @@ import (
 // the given values. A configuration that is not being rendered, a param
 // the configuration does not declare and a value outside a declared enum
 // are *InvalidError for configuration.params; a default that is not JSON is
-// a *TemplateError.
-func applyParams(units []*unit, given map[string]map[string]any) error {
+// a *TemplateError. Params for a listed configuration that nothing provides
+// (missing) are ignored with it.
+func applyParams(units []*unit, given map[string]map[string]any, missing []string) error {
 	byName := make(map[string][]*unit, len(units))
 	for _, u := range units {
 		byName[u.name] = append(byName[u.name], u)
 	}
 	for _, name := range sortedKeys(given) {
 		us := byName[name]
+		if len(us) == 0 && slices.Contains(missing, name) {
+			continue
+		}
 		if len(us) == 0 {
 			return &InvalidError{Field: paramsField, Reason: fmt.Sprintf("configuration %q is not listed in %s", name, namesField)}
 		}

@@ -11,6 +11,10 @@ import "text/template"
 // that class's mounted Connectors, a built-in generator over all of them.
 // Finally every name in in.Exclude is removed, built-in or not.
 //
+// A configuration name nothing provides is skipped (see Missing), unless no
+// name is found at all: then the error is ErrUnknownConfiguration naming
+// every one.
+//
 // Checks come in this order: the Input itself, configuration names
 // (ErrUnknownConfiguration), class file names and configuration.params
 // (ErrInvalid), then class templates (ErrTemplate).
@@ -19,11 +23,11 @@ func Render(in Input) (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	units, err := resolve(&in)
+	units, missing, err := resolve(&in)
 	if err != nil {
 		return nil, err
 	}
-	if err := applyParams(units, in.Params); err != nil {
+	if err := applyParams(units, in.Params, missing); err != nil {
 		return nil, err
 	}
 

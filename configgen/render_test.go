@@ -3,6 +3,7 @@ package configgen
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,9 +37,13 @@ func TestRenderErrors(t *testing.T) {
 		wantText string // part of the message
 	}{
 		{name: "unknown configuration", class: git,
-			edit:     func(in *Input) { in.Configurations = []string{"gitconfig", "maven"} },
+			edit:     func(in *Input) { in.Configurations = []string{"maven"} },
 			want:     ErrUnknownConfiguration,
 			wantText: `configuration "maven" not found in the mounted connectors' classes or the built-in generators`},
+		{name: "every configuration unknown", class: git,
+			edit:     func(in *Input) { in.Configurations = []string{"maven", "npmrc", "maven"} },
+			want:     ErrUnknownConfiguration,
+			wantText: `configurations "maven", "npmrc" not found in`},
 		{name: "unknown configuration with exclusions", class: git,
 			edit:     func(in *Input) { in.Configurations = []string{"maven"}; in.Exclude = []string{"settings.xml", ".env"} },
 			want:     ErrUnknownConfiguration,
@@ -77,10 +82,10 @@ func TestRenderErrors(t *testing.T) {
 			},
 			want:     ErrInvalid,
 			wantText: `param "mode" must be one of`},
-		{name: "missing param without default", class: git,
-			edit:     func(in *Input) { in.Configurations = []string{"settings"} },
+		{name: "template calling a function wrongly", class: withData("cfg.txt", `{{ trimSuffix "/" }}`),
+			edit:     func(in *Input) { in.Configurations = []string{"cfg"} },
 			want:     ErrTemplate,
-			wantText: `connectorclass "git" configuration "settings" file "settings.xml"`},
+			wantText: `connectorclass "bad" configuration "cfg" file "cfg.txt"`},
 		{name: "data key with slash", class: withData("../etc/passwd", ""),
 			edit:     func(in *Input) { in.Configurations = []string{"cfg"} },
 			want:     ErrInvalid,
@@ -251,5 +256,28 @@ func TestConnectorWithoutClass(t *testing.T) {
 	in.Configurations = []string{"gitconfig"}
 	if _, ok := render(t, in)[FileGitconfig]; !ok {
 		t.Fatal("no .gitconfig")
+	}
+}
+
+// TestPartlyMissingConfigurations: a volume renders when at least one
+// listed configuration is found; the others are skipped and reported by
+// Missing, and params given for them are ignored.
+func TestPartlyMissingConfigurations(t *testing.T) {
+	class := newClass("git", v1alpha1.Configuration{Name: "config", Data: map[string]string{"config.txt": "x"}})
+	in := baseInput(t, mount(newConnector("default", "git", "git", "https://git.example.com"), class))
+	in.Configurations = []string{"maven", "config", "gitconfig", "npmrc"}
+	in.Params = map[string]map[string]any{"maven": {"mirror": "m"}}
+	files := render(t, in)
+	for _, f := range []string{"config.txt", FileGitconfig, FileToken} {
+		if _, ok := files[f]; !ok {
+			t.Errorf("no %s", f)
+		}
+	}
+	if got := Missing(in); !slices.Equal(got, []string{"maven", "npmrc"}) {
+		t.Errorf("Missing = %q", got)
+	}
+	in.Configurations = []string{"config"}
+	if got := Missing(in); got != nil {
+		t.Errorf("Missing = %q, want none", got)
 	}
 }

@@ -27,9 +27,10 @@ type unit struct {
 // names. A name resolves to the configurations of that name in the mounted
 // Connectors' classes (one unit per class, in the order the classes first
 // appear among the Connectors) and, only when no class has it, to a
-// built-in generator. The class configurations' file names are checked.
-func resolve(in *Input) ([]*unit, error) {
-	var units []*unit
+// built-in generator. A name nothing provides is skipped, as upstream does,
+// and returned in missing; when names were given and none resolves, the
+// error names them all. The class configurations' file names are checked.
+func resolve(in *Input) (units []*unit, missing []string, err error) {
 	done := make(map[string]bool, len(in.Configurations))
 	for _, name := range in.Configurations {
 		if done[name] {
@@ -40,18 +41,41 @@ func resolve(in *Input) ([]*unit, error) {
 		if len(found) == 0 {
 			gen, ok := builtinGenerator(name)
 			if !ok {
-				return nil, &UnknownConfigurationError{Name: name}
+				missing = append(missing, name)
+				continue
 			}
 			found = []*unit{{name: name, gen: gen, connectors: unique(in.Connectors)}}
 		}
 		units = append(units, found...)
 	}
+	if len(units) == 0 && len(missing) > 0 {
+		return nil, missing, &UnknownConfigurationError{Names: missing}
+	}
 	for _, u := range units {
 		if err := u.checkFileNames(); err != nil {
-			return nil, err
+			return nil, missing, err
 		}
 	}
-	return units, nil
+	return units, missing, nil
+}
+
+// Missing returns the names of in.Configurations that neither a mounted
+// Connector's class nor a built-in generator provides, in order. Render
+// skips them when at least one name is found; the caller reports them.
+func Missing(in Input) []string {
+	var missing []string
+	seen := make(map[string]bool, len(in.Configurations))
+	for _, name := range in.Configurations {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		if _, ok := builtinGenerator(name); ok || len(classUnits(in.Connectors, name)) > 0 {
+			continue
+		}
+		missing = append(missing, name)
+	}
+	return missing
 }
 
 // classUnits finds the configuration name in the Connectors' classes.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/template"
 
@@ -56,7 +57,9 @@ func (r *renderer) renderClassUnit(u *unit, units []*unit, files map[string][]by
 		fail := func(err error) error {
 			return &TemplateError{Class: u.class.Name, Configuration: u.name, File: key, Err: r.redact(err)}
 		}
-		tpl, err := template.New(key).Option("missingkey=error").Funcs(r.funcs()).Parse(u.config.Data[key])
+		// The default missingkey option, as upstream renders: a missing map
+		// key is nil, which tests false and prints "<no value>".
+		tpl, err := template.New(key).Option("missingkey=default").Funcs(r.funcs()).Parse(u.config.Data[key])
 		if err != nil {
 			return fail(err)
 		}
@@ -88,25 +91,32 @@ func (r *renderer) funcs() template.FuncMap {
 //	                              metadata, spec, status (with proxyAddress)
 //	.context.token                the pod's token
 //	.context.proxy.caCert         the proxy CA, PEM
-//	.configurations.<name>        params of every rendered configuration
+//	.configurations.<param>       params of this configuration (flat, upstream's form)
+//	.configurations.<name>        params of every rendered configuration (nested)
 //	.connectorclass.name          the class name
 //	.connectorclass.proxyAddress  the class's proxy address, else ProxyURL
 func (r *renderer) templateData(u *unit, units []*unit) (map[string]any, error) {
 	connectors := make([]any, 0, len(u.connectors))
 	for _, c := range u.connectors {
-		m, err := connectorData(c)
+		m, err := connectorData(c, c.Class)
 		if err != nil {
 			return nil, err
 		}
 		connectors = append(connectors, m)
 	}
-	configurations := make(map[string]any, len(units))
+	configurations := make(map[string]any, len(units)+len(u.params))
 	for _, other := range units {
 		if _, ok := configurations[other.name]; !ok {
 			configurations[other.name] = deepCopy(other.params)
 		}
 	}
 	configurations[u.name] = deepCopy(u.params)
+	// The flat form wins over the nested one on a collision: upstream
+	// classes read .configurations.<param>, and a migrated class must
+	// render as it did there.
+	for k, v := range u.params {
+		configurations[k] = deepCopy(v)
+	}
 
 	return map[string]any{
 		"connector":  connectors[len(connectors)-1],
@@ -118,13 +128,21 @@ func (r *renderer) templateData(u *unit, units []*unit) (map[string]any, error) 
 		"configurations": configurations,
 		"connectorclass": map[string]any{
 			"name":         u.class.Name,
-			"proxyAddress": classProxyAddress(u.class, r.in.ProxyURL),
+			"proxyAddress": classProxyAddress(u, r.in.ProxyURL),
 		},
 	}, nil
 }
 
-func classProxyAddress(class *v1alpha1.ConnectorClass, fallback string) string {
-	if p := class.Status.Proxy; p != nil && p.HTTPAddress != nil && p.HTTPAddress.URL != "" {
+// classProxyAddress is the proxy that serves the unit's Connectors: the
+// class's own proxy when it has one, else the class status's address, else
+// the built-in proxy.
+func classProxyAddress(u *unit, fallback string) string {
+	for _, c := range u.connectors {
+		if c.ClassProxyURL != "" {
+			return c.ClassProxyURL
+		}
+	}
+	if p := u.class.Status.Proxy; p != nil && p.HTTPAddress != nil && p.HTTPAddress.URL != "" {
 		return p.HTTPAddress.URL
 	}
 	return fallback
@@ -146,14 +164,17 @@ type connectorMeta struct {
 }
 
 // connectorData is the map form of a Connector as its JSON: every spec and
-// status field is present (empty when unset) so templates running with
-// missingkey=error can test optional fields, and status.proxyAddress is the
-// Connector's reverse-proxy address.
-func connectorData(c Connector) (map[string]any, error) {
+// status field is present (empty when unset) so templates can range over
+// and test optional fields, spec.params holds the class's param defaults
+// the Connector does not set, and status.proxyAddress is the Connector's
+// reverse-proxy address.
+func connectorData(c Connector, class *v1alpha1.ConnectorClass) (map[string]any, error) {
 	o := c.Object
+	view := o.Spec
+	view.Params = withClassDefaults(o.Spec.Params, class)
 	raw, err := json.Marshal(connectorView{
 		Metadata: connectorMeta{Name: o.Name, Namespace: o.Namespace, Labels: o.Labels, Annotations: o.Annotations},
-		Spec:     o.Spec,
+		Spec:     view,
 		Status:   o.Status,
 	})
 	if err != nil {
@@ -172,22 +193,45 @@ func connectorData(c Connector) (map[string]any, error) {
 	fill(spec, "address", "")
 	fill(spec, "addressExtensions", []any{})
 	fill(spec, "params", []any{})
-	fill(spec, "caCertSecretRef", nil)
 	fill(spec, "auth", map[string]any{})
 	auth, _ := spec["auth"].(map[string]any)
 	fill(auth, "name", "")
-	fill(auth, "secretRef", nil)
 	fill(auth, "params", []any{})
+	// Unset object fields stay missing, as in upstream's JSON form: a
+	// missing key is nil and so is every field under it, where a present
+	// nil would fail the template.
 	fill(status, "observedGeneration", float64(0))
 	fill(status, "conditions", []any{})
 	fill(status, "annotations", map[string]any{})
-	fill(status, "api", nil)
-	fill(status, "proxy", nil)
 	status["proxyAddress"] = c.ProxyAddress
 
 	m["name"] = o.Name
 	m["namespace"] = o.Namespace
 	return m, nil
+}
+
+// withClassDefaults returns the Connector's params followed by the class's
+// spec.params defaults for the names the Connector does not set, in class
+// order. The Connector's slice is not modified.
+func withClassDefaults(params []v1alpha1.Param, class *v1alpha1.ConnectorClass) []v1alpha1.Param {
+	if class == nil {
+		return params
+	}
+	var out []v1alpha1.Param
+	for _, p := range class.Spec.Params {
+		if p.Default == nil || len(p.Default.Raw) == 0 ||
+			slices.ContainsFunc(params, func(q v1alpha1.Param) bool { return q.Name == p.Name }) {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(params)
+		}
+		out = append(out, v1alpha1.Param{Name: p.Name, Value: *p.Default.DeepCopy()})
+	}
+	if out == nil {
+		return params
+	}
+	return out
 }
 
 // fill sets m[key] when m has no such key.

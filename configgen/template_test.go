@@ -116,8 +116,16 @@ func TestTemplateVariables(t *testing.T) {
 		{name: "other configuration params", tpl: `{{ .configurations.other.level }}`, want: "3"},
 		{name: "class proxy address from status", tpl: `{{ .connectorclass.proxyAddress }} {{ .connectorclass.name }}`, want: "https://maven-proxy.example.com maven"},
 		{name: "class proxy address defaults to proxy URL", tpl: `{{ .connectorclass.proxyAddress }}`, class: plain, want: testProxyURL},
-		{name: "missing param is an error", tpl: `{{ .configurations.settings.nope }}`, wantCode: ErrTemplate},
-		{name: "missing connector field is an error", tpl: `{{ .connector.spec.nope }}`, wantCode: ErrTemplate},
+		{name: "flat params of this configuration", tpl: `{{ .configurations.mirror }} {{ .configurations.offline }}`, want: "central false"},
+		{name: "flat given params", tpl: `{{ .configurations.mirror }}`, params: map[string]map[string]any{"settings": {"mirror": "https://mirror"}}, want: "https://mirror"},
+		{name: "flat form is only this configuration's", tpl: `{{ .configurations.level }}`, want: "<no value>"},
+		{name: "missing param renders as upstream", tpl: `{{ .configurations.settings.nope }}`, want: "<no value>"},
+		{name: "missing connector field renders as upstream", tpl: `{{ .connector.spec.nope }}`, want: "<no value>"},
+		{name: "missing key tests false", tpl: `{{ $u := urlParse "http://h.example.com" }}{{ if not $u.port }}80{{ end }}`, want: "80"},
+		{name: "field of a missing key renders as upstream", tpl: `{{ .connector.spec.nope.deeper }}|{{ .connector.spec.caCertSecretRef.name }}`, want: "<no value>|<no value>"},
+		{name: "field of a string is an error", tpl: `{{ .connector.spec.address.deeper }}`, wantCode: ErrTemplate},
+		{name: "wrong function call is an error", tpl: `{{ b64enc 1 2 }}`, wantCode: ErrTemplate},
+		{name: "unknown function is an error", tpl: `{{ nope .connector }}`, wantCode: ErrTemplate},
 		{name: "hasKey tests a missing param", tpl: `{{ if hasKey .configurations.settings "nope" }}yes{{ else }}no{{ end }}`, want: "no"},
 		{name: "parse error", tpl: `{{ .context.token `, wantCode: ErrTemplate},
 		{name: "fail", tpl: `{{ fail "no mirror" }}`, wantCode: ErrTemplate},
@@ -286,5 +294,31 @@ func TestTemplateCannotChangeCallerParams(t *testing.T) {
 	}
 	if !reflect.DeepEqual(in.Params, want) {
 		t.Fatalf("Params changed to %v", in.Params)
+	}
+}
+
+func TestClassParamDefaultsInConnectorParams(t *testing.T) {
+	class := newClass("git", v1alpha1.Configuration{Name: "config", Data: map[string]string{
+		"out": `{{ range .connector.spec.params }}{{ .name }}={{ .value }};{{ end }}`,
+	}})
+	class.Spec.Params = []v1alpha1.ParamSpec{param("sslVerify", "true"), param("depth", "1"), param("noDefault", nil)}
+	set := newConnector("default", "set", "git", "https://git.example.com", withParam("sslVerify", "false"))
+	unset := newConnector("default", "unset", "git", "https://git.example.com")
+	for _, tt := range []struct {
+		c    *v1alpha1.Connector
+		want string
+	}{
+		{c: set, want: "sslVerify=false;depth=1;"},
+		{c: unset, want: "sslVerify=true;depth=1;"},
+	} {
+		in := baseInput(t, mount(tt.c, class))
+		in.Configurations = []string{"config"}
+		files := render(t, in)
+		if got := string(files["out"]); got != tt.want {
+			t.Errorf("%s: out = %q, want %q", tt.c.Name, got, tt.want)
+		}
+		if tt.c == set && len(tt.c.Spec.Params) != 1 {
+			t.Errorf("the Connector's params were modified: %v", tt.c.Spec.Params)
+		}
 	}
 }

@@ -29,6 +29,7 @@ const (
 	DefaultTmpfsSize       = "4Mi"
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultKubeletRoot     = "/var/lib/kubelet"
+	DefaultClusterDomain   = "cluster.local"
 )
 
 // Authorizer decides whether a user may get a Connector. *kube.Reviewer
@@ -39,6 +40,21 @@ type Authorizer interface {
 }
 
 var _ Authorizer = (*kube.Reviewer)(nil)
+
+// PodEvents records Events on the pod a volume belongs to.
+// *kube.EventRecorder satisfies it.
+type PodEvents interface {
+	PodWarning(pod kube.PodRef, reason, action, note string)
+}
+
+var _ PodEvents = (*kube.EventRecorder)(nil)
+
+// Event reasons the plugin records on pods.
+const (
+	// ReasonConfigurationNotFound: some configuration.names were found
+	// and mounted, these were not.
+	ReasonConfigurationNotFound = "ConfigurationNotFound"
+)
 
 // Options configure NewServer. Zero values take the documented defaults.
 type Options struct {
@@ -65,6 +81,10 @@ type Options struct {
 	// written files and the base of path-form Connector addresses. Default
 	// DefaultPublicURL.
 	PublicURL string
+	// ClusterDomain completes host-form Connector addresses
+	// (c-<name>.<ns>.svc.<ClusterDomain>) of classes with the host
+	// resolver. Default DefaultClusterDomain.
+	ClusterDomain string
 	// CACertPEM is the proxy CA certificate written into every volume.
 	// Required.
 	CACertPEM []byte
@@ -86,6 +106,9 @@ type Options struct {
 	Log logr.Logger
 	// Registerer registers the plugin's metrics. Default: not registered.
 	Registerer prometheus.Registerer
+	// Events records Warning Events on pods, such as configuration.names
+	// that were not found. Default: none are recorded (they are logged).
+	Events PodEvents
 	// Render turns the resolved Connectors and the token into files.
 	// Default configgen.Render.
 	Render func(configgen.Input) (map[string][]byte, error)
@@ -123,6 +146,9 @@ func (o Options) withDefaults() (Options, int64, error) {
 	}
 	if o.PublicURL == "" {
 		o.PublicURL = DefaultPublicURL
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = DefaultClusterDomain
 	}
 	if err := checkPublicURL(o.PublicURL); err != nil {
 		return o, 0, fmt.Errorf("csi options: %w", err)

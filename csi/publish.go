@@ -3,8 +3,11 @@ package csi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -59,7 +62,7 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		return nil, err
 	}
 	published := mounted && hasFiles(target)
-	files, p, err := n.render(ctx, req, log)
+	files, p, missing, err := n.render(ctx, req, log)
 	if published {
 		n.republish(target, files, p, err, log)
 		return &csi.NodePublishVolumeResponse{}, nil
@@ -74,6 +77,9 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 		return nil, statusError(err, "publishing volume %q", volumeID)
 	}
 	log.V(2).Info("volume published", "files", len(files))
+	if len(missing) > 0 {
+		n.reportMissing(vc, missing, log)
+	}
 	return &csi.NodePublishVolumeResponse{}, nil
 }
 
@@ -101,27 +107,29 @@ func checkPublishArguments(req *csi.NodePublishVolumeRequest) error {
 }
 
 // render reads the attributes and the token, checks access to and reads
-// every Connector, and renders the volume's files. Errors are gRPC statuses.
-func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeRequest, log logr.Logger) (map[string][]byte, perms, error) {
+// every Connector, and renders the volume's files. It also returns the
+// configuration.names that nothing provides (the volume renders without
+// them when at least one is found). Errors are gRPC statuses.
+func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeRequest, log logr.Logger) (map[string][]byte, perms, []string, error) {
 	p, err := permsFor(req.GetVolumeCapability().GetMount().GetVolumeMountGroup())
 	if err != nil {
-		return nil, p, status.Error(codes.InvalidArgument, err.Error())
+		return nil, p, nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	attrs, err := parseAttributes(req.GetVolumeContext())
 	if err != nil {
-		return nil, p, err
+		return nil, p, nil, err
 	}
 	token, err := podToken(req.GetSecrets(), req.GetVolumeContext(), n.opts.Audience)
 	if err != nil {
-		return nil, p, err
+		return nil, p, nil, err
 	}
 	n.checkExpiration(attrs.TokenExpiration, token, log)
 	user := kube.ServiceAccountUser(attrs.PodNamespace, attrs.ServiceAccount)
 	connectors, err := n.resolve(ctx, user, attrs.Connectors)
 	if err != nil {
-		return nil, p, err
+		return nil, p, nil, err
 	}
-	files, err := n.opts.Render(configgen.Input{
+	in := configgen.Input{
 		Connectors:     connectors,
 		Token:          token.Token,
 		ProxyURL:       n.opts.PublicURL,
@@ -130,11 +138,43 @@ func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeReque
 		Configurations: attrs.Include,
 		Exclude:        attrs.Exclude,
 		Params:         attrs.Params,
-	})
-	if err != nil {
-		return nil, p, statusError(err, "rendering the volume files")
 	}
-	return files, p, nil
+	files, err := n.opts.Render(in)
+	if err != nil {
+		return nil, p, nil, statusError(err, "rendering the volume files")
+	}
+	return files, p, configgen.Missing(in), nil
+}
+
+// reportMissing logs the configuration.names that were not found and
+// records them as a Warning Event on the pod, as upstream does.
+func (n *nodeServer) reportMissing(vc map[string]string, missing []string, log logr.Logger) {
+	note := fmt.Sprintf("volume attribute %s: %s not found in the mounted connectors' classes or the built-in generators; the volume was mounted without %s",
+		AttrConfigurationNames, quoteList(missing), pronoun(len(missing)))
+	log.Info("configurations not found; mounted without them", "configurations", missing)
+	if n.opts.Events == nil || vc[AttrPodName] == "" {
+		return
+	}
+	pod := kube.PodRef{Namespace: vc[AttrPodNamespace], Name: vc[AttrPodName], UID: vc[AttrPodUID]}
+	n.opts.Events.PodWarning(pod, ReasonConfigurationNotFound, "MountVolume", note)
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, s := range names {
+		q[i] = strconv.Quote(s)
+	}
+	if len(q) == 1 {
+		return "configuration " + q[0] + " was"
+	}
+	return "configurations " + strings.Join(q, ", ") + " were"
+}
+
+func pronoun(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 // checkExpiration warns when token.expiration asks for more than the token

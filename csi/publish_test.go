@@ -202,7 +202,7 @@ func TestNodePublishVolumeRenderCodes(t *testing.T) {
 			return nil, &configgen.InvalidError{Field: "configuration.params", Reason: "unknown param"}
 		}, codes.InvalidArgument},
 		{"unknown configuration", func(configgen.Input) (map[string][]byte, error) {
-			return nil, &configgen.UnknownConfigurationError{Name: "x"}
+			return nil, &configgen.UnknownConfigurationError{Names: []string{"x"}}
 		}, codes.NotFound},
 		{"unclassified error", func(configgen.Input) (map[string][]byte, error) {
 			return nil, errors.New("boom")

@@ -185,10 +185,23 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		if slices.Contains(r.Resources, "secrets") {
 			require.Equal(t, []string{"get"}, r.Verbs, "secrets are read one by one, never listed or watched")
 		}
+		if slices.Contains(r.Resources, "events") {
+			require.Equal(t, []string{"events.k8s.io"}, r.APIGroups)
+			require.Equal(t, []string{"create", "patch"}, r.Verbs, "events are written, never read")
+			continue
+		}
 		for _, v := range r.Verbs {
 			require.Contains(t, []string{"get", "list", "watch", "create"}, v)
 		}
 	}
+	// Global CA Secrets are listed and watched in the service's namespace
+	// only, through a Role and nothing else.
+	global := find[rbacv1.Role](t, objs, "Role", "connectors-node-global-ca")
+	require.Equal(t, "connectors-system", global.Namespace)
+	require.Equal(t, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list", "watch"}}}, global.Rules)
+	gb := find[rbacv1.RoleBinding](t, objs, "RoleBinding", "connectors-node-global-ca")
+	require.Equal(t, "connectors-system", gb.Namespace)
+	require.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: global.Name}, gb.RoleRef)
 	role := find[rbacv1.Role](t, objs, "Role", "connectors-node-ca")
 	for _, r := range role.Rules {
 		if slices.Contains(r.Verbs, "get") {

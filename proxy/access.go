@@ -88,10 +88,36 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 			}
 			return nil, objectError(k.String(), "connector", err)
 		}
+		if err := p.checkServedHere(ctx, conn); err != nil {
+			return nil, err
+		}
 		c.cands = append(c.cands, candidates(len(c.connectors), conn)...)
 		c.connectors = append(c.connectors, conn)
 	}
 	return c, nil
+}
+
+// checkServedHere refuses a Connector whose class has a proxy of its own
+// (spec.proxy naming another proxy than this one): its credential is that
+// proxy's to inject, and its clients were given that proxy's address. A
+// class that does not exist has no proxy of its own.
+func (p *Proxy) checkServedHere(ctx context.Context, conn *v1alpha1.Connector) error {
+	if conn.Spec.ConnectorClassName == "" {
+		return nil
+	}
+	class, err := p.opts.Objects.ConnectorClass(ctx, conn.Spec.ConnectorClassName)
+	if errors.Is(err, kube.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return objectError(conn.Key(), "connectorclass", err)
+	}
+	if own := class.OwnProxy(p.opts.PublicURL); own != "" {
+		return &statusError{status: http.StatusForbidden,
+			msg: fmt.Sprintf("connector %q is served by the proxy of its connectorclass %q, %s, not by this proxy",
+				conn.Key(), class.Name, own)}
+	}
+	return nil
 }
 
 // candidates lists the parseable addresses of a Connector: spec.address and
@@ -130,7 +156,10 @@ func (p *Proxy) forwardCaller(r *http.Request, t match.Target) (*caller, error) 
 	return c, nil
 }
 
-// connectorCA returns the PEM of a Connector's caCertSecretRef, or nil.
+// connectorCA returns the certificates of a Connector's caCertSecretRef as
+// PEM, or nil: those of keys ending in .crt or .pem and of values holding a
+// PEM block (kube.CACertsFromSecret). Other keys are never read into the
+// pool or named in an error.
 func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte, error) {
 	ref := c.Spec.CACertSecretRef
 	if ref == nil || ref.Name == "" {
@@ -140,9 +169,10 @@ func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte,
 	if err != nil {
 		return nil, objectError(c.Key(), "CA secret", err)
 	}
-	pem := s.Data["ca.crt"]
+	pem := kube.CACertsFromSecret(s)
 	if len(pem) == 0 {
-		return nil, statusErrorf(http.StatusInternalServerError, "connector %q: CA secret has no ca.crt", c.Key())
+		return nil, statusErrorf(http.StatusInternalServerError,
+			"connector %q: CA secret holds no PEM certificate (in a key ending .crt or .pem)", c.Key())
 	}
 	return pem, nil
 }

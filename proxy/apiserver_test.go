@@ -45,38 +45,11 @@ func TestRealAPIServerDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cache, err := kube.NewCache(kube.CacheOptions{Config: api.Config})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cache.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if !cache.WaitForSync(ctx) {
-		t.Fatal("cache did not sync")
-	}
-	reviewer, err := kube.NewReviewer(kube.ReviewerOptions{Client: api.Kube, Audience: proxyAudience})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := kube.NewCA("t", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &logBuffer{}
-	p, err := New(Options{Objects: cache, Auth: reviewer, CA: ca, AllowLoopback: true, Resolver: testResolver,
-		AuditLog: logs, Log: funcr.New(logs.write, funcr.Options{})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := p.NewServer(ServerOptions{})
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	addr := serveWithAPI(ctx, t, api, func(o *Options) {
+		o.AuditLog = logs
+		o.Log = funcr.New(logs.write, funcr.Options{})
+	})
 
 	allowed := api.Token(t, ns, "allowed", []string{proxyAudience}, time.Hour)
 	denied := api.Token(t, ns, "denied", []string{proxyAudience}, time.Hour)
@@ -93,7 +66,7 @@ func TestRealAPIServerDecisions(t *testing.T) {
 	all := &bodies{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req := newRequest(t, http.MethodGet, "http://"+ln.Addr().String()+"/namespaces/"+ns+"/connectors/api/x", nil)
+			req := newRequest(t, http.MethodGet, "http://"+addr+"/namespaces/"+ns+"/connectors/api/x", nil)
 			req.Header.Set("Authorization", "Bearer "+c.token)
 			code, _, _ := do(t, &http.Client{Transport: &http.Transport{Proxy: nil}}, req, all)
 			if code != c.want {
@@ -112,4 +85,46 @@ func TestRealAPIServerDecisions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// serveWithAPI starts a proxy on loopback whose Connectors come from an
+// informer cache and whose tokens and access are reviewed by the real API
+// server, and returns its address. edit adjusts the options.
+func serveWithAPI(ctx context.Context, t *testing.T, api *apitest.Env, edit func(*Options)) string {
+	t.Helper()
+	cache, err := kube.NewCache(kube.CacheOptions{Config: api.Config})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cache.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !cache.WaitForSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+	reviewer, err := kube.NewReviewer(kube.ReviewerOptions{Client: api.Kube, Audience: proxyAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := kube.NewCA("t", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Objects: cache, Auth: reviewer, CA: ca, AllowLoopback: true, Resolver: testResolver}
+	if edit != nil {
+		edit(&opts)
+	}
+	p, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := p.NewServer(ServerOptions{})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	return ln.Addr().String()
 }

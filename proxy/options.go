@@ -62,8 +62,13 @@ type Options struct {
 	// resolver.
 	Resolver Resolver
 
-	// UpstreamRoots are trusted for upstream TLS in addition to the system
-	// pool and each Connector's caCertSecretRef Secret (key ca.crt).
+	// Roots are the roots trusted for upstream TLS, read on every request:
+	// when they change, new connections use the new roots and idle ones
+	// are closed. Each Connector's caCertSecretRef certificates are added
+	// on top. Default: the system pool, never changing. *kube.GlobalCAs
+	// adds the global CA Secrets.
+	Roots kube.Roots
+	// UpstreamRoots are trusted for upstream TLS in addition to Roots.
 	UpstreamRoots []*x509.Certificate
 
 	// DialTimeout bounds connecting to an upstream. Default 10s.

@@ -9,40 +9,67 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/connectors-node/connectors-node/kube"
 )
 
 // maxTransports bounds the transports kept for distinct Connector CAs.
 const maxTransports = 64
 
-// upstreams holds the HTTP transports to upstreams: one with the system
-// roots (plus UpstreamRoots), and one per distinct Connector CA bundle. All
-// dial through the SSRF guard and never use an environment proxy.
+// upstreams holds the HTTP transports to upstreams: one with the trusted
+// roots, and one per distinct Connector CA bundle on top of them. All dial
+// through the SSRF guard and never use an environment proxy. When the roots
+// change (a global CA Secret came or went) every transport is rebuilt and
+// the old ones' idle connections closed, so no connection verified against
+// the old roots is reused.
 type upstreams struct {
 	opts  *Options
 	guard *guard
-	roots *x509.CertPool
-	def   *http.Transport
+	src   kube.Roots
 
 	mu    sync.Mutex
+	gen   uint64
+	roots *x509.CertPool
+	def   *http.Transport
 	order *list.List // of [32]byte, front = most recent
 	byCA  map[[32]byte]*list.Element
 	trs   map[[32]byte]*http.Transport
 }
 
 func newUpstreams(opts *Options, g *guard) (*upstreams, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
+	src := opts.Roots
+	if src == nil {
+		roots, err := x509.SystemCertPool()
+		if err != nil || roots == nil {
+			roots = x509.NewCertPool()
+		}
+		src = kube.StaticRoots{Pool: roots}
 	}
-	for _, c := range opts.UpstreamRoots {
+	u := &upstreams{opts: opts, guard: g, src: src}
+	pool, gen := src.Roots()
+	u.reset(pool, gen)
+	return u, nil
+}
+
+// reset builds the transports for a new pool of roots. u.mu is held, or
+// u is not shared yet.
+func (u *upstreams) reset(pool *x509.CertPool, gen uint64) {
+	if pool == nil {
+		pool = x509.NewCertPool()
+	}
+	roots := pool.Clone()
+	for _, c := range u.opts.UpstreamRoots {
 		roots.AddCert(c)
 	}
-	u := &upstreams{
-		opts: opts, guard: g, roots: roots,
-		order: list.New(), byCA: map[[32]byte]*list.Element{}, trs: map[[32]byte]*http.Transport{},
+	if u.def != nil {
+		u.def.CloseIdleConnections()
 	}
+	for _, t := range u.trs {
+		t.CloseIdleConnections()
+	}
+	u.gen, u.roots = gen, roots
 	u.def = u.newTransport(roots)
-	return u, nil
+	u.order, u.byCA, u.trs = list.New(), map[[32]byte]*list.Element{}, map[[32]byte]*http.Transport{}
 }
 
 func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
@@ -62,19 +89,23 @@ func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
 	}
 }
 
-// transport returns the transport that trusts the system roots plus caPEM.
+// transport returns the transport that trusts the current roots plus caPEM.
 func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
+	pool, gen := u.src.Roots()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if gen != u.gen {
+		u.reset(pool, gen)
+	}
 	if len(caPEM) == 0 {
 		return u.def, nil
 	}
 	key := sha256.Sum256(caPEM)
-	u.mu.Lock()
-	defer u.mu.Unlock()
 	if el, ok := u.byCA[key]; ok {
 		u.order.MoveToFront(el)
 		return u.trs[key], nil
 	}
-	pool := u.roots.Clone()
+	pool = u.roots.Clone()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("CA secret holds no PEM certificate")
 	}
@@ -94,9 +125,9 @@ func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
 
 // closeIdle closes idle upstream connections of every transport.
 func (u *upstreams) closeIdle() {
-	u.def.CloseIdleConnections()
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.def.CloseIdleConnections()
 	for _, t := range u.trs {
 		t.CloseIdleConnections()
 	}

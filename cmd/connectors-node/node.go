@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,23 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		}
 	}
 
+	// The roots for TLS to tools: the system pool plus the global CA
+	// Secrets of the service's namespace, followed as they change.
+	systemPool, err := x509.SystemCertPool()
+	if err != nil {
+		systemPool = x509.NewCertPool()
+	}
+	globalCAs, err := kube.NewGlobalCAs(client, cfg.namespace, systemPool, log.WithName("global-ca"))
+	if err != nil {
+		return nil, err
+	}
+	globalCAs.Start(ctx)
+
+	events, err := kube.NewEventRecorder(ctx, client, csi.DriverName)
+	if err != nil {
+		return nil, err
+	}
+
 	csiServer, err := csi.NewServer(csi.Options{
 		NodeID:          cfg.nodeID,
 		Endpoint:        cfg.csiEndpoint,
@@ -105,6 +123,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		Ready:           cache.Synced,
 		Audience:        cfg.audience,
 		PublicURL:       cfg.publicURL,
+		ClusterDomain:   cfg.clusterDomain,
 		CACertPEM:       ca.CertPEM,
 		SystemRootsPEM:  roots,
 		TmpfsSize:       cfg.tmpfsSize,
@@ -112,6 +131,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Log:             log,
 		Registerer:      reg,
+		Events:          events,
 	})
 	if err != nil {
 		return nil, err
@@ -127,6 +147,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
 		AllowLoopback:         cfg.allowLoopback,
 		DenyCIDRs:             denied,
+		Roots:                 globalCAs,
 		AuditLog:              audit,
 		Log:                   log.WithName("proxy"),
 		Registerer:            reg,
@@ -137,6 +158,9 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	ready := func(context.Context) error {
 		if !cache.Synced() {
 			return errors.New("caches not synced")
+		}
+		if !globalCAs.Synced() {
+			return errors.New("global CA secrets not synced")
 		}
 		return nil
 	}
