@@ -117,6 +117,8 @@ type nodeOptions struct {
 	interval  time.Duration
 	publicURL string
 	probeRate float64
+	// config is the node's client configuration; default the admin's.
+	config *rest.Config
 }
 
 // startNode starts a reconciler as a node process would: its own clients,
@@ -124,7 +126,11 @@ type nodeOptions struct {
 func startNode(t testing.TB, env *apitest.Env, o nodeOptions) *node {
 	t.Helper()
 	n := &node{reg: prometheus.NewRegistry(), api: &counter{}, logs: &syncBuffer{}, done: make(chan struct{})}
-	cfg := rest.CopyConfig(env.Config)
+	base := env.Config
+	if o.config != nil {
+		base = o.config
+	}
+	cfg := rest.CopyConfig(base)
 	cfg.QPS, cfg.Burst = 500, 1000
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return &countingTransport{rt: rt, c: n.api} }
 	ctx, cancel := context.WithCancel(context.Background())

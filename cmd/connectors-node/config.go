@@ -39,6 +39,10 @@ type config struct {
 	shutdownTimeout       time.Duration
 	verbosity             int
 	auditLog              string
+
+	// Status reconciler.
+	status              bool
+	statusProbeInterval time.Duration
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -75,6 +79,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
+	fs.BoolVar(&c.status, "status", true, "write Connector and ConnectorClass status (addresses, conditions, probes) and the host-form Services c-<name>, from the one node that holds the status Lease; turn off when an upstream controller owns status")
+	fs.DurationVar(&c.statusProbeInterval, "status-probe-interval", 5*time.Minute, "time between liveness and auth probes of a healthy Connector (with jitter; failures retry sooner with backoff), and between status resyncs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -118,7 +124,7 @@ func (c *config) validate() error {
 	if _, err := c.denyNets(); err != nil {
 		bad("deny-cidrs", "%v", err)
 	}
-	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout} {
+	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout, "status-probe-interval": c.statusProbeInterval} {
 		if d <= 0 {
 			bad(name, "must be positive, got %s", d)
 		}
