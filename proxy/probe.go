@@ -57,4 +57,3 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 	}
 	return p.send(tr, out, pl)
 }
-

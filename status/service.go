@@ -16,9 +16,9 @@ import (
 // managedByLabel=managedByValue are ever changed or deleted, and only when
 // their controller reference is the Connector itself.
 const (
-	managedByLabel = "app.kubernetes.io/managed-by"
-	managedByValue = "connectors-node"
-	connectorLabel = "connectors.alauda.io/connector"
+	managedByLabel  = "app.kubernetes.io/managed-by"
+	managedByValue  = "connectors-node"
+	connectorLabel  = "connectors.alauda.io/connector"
 	managedSelector = managedByLabel + "=" + managedByValue
 )
 
