@@ -45,6 +45,6 @@ func (c *controller) reconcileClass(ctx context.Context, name string) error {
 	}
 	conds := []v1alpha1.Condition{proxyCond, apiCond}
 	conds = append(conds, ready(conds))
-	_, err = c.writeStatus(ctx, cls, "connectorclass", &cls.Status.Status, cls.Status.Proxy, conds, proxy)
+	_, _, err = c.writeStatus(ctx, key{class: true, name: name}, cls, "connectorclass", &cls.Status.Status, cls.Status.Proxy, conds, proxy)
 	return err
 }

@@ -17,6 +17,7 @@ func (c *controller) reconcileConnector(ctx context.Context, k key) error {
 	conn, err := c.opts.Objects.Connector(ctx, k.namespace, k.name)
 	if errors.Is(err, kube.ErrNotFound) {
 		c.forgetProbes(k)
+		c.forgetWritten(k)
 		// The garbage collector removes the Service through its owner
 		// reference; deleting it here as well does not wait for it.
 		return c.removeService(ctx, k.namespace, k.name, func(*corev1.Service) bool { return false })

@@ -46,6 +46,9 @@ type controller struct {
 	services corelisters.ServiceLister
 	recorder record.EventRecorder
 	prober   *prober
+
+	mu      sync.Mutex
+	written map[key]written
 }
 
 // lead reconciles until ctx ends (the lease is lost or the node stops).
@@ -53,6 +56,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	c := &controller{
 		opts:    &r.opts,
 		metrics: r.metrics,
+		written: map[key]written{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[key](),
 			workqueue.TypedRateLimitingQueueConfig[key]{Name: "connectors-status"}),

@@ -60,6 +60,8 @@ type counter struct {
 	reads  atomic.Int64
 	// statusWrites counts patches of connectors/status.
 	statusWrites atomic.Int64
+	// services and events count writes of those.
+	services, events atomic.Int64
 }
 
 type countingTransport struct {
@@ -76,8 +78,13 @@ func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if !strings.Contains(r.URL.Path, "/leases/") {
 			t.c.writes.Add(1)
 		}
-		if strings.Contains(r.URL.Path, "/connectors/") && strings.HasSuffix(r.URL.Path, "/status") {
+		switch {
+		case strings.Contains(r.URL.Path, "/connectors/") && strings.HasSuffix(r.URL.Path, "/status"):
 			t.c.statusWrites.Add(1)
+		case strings.Contains(r.URL.Path, "/services"):
+			t.c.services.Add(1)
+		case strings.Contains(r.URL.Path, "/events"):
+			t.c.events.Add(1)
 		}
 	}
 	return t.rt.RoundTrip(r)

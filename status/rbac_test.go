@@ -30,16 +30,18 @@ func TestDeployRBACIsEnough(t *testing.T) {
 	up := startUpstream(t)
 	n := startNode(t, env, nodeOptions{identity: "node-a", leaseNS: "connectors-system", config: cfg})
 	cls := gitClass("git-rbac", nil)
-	create(t, env, cls, basicSecret(ns, "git-auth", upstreamPass), gitConnector(t, ns, "git", cls.Name, up.URL, "git-auth"))
+	create(t, env, cls, gitConnector(t, ns, "git", cls.Name, up.URL, "git-auth"))
+	waitReady(t, env, ns, "git", status.False, status.ReasonSecretNotFound)
+	eventually(t, "a Warning Event on the Connector", func() (bool, string) {
+		var events corev1.EventList
+		require.NoError(t, env.Client.List(ctx, &events, client.InNamespace(ns)))
+		return len(events.Items) > 0 && events.Items[0].Reason == status.ReasonSecretNotFound, ""
+	})
+	create(t, env, basicSecret(ns, "git-auth", upstreamPass))
 	c := waitReady(t, env, ns, "git", status.True, "")
 	require.Equal(t, "http://c-git."+ns+".svc.cluster.local", c.Status.Proxy.HTTPAddress.URL)
 	_, err := env.Kube.CoreV1().Services(ns).Get(ctx, "c-git", metav1.GetOptions{})
 	require.NoError(t, err)
-	eventually(t, "an Event on the Connector", func() (bool, string) {
-		var events corev1.EventList
-		require.NoError(t, env.Client.List(ctx, &events, client.InNamespace(ns)))
-		return len(events.Items) > 0, ""
-	})
 	require.NoError(t, env.Client.Delete(ctx, c))
 	eventually(t, "the Service removed with its Connector", func() (bool, string) {
 		_, err := env.Kube.CoreV1().Services(ns).Get(ctx, "c-git", metav1.GetOptions{})
