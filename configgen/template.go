@@ -299,3 +299,9 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 
 // Bytes returns what was written.
 func (b *limitedBuffer) Bytes() []byte { return b.buf.Bytes() }
+
+// FuncMap returns the functions class templates may call: sprig's
+// text/template functions minus those that read the node, the clock or
+// randomness, with output bounds. Other templates of a ConnectorClass (probe
+// paths and headers) use the same set.
+func FuncMap() template.FuncMap { return funcMap() }

@@ -217,3 +217,38 @@ func TestManifestsApplyToARealAPIServer(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, manifests.Create(ctx, env.Client, loadAll(t)))
 }
+
+// TestStatusRBACIsExactlyWhatItNeeds pins the status writer's grants: any
+// broader verb, resource or scope fails here.
+func TestStatusRBACIsExactlyWhatItNeeds(t *testing.T) {
+	objs := loadAll(t)
+	cr := find[rbacv1.ClusterRole](t, objs, "ClusterRole", "connectors-node-status")
+	require.Equal(t, []rbacv1.PolicyRule{
+		{APIGroups: []string{"connectors.alauda.io"}, Resources: []string{"connectors/status", "connectorclasses/status"}, Verbs: []string{"patch"}},
+		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
+		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	}, cr.Rules)
+	require.Empty(t, cr.AggregationRule)
+	role := find[rbacv1.Role](t, objs, "Role", "connectors-node-status")
+	require.Equal(t, "connectors-system", role.Namespace)
+	require.Equal(t, []rbacv1.PolicyRule{
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"connectors-node-status"}, Verbs: []string{"get", "update"}},
+	}, role.Rules)
+	for _, b := range []struct{ kind, name string }{{"ClusterRoleBinding", "connectors-node-status"}, {"RoleBinding", "connectors-node-status"}} {
+		rb := find[rbacv1.RoleBinding](t, objs, b.kind, b.name)
+		require.Equal(t, []rbacv1.Subject{{Kind: "ServiceAccount", Name: "connectors-node", Namespace: "connectors-system"}}, rb.Subjects, b.kind)
+		require.Equal(t, b.name, rb.RoleRef.Name, "%s binds another role", b.kind)
+	}
+	// Nothing else in deploy/ grants the node more for status: only the
+	// roles above mention status, services, events or leases.
+	for _, u := range objs {
+		if (u.GetKind() == "ClusterRole" || u.GetKind() == "Role") && u.GetName() != "connectors-node-status" {
+			b, err := u.MarshalJSON()
+			require.NoError(t, err)
+			for _, word := range []string{"/status", `"services"`, `"events"`, `"leases"`} {
+				require.NotContains(t, string(b), word, "%s %s", u.GetKind(), u.GetName())
+			}
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -216,4 +217,33 @@ func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Sec
 		return nil, err
 	}
 	return v.(*corev1.Secret), nil
+}
+
+// AddEventHandler registers h on the informer of obj (a Connector or a
+// ConnectorClass); the handler first sees an add for every cached object.
+// Remove it with the returned function.
+func (c *Cache) AddEventHandler(ctx context.Context, obj client.Object, h toolscache.ResourceEventHandler) (remove func() error, err error) {
+	inf, err := c.informers.GetInformer(ctx, obj)
+	if err != nil {
+		return nil, fmt.Errorf("kube cache: informer for %T: %w", obj, err)
+	}
+	reg, err := inf.AddEventHandler(h)
+	if err != nil {
+		return nil, fmt.Errorf("kube cache: handler for %T: %w", obj, err)
+	}
+	return func() error { return inf.RemoveEventHandler(reg) }, nil
+}
+
+// Connectors lists the cached Connectors, of every namespace. The objects
+// are shared with the cache and must not be modified.
+func (c *Cache) Connectors(ctx context.Context) ([]*v1alpha1.Connector, error) {
+	var list v1alpha1.ConnectorList
+	if err := c.informers.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing connectors: %w", err)
+	}
+	out := make([]*v1alpha1.Connector, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
 }

@@ -46,6 +46,9 @@ type config struct {
 	apiOutageGrace time.Duration
 	kubeletRoot    string
 	maxConnections int
+	// Status reconciler.
+	status              bool
+	statusProbeInterval time.Duration
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -85,6 +88,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
 	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")
 	fs.IntVar(&c.maxConnections, "max-connections", proxy.DefaultMaxConnections, "most client connections (tunnels included) the proxy serves at once; beyond it a connection is answered 503 and closed")
+	fs.BoolVar(&c.status, "status", true, "write Connector and ConnectorClass status (addresses, conditions, probes) and the host-form Services c-<name>, from the one node that holds the status Lease; turn off when an upstream controller owns status")
+	fs.DurationVar(&c.statusProbeInterval, "status-probe-interval", 5*time.Minute, "time between liveness and auth probes of a healthy Connector (with jitter; failures retry sooner with backoff), and between status resyncs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -128,7 +133,7 @@ func (c *config) validate() error {
 	if _, err := c.denyNets(); err != nil {
 		bad("deny-cidrs", "%v", err)
 	}
-	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout, "api-outage-grace": c.apiOutageGrace} {
+	for name, d := range map[string]time.Duration{"secret-cache-ttl": c.secretTTL, "token-cache-ttl": c.tokenCacheTTL, "shutdown-timeout": c.shutdownTimeout, "api-outage-grace": c.apiOutageGrace, "status-probe-interval": c.statusProbeInterval} {
 		if d <= 0 {
 			bad(name, "must be positive, got %s", d)
 		}

@@ -23,6 +23,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions",
 		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
+		"status", "status-probe-interval",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -44,6 +45,7 @@ func TestFlagsDefaults(t *testing.T) {
 	require.False(t, c.allowUnmatchedTunnels)
 	require.False(t, c.allowLoopback)
 	require.Equal(t, "-", c.auditLog, "audit lines go to standard output by default")
+	require.True(t, c.status, "status is written unless an upstream controller owns it")
 }
 
 func TestAuditLogFileIsOpenedBeforeAnythingStarts(t *testing.T) {

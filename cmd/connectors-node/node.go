@@ -21,6 +21,7 @@ import (
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/status"
 )
 
 // node is the running service: caches, reviewer, CSI server, proxy and the
@@ -32,6 +33,8 @@ type node struct {
 	csi   *csi.Server
 	proxy *proxy.Server
 	ops   *http.Server
+	// status writes Connector status while it holds the lease; nil with --status=false.
+	status *status.Reconciler
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -164,7 +167,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		}
 		return nil
 	}
-	return &node{
+	n := &node{
 		cfg:   cfg,
 		log:   log,
 		cache: cache,
@@ -175,7 +178,13 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 			Handler:           newOpsHandler(ready, reg),
 			ReadHeaderTimeout: 5 * time.Second,
 		},
-	}, nil
+	}
+	if cfg.status {
+		if n.status, err = newStatus(cfg, rc, client, cache, p, ca.CertPEM, log, reg); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
 }
 
 // serve runs every server until ctx ends or one fails, then stops them in
@@ -216,8 +225,12 @@ func (n *node) serve(ctx context.Context) error {
 	if err := listen(n.proxy.HTTP.Addr, "proxy", n.proxy.Serve); err != nil {
 		return err
 	}
+	statusDone := n.runStatus(ctx)
 	<-ctx.Done()
 	n.log.Info("shutting down")
+	// The status writer stops first and releases its lease, so another
+	// node takes over at once.
+	<-statusDone
 
 	stopCtx, stop := context.WithTimeout(context.Background(), n.cfg.shutdownTimeout)
 	defer stop()

@@ -242,6 +242,9 @@ func (d *demo) startNode(ctx context.Context) error {
 		"--ops-listen=" + opsAddr,
 		"--public-url=http://" + proxyAddr,
 		"--allow-loopback-upstreams",
+		// No cluster DNS here: host-form status addresses (c-<name>.<ns>.svc)
+		// would not resolve for the tools the stories run.
+		"--status=false",
 	}
 	d.node = exec.CommandContext(ctx, bin, args...) //nolint:gosec // the binary the Makefile built
 	d.node.Stdout, d.node.Stderr = d.nodeLog, d.nodeLog

@@ -18,6 +18,7 @@ const ProxyResolverAnnotation = "connectors.cpaas.io/proxy-resolver"
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,categories=alauda
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ConnectorClass struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/status"
+)
+
+// newStatus builds the status reconciler over the node's cache and proxy.
+func newStatus(cfg *config, rc *rest.Config, kc kubernetes.Interface, cache *kube.Cache, p *proxy.Proxy,
+	caPEM []byte, log logr.Logger, reg prometheus.Registerer) (*status.Reconciler, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	cl, err := client.New(rc, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	return status.New(status.Options{
+		Objects:       cache,
+		Kube:          kc,
+		Client:        cl,
+		Sender:        p,
+		Namespace:     cfg.namespace,
+		Identity:      cfg.nodeID,
+		PublicURL:     cfg.publicURL,
+		ClusterDomain: cfg.clusterDomain,
+		Audience:      cfg.audience,
+		ProxyCACert:   caPEM,
+		ProbeInterval: cfg.statusProbeInterval,
+		Log:           log.WithName("status"),
+		Registerer:    reg,
+	})
+}
+
+// runStatus runs the status reconciler until ctx ends; the channel closes
+// when it has stopped. Without --status it is closed at once.
+func (n *node) runStatus(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if n.status == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		if !n.cache.WaitForSync(ctx) {
+			return
+		}
+		if err := n.status.Run(ctx); err != nil {
+			n.log.Error(err, "status reconciler")
+		}
+	}()
+	return done
+}

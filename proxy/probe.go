@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/proxy/match"
+)
+
+// ErrNotConnectorAddress is returned by SendAs for a URL outside every
+// address of the Connector: the request is not sent.
+var ErrNotConnectorAddress = errors.New("not one of the connector's addresses")
+
+// modeProbe labels requests SendAs makes.
+const modeProbe = "probe"
+
+// SendAs sends r upstream as the forward proxy would for Connector c, for
+// checks made on the Connector's behalf (the status reconciler's probes).
+// r must have an absolute http(s) URL that falls under c's spec.address or
+// one of its address extensions (the same matching as injection); any other
+// URL, and the proxy's own address, is refused with an error wrapping
+// ErrNotConnectorAddress before anything is sent. The request gets c's
+// credential (registry token flow included), is verified with c's CA and
+// the proxy's roots, and dials through the SSRF guard. Client Authorization
+// headers are dropped; redirects are returned, never followed. Errors never
+// carry the credential.
+func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Request) (*http.Response, error) {
+	t, err := match.ParseURL(r.URL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConnectorAddress, err)
+	}
+	cand, ok := match.Best(candidates(0, c), t)
+	if !ok || p.isSelf(t) {
+		return nil, fmt.Errorf("%s://%s:%s: %w", t.Scheme, t.Host, t.Port, ErrNotConnectorAddress)
+	}
+	target := *r.URL
+	pl := &plan{mode: modeProbe, connector: c.Key(), target: &target}
+	if pl.credential, err = p.credential(ctx, c); err != nil {
+		return nil, err
+	}
+	if pl.caPEM, err = p.connectorCA(ctx, c); err != nil {
+		return nil, err
+	}
+	registryPlan(pl, c, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
+	tr, err := p.upstreams.transport(pl.caPEM)
+	if err != nil {
+		return nil, err
+	}
+	out := r.Clone(ctx)
+	out.Header.Del("Authorization")
+	out.Header.Del("Proxy-Authorization")
+	if pl.credential != "" {
+		out.Header.Set("Authorization", pl.credential)
+	}
+	return p.send(tr, out, pl)
+}

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestSendAsInjectsOnlyForTheConnectorsAddresses pins the rule the status
+// probes rely on: SendAs sends the Connector's credential to its own
+// addresses and refuses, without sending anything, every other URL.
+func TestSendAsInjectsOnlyForTheConnectorsAddresses(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	api, err := f.objects.Connector(ctx, "team-a", "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gl, err := f.objects.Connector(ctx, "team-a", "gl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(c string, u string) (int, error) {
+		conn := api
+		if c == "gl" {
+			conn = gl
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer client-supplied")
+		resp, err := f.proxy.SendAs(ctx, conn, req)
+		if err != nil {
+			return 0, err
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+
+	for _, u := range []string{
+		"https://api.example.test:" + f.pa + "/user",
+		"https://api-ext.example.test:" + f.pa + "/v1/x",
+	} {
+		code, err := send("api", u)
+		if err != nil || code != http.StatusOK {
+			t.Fatalf("%s: %v %v", u, code, err)
+		}
+		reqs := f.log.take()
+		if len(reqs) != 1 || !injectedIn(reqs, f.basic) {
+			t.Fatalf("%s: the credential was not injected: %+v", u, reqs)
+		}
+		if carries(reqs, "client-supplied") {
+			t.Fatalf("%s: a caller's Authorization went upstream", u)
+		}
+	}
+
+	for _, tc := range []struct{ conn, url string }{
+		{"api", "https://other.example.test:" + f.pa + "/user"},         // another host, same server
+		{"api", "https://api.example.test:" + f.pb + "/user"},           // another port
+		{"api", "http://api.example.test:" + f.pa + "/user"},            // another scheme
+		{"api", "https://api-ext.example.test:" + f.pa + "/v2/x"},       // outside the extension's prefix
+		{"gl", "https://h.example.test:" + f.pa + "/info/refs"},         // outside the address's prefix
+		{"gl", "https://h.example.test:" + f.pa + "/gitlab/../x"},       // climbs out of the prefix
+		{"api", "https://user:pw@api.example.test:" + f.pa + "/user"},   // userinfo
+		{"api", "http://" + strings.TrimPrefix(f.url, "http://") + "/"}, // the proxy itself
+	} {
+		_, err := send(tc.conn, tc.url)
+		if !errors.Is(err, ErrNotConnectorAddress) {
+			t.Fatalf("%s: want ErrNotConnectorAddress, got %v", tc.url, err)
+		}
+		if strings.Contains(err.Error(), upstreamPass) || strings.Contains(err.Error(), b64(upstreamUser+":"+upstreamPass)) {
+			t.Fatalf("%s: error carries the credential: %v", tc.url, err)
+		}
+		if reqs := f.log.take(); len(reqs) != 0 {
+			t.Fatalf("%s: a refused probe reached an upstream: %+v", tc.url, reqs)
+		}
+	}
+
+	// Redirects come back; they are not followed.
+	code, err := send("api", "https://api.example.test:"+f.pa+"/redirect?to=https://other.example.test:"+f.pa+"/")
+	if err != nil || code != http.StatusFound {
+		t.Fatalf("redirect: %v %v", code, err)
+	}
+	if reqs := f.log.take(); len(reqs) != 1 {
+		t.Fatalf("the redirect was followed: %+v", reqs)
+	}
+}

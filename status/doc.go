@@ -1,0 +1,27 @@
+// Package status fills the status of Connectors and ConnectorClasses from
+// the node service itself, so that no separate controller is needed.
+//
+// One DaemonSet pod writes: a Reconciler campaigns for a Lease in the
+// service namespace (client-go leaderelection) and only while it holds the
+// lease does it reconcile; losing the lease cancels the reconcile context,
+// which stops every write at once. The leader reconciles from the node's
+// informer cache through a rate-limited work queue and writes status with
+// merge patches that carry the cached resourceVersion, so a conflict is
+// retried from fresh data rather than overwriting it. Unchanged status is
+// never written.
+//
+// For each Connector it sets status.proxy.httpAddress per the class's
+// resolver (host form c-<name>.<ns>.svc.<domain> by default, path form by
+// the connectors.cpaas.io/proxy-resolver annotation, under the class's own
+// proxy when spec.proxy names one), owns a Service c-<name> that leads the
+// host-form name to the proxy (a name clash is a condition, never an
+// overwrite), and sets the conditions upstream names: ConnectorClassReady,
+// SecretReady, LivenessReady, AuthReady, ProxyServiceReady and Ready. For
+// each ConnectorClass it sets ProxyReady, APIReady and Ready.
+//
+// The class's livenessProbe and authProbes run in a separate bounded pool
+// with a rate limit, a per-Connector interval with jitter, backoff on
+// failure and a timeout per probe. They go out through the proxy's SendAs:
+// the same credential injection, CA pool and SSRF guard as proxied
+// requests, and never to an address that is not the Connector's.
+package status

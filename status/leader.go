@@ -1,0 +1,76 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// Reconciler writes Connector and ConnectorClass status while it holds the
+// status Lease.
+type Reconciler struct {
+	opts    Options
+	metrics *metrics
+	leading atomic.Bool
+	// terms counts the leadership terms started, for tests.
+	terms atomic.Int64
+}
+
+// New builds a Reconciler; Run starts it.
+func New(opts Options) (*Reconciler, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Reconciler{opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+}
+
+// Leading reports whether this Reconciler holds the lease now.
+func (r *Reconciler) Leading() bool { return r.leading.Load() }
+
+// Run campaigns for the lease until ctx ends. While leading it reconciles;
+// when the lease is lost it stops writing at once (the reconcile context is
+// cancelled) and campaigns again. On return the lease is released.
+func (r *Reconciler) Run(ctx context.Context) error {
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, r.opts.Namespace, r.opts.LeaseName,
+		r.opts.Kube.CoreV1(), r.opts.Kube.CoordinationV1(),
+		resourcelock.ResourceLockConfig{Identity: r.opts.Identity})
+	if err != nil {
+		return fmt.Errorf("status lease: %w", err)
+	}
+	log := r.opts.Log
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   r.opts.LeaseDuration,
+			RenewDeadline:   r.opts.RenewDeadline,
+			RetryPeriod:     r.opts.RetryPeriod,
+			ReleaseOnCancel: true,
+			Name:            r.opts.LeaseName,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(lctx context.Context) {
+					r.leading.Store(true)
+					r.metrics.leader.Set(1)
+					r.terms.Add(1)
+					log.Info("status lease acquired; writing status", "lease", r.opts.Namespace+"/"+r.opts.LeaseName)
+					if err := r.lead(lctx); err != nil {
+						log.Error(err, "status reconciler stopped")
+					}
+				},
+				OnStoppedLeading: func() {
+					r.leading.Store(false)
+					r.metrics.leader.Set(0)
+					log.Info("status lease lost or released; status writes stopped")
+				},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("status lease: %w", err)
+		}
+		// Run returns when ctx ends or the lease is lost.
+		le.Run(ctx)
+	}
+	return nil
+}

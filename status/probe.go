@@ -1,0 +1,380 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/proxy"
+)
+
+// maxRedirects bounds the redirects a probe follows (within the
+// Connector's addresses only).
+const maxRedirects = 5
+
+// prober schedules and runs the probes of the Connectors: a delaying queue
+// drained by a fixed number of workers under a rate limit.
+type prober struct {
+	opts     *Options
+	metrics  *metrics
+	queue    workqueue.TypedDelayingInterface[key]
+	limiter  *rate.Limiter
+	onResult func(key)
+	// run probes one key; set by the controller.
+	run func(ctx context.Context, k key) (*probeResult, bool)
+
+	mu       sync.Mutex
+	results  map[key]*probeResult
+	failures map[key]int
+}
+
+// probeResult is the outcome of one round of probes of a Connector.
+type probeResult struct {
+	fingerprint string
+	liveness    *outcome
+	auth        *outcome
+}
+
+// outcome is one probe's condition.
+type outcome struct {
+	status, reason, message string
+}
+
+func newProber(opts *Options, m *metrics, onResult func(key)) *prober {
+	return &prober{
+		opts: opts, metrics: m, onResult: onResult,
+		queue:    workqueue.NewTypedDelayingQueue[key](),
+		limiter:  rate.NewLimiter(rate.Limit(opts.ProbeRate), max(1, int(opts.ProbeRate))),
+		results:  map[key]*probeResult{},
+		failures: map[key]int{},
+	}
+}
+
+func (p *prober) shutdown() { p.queue.ShutDown() }
+
+// result returns the last result for k if it was made from the same
+// objects; otherwise it asks for a probe and returns nil.
+func (p *prober) result(k key, fingerprint string) *probeResult {
+	p.mu.Lock()
+	r := p.results[k]
+	p.mu.Unlock()
+	if r != nil && r.fingerprint == fingerprint {
+		return r
+	}
+	p.queue.Add(k)
+	return nil
+}
+
+func (p *prober) forget(k key) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.results, k)
+	delete(p.failures, k)
+}
+
+// work runs probes until the queue shuts down.
+func (p *prober) work(ctx context.Context) {
+	for {
+		k, quit := p.queue.Get()
+		if quit {
+			return
+		}
+		p.one(ctx, k)
+		p.queue.Done(k)
+	}
+}
+
+func (p *prober) one(ctx context.Context, k key) {
+	if err := p.limiter.Wait(ctx); err != nil {
+		return
+	}
+	res, ok := p.run(ctx, k)
+	if ctx.Err() != nil {
+		return
+	}
+	if !ok {
+		p.forget(k)
+		return
+	}
+	p.mu.Lock()
+	p.results[k] = res
+	next := p.opts.ProbeInterval
+	if res.failed() {
+		n := p.failures[k]
+		p.failures[k] = n + 1
+		next = min(p.opts.ProbeBackoff<<min(n, 16), p.opts.ProbeInterval)
+	} else {
+		delete(p.failures, k)
+	}
+	p.mu.Unlock()
+	p.queue.AddAfter(k, next+time.Duration(float64(next)*p.opts.ProbeJitter*randFloat()))
+	p.onResult(k)
+}
+
+func (r *probeResult) failed() bool {
+	return (r.liveness != nil && r.liveness.status != True) || (r.auth != nil && r.auth.status != True)
+}
+
+// forgetProbes drops the probe state of a Connector that is gone or has no
+// class.
+func (c *controller) forgetProbes(k key) { c.prober.forget(k) }
+
+// probeSpecs returns the class's HTTP liveness probe and the HTTP auth
+// probe for the Connector's auth type, with their field paths.
+func probeSpecs(in *inputs) (live *v1alpha1.HTTPProbe, liveField string, auth *v1alpha1.HTTPProbe, authField string) {
+	if lp := in.class.Spec.LivenessProbe; lp != nil && lp.HTTP != nil {
+		live, liveField = lp.HTTP, "spec.livenessProbe.http"
+	}
+	if in.authType != nil {
+		for i, ap := range in.class.Spec.AuthProbes {
+			if ap.AuthName == in.authType.Name && ap.Probe != nil && ap.Probe.HTTP != nil {
+				auth, authField = ap.Probe.HTTP, fmt.Sprintf("spec.authProbes[%d].probe.http", i)
+			}
+		}
+	}
+	return live, liveField, auth, authField
+}
+
+// probeConditions returns LivenessReady and AuthReady from the last probe
+// result, asking for a probe when there is none for the current objects.
+func (c *controller) probeConditions(conn *v1alpha1.Connector, in *inputs) (live, auth v1alpha1.Condition) {
+	liveSpec, _, authSpec, _ := probeSpecs(in)
+	live = cond(TypeLivenessReady, True, ReasonNonLivenessProbe, "")
+	auth = cond(TypeAuthReady, True, ReasonNonAuthProbe, "")
+	if authSpec != nil && !in.secretOK() {
+		auth = cond(TypeAuthReady, Unknown, ReasonSecretNotReady, "waiting for spec.auth.secretRef to be ready")
+		authSpec = nil
+	}
+	if liveSpec == nil && authSpec == nil {
+		c.forgetProbes(connectorKey(conn))
+		return live, auth
+	}
+	res := c.prober.result(connectorKey(conn), in.fingerprint(conn))
+	if liveSpec != nil {
+		live = cond(TypeLivenessReady, Unknown, ReasonProbing, "the liveness probe has not run yet")
+		if res != nil && res.liveness != nil {
+			live = cond(TypeLivenessReady, res.liveness.status, res.liveness.reason, res.liveness.message)
+		}
+	}
+	if authSpec != nil {
+		auth = cond(TypeAuthReady, Unknown, ReasonProbing, "the auth probe has not run yet")
+		if res != nil && res.auth != nil {
+			auth = cond(TypeAuthReady, res.auth.status, res.auth.reason, res.auth.message)
+		}
+	}
+	return live, auth
+}
+
+// runProbes probes one Connector; false when it is gone or has no class.
+func (c *controller) runProbes(ctx context.Context, k key) (*probeResult, bool) {
+	conn, err := c.opts.Objects.Connector(ctx, k.namespace, k.name)
+	if err != nil {
+		return nil, false
+	}
+	in, missing, err := c.load(ctx, conn)
+	if err != nil || missing != nil {
+		return nil, false
+	}
+	res := &probeResult{fingerprint: in.fingerprint(conn)}
+	liveSpec, liveField, authSpec, authField := probeSpecs(in)
+	if liveSpec != nil {
+		res.liveness = c.probe(ctx, conn, in, liveSpec, liveField, judgeLiveness)
+		c.metrics.probes.WithLabelValues("liveness", result(res.liveness)).Inc()
+	}
+	if authSpec != nil && in.secretOK() {
+		res.auth = c.probe(ctx, conn, in, authSpec, authField, judgeAuth)
+		c.metrics.probes.WithLabelValues("auth", result(res.auth)).Inc()
+	}
+	return res, true
+}
+
+func result(o *outcome) string {
+	if o.status == True {
+		return "ok"
+	}
+	return "failed"
+}
+
+// judge turns a probe's answer (or error) into an outcome.
+type judge func(what string, status int, err error) *outcome
+
+// judgeLiveness: the tool is reachable when it answers below 500; a 401 or
+// 403 still shows it alive (the credential is AuthReady's business).
+func judgeLiveness(what string, status int, err error) *outcome {
+	switch {
+	case errors.Is(err, proxy.ErrNotConnectorAddress):
+		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
+	case err != nil:
+		return &outcome{False, ReasonToolUnreachable, what + ": " + err.Error()}
+	case status >= 500:
+		return &outcome{False, ReasonToolUnreachable, fmt.Sprintf("%s: answered %d", what, status)}
+	}
+	return &outcome{True, "", ""}
+}
+
+// judgeAuth: the credential is valid on a 2xx answer, rejected on 401 or 403.
+func judgeAuth(what string, status int, err error) *outcome {
+	switch {
+	case errors.Is(err, proxy.ErrNotConnectorAddress):
+		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
+	case err != nil:
+		return &outcome{False, ReasonAuthProbeFailed, what + ": " + err.Error()}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return &outcome{False, ReasonCredentialsRejected, fmt.Sprintf("%s: answered %d; check the credential in spec.auth.secretRef", what, status)}
+	case status < 200 || status > 299:
+		return &outcome{False, ReasonAuthProbeFailed, fmt.Sprintf("%s: answered %d", what, status)}
+	}
+	return &outcome{True, "", ""}
+}
+
+// probe runs one HTTP probe of the class for conn.
+func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.HTTPProbe, field string, j judge) *outcome {
+	if spec.Response != nil && spec.Response.CEL != "" {
+		return &outcome{Unknown, ReasonProbeUnsupported,
+			fmt.Sprintf("connectorclass %q %s.response.cel: CEL expressions are not evaluated by connectors-node", in.class.Name, field)}
+	}
+	req, err := buildRequest(conn, spec)
+	if err != nil {
+		return &outcome{False, ReasonProbeInvalid, fmt.Sprintf("connectorclass %q %s: %v", in.class.Name, field, err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	defer cancel()
+	for hop := 0; ; hop++ {
+		what := field + ": " + req.method + " " + req.url.Scheme + "://" + req.url.Host + req.url.EscapedPath()
+		status, location, err := c.send(ctx, conn, req)
+		if err == nil && location != nil && !spec.DisableRedirect && hop < maxRedirects {
+			req.url = location
+			if req.method == http.MethodPost {
+				req.method = http.MethodGet
+			}
+			continue
+		}
+		return j(what, status, err)
+	}
+}
+
+// probeRequest is a probe's method, URL and headers.
+type probeRequest struct {
+	method  string
+	url     *url.URL
+	headers http.Header
+}
+
+// send makes one request; location is the redirect target for a 3xx.
+func (c *controller) send(ctx context.Context, conn *v1alpha1.Connector, pr *probeRequest) (int, *url.URL, error) {
+	r, err := http.NewRequestWithContext(ctx, pr.method, pr.url.String(), nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	r.Header = pr.headers.Clone()
+	r.Header.Set("User-Agent", "connectors-node-probe")
+	resp, err := c.opts.Sender.SendAs(ctx, conn, r)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text holds the URL and query
+		}
+		return 0, nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	var loc *url.URL
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		if l := resp.Header.Get("Location"); l != "" {
+			loc, _ = pr.url.Parse(l)
+		}
+	}
+	return resp.StatusCode, loc, nil
+}
+
+// buildRequest renders the probe's path and headers (Go templates with
+// .Connector) and joins the path to the scheme and host of spec.address,
+// or of spec.host and spec.scheme when the probe sets them. As upstream,
+// the address's path prefix is not kept; a path outside the Connector's
+// addresses is refused when the probe is sent.
+func buildRequest(conn *v1alpha1.Connector, spec *v1alpha1.HTTPProbe) (*probeRequest, error) {
+	addr, err := url.Parse(conn.Spec.Address)
+	if err != nil || addr.Host == "" {
+		return nil, fmt.Errorf("connector spec.address %q is not an absolute URL", conn.Spec.Address)
+	}
+	data := map[string]any{"Connector": connectorView(conn), "Secret": nil}
+	path, err := render("path", spec.Path, data)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	scheme, host := addr.Scheme, addr.Host
+	if spec.Scheme != "" {
+		scheme = strings.ToLower(spec.Scheme)
+	}
+	if spec.Host != "" {
+		host = spec.Host
+	}
+	u, err := url.Parse(scheme + "://" + host + path)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("path: %q does not make a URL", path)
+	}
+	method := http.MethodGet
+	if spec.Method != "" {
+		method = strings.ToUpper(spec.Method)
+	}
+	if method != http.MethodGet && method != http.MethodPost {
+		return nil, fmt.Errorf("method: %q is not GET or POST", spec.Method)
+	}
+	h := http.Header{}
+	for i, hd := range spec.HTTPHeaders {
+		v, err := render(fmt.Sprintf("httpHeaders[%d]", i), hd.Value, data)
+		if err != nil {
+			return nil, err
+		}
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue // such as {{ if .Secret }}…{{ end }}: the credential is injected instead
+		}
+		if strings.ContainsAny(v, "\r\n") || strings.ContainsAny(hd.Name, " :\r\n") || hd.Name == "" {
+			return nil, fmt.Errorf("httpHeaders[%d]: bad header", i)
+		}
+		h.Add(hd.Name, v)
+	}
+	return &probeRequest{method: method, url: u, headers: h}, nil
+}
+
+// render runs one probe template. Output is bounded like class templates.
+func render(field, text string, data map[string]any) (string, error) {
+	t, err := template.New(field).Funcs(configgen.FuncMap()).Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	var b strings.Builder
+	if err := t.Execute(&limitWriter{w: &b, n: 64 << 10}, data); err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	return b.String(), nil
+}
+
+type limitWriter struct {
+	w io.Writer
+	n int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if len(p) > l.n {
+		return 0, errors.New("template output too large")
+	}
+	l.n -= len(p)
+	return l.w.Write(p)
+}
