@@ -13,6 +13,7 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/csi/mounter"
 	"github.com/connectors-node/connectors-node/kube"
 )
 
@@ -69,7 +70,9 @@ type Options struct {
 	// SystemRootsPEM are the node's trusted roots, prepended to the proxy CA
 	// in ca-bundle.crt. Default: none, so ca-bundle.crt holds only the proxy CA.
 	SystemRootsPEM []byte
-	// Mounter mounts and unmounts the per-volume tmpfs. Default mount.New("").
+	// Mounter mounts and unmounts the per-volume tmpfs. Default
+	// mounter.New(), which uses system calls and runs no program: the
+	// plugin's image has no mount or umount.
 	Mounter mount.Interface
 	// TmpfsSize is the size limit of each volume's tmpfs, as a Kubernetes
 	// quantity. Default DefaultTmpfsSize.
@@ -123,7 +126,7 @@ func (o Options) withDefaults() (Options, int64, error) {
 		return o, 0, fmt.Errorf("csi options: %w", err)
 	}
 	if o.Mounter == nil {
-		o.Mounter = mount.New("")
+		o.Mounter = mounter.New()
 	}
 	if o.TmpfsSize == "" {
 		o.TmpfsSize = DefaultTmpfsSize
