@@ -38,8 +38,8 @@ generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/crds.
 	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/crds
 
 .PHONY: testbin
-testbin: ## Build kube-apiserver and etcd for the tests into a cache outside the repo.
-	@hack/testbin.sh >/dev/null
+testbin: ## Build kube-apiserver, etcd, kubelet, kube-scheduler and kube-controller-manager for the tests into a cache outside the repo.
+	@hack/testbin.sh node >/dev/null
 
 .PHONY: lint
 lint: $(TOOLS) ## Run go vet and golangci-lint.
