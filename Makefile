@@ -18,6 +18,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build: ## Build bin/connectors-node.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/connectors-node ./cmd/connectors-node
 
+IMAGE_TAG ?= dev
+PUSH ?=
+
+.PHONY: image
+image: ## Build the image tarballs into bin/images without Docker (PUSH=registry/path also pushes them).
+	$(GO) run ./hack/image --out $(BIN)/images --tag $(IMAGE_TAG) --version $(VERSION) $(if $(PUSH),--push $(PUSH))
+
 .PHONY: deps
 deps: ## Install the Debian packages the demo and tests use (git, curl, ...), when missing.
 	@hack/install-deps.sh
