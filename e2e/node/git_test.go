@@ -95,15 +95,7 @@ func TestGitCloneJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.kubectl(ctx, example(t, "connectorclass-git.yaml"), "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := n.kubectl(ctx, example(t, "git-connector.yaml",
-		"replace-with-a-personal-access-token", password,
-		"address: https://github.com", "address: "+srv.URL,
-	), "apply", "-f", "-"); err != nil {
-		t.Fatal(err)
-	}
+	n.gitConnector(ctx, t, srv.URL, password)
 	if _, err := n.kubectl(ctx, onNode(t, "git-clone-job.yaml", "https://github.com/example/private-repo", repo), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -136,4 +128,20 @@ func TestGitCloneJob(t *testing.T) {
 		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
 	}
 	n.noSecret(t, password, string(pod.UID))
+}
+
+// gitConnector applies the Git ConnectorClass and examples/git-connector.yaml
+// (Secret, Connector, the git-clone ServiceAccount and its RBAC) for a Git
+// server at address with the password.
+func (n *node) gitConnector(ctx context.Context, t *testing.T, address, password string) {
+	t.Helper()
+	if _, err := n.kubectl(ctx, example(t, "connectorclass-git.yaml"), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kubectl(ctx, example(t, "git-connector.yaml",
+		"replace-with-a-personal-access-token", password,
+		"address: https://github.com", "address: "+address,
+	), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
 }
