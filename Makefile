@@ -18,6 +18,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 build: ## Build bin/connectors-node.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/connectors-node ./cmd/connectors-node
 
+IMAGE_TAG ?= dev
+PUSH ?=
+
+.PHONY: image
+image: ## Build the image tarballs into bin/images without Docker (PUSH=registry/path also pushes them).
+	$(GO) run ./hack/image --out $(BIN)/images --tag $(IMAGE_TAG) --version $(VERSION) $(if $(PUSH),--push $(PUSH))
+
 .PHONY: deps
 deps: ## Install the Debian packages the demo and tests use (git, curl, ...), when missing.
 	@hack/install-deps.sh
@@ -38,8 +45,8 @@ generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/crds.
 	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/crds
 
 .PHONY: testbin
-testbin: ## Build kube-apiserver and etcd for the tests into a cache outside the repo.
-	@hack/testbin.sh >/dev/null
+testbin: ## Build kube-apiserver, etcd, kubelet, kube-scheduler and kube-controller-manager for the tests into a cache outside the repo.
+	@hack/testbin.sh node >/dev/null
 
 .PHONY: lint
 lint: $(TOOLS) ## Run go vet and golangci-lint.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/csi/mounter"
 )
 
 // These tests mount real tmpfs file systems and need root.
@@ -38,7 +39,7 @@ func newRealHarness(t *testing.T, edit func(*csi.Options)) *harness {
 	t.Helper()
 	requireRoot(t)
 	h := newHarness(t, func(o *csi.Options) {
-		o.Mounter = mount.New("")
+		o.Mounter = mounter.New()
 		if edit != nil {
 			edit(o)
 		}
@@ -257,7 +258,7 @@ func TestRealMountUnpublishAfterRestart(t *testing.T) {
 		Objects:     h.objects,
 		Authorizer:  h.auth,
 		CACertPEM:   []byte(testCAPEM),
-		Mounter:     mount.New(""),
+		Mounter:     mounter.New(),
 		KubeletRoot: h.dir,
 	}
 	socket := h.server.Socket()

@@ -14,6 +14,7 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/csi/mounter"
 	"github.com/connectors-node/connectors-node/kube"
 )
 
@@ -94,7 +95,9 @@ type Options struct {
 	// KubeletRoot is kubelet's root directory: every target_path must lie
 	// under it, with no symlink below it. Default DefaultKubeletRoot.
 	KubeletRoot string
-	// Mounter mounts and unmounts the per-volume tmpfs. Default mount.New("").
+	// Mounter mounts and unmounts the per-volume tmpfs. Default
+	// mounter.New(), which uses system calls and runs no program: the
+	// plugin's image has no mount or umount.
 	Mounter mount.Interface
 	// TmpfsSize is the size limit of each volume's tmpfs, as a Kubernetes
 	// quantity. Default DefaultTmpfsSize.
@@ -161,7 +164,7 @@ func (o Options) withDefaults() (Options, int64, error) {
 	}
 	o.KubeletRoot = filepath.Clean(o.KubeletRoot)
 	if o.Mounter == nil {
-		o.Mounter = mount.New("")
+		o.Mounter = mounter.New()
 	}
 	if o.TmpfsSize == "" {
 		o.TmpfsSize = DefaultTmpfsSize

@@ -4,6 +4,9 @@
 set -euo pipefail
 
 packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-utils)
+# The real-node suite: the container runtime, the CNI loopback plugin, and
+# kubectl for kustomize and describe.
+packages+=(containerd runc containernetworking-plugins kubectl)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi

@@ -1,30 +1,53 @@
 #!/usr/bin/env bash
-# Builds the kube-apiserver and etcd binaries used by the integration tests
-# into a cache directory outside the repository, keyed by their versions.
-# Prints the directory. Builds only what is missing.
+# Builds the Kubernetes binaries the tests run into a cache directory outside
+# the repository, keyed by their versions, and prints the directory. Builds
+# only what is missing.
+#
+#   hack/testbin.sh        etcd and kube-apiserver (the integration tests)
+#   hack/testbin.sh node   also kubelet, kube-scheduler and
+#                          kube-controller-manager (the real-node suite)
 #
 #   TESTBIN_DIR   override the cache directory
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 kube_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/testbin/kube-apiserver/go.mod")
+node_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/testbin/kube-node/go.mod")
 etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/testbin/etcd/go.mod")
+if [ "$kube_version" != "$node_version" ]; then
+  echo "testbin: hack/testbin/kube-apiserver pins $kube_version but hack/testbin/kube-node pins $node_version" >&2
+  exit 1
+fi
 cache=${XDG_CACHE_HOME:-$HOME/.cache}
 dir=${TESTBIN_DIR:-$cache/connectors-node/testbin/kube-$kube_version-etcd-$etcd_version}
 mkdir -p "$dir"
 
-build() { # name module-dir package
+# One build at a time per cache directory: concurrent runs wait here instead
+# of writing the same files.
+exec 9>"$dir/.lock"
+flock 9
+
+build() { # name module-dir package [go build flags...]
   local name=$1 mod=$2 pkg=$3
+  shift 3
   if [ -x "$dir/$name" ]; then
     return
   fi
   echo "testbin: building $name into $dir (a cold build takes minutes)" >&2
   local start=$SECONDS
-  (cd "$here/testbin/$mod" && CGO_ENABLED=0 go build -trimpath -o "$dir/$name.tmp" "$pkg")
+  (cd "$here/testbin/$mod" && CGO_ENABLED=0 go build -trimpath "$@" -o "$dir/$name.tmp" "$pkg")
   mv "$dir/$name.tmp" "$dir/$name"
   echo "testbin: built $name in $((SECONDS - start))s" >&2
 }
 
 build etcd etcd go.etcd.io/etcd/server/v3
 build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+if [ "${1:-}" = node ]; then
+  # Without the version stamp these report v0.0.0-master, which kubelet
+  # registers as the node's version.
+  stamp=(-ldflags "-X k8s.io/component-base/version.gitVersion=$kube_version")
+  build kube-scheduler kube-node k8s.io/kubernetes/cmd/kube-scheduler "${stamp[@]}"
+  build kube-controller-manager kube-node k8s.io/kubernetes/cmd/kube-controller-manager "${stamp[@]}"
+  build kubelet kube-node k8s.io/kubernetes/cmd/kubelet "${stamp[@]}"
+fi
 echo "$dir"

@@ -57,6 +57,13 @@ type Options struct {
 	CRDDirs []string
 	// NoCRDs installs no CRD at all.
 	NoCRDs bool
+	// ServiceAccountAdmission enables the ServiceAccount admission plugin,
+	// which envtest disables: pods then get their API token volume, as on a
+	// cluster. A real node needs it; its controller manager creates the
+	// default ServiceAccounts and the kube-root-ca.crt ConfigMaps.
+	ServiceAccountAdmission bool
+	// Port is the API server's port on 127.0.0.1. Default: a free port.
+	Port string
 }
 
 // Scheme returns a scheme with the Kubernetes and connectors types.
@@ -162,6 +169,14 @@ func start(opts Options) (*Env, error) {
 		Scheme:                   Scheme(),
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
+	}
+	if opts.Port != "" {
+		api := env.ControlPlane.GetAPIServer()
+		api.SecureServing.ListenAddr.Address = "127.0.0.1"
+		api.SecureServing.ListenAddr.Port = opts.Port
+	}
+	if opts.ServiceAccountAdmission {
+		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
 	}
 	if !opts.NoCRDs {
 		env.CRDDirectoryPaths = opts.CRDDirs
@@ -289,6 +304,18 @@ func (e *Env) WriteKubeconfig(path, token string) error {
 	cfg.Clusters["apitest"] = &clientcmdapi.Cluster{Server: e.Config.Host, CertificateAuthorityData: e.Config.CAData}
 	cfg.AuthInfos["token"] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts["apitest"] = &clientcmdapi.Context{Cluster: "apitest", AuthInfo: "token"}
+	cfg.CurrentContext = "apitest"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// WriteAdminKubeconfig writes a kubeconfig for this API server with the
+// admin (system:masters) client certificate, for the components of a real
+// node (kubelet, kube-scheduler, kube-controller-manager, kubectl).
+func (e *Env) WriteAdminKubeconfig(path string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["apitest"] = &clientcmdapi.Cluster{Server: e.Config.Host, CertificateAuthorityData: e.Config.CAData}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: e.Config.CertData, ClientKeyData: e.Config.KeyData}
+	cfg.Contexts["apitest"] = &clientcmdapi.Context{Cluster: "apitest", AuthInfo: "admin"}
 	cfg.CurrentContext = "apitest"
 	return clientcmd.WriteToFile(*cfg, path)
 }

@@ -1,0 +1,147 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/kube/apitest"
+)
+
+const readme = "Cloned on a real node.\n"
+
+func randomHex(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// example reads a file of examples/ with the replacements applied.
+func example(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "examples", name)) //nolint:gosec // the repository's examples
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i := 0; i+1 < len(replace); i += 2 {
+		if !strings.Contains(s, replace[i]) {
+			t.Fatalf("examples/%s has no %q to replace", name, replace[i])
+		}
+		s = strings.ReplaceAll(s, replace[i], replace[i+1])
+	}
+	return s
+}
+
+// onNode adapts a workload of examples/ to the test node: the local
+// workload image and the host network (the node has no pod network).
+func onNode(t *testing.T, name string, replace ...string) string {
+	t.Helper()
+	return example(t, name, append([]string{
+		"image: alpine/git:2.47.2", "image: " + workloadImage,
+		"      restartPolicy: Never", "      restartPolicy: Never\n      hostNetwork: true",
+	}, replace...)...)
+}
+
+// noSecret checks that secret is in no file of the pod's volumes and in no
+// log line of the node.
+func (n *node) noSecret(t *testing.T, secret, podUID string) {
+	t.Helper()
+	files := n.volumes.seen(podUID)
+	if len(files) == 0 {
+		t.Errorf("no file of pod %s's volumes was seen on the node", podUID)
+	}
+	for p, c := range files {
+		if strings.Contains(c, secret) {
+			t.Errorf("the credential is in the mounted file %s", p)
+		}
+	}
+	logs, err := n.logs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs, secret) {
+		t.Errorf("the credential is in a log line of the node")
+	}
+}
+
+// The git-clone Job of examples/git-clone-job.yaml, placed by the scheduler:
+// kubelet mints the token, the DaemonSet pod publishes the volume, and the
+// Job's container clones through the proxy with the mounted .gitconfig.
+func TestGitCloneJob(t *testing.T) {
+	n := suite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	password := randomHex(t)
+	srv, err := gitserver.Start(t.TempDir(), "bot", password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	repo, err := srv.CreateRepo("private-repo", map[string]string{"README.md": readme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.gitConnector(ctx, t, srv.URL, password)
+	if _, err := n.kubectl(ctx, onNode(t, "git-clone-job.yaml", "https://github.com/example/private-repo", repo), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	var job *batchv1.Job
+	if err := poll(ctx, 3*time.Minute, "the git-clone Job to finish", func(ctx context.Context) (bool, error) {
+		job, err = n.env.Kube.BatchV1().Jobs("default").Get(ctx, "git-clone", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return job.Status.Succeeded > 0 || job.Status.Failed > 0, nil
+	}); err != nil {
+		out, _ := n.kubectl(ctx, "", "describe", "pods", "-n", "default", "-l", "job-name=git-clone")
+		t.Fatalf("%v\n%s", err, out)
+	}
+	pods, err := n.env.Kube.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "job-name=git-clone"})
+	if err != nil || len(pods.Items) != 1 {
+		t.Fatalf("the Job's pods: %v (%d)", err, len(pods.Items))
+	}
+	pod := pods.Items[0]
+	if job.Status.Succeeded == 0 {
+		t.Fatalf("the git-clone Job failed; its pod's log:\n%s", n.podLog(t, string(pod.UID)))
+	}
+	if pod.Spec.NodeName != nodeName {
+		t.Errorf("the pod ran on %q, want %q (placed by the scheduler)", pod.Spec.NodeName, nodeName)
+	}
+	if log := n.podLog(t, string(pod.UID)); !strings.Contains(log, "initial commit") {
+		t.Errorf("the Job's log does not show the cloned commit:\n%s", log)
+	}
+	if users := srv.Users(); len(users) == 0 || users[0] != "bot" {
+		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
+	}
+	n.noSecret(t, password, string(pod.UID))
+}
+
+// gitConnector applies the Git ConnectorClass and examples/git-connector.yaml
+// (Secret, Connector, the git-clone ServiceAccount and its RBAC) for a Git
+// server at address with the password.
+func (n *node) gitConnector(ctx context.Context, t *testing.T, address, password string) {
+	t.Helper()
+	if _, err := n.kubectl(ctx, example(t, "connectorclass-git.yaml"), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kubectl(ctx, example(t, "git-connector.yaml",
+		"replace-with-a-personal-access-token", password,
+		"address: https://github.com", "address: "+address,
+	), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+}

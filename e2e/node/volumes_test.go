@@ -1,0 +1,70 @@
+package node
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/mount-utils"
+)
+
+// volumeWatch records the content of every file seen in a connectors-csi
+// tmpfs on the node while the suite runs, so a story can check that a
+// credential was in none of them, even after the pod's volume is gone.
+type volumeWatch struct {
+	mu    sync.Mutex
+	files map[string]string
+}
+
+func (w *volumeWatch) run(ctx context.Context) {
+	for {
+		w.scan()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (w *volumeWatch) scan() {
+	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for _, mi := range infos {
+		if mi.Source != "connectors-csi" {
+			continue
+		}
+		_ = filepath.WalkDir(mi.MountPoint, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+				return nil //nolint:nilerr // a volume going away while scanned
+			}
+			b, err := os.ReadFile(p) //nolint:gosec // files of the plugin's volumes
+			if err != nil {
+				return nil //nolint:nilerr // a volume going away while scanned
+			}
+			w.mu.Lock()
+			w.files[p] = string(b)
+			w.mu.Unlock()
+			return nil
+		})
+	}
+}
+
+// seen returns the files seen whose path contains sub (a pod UID), by path.
+func (w *volumeWatch) seen(sub string) map[string]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]string{}
+	for p, c := range w.files {
+		if strings.Contains(p, sub) {
+			out[p] = c
+		}
+	}
+	return out
+}

@@ -1,0 +1,304 @@
+package imagebuild
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// File is one regular file of a layer.
+type File struct {
+	// Path is the absolute path in the image.
+	Path string
+	// Mode is the file's permission bits.
+	Mode int64
+	// Data is the content.
+	Data []byte
+}
+
+// Spec describes an image.
+type Spec struct {
+	// Files are the image's files, in one layer. Parent directories are
+	// added with mode 0755.
+	Files []File
+	// Dirs maps directories to their modes (e.g. /tmp: 01777); parent
+	// directories not listed get 0755.
+	Dirs map[string]int64
+	// Symlinks maps link paths to their targets.
+	Symlinks map[string]string
+	// Entrypoint is the image's entrypoint.
+	Entrypoint []string
+	// Env is the image's environment, NAME=value.
+	Env []string
+	// User is the image's user; default root.
+	User string
+}
+
+// epoch stamps every file and the config, so the same inputs give the same
+// image digest.
+var epoch = time.Unix(0, 0).UTC()
+
+// Build returns the image for spec: one layer on an empty base, linux
+// for arch, OCI media types.
+func Build(spec Spec, arch string) (v1.Image, error) {
+	layerTar, err := tarFiles(spec)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	}, tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, fmt.Errorf("making the layer: %w", err)
+	}
+	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	img, err := mutate.Append(base, mutate.Addendum{Layer: layer, History: v1.History{Created: v1.Time{Time: epoch}, CreatedBy: "connectors-node imagebuild"}})
+	if err != nil {
+		return nil, fmt.Errorf("appending the layer: %w", err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, fmt.Errorf("reading the config: %w", err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Created = v1.Time{Time: epoch}
+	cf.Config.Entrypoint = spec.Entrypoint
+	cf.Config.Env = spec.Env
+	cf.Config.User = spec.User
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		return nil, fmt.Errorf("setting the config: %w", err)
+	}
+	return img, nil
+}
+
+func tarFiles(spec Spec) ([]byte, error) {
+	dirs := map[string]bool{}
+	var addDirs func(p string)
+	addDirs = func(p string) {
+		d := path.Dir(p)
+		if d == "/" || d == "." || dirs[d] {
+			return
+		}
+		addDirs(d)
+		dirs[d] = true
+	}
+	for _, f := range spec.Files {
+		if !path.IsAbs(f.Path) {
+			return nil, fmt.Errorf("file path %q is not absolute", f.Path)
+		}
+		addDirs(f.Path)
+	}
+	for l := range spec.Symlinks {
+		addDirs(l)
+	}
+	for d := range spec.Dirs {
+		addDirs(d + "/x")
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirList := make([]string, 0, len(dirs))
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList)
+	for _, d := range dirList {
+		mode, ok := spec.Dirs[d]
+		if !ok {
+			mode = 0o755
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: mode, ModTime: epoch}); err != nil {
+			return nil, err
+		}
+	}
+	files := append([]File(nil), spec.Files...)
+	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	for _, f := range files {
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.Path, "/"), Mode: f.Mode, Size: int64(len(f.Data)), ModTime: epoch}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(f.Data); err != nil {
+			return nil, err
+		}
+	}
+	links := make([]string, 0, len(spec.Symlinks))
+	for l := range spec.Symlinks {
+		links = append(links, l)
+	}
+	sort.Strings(links)
+	for _, l := range links {
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(l, "/"), Linkname: spec.Symlinks[l], Mode: 0o777, ModTime: epoch}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteTarball writes img tagged ref to file.
+func WriteTarball(file, ref string, img v1.Image) error {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", ref, err)
+	}
+	if err := tarball.WriteToFile(file, tag, img); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	return nil
+}
+
+// Push pushes img to ref. Plain HTTP is used for registries on loopback
+// addresses and when insecure is set.
+func Push(ctx context.Context, ref string, img v1.Image, insecure bool) error {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	tag, err := name.NewTag(ref, opts...)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", ref, err)
+	}
+	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	return nil
+}
+
+// GoBuild compiles a main package of the module in dir as a static binary
+// for linux (CGO_ENABLED=0, -trimpath, stripped) and returns its bytes.
+func GoBuild(ctx context.Context, dir, pkg string, ldflags ...string) ([]byte, error) {
+	out, err := os.MkdirTemp("", "imagebuild-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = os.RemoveAll(out) }()
+	bin := filepath.Join(out, "bin")
+	flags := strings.Join(append([]string{"-s", "-w"}, ldflags...), " ")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", flags, "-o", bin, pkg) //nolint:gosec // the go tool building this repository
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return os.ReadFile(bin) //nolint:gosec // the file just built
+}
+
+// HostFiles returns the named host files, each at its own path, plus the
+// shared libraries ldd lists for the executables among them, so dynamically
+// linked host programs (git, sh) run in the image. Test workloads use it.
+func HostFiles(ctx context.Context, paths ...string) ([]File, map[string]string, error) {
+	seen := map[string]bool{}
+	var files []File
+	links := map[string]string{}
+	var add func(p string) error
+	add = func(p string) error {
+		if seen[p] {
+			return nil
+		}
+		seen[p] = true
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			links[p] = target
+			if !path.IsAbs(target) {
+				target = path.Join(path.Dir(p), target)
+			}
+			return add(target)
+		}
+		if fi.IsDir() {
+			entries, err := os.ReadDir(p)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				if err := add(path.Join(p, e.Name())); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		data, err := os.ReadFile(p) //nolint:gosec // host files named by the test
+		if err != nil {
+			return err
+		}
+		files = append(files, File{Path: p, Mode: int64(fi.Mode().Perm()), Data: data})
+		if fi.Mode().Perm()&0o111 == 0 && !strings.Contains(p, ".so") {
+			return nil
+		}
+		libs, err := ldd(ctx, p)
+		if err != nil {
+			return err
+		}
+		for _, l := range libs {
+			if err := add(l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, p := range paths {
+		if err := add(p); err != nil {
+			return nil, nil, fmt.Errorf("adding host file %s: %w", p, err)
+		}
+	}
+	return files, links, nil
+}
+
+// ldd lists the absolute library paths of an ELF file; none for other files.
+func ldd(ctx context.Context, file string) ([]string, error) {
+	out, err := exec.CommandContext(ctx, "ldd", file).Output() //nolint:gosec // a host file named by the test
+	if err != nil {
+		// Static executables, scripts and data files.
+		return nil, nil //nolint:nilerr // ldd fails on what it cannot read
+	}
+	var libs []string
+	for line := range strings.Lines(string(out)) {
+		for f := range strings.FieldsSeq(line) {
+			if strings.HasPrefix(f, "/") {
+				libs = append(libs, f)
+			}
+		}
+	}
+	return libs, nil
+}
+
+// CompressedSize is the sum of img's compressed layer sizes and its config.
+func CompressedSize(img v1.Image) (int64, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return 0, err
+	}
+	total := m.Config.Size
+	for _, l := range m.Layers {
+		total += l.Size
+	}
+	return total, nil
+}
