@@ -105,11 +105,15 @@ func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeReque
 	if err != nil {
 		return nil, p, err
 	}
+	caPEM := n.opts.CABundle()
+	if len(caPEM) == 0 {
+		return nil, p, status.Error(codes.Unavailable, "the proxy CA certificates are not loaded yet")
+	}
 	files, err := n.opts.Render(configgen.Input{
 		Connectors:     connectors,
 		Token:          token.Token,
 		ProxyURL:       n.opts.PublicURL,
-		CACertPEM:      n.opts.CACertPEM,
+		CACertPEM:      caPEM,
 		SystemRootsPEM: n.opts.SystemRootsPEM,
 		Configurations: attrs.Include,
 		Exclude:        attrs.Exclude,

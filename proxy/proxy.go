@@ -78,7 +78,7 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p.registryAuth = newRegistryAuth(&p.opts)
-	p.leaves = newLeafCache(opts.CA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
+	p.leaves = newLeafCache(p.opts.SigningCA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},

@@ -22,8 +22,8 @@ import (
 	"github.com/connectors-node/connectors-node/proxy"
 )
 
-// node is the running service: caches, reviewer, CSI server, proxy and the
-// ops endpoints.
+// node is the running service: caches, reviewer, the CSI server and the
+// proxy (each nil when --serve leaves its role out) and the ops endpoints.
 type node struct {
 	cfg   *config
 	log   logr.Logger
@@ -71,7 +71,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	ca, err := kube.LoadOrCreateCA(ctx, client, cfg.namespace, cfg.caSecret)
+	cas, err := newCASource(ctx, cfg, client, log.WithName("ca"))
 	if err != nil {
 		return nil, err
 	}
@@ -82,61 +82,64 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		}
 	}
 
-	csiServer, err := csi.NewServer(csi.Options{
-		NodeID:          cfg.nodeID,
-		Endpoint:        cfg.csiEndpoint,
-		Version:         version,
-		Objects:         cache,
-		Authorizer:      reviewer,
-		Ready:           cache.Synced,
-		Audience:        cfg.audience,
-		PublicURL:       cfg.publicURL,
-		CACertPEM:       ca.CertPEM,
-		SystemRootsPEM:  roots,
-		TmpfsSize:       cfg.tmpfsSize,
-		ShutdownTimeout: cfg.shutdownTimeout,
-		Log:             log,
-		Registerer:      reg,
-	})
-	if err != nil {
-		return nil, err
+	n := &node{cfg: cfg, log: log, cache: cache}
+	if cfg.serves(roleCSI) {
+		n.csi, err = csi.NewServer(csi.Options{
+			NodeID:          cfg.nodeID,
+			Endpoint:        cfg.csiEndpoint,
+			Version:         version,
+			Objects:         cache,
+			Authorizer:      reviewer,
+			Ready:           func() bool { return cache.Synced() && cas.loaded() },
+			Audience:        cfg.audience,
+			PublicURL:       cfg.publicURL,
+			CABundle:        cas.bundle,
+			SystemRootsPEM:  roots,
+			TmpfsSize:       cfg.tmpfsSize,
+			ShutdownTimeout: cfg.shutdownTimeout,
+			Log:             log,
+			Registerer:      reg,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 
-	denied, _ := cfg.denyNets()
-	p, err := proxy.New(proxy.Options{
-		Objects:               cache,
-		Auth:                  reviewer,
-		CA:                    ca,
-		PublicURL:             cfg.publicURL,
-		ClusterDomain:         cfg.clusterDomain,
-		AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
-		AllowLoopback:         cfg.allowLoopback,
-		DenyCIDRs:             denied,
-		AuditLog:              audit,
-		Log:                   log.WithName("proxy"),
-		Registerer:            reg,
-	})
-	if err != nil {
-		return nil, err
+	if cfg.serves(roleProxy) {
+		denied, _ := cfg.denyNets()
+		p, err := proxy.New(proxy.Options{
+			Objects:               cache,
+			Auth:                  reviewer,
+			SigningCA:             cas.signing,
+			PublicURL:             cfg.publicURL,
+			ClusterDomain:         cfg.clusterDomain,
+			AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
+			AllowLoopback:         cfg.allowLoopback,
+			DenyCIDRs:             denied,
+			AuditLog:              audit,
+			Log:                   log.WithName("proxy"),
+			Registerer:            reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.proxy = p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen})
 	}
 	ready := func(context.Context) error {
 		if !cache.Synced() {
 			return errors.New("caches not synced")
 		}
+		if !cas.loaded() {
+			return errors.New("proxy CA certificates not loaded")
+		}
 		return nil
 	}
-	return &node{
-		cfg:   cfg,
-		log:   log,
-		cache: cache,
-		csi:   csiServer,
-		proxy: p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen}),
-		ops: &http.Server{
-			Addr:              cfg.opsListen,
-			Handler:           proxy.NewOpsHandler(proxy.OpsOptions{Ready: ready, Gatherer: reg}),
-			ReadHeaderTimeout: 5 * time.Second,
-		},
-	}, nil
+	n.ops = &http.Server{
+		Addr:              cfg.opsListen,
+		Handler:           proxy.NewOpsHandler(proxy.OpsOptions{Ready: ready, Gatherer: reg}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	return n, nil
 }
 
 // serve runs every server until ctx ends or one fails, then stops them in
@@ -145,16 +148,18 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 func (n *node) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if err := n.csi.Start(); err != nil {
-		return err
-	}
-	go func() {
-		select {
-		case <-n.csi.Done():
-			cancel(fmt.Errorf("csi server stopped: %w", n.csi.Err()))
-		case <-ctx.Done():
+	if n.csi != nil {
+		if err := n.csi.Start(); err != nil {
+			return err
 		}
-	}()
+		go func() {
+			select {
+			case <-n.csi.Done():
+				cancel(fmt.Errorf("csi server stopped: %w", n.csi.Err()))
+			case <-ctx.Done():
+			}
+		}()
+	}
 	listen := func(addr, what string, serve func(net.Listener) error) error {
 		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", addr)
@@ -162,7 +167,9 @@ func (n *node) serve(ctx context.Context) error {
 			return fmt.Errorf("%s listener: %w", what, err)
 		}
 		// Neither listener may be a target of the proxy.
-		n.proxy.RefuseAddr(ln.Addr())
+		if n.proxy != nil {
+			n.proxy.RefuseAddr(ln.Addr())
+		}
 		go func() {
 			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				cancel(fmt.Errorf("%s server: %w", what, err))
@@ -174,18 +181,24 @@ func (n *node) serve(ctx context.Context) error {
 	if err := listen(n.ops.Addr, "ops", n.ops.Serve); err != nil {
 		return err
 	}
-	if err := listen(n.proxy.HTTP.Addr, "proxy", n.proxy.Serve); err != nil {
-		return err
+	if n.proxy != nil {
+		if err := listen(n.proxy.HTTP.Addr, "proxy", n.proxy.Serve); err != nil {
+			return err
+		}
 	}
 	<-ctx.Done()
 	n.log.Info("shutting down")
 
 	stopCtx, stop := context.WithTimeout(context.Background(), n.cfg.shutdownTimeout)
 	defer stop()
-	if err := n.proxy.Shutdown(stopCtx); err != nil {
-		n.log.Error(err, "proxy did not drain in time")
+	if n.proxy != nil {
+		if err := n.proxy.Shutdown(stopCtx); err != nil {
+			n.log.Error(err, "proxy did not drain in time")
+		}
 	}
-	n.csi.Stop(stopCtx)
+	if n.csi != nil {
+		n.csi.Stop(stopCtx)
+	}
 	shortCtx, stopOps := context.WithTimeout(context.Background(), time.Second)
 	defer stopOps()
 	_ = n.ops.Shutdown(shortCtx)
