@@ -3,7 +3,7 @@
 # when missing. `hack/install-deps.sh bench` adds the load tools.
 set -euo pipefail
 
-packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-utils)
+packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-utils kubectl)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi
