@@ -6,14 +6,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,7 +22,8 @@ import (
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
-// manifests reads every document of the files listed in kustomization.yaml.
+// loadAll reads the objects `kubectl apply -k deploy/` installs, checking
+// first that deploy/base/kustomization.yaml lists every manifest beside it.
 func loadAll(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
 	var k struct {
@@ -37,24 +36,21 @@ func loadAll(t *testing.T) []*unstructured.Unstructured {
 			NewTag  string `json:"newTag"`
 		} `json:"images"`
 	}
-	b, err := os.ReadFile("kustomization.yaml")
+	b, err := os.ReadFile("base/kustomization.yaml")
 	require.NoError(t, err)
-	require.NoError(t, yaml.UnmarshalStrict(b, &k, yaml.DisallowUnknownFields), "kustomization.yaml")
+	require.NoError(t, yaml.UnmarshalStrict(b, &k, yaml.DisallowUnknownFields), "base/kustomization.yaml")
 
 	// Every manifest in the directory is listed.
-	files, err := filepath.Glob("*.yaml")
+	files, err := filepath.Glob("base/*.yaml")
 	require.NoError(t, err)
-	crds, err := filepath.Glob("crds/*.yaml")
+	crds, err := filepath.Glob("base/crds/*.yaml")
 	require.NoError(t, err)
 	for _, f := range append(files, crds...) {
-		if f != "kustomization.yaml" {
-			require.Contains(t, k.Resources, f, "kustomization.yaml does not list %s", f)
+		if f != "base/kustomization.yaml" {
+			require.Contains(t, k.Resources, strings.TrimPrefix(f, "base/"), "base/kustomization.yaml does not list %s", f)
 		}
 	}
-
-	objs, err := manifests.Load(k.Resources...)
-	require.NoError(t, err)
-	return objs
+	return kustomize(t, ".")
 }
 
 func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name string) *T {
@@ -68,7 +64,7 @@ func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name str
 			return &out
 		}
 	}
-	t.Fatalf("no %s %q in deploy/", kind, name)
+	t.Fatalf("no %s %q in the manifests", kind, name)
 	return nil
 }
 
@@ -165,27 +161,6 @@ func TestServiceIsNodeLocal(t *testing.T) {
 	require.Equal(t, corev1.ServiceInternalTrafficPolicyLocal, *svc.Spec.InternalTrafficPolicy)
 	require.Equal(t, "connectors-system", svc.Namespace)
 	require.Equal(t, int32(80), svc.Spec.Ports[0].Port, "the default public URL has no port")
-}
-
-func TestRBACIsLeastPrivilege(t *testing.T) {
-	objs := loadAll(t)
-	cr := find[rbacv1.ClusterRole](t, objs, "ClusterRole", "connectors-node")
-	for _, r := range cr.Rules {
-		require.NotContains(t, r.Verbs, "*")
-		require.NotContains(t, r.Resources, "*")
-		if slices.Contains(r.Resources, "secrets") {
-			require.Equal(t, []string{"get"}, r.Verbs, "secrets are read one by one, never listed or watched")
-		}
-		for _, v := range r.Verbs {
-			require.Contains(t, []string{"get", "list", "watch", "create"}, v)
-		}
-	}
-	role := find[rbacv1.Role](t, objs, "Role", "connectors-node-ca")
-	for _, r := range role.Rules {
-		if slices.Contains(r.Verbs, "get") {
-			require.Equal(t, []string{"connectors-proxy-ca"}, r.ResourceNames)
-		}
-	}
 }
 
 // TestManifestsApplyToARealAPIServer creates every object in a real API
