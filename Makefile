@@ -33,9 +33,10 @@ $(TOOLS) &: hack/tools/go.mod hack/tools/go.sum
 tools: $(TOOLS) ## Build the pinned developer tools into bin/.
 
 .PHONY: generate
-generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/base/crds.
+generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/base/crds and the chart.
 	controller-gen object paths=./kube/api/...
 	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/base/crds
+	cp deploy/base/crds/*.yaml charts/connectors-node/crds/
 
 .PHONY: testbin
 testbin: ## Build kube-apiserver and etcd for the tests into a cache outside the repo.
