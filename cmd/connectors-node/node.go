@@ -136,7 +136,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	}
 	n.ops = &http.Server{
 		Addr:              cfg.opsListen,
-		Handler:           proxy.NewOpsHandler(proxy.OpsOptions{Ready: ready, Gatherer: reg}),
+		Handler:           newOpsHandler(ready, reg),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	return n, nil
