@@ -31,7 +31,7 @@ func helm(t *testing.T, args ...string) []byte {
 		t.Skip("skipping: bin/helm is missing (make tools)")
 	}
 	var out, errb bytes.Buffer
-	cmd := exec.Command(bin, args...) //nolint:gosec // the pinned helm with the test's own arguments
+	cmd := exec.CommandContext(t.Context(), bin, args...) //nolint:gosec // the pinned helm with the test's own arguments
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
 	require.NoError(t, cmd.Run(), "helm %v: %s%s", args, out.String(), errb.String())
@@ -56,7 +56,7 @@ func TestChartLints(t *testing.T) {
 			helm(t, "lint", "--strict", chartDir, "--set", "topology="+topology)
 		})
 	}
-	out, err := exec.Command(filepath.Join(apitest.RepoRoot(), "bin", "helm"), "template", "x", chartDir, "--set", "topology=central").CombinedOutput() //nolint:gosec // the pinned helm
+	out, err := exec.CommandContext(t.Context(), filepath.Join(apitest.RepoRoot(), "bin", "helm"), "template", "x", chartDir, "--set", "topology=central").CombinedOutput() //nolint:gosec // the pinned helm
 	require.Error(t, err, "an unknown topology must fail")
 	require.Contains(t, string(out), `topology "central"`)
 }

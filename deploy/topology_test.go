@@ -51,7 +51,7 @@ func kustomize(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
 	kubectl := needTool(t, "kubectl")
 	var out, errb bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", dir) //nolint:gosec // the test's own overlay directories
+	cmd := exec.CommandContext(t.Context(), kubectl, "kustomize", dir) //nolint:gosec // the test's own overlay directories
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	require.NoError(t, cmd.Run(), "kubectl kustomize %s: %s", dir, errb.String())
 	objs, err := manifests.Decode(dir, out.Bytes())
@@ -226,8 +226,6 @@ func keysOf[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
-
-func args(c corev1.Container) string { return strings.Join(c.Args, " ") }
 
 // TestSplitTopology checks the central proxy and the CSI-only DaemonSet:
 // which role runs where, with whose ServiceAccount, behind which Service.

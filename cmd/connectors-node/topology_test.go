@@ -175,7 +175,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	// curl as the pod runs it: the mounted proxy URL and CA bundle only.
 	fetch := func(bundle string) error {
 		t.Helper()
-		cmd := exec.Command(curl, "-fsS", "--noproxy", "", "-x", strings.TrimSpace(string(proxyURL)), "--cacert", bundle, api.URL+"/status") //nolint:gosec // curl with the test's own arguments
+		cmd := exec.CommandContext(ctx, curl, "-fsS", "--noproxy", "", "-x", strings.TrimSpace(string(proxyURL)), "--cacert", bundle, api.URL+"/status") //nolint:gosec // curl with the test's own arguments
 		cmd.Env = []string{"HOME=" + t.TempDir()}
 		out, err := cmd.CombinedOutput()
 		require.NotContains(t, string(out), apiToken)
