@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 GO ?= go
 BIN := $(CURDIR)/bin
-TOOLS := $(BIN)/controller-gen $(BIN)/golangci-lint $(BIN)/crane
+TOOLS := $(BIN)/controller-gen $(BIN)/golangci-lint $(BIN)/crane $(BIN)/helm
 export PATH := $(BIN):$(PATH)
 
 .DEFAULT_GOAL := help
@@ -34,15 +34,16 @@ demo: deps build testbin ## Run the end-to-end demo: a real git clone through th
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/demo --binary $(BIN)/connectors-node
 
 $(TOOLS) &: hack/tools/go.mod hack/tools/go.sum
-	cd hack/tools && GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen github.com/golangci/golangci-lint/v2/cmd/golangci-lint github.com/google/go-containerregistry/cmd/crane
+	cd hack/tools && GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen github.com/golangci/golangci-lint/v2/cmd/golangci-lint github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm
 
 .PHONY: tools
 tools: $(TOOLS) ## Build the pinned developer tools into bin/.
 
 .PHONY: generate
-generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/crds.
+generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/base/crds and the chart.
 	controller-gen object paths=./kube/api/...
-	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/crds
+	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/base/crds
+	cp deploy/base/crds/*.yaml charts/connectors-node/crds/
 
 .PHONY: testbin
 testbin: ## Build kube-apiserver, etcd, kubelet, kube-scheduler and kube-controller-manager for the tests into a cache outside the repo.

@@ -87,8 +87,13 @@ type Options struct {
 	// resolver. Default DefaultClusterDomain.
 	ClusterDomain string
 	// CACertPEM is the proxy CA certificate written into every volume.
-	// Required.
+	// Required unless CABundle is set.
 	CACertPEM []byte
+	// CABundle, when set, returns the proxy CA certificates (PEM, one or
+	// more) for each publish, in place of CACertPEM, so that a rotated CA
+	// reaches volumes at their next republish. While it returns nothing a
+	// publish fails with Unavailable. Default: CACertPEM.
+	CABundle func() []byte
 	// SystemRootsPEM are the node's trusted roots, prepended to the proxy CA
 	// in ca-bundle.crt. Default: none, so ca-bundle.crt holds only the proxy CA.
 	SystemRootsPEM []byte
@@ -129,11 +134,15 @@ func (o Options) withDefaults() (Options, int64, error) {
 	if o.Authorizer == nil {
 		missing = append(missing, errors.New("missing required option Authorizer"))
 	}
-	if len(o.CACertPEM) == 0 {
-		missing = append(missing, errors.New("missing required option CACertPEM"))
+	if len(o.CACertPEM) == 0 && o.CABundle == nil {
+		missing = append(missing, errors.New("missing required option CACertPEM (or CABundle)"))
 	}
 	if err := errors.Join(missing...); err != nil {
 		return o, 0, fmt.Errorf("csi options: %w", err)
+	}
+	if o.CABundle == nil {
+		pem := o.CACertPEM
+		o.CABundle = func() []byte { return pem }
 	}
 	if o.Endpoint == "" {
 		o.Endpoint = DefaultEndpoint

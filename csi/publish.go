@@ -129,11 +129,15 @@ func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeReque
 	if err != nil {
 		return nil, p, nil, err
 	}
+	caPEM := n.opts.CABundle()
+	if len(caPEM) == 0 {
+		return nil, p, nil, status.Error(codes.Unavailable, "the proxy CA certificates are not loaded yet")
+	}
 	in := configgen.Input{
 		Connectors:     connectors,
 		Token:          token.Token,
 		ProxyURL:       n.opts.PublicURL,
-		CACertPEM:      n.opts.CACertPEM,
+		CACertPEM:      caPEM,
 		SystemRootsPEM: n.opts.SystemRootsPEM,
 		Configurations: attrs.Include,
 		Exclude:        attrs.Exclude,

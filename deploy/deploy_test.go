@@ -6,7 +6,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -24,7 +23,8 @@ import (
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
-// manifests reads every document of the files listed in kustomization.yaml.
+// loadAll reads the objects `kubectl apply -k deploy/` installs, checking
+// first that deploy/base/kustomization.yaml lists every manifest beside it.
 func loadAll(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
 	var k struct {
@@ -37,24 +37,21 @@ func loadAll(t *testing.T) []*unstructured.Unstructured {
 			NewTag  string `json:"newTag"`
 		} `json:"images"`
 	}
-	b, err := os.ReadFile("kustomization.yaml")
+	b, err := os.ReadFile("base/kustomization.yaml")
 	require.NoError(t, err)
-	require.NoError(t, yaml.UnmarshalStrict(b, &k, yaml.DisallowUnknownFields), "kustomization.yaml")
+	require.NoError(t, yaml.UnmarshalStrict(b, &k, yaml.DisallowUnknownFields), "base/kustomization.yaml")
 
 	// Every manifest in the directory is listed.
-	files, err := filepath.Glob("*.yaml")
+	files, err := filepath.Glob("base/*.yaml")
 	require.NoError(t, err)
-	crds, err := filepath.Glob("crds/*.yaml")
+	crds, err := filepath.Glob("base/crds/*.yaml")
 	require.NoError(t, err)
 	for _, f := range append(files, crds...) {
-		if f != "kustomization.yaml" {
-			require.Contains(t, k.Resources, f, "kustomization.yaml does not list %s", f)
+		if f != "base/kustomization.yaml" {
+			require.Contains(t, k.Resources, strings.TrimPrefix(f, "base/"), "base/kustomization.yaml does not list %s", f)
 		}
 	}
-
-	objs, err := manifests.Load(k.Resources...)
-	require.NoError(t, err)
-	return objs
+	return kustomize(t, ".")
 }
 
 func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name string) *T {
@@ -68,7 +65,7 @@ func find[T any](t *testing.T, objs []*unstructured.Unstructured, kind, name str
 			return &out
 		}
 	}
-	t.Fatalf("no %s %q in deploy/", kind, name)
+	t.Fatalf("no %s %q in the manifests", kind, name)
 	return nil
 }
 
@@ -174,40 +171,6 @@ func TestServiceIsNodeLocal(t *testing.T) {
 	require.Equal(t, corev1.ServiceInternalTrafficPolicyLocal, *svc.Spec.InternalTrafficPolicy)
 	require.Equal(t, "connectors-system", svc.Namespace)
 	require.Equal(t, int32(80), svc.Spec.Ports[0].Port, "the default public URL has no port")
-}
-
-func TestRBACIsLeastPrivilege(t *testing.T) {
-	objs := loadAll(t)
-	cr := find[rbacv1.ClusterRole](t, objs, "ClusterRole", "connectors-node")
-	for _, r := range cr.Rules {
-		require.NotContains(t, r.Verbs, "*")
-		require.NotContains(t, r.Resources, "*")
-		if slices.Contains(r.Resources, "secrets") {
-			require.Equal(t, []string{"get"}, r.Verbs, "secrets are read one by one, never listed or watched")
-		}
-		if slices.Contains(r.Resources, "events") {
-			require.Equal(t, []string{"events.k8s.io"}, r.APIGroups)
-			require.Equal(t, []string{"create", "patch"}, r.Verbs, "events are written, never read")
-			continue
-		}
-		for _, v := range r.Verbs {
-			require.Contains(t, []string{"get", "list", "watch", "create"}, v)
-		}
-	}
-	// Global CA Secrets are listed and watched in the service's namespace
-	// only, through a Role and nothing else.
-	global := find[rbacv1.Role](t, objs, "Role", "connectors-node-global-ca")
-	require.Equal(t, "connectors-system", global.Namespace)
-	require.Equal(t, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"list", "watch"}}}, global.Rules)
-	gb := find[rbacv1.RoleBinding](t, objs, "RoleBinding", "connectors-node-global-ca")
-	require.Equal(t, "connectors-system", gb.Namespace)
-	require.Equal(t, rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: global.Name}, gb.RoleRef)
-	role := find[rbacv1.Role](t, objs, "Role", "connectors-node-ca")
-	for _, r := range role.Rules {
-		if slices.Contains(r.Verbs, "get") {
-			require.Equal(t, []string{"connectors-proxy-ca"}, r.ResourceNames)
-		}
-	}
 }
 
 // TestManifestsApplyToARealAPIServer creates every object in a real API

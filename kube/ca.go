@@ -25,6 +25,10 @@ type CA struct {
 	Cert    *x509.Certificate
 	Key     *ecdsa.PrivateKey
 	CertPEM []byte
+	// BundlePEM is every certificate pods are to trust: CertPEM, then the
+	// certificates the CA Secret keeps trusted beside it during a rotation
+	// (its ca.crt key). Empty means CertPEM alone; read it with Bundle.
+	BundlePEM []byte
 }
 
 // caValidity is how long a new CA certificate is valid.
@@ -124,7 +128,7 @@ func LoadOrCreateCA(ctx context.Context, client kubernetes.Interface, namespace,
 	for attempt := 0; attempt < 3; attempt++ {
 		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			ca, err := ParseCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+			ca, err := caFromSecret(s)
 			if err != nil {
 				return nil, fmt.Errorf("proxy CA secret %s/%s: %w", namespace, name, err)
 			}

@@ -11,7 +11,7 @@ import (
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
-// TestGeneratedCRDsAreCurrent fails when deploy/crds no longer matches the
+// TestGeneratedCRDsAreCurrent fails when deploy/base/crds no longer matches the
 // Go types: run `make generate` and commit the result.
 func TestGeneratedCRDsAreCurrent(t *testing.T) {
 	root := apitest.RepoRoot()
@@ -28,15 +28,15 @@ func TestGeneratedCRDsAreCurrent(t *testing.T) {
 	b, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(b))
 
-	committed, err := filepath.Glob(filepath.Join(root, "deploy", "crds", "*.yaml"))
+	committed, err := filepath.Glob(filepath.Join(root, "deploy", "base", "crds", "*.yaml"))
 	require.NoError(t, err)
 	generated, err := filepath.Glob(filepath.Join(out, "*.yaml"))
 	require.NoError(t, err)
-	require.Len(t, committed, len(generated), "deploy/crds has a different set of files: run `make generate`")
+	require.Len(t, committed, len(generated), "deploy/base/crds has a different set of files: run `make generate`")
 	for _, g := range generated {
 		want, err := os.ReadFile(g)
 		require.NoError(t, err)
-		have, err := os.ReadFile(filepath.Join(root, "deploy", "crds", filepath.Base(g)))
+		have, err := os.ReadFile(filepath.Join(root, "deploy", "base", "crds", filepath.Base(g)))
 		require.NoError(t, err, "run `make generate`")
 		require.Equal(t, string(want), string(have), "%s is stale: run `make generate`", filepath.Base(g))
 	}

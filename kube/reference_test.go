@@ -116,7 +116,7 @@ func referenceCRDs() string {
 func TestReferenceCRDCompatibility(t *testing.T) {
 	dirs := map[string]string{
 		"reference": referenceCRDs(),
-		"generated": filepath.Join(apitest.RepoRoot(), "deploy", "crds"),
+		"generated": filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds"),
 	}
 	for name, dir := range dirs {
 		t.Run(name, func(t *testing.T) {

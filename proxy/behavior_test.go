@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,7 +145,7 @@ func TestLeafCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := newMetrics(nil)
-	c := newLeafCache(ca, 2, 24*time.Hour, time.Now, m)
+	c := newLeafCache(func() *kube.CA { return ca }, 2, 24*time.Hour, time.Now, m)
 	// 1,000 concurrent requests for one host sign one leaf.
 	errs := make(chan error, 1000)
 	for i := 0; i < 1000; i++ {
@@ -174,6 +175,41 @@ func TestLeafCache(t *testing.T) {
 	}
 	if c.len() != 2 {
 		t.Errorf("cache holds %d leaves, want the bound 2", c.len())
+	}
+}
+
+// TestLeafCacheSignsWithTheRotatedCA pins CA rotation: once SigningCA
+// returns a new CA, a host whose leaf the old CA signed gets a new leaf
+// signed by the new CA, not the cached one.
+func TestLeafCacheSignsWithTheRotatedCA(t *testing.T) {
+	oldCA, err := kube.NewCA("old", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := kube.NewCA("new", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur atomic.Pointer[kube.CA]
+	cur.Store(oldCA)
+	c := newLeafCache(cur.Load, 8, 24*time.Hour, time.Now, newMetrics(nil))
+	before, err := c.get("git.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before.Leaf.CheckSignatureFrom(oldCA.Cert) != nil {
+		t.Fatal("the first leaf is not signed by the CA in use")
+	}
+	cur.Store(newCA)
+	after, err := c.get("git.example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Leaf.CheckSignatureFrom(newCA.Cert) != nil {
+		t.Errorf("after the rotation the leaf is still signed by the old CA")
+	}
+	if c.len() != 1 {
+		t.Errorf("cache holds %d leaves for one host, want 1", c.len())
 	}
 }
 

@@ -15,7 +15,7 @@ func BenchmarkLeafCached(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := newLeafCache(ca, 1024, 24*time.Hour, time.Now, newMetrics(nil))
+	c := newLeafCache(func() *kube.CA { return ca }, 1024, 24*time.Hour, time.Now, newMetrics(nil))
 	if _, err := c.get("git.example.test"); err != nil {
 		b.Fatal(err)
 	}
@@ -32,10 +32,10 @@ func BenchmarkLeafIssue(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := newLeafCache(ca, 1024, 24*time.Hour, time.Now, newMetrics(nil))
+	c := newLeafCache(func() *kube.CA { return ca }, 1024, 24*time.Hour, time.Now, newMetrics(nil))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.issue("git.example.test"); err != nil {
+		if _, err := c.issue("git.example.test", ca); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -23,7 +23,7 @@ import (
 // leafCache issues leaf certificates for intercepted hosts and keeps the
 // most recently used ones. Concurrent misses for one host sign once.
 type leafCache struct {
-	ca       *kube.CA
+	ca       func() *kube.CA
 	size     int
 	validity time.Duration
 	now      func() time.Time
@@ -38,9 +38,11 @@ type leafCache struct {
 type leafItem struct {
 	host string
 	cert *tls.Certificate
+	// ca signed cert; a leaf of a CA no longer signing is issued again.
+	ca *kube.CA
 }
 
-func newLeafCache(ca *kube.CA, size int, validity time.Duration, now func() time.Time, m *metrics) *leafCache {
+func newLeafCache(ca func() *kube.CA, size int, validity time.Duration, now func() time.Time, m *metrics) *leafCache {
 	return &leafCache{
 		ca: ca, size: size, validity: validity, now: now, metrics: m,
 		order: list.New(), items: make(map[string]*list.Element),
@@ -49,18 +51,19 @@ func newLeafCache(ca *kube.CA, size int, validity time.Duration, now func() time
 
 // get returns a leaf for host (a normalized host name or IP literal).
 func (c *leafCache) get(host string) (*tls.Certificate, error) {
-	if cert := c.lookup(host); cert != nil {
+	ca := c.ca()
+	if cert := c.lookup(host, ca); cert != nil {
 		return cert, nil
 	}
 	v, err, _ := c.group.Do(host, func() (any, error) {
-		if cert := c.lookup(host); cert != nil {
+		if cert := c.lookup(host, ca); cert != nil {
 			return cert, nil
 		}
-		cert, err := c.issue(host)
+		cert, err := c.issue(host, ca)
 		if err != nil {
 			return nil, err
 		}
-		c.store(host, cert)
+		c.store(host, cert, ca)
 		return cert, nil
 	})
 	if err != nil {
@@ -69,7 +72,7 @@ func (c *leafCache) get(host string) (*tls.Certificate, error) {
 	return v.(*tls.Certificate), nil
 }
 
-func (c *leafCache) lookup(host string) *tls.Certificate {
+func (c *leafCache) lookup(host string, ca *kube.CA) *tls.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[host]
@@ -77,7 +80,7 @@ func (c *leafCache) lookup(host string) *tls.Certificate {
 		return nil
 	}
 	it := el.Value.(*leafItem)
-	if c.now().Add(c.validity / 4).After(it.cert.Leaf.NotAfter) {
+	if it.ca != ca || c.now().Add(c.validity/4).After(it.cert.Leaf.NotAfter) {
 		c.order.Remove(el)
 		delete(c.items, host)
 		c.metrics.leaves.Set(float64(len(c.items)))
@@ -87,13 +90,13 @@ func (c *leafCache) lookup(host string) *tls.Certificate {
 	return it.cert
 }
 
-func (c *leafCache) store(host string, cert *tls.Certificate) {
+func (c *leafCache) store(host string, cert *tls.Certificate, ca *kube.CA) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[host]; ok {
 		c.order.Remove(el)
 	}
-	c.items[host] = c.order.PushFront(&leafItem{host: host, cert: cert})
+	c.items[host] = c.order.PushFront(&leafItem{host: host, cert: cert, ca: ca})
 	for c.order.Len() > c.size {
 		old := c.order.Back()
 		c.order.Remove(old)
@@ -110,7 +113,7 @@ func (c *leafCache) len() int {
 
 // issue signs an ECDSA P-256 leaf for host, valid from an hour ago (clock
 // skew) for the configured validity, never past the CA's own expiry.
-func (c *leafCache) issue(host string) (*tls.Certificate, error) {
+func (c *leafCache) issue(host string, ca *kube.CA) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating leaf key: %w", err)
@@ -121,8 +124,8 @@ func (c *leafCache) issue(host string) (*tls.Certificate, error) {
 	}
 	now := c.now()
 	notAfter := now.Add(c.validity)
-	if notAfter.After(c.ca.Cert.NotAfter) {
-		notAfter = c.ca.Cert.NotAfter
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -137,7 +140,7 @@ func (c *leafCache) issue(host string) (*tls.Certificate, error) {
 	} else {
 		tmpl.DNSNames = []string{host}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca.Cert, &key.PublicKey, c.ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
 		return nil, fmt.Errorf("signing leaf for %s: %w", host, err)
 	}

@@ -35,8 +35,13 @@ type Options struct {
 	Objects kube.Objects
 	// Auth reviews tokens and access. Required.
 	Auth Authenticator
-	// CA signs the leaf certificates of intercepted CONNECT tunnels. Required.
+	// CA signs the leaf certificates of intercepted CONNECT tunnels.
+	// Required unless SigningCA is set.
 	CA *kube.CA
+	// SigningCA, when set, returns the CA that signs each new leaf, in place
+	// of CA, so that a rotated CA takes effect without a restart: a cached
+	// leaf signed by another CA is issued again. Default: CA.
+	SigningCA func() *kube.CA
 
 	// PublicURL is the proxy's own public address; forward targets on its
 	// host are refused (a loop). Default
@@ -115,8 +120,12 @@ func (o *Options) setDefaults() error {
 	if o.Auth == nil {
 		return errors.New("proxy: Auth is required")
 	}
-	if o.CA == nil || o.CA.Cert == nil || o.CA.Key == nil {
-		return errors.New("proxy: CA with Cert and Key is required")
+	if o.SigningCA == nil {
+		if o.CA == nil || o.CA.Cert == nil || o.CA.Key == nil {
+			return errors.New("proxy: CA with Cert and Key (or SigningCA) is required")
+		}
+		ca := o.CA
+		o.SigningCA = func() *kube.CA { return ca }
 	}
 	if o.PublicURL == "" {
 		o.PublicURL = DefaultPublicURL

@@ -89,7 +89,7 @@ func New(opts Options) (*Proxy, error) {
 		Registerer: opts.Registerer,
 		Now:        opts.Now,
 	})
-	p.leaves = newLeafCache(opts.CA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
+	p.leaves = newLeafCache(p.opts.SigningCA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,32 @@ type config struct {
 	// Status reconciler.
 	status              bool
 	statusProbeInterval time.Duration
+	// Topology: which roles this process serves, and the published CA
+	// certificates.
+	serve       string
+	caConfigMap string
+	caRefresh   time.Duration
+}
+
+// Roles --serve names.
+const (
+	roleCSI   = "csi"
+	roleProxy = "proxy"
+)
+
+// serves reports whether --serve lists role.
+func (c *config) serves(role string) bool {
+	return slices.Contains(c.roles(), role)
+}
+
+func (c *config) roles() []string {
+	var roles []string
+	for _, r := range strings.Split(c.serve, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			roles = append(roles, r)
+		}
+	}
+	return roles
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -84,6 +111,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.tokenCacheTTL, "token-cache-ttl", 5*time.Minute, "upper bound on caching a token review; never past the token's expiry")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
+	fs.StringVar(&c.serve, "serve", roleCSI+","+roleProxy, "roles to serve, a comma list: csi (the node plugin; reads Connectors and the published CA certificates, never a Secret) and proxy (holds Secret access and the CA key; publishes the CA certificates)")
+	fs.StringVar(&c.caConfigMap, "ca-configmap", kube.DefaultCAConfigMap, "name of the ConfigMap in --namespace that publishes the proxy CA certificates without the key; the proxy role writes it, a csi-only node reads only it")
+	fs.DurationVar(&c.caRefresh, "ca-refresh", kube.DefaultCARefresh, "how often the CA Secret (proxy role) or the CA ConfigMap (csi-only) is read again, so a rotated CA takes effect without a restart")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
 	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
 	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")
@@ -104,8 +134,23 @@ func (c *config) validate() error {
 	bad := func(flag, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
 	}
-	if c.nodeID == "" {
+	roles := c.roles()
+	if len(roles) == 0 {
+		bad("serve", "names no role: want csi, proxy or both")
+	}
+	for _, r := range roles {
+		if r != roleCSI && r != roleProxy {
+			bad("serve", "unknown role %q: want csi, proxy or both", r)
+		}
+	}
+	if c.nodeID == "" && c.serves(roleCSI) {
 		bad("node-id", "required (or set $NODE_NAME)")
+	}
+	if c.caConfigMap == "" {
+		bad("ca-configmap", "required")
+	}
+	if c.caRefresh <= 0 {
+		bad("ca-refresh", "must be positive, got %s", c.caRefresh)
 	}
 	if c.namespace == "" {
 		bad("namespace", "required")

@@ -24,6 +24,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 		"status", "status-probe-interval",
+		"serve", "ca-configmap", "ca-refresh",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -46,6 +47,16 @@ func TestFlagsDefaults(t *testing.T) {
 	require.False(t, c.allowLoopback)
 	require.Equal(t, "-", c.auditLog, "audit lines go to standard output by default")
 	require.True(t, c.status, "status is written unless an upstream controller owns it")
+	require.True(t, c.serves(roleCSI) && c.serves(roleProxy), "one process serves both roles by default")
+	require.Equal(t, "connectors-proxy-ca.crt", c.caConfigMap)
+}
+
+func TestProxyOnlyNeedsNoNodeID(t *testing.T) {
+	t.Setenv("NODE_NAME", "")
+	c, err := parseFlags([]string{"--serve=proxy"}, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.True(t, c.serves(roleProxy))
+	require.False(t, c.serves(roleCSI))
 }
 
 func TestAuditLogFileIsOpenedBeforeAnythingStarts(t *testing.T) {
@@ -71,6 +82,11 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--audience="}, "--audience"},
 		{[]string{"--node-id=n", "--audit-log="}, "--audit-log"},
 		{[]string{"--node-id=n", "extra"}, "unexpected argument"},
+		{[]string{"--node-id=n", "--serve="}, "--serve"},
+		{[]string{"--node-id=n", "--serve=csi,web"}, "--serve"},
+		{[]string{"--serve=csi"}, "--node-id"},
+		{[]string{"--node-id=n", "--ca-configmap="}, "--ca-configmap"},
+		{[]string{"--node-id=n", "--ca-refresh=0s"}, "--ca-refresh"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Setenv("NODE_NAME", "")

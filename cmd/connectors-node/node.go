@@ -24,8 +24,8 @@ import (
 	"github.com/connectors-node/connectors-node/status"
 )
 
-// node is the running service: caches, reviewer, CSI server, proxy and the
-// ops endpoints.
+// node is the running service: caches, reviewer, the CSI server and the
+// proxy (each nil when --serve leaves its role out) and the ops endpoints.
 type node struct {
 	cfg   *config
 	log   logr.Logger
@@ -89,7 +89,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	ca, err := kube.LoadOrCreateCA(ctx, client, cfg.namespace, cfg.caSecret)
+	cas, err := newCASource(ctx, cfg, client, log.WithName("ca"))
 	if err != nil {
 		return nil, err
 	}
@@ -106,83 +106,88 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	if err != nil {
 		systemPool = x509.NewCertPool()
 	}
-	globalCAs, err := kube.NewGlobalCAs(client, cfg.namespace, systemPool, log.WithName("global-ca"))
-	if err != nil {
-		return nil, err
-	}
-	globalCAs.Start(ctx)
 
-	events, err := kube.NewEventRecorder(ctx, client, csi.DriverName)
-	if err != nil {
-		return nil, err
-	}
-
-	csiServer, err := csi.NewServer(csi.Options{
-		NodeID:          cfg.nodeID,
-		Endpoint:        cfg.csiEndpoint,
-		Version:         version,
-		Objects:         cache,
-		Authorizer:      reviewer,
-		Ready:           cache.Synced,
-		Audience:        cfg.audience,
-		PublicURL:       cfg.publicURL,
-		ClusterDomain:   cfg.clusterDomain,
-		CACertPEM:       ca.CertPEM,
-		SystemRootsPEM:  roots,
-		TmpfsSize:       cfg.tmpfsSize,
-		KubeletRoot:     cfg.kubeletRoot,
-		ShutdownTimeout: cfg.shutdownTimeout,
-		Log:             log,
-		Registerer:      reg,
-		Events:          events,
-	})
-	if err != nil {
-		return nil, err
+	n := &node{cfg: cfg, log: log, cache: cache}
+	var globalCAs *kube.GlobalCAs
+	if cfg.serves(roleCSI) {
+		events, err := kube.NewEventRecorder(ctx, client, csi.DriverName)
+		if err != nil {
+			return nil, err
+		}
+		n.csi, err = csi.NewServer(csi.Options{
+			NodeID:          cfg.nodeID,
+			Endpoint:        cfg.csiEndpoint,
+			Version:         version,
+			Objects:         cache,
+			Authorizer:      reviewer,
+			Ready:           func() bool { return cache.Synced() && cas.loaded() },
+			Audience:        cfg.audience,
+			PublicURL:       cfg.publicURL,
+			ClusterDomain:   cfg.clusterDomain,
+			CABundle:        cas.bundle,
+			SystemRootsPEM:  roots,
+			TmpfsSize:       cfg.tmpfsSize,
+			KubeletRoot:     cfg.kubeletRoot,
+			ShutdownTimeout: cfg.shutdownTimeout,
+			Log:             log,
+			Registerer:      reg,
+			Events:          events,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 
-	denied, _ := cfg.denyNets()
-	p, err := proxy.New(proxy.Options{
-		Objects:               cache,
-		Auth:                  reviewer,
-		CA:                    ca,
-		PublicURL:             cfg.publicURL,
-		ClusterDomain:         cfg.clusterDomain,
-		AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
-		AllowLoopback:         cfg.allowLoopback,
-		DenyCIDRs:             denied,
-		Roots:                 globalCAs,
-		AuditLog:              audit,
-		Log:                   log.WithName("proxy"),
-		Registerer:            reg,
-	})
-	if err != nil {
-		return nil, err
+	if cfg.serves(roleProxy) {
+		// Only the proxy role reads Secrets, the global CA ones included.
+		globalCAs, err = kube.NewGlobalCAs(client, cfg.namespace, systemPool, log.WithName("global-ca"))
+		if err != nil {
+			return nil, err
+		}
+		globalCAs.Start(ctx)
+		denied, _ := cfg.denyNets()
+		p, err := proxy.New(proxy.Options{
+			Objects:               cache,
+			Auth:                  reviewer,
+			SigningCA:             cas.signing,
+			PublicURL:             cfg.publicURL,
+			ClusterDomain:         cfg.clusterDomain,
+			AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
+			AllowLoopback:         cfg.allowLoopback,
+			DenyCIDRs:             denied,
+			Roots:                 globalCAs,
+			AuditLog:              audit,
+			Log:                   log.WithName("proxy"),
+			Registerer:            reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.proxy = p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen, MaxConnections: cfg.maxConnections})
+		// Probes send the Connector's credential, so the status writer
+		// runs where the proxy (and its Secret access) does.
+		if cfg.status {
+			if n.status, err = newStatus(cfg, rc, client, cache, p, cas.bundle(), log, reg); err != nil {
+				return nil, err
+			}
+		}
 	}
 	ready := func(context.Context) error {
 		if !cache.Synced() {
 			return errors.New("caches not synced")
 		}
-		if !globalCAs.Synced() {
+		if globalCAs != nil && !globalCAs.Synced() {
 			return errors.New("global CA secrets not synced")
+		}
+		if !cas.loaded() {
+			return errors.New("proxy CA certificates not loaded")
 		}
 		return nil
 	}
-	n := &node{
-		cfg:   cfg,
-		log:   log,
-		cache: cache,
-		csi:   csiServer,
-		proxy: p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen, MaxConnections: cfg.maxConnections}),
-		ops: &http.Server{
-			Addr:              cfg.opsListen,
-			Handler:           newOpsHandler(ready, reg),
-			ReadHeaderTimeout: 5 * time.Second,
-		},
-	}
-	if cfg.status {
-		if n.status, err = newStatus(cfg, rc, client, cache, p, ca.CertPEM, log, reg); err != nil {
-			return nil, err
-		}
+	n.ops = &http.Server{
+		Addr:              cfg.opsListen,
+		Handler:           newOpsHandler(ready, reg),
+		ReadHeaderTimeout: 5 * time.Second,
 	}
 	return n, nil
 }
@@ -193,16 +198,18 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 func (n *node) serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	if err := n.csi.Start(); err != nil {
-		return err
-	}
-	go func() {
-		select {
-		case <-n.csi.Done():
-			cancel(fmt.Errorf("csi server stopped: %w", n.csi.Err()))
-		case <-ctx.Done():
+	if n.csi != nil {
+		if err := n.csi.Start(); err != nil {
+			return err
 		}
-	}()
+		go func() {
+			select {
+			case <-n.csi.Done():
+				cancel(fmt.Errorf("csi server stopped: %w", n.csi.Err()))
+			case <-ctx.Done():
+			}
+		}()
+	}
 	listen := func(addr, what string, serve func(net.Listener) error) error {
 		var lc net.ListenConfig
 		ln, err := lc.Listen(ctx, "tcp", addr)
@@ -210,7 +217,9 @@ func (n *node) serve(ctx context.Context) error {
 			return fmt.Errorf("%s listener: %w", what, err)
 		}
 		// Neither listener may be a target of the proxy.
-		n.proxy.RefuseAddr(ln.Addr())
+		if n.proxy != nil {
+			n.proxy.RefuseAddr(ln.Addr())
+		}
 		go func() {
 			if err := serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				cancel(fmt.Errorf("%s server: %w", what, err))
@@ -222,8 +231,10 @@ func (n *node) serve(ctx context.Context) error {
 	if err := listen(n.ops.Addr, "ops", n.ops.Serve); err != nil {
 		return err
 	}
-	if err := listen(n.proxy.HTTP.Addr, "proxy", n.proxy.Serve); err != nil {
-		return err
+	if n.proxy != nil {
+		if err := listen(n.proxy.HTTP.Addr, "proxy", n.proxy.Serve); err != nil {
+			return err
+		}
 	}
 	statusDone := n.runStatus(ctx)
 	<-ctx.Done()
@@ -234,10 +245,14 @@ func (n *node) serve(ctx context.Context) error {
 
 	stopCtx, stop := context.WithTimeout(context.Background(), n.cfg.shutdownTimeout)
 	defer stop()
-	if err := n.proxy.Shutdown(stopCtx); err != nil {
-		n.log.Error(err, "proxy did not drain in time")
+	if n.proxy != nil {
+		if err := n.proxy.Shutdown(stopCtx); err != nil {
+			n.log.Error(err, "proxy did not drain in time")
+		}
 	}
-	n.csi.Stop(stopCtx)
+	if n.csi != nil {
+		n.csi.Stop(stopCtx)
+	}
 	shortCtx, stopOps := context.WithTimeout(context.Background(), time.Second)
 	defer stopOps()
 	_ = n.ops.Shutdown(shortCtx)

@@ -85,7 +85,7 @@ wait_port "$UP_HTTPS"
 
 pprof=()
 [[ ${BENCH_PPROF:-0} == 1 ]] && pprof=(-pprof)
-# GOGC and GOMEMLIMIT as deploy/daemonset.yaml sets them.
+# GOGC and GOMEMLIMIT as deploy/base/daemonset.yaml sets them.
 GOGC=400 GOMEMLIMIT=200MiB "$work/bin/proxyd" -listen "127.0.0.1:$PROXY" -ops "127.0.0.1:$OPS" \
 	-upstream-http "127.0.0.1:$UP_HTTP" -upstream-https "127.0.0.1:$UP_HTTPS" \
 	-upstream-ca "$work/upstream-ca.pem" -ca-out "$work/proxy-ca.pem" -log "$work/proxy-audit.log" "${pprof[@]}" \

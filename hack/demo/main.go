@@ -151,7 +151,7 @@ func (d *demo) startAPIServer() error {
 	if err := manifests.InstallBase(context.Background(), env.Client, repoRoot()); err != nil {
 		return err
 	}
-	d.say("installed deploy/crds, deploy/namespace.yaml, deploy/rbac.yaml and examples/connectorclass-*.yaml")
+	d.say("installed deploy/base/crds, deploy/base/namespace.yaml, deploy/base/rbac.yaml and examples/connectorclass-*.yaml")
 	return nil
 }
 
@@ -206,7 +206,7 @@ func (d *demo) createConnector(ctx context.Context, password string) error {
 }
 
 // startNode runs the binary with the deploy/ ServiceAccount's own token, so
-// the demo also shows that deploy/rbac.yaml is enough.
+// the demo also shows that deploy/base/rbac.yaml is enough.
 func (d *demo) startNode(ctx context.Context) error {
 	token, err := d.mint("connectors-system", "connectors-node", nil)
 	if err != nil {

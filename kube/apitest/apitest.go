@@ -53,7 +53,7 @@ type Env struct {
 // Options configure Start.
 type Options struct {
 	// CRDDirs are directories of CRD manifests to install. Default: the
-	// project's generated CRDs in deploy/crds.
+	// project's generated CRDs in deploy/base/crds.
 	CRDDirs []string
 	// NoCRDs installs no CRD at all.
 	NoCRDs bool
@@ -181,7 +181,7 @@ func start(opts Options) (*Env, error) {
 	if !opts.NoCRDs {
 		env.CRDDirectoryPaths = opts.CRDDirs
 		if len(env.CRDDirectoryPaths) == 0 {
-			env.CRDDirectoryPaths = []string{filepath.Join(RepoRoot(), "deploy", "crds")}
+			env.CRDDirectoryPaths = []string{filepath.Join(RepoRoot(), "deploy", "base", "crds")}
 		}
 	}
 	cfg, err := env.Start()

@@ -25,24 +25,35 @@ func Load(files ...string) ([]*unstructured.Unstructured, error) {
 		if err != nil {
 			return nil, err
 		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			err := dec.Decode(&u.Object)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			if u.GetKind() == "" {
-				return nil, fmt.Errorf("%s: a document has no kind", f)
-			}
-			objs = append(objs, u)
+		more, err := Decode(f, data)
+		if err != nil {
+			return nil, err
 		}
+		objs = append(objs, more...)
+	}
+	return objs, nil
+}
+
+// Decode reads every non-empty document of data; name is what errors call it.
+func Decode(name string, data []byte) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		err := dec.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if u.GetKind() == "" {
+			return nil, fmt.Errorf("%s: a document has no kind", name)
+		}
+		objs = append(objs, u)
 	}
 	return objs, nil
 }
@@ -62,8 +73,8 @@ func Create(ctx context.Context, c client.Client, objs []*unstructured.Unstructu
 // ConnectorClasses, all read from the repository at root.
 func InstallBase(ctx context.Context, c client.Client, root string) error {
 	objs, err := Load(
-		filepath.Join(root, "deploy", "namespace.yaml"),
-		filepath.Join(root, "deploy", "rbac.yaml"),
+		filepath.Join(root, "deploy", "base", "namespace.yaml"),
+		filepath.Join(root, "deploy", "base", "rbac.yaml"),
 		filepath.Join(root, "examples", "connectorclass-git.yaml"),
 		filepath.Join(root, "examples", "connectorclass-oci.yaml"),
 		filepath.Join(root, "examples", "connectorclass-api.yaml"),

@@ -1,6 +1,6 @@
 // Package v1alpha1 holds the connectors.alauda.io/v1alpha1 API types that the
 // node service reads: Connector and ConnectorClass. The types stay
-// wire-compatible with the upstream API; the CRDs in deploy/crds are
+// wire-compatible with the upstream API; the CRDs in deploy/base/crds are
 // generated from them.
 //
 // +kubebuilder:object:generate=true

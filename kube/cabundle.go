@@ -1,0 +1,330 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// The proxy CA's certificates are published without the key in a ConfigMap
+// of the service's namespace, as kube-root-ca.crt publishes the cluster's.
+// The process that holds the key (the proxy) writes it; a CSI-only node
+// reads only that ConfigMap and never the CA Secret.
+const (
+	// CABundleKey is the key, in the published ConfigMap and in the CA
+	// Secret, of a PEM bundle of CA certificates. In the Secret it holds
+	// the certificates kept trusted beside tls.crt during a rotation.
+	CABundleKey = "ca.crt"
+	// DefaultCAConfigMap is the name of the published ConfigMap.
+	DefaultCAConfigMap = "connectors-proxy-ca.crt"
+	// DefaultCARefresh is how often the CA Secret or ConfigMap is read again.
+	DefaultCARefresh = time.Minute
+)
+
+// Bundle returns the certificates pods are to trust, in PEM: BundlePEM, or
+// CertPEM when that is empty.
+func (ca *CA) Bundle() []byte {
+	if len(ca.BundlePEM) == 0 {
+		return ca.CertPEM
+	}
+	return ca.BundlePEM
+}
+
+// caFromSecret reads the signing CA (tls.crt, tls.key) and the certificates
+// kept trusted beside it (ca.crt) from the CA Secret.
+func caFromSecret(s *corev1.Secret) (*CA, error) {
+	ca, err := ParseCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, err
+	}
+	bundle := append(bytes.Clone(ca.CertPEM), s.Data[CABundleKey]...)
+	if ca.BundlePEM, err = NormalizeCABundle(bundle); err != nil {
+		return nil, fmt.Errorf("%s: %w", CABundleKey, err)
+	}
+	return ca, nil
+}
+
+// NormalizeCABundle checks that b holds one or more PEM certificates, each a
+// CA certificate, and nothing else (no key, no other block, no stray text),
+// and returns them re-encoded in order with duplicates dropped.
+func NormalizeCABundle(b []byte) ([]byte, error) {
+	var out []byte
+	seen := map[string]bool{}
+	rest := b
+	for n := 1; ; n++ {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("PEM block %d is a %q, not a CERTIFICATE", n, block.Type)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("PEM block %d: %w", n, err)
+		}
+		if !cert.IsCA {
+			return nil, fmt.Errorf("PEM block %d is not a CA certificate", n)
+		}
+		if seen[string(block.Bytes)] {
+			continue
+		}
+		seen[string(block.Bytes)] = true
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: block.Bytes})...)
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, errors.New("text that is not a PEM block")
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return out, nil
+}
+
+// PublishCABundle writes bundle (certificates only) to the ConfigMap
+// namespace/name under ca.crt, creating it when absent and updating it only
+// when it differs. Concurrent writers retry on conflicts.
+func PublishCABundle(ctx context.Context, client kubernetes.Interface, namespace, name string, bundle []byte) error {
+	if _, err := NormalizeCABundle(bundle); err != nil {
+		return fmt.Errorf("publishing the proxy CA certificates: %w", err)
+	}
+	cms := client.CoreV1().ConfigMaps(namespace)
+	for attempt := 0; attempt < 5; attempt++ {
+		cm, err := cms.Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			cm = &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{
+					Namespace: namespace,
+					Name:      name,
+					Labels:    map[string]string{"app.kubernetes.io/name": "connectors-node"},
+				},
+				Data: map[string]string{CABundleKey: string(bundle)},
+			}
+			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("creating configmap %s/%s: %w", namespace, name, classify(err))
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("reading configmap %s/%s: %w", namespace, name, classify(err))
+		}
+		if cm.Data[CABundleKey] == string(bundle) && len(cm.BinaryData) == 0 && len(cm.Data) == 1 {
+			return nil
+		}
+		// Only the bundle: nothing else may sit beside it.
+		cm.Data = map[string]string{CABundleKey: string(bundle)}
+		cm.BinaryData = nil
+		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("updating configmap %s/%s: %w", namespace, name, classify(err))
+		}
+		return nil
+	}
+	return fmt.Errorf("configmap %s/%s: gave up after concurrent updates", namespace, name)
+}
+
+// CAOptions configure NewCAKeeper and NewCABundleReader.
+type CAOptions struct {
+	// Client reaches the API server. Required.
+	Client kubernetes.Interface
+	// Namespace is the service's namespace. Required.
+	Namespace string
+	// Secret is the name of the CA Secret (tls.crt, tls.key and, during a
+	// rotation, ca.crt). Required by NewCAKeeper; NewCABundleReader never
+	// reads it.
+	Secret string
+	// ConfigMap is the name of the ConfigMap that publishes the
+	// certificates. Default DefaultCAConfigMap.
+	ConfigMap string
+	// Refresh is how often the Secret or ConfigMap is read again. Default
+	// DefaultCARefresh.
+	Refresh time.Duration
+	// Retry is how often NewCABundleReader tries again until it has read a
+	// bundle at all. Default 2s.
+	Retry time.Duration
+	// Log receives refresh failures. Default: discarded.
+	Log logr.Logger
+}
+
+func (o *CAOptions) defaults(needSecret bool) error {
+	var missing []error
+	if o.Client == nil {
+		missing = append(missing, errors.New("option Client is required"))
+	}
+	if o.Namespace == "" {
+		missing = append(missing, errors.New("option Namespace is required"))
+	}
+	if needSecret && o.Secret == "" {
+		missing = append(missing, errors.New("option Secret is required"))
+	}
+	if err := errors.Join(missing...); err != nil {
+		return fmt.Errorf("proxy CA: %w", err)
+	}
+	if o.ConfigMap == "" {
+		o.ConfigMap = DefaultCAConfigMap
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = DefaultCARefresh
+	}
+	if o.Retry <= 0 {
+		o.Retry = 2 * time.Second
+	}
+	if o.Log.GetSink() == nil {
+		o.Log = logr.Discard()
+	}
+	return nil
+}
+
+// CAKeeper is the proxy CA as the process that holds its key sees it. It
+// loads (or creates) the CA Secret, publishes the certificates in the
+// ConfigMap, and reads the Secret again every Refresh, so that a rotation
+// takes effect without a restart: leaves are signed with the Secret's
+// current tls.key, and the published bundle holds tls.crt and ca.crt.
+type CAKeeper struct {
+	opts CAOptions
+	cur  atomic.Pointer[CA]
+}
+
+// NewCAKeeper loads or creates the CA and publishes its certificates. Call
+// Run to follow rotations.
+func NewCAKeeper(ctx context.Context, opts CAOptions) (*CAKeeper, error) {
+	if err := opts.defaults(true); err != nil {
+		return nil, err
+	}
+	ca, err := LoadOrCreateCA(ctx, opts.Client, opts.Namespace, opts.Secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := PublishCABundle(ctx, opts.Client, opts.Namespace, opts.ConfigMap, ca.Bundle()); err != nil {
+		return nil, err
+	}
+	k := &CAKeeper{opts: opts}
+	k.cur.Store(ca)
+	return k, nil
+}
+
+// Signing returns the CA that signs new leaf certificates.
+func (k *CAKeeper) Signing() *CA { return k.cur.Load() }
+
+// BundlePEM returns the certificates pods are to trust.
+func (k *CAKeeper) BundlePEM() []byte { return k.cur.Load().Bundle() }
+
+// Run reads the Secret every Refresh until ctx ends. A Secret that has
+// become invalid or unreadable is logged and the CA in use is kept.
+func (k *CAKeeper) Run(ctx context.Context) {
+	t := time.NewTicker(k.opts.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := k.Refresh(ctx); err != nil && ctx.Err() == nil {
+			k.opts.Log.Error(err, "refreshing the proxy CA; keeping the one in use")
+		}
+	}
+}
+
+// Refresh reads the Secret once, switches to its CA when it changed, and
+// publishes the bundle.
+func (k *CAKeeper) Refresh(ctx context.Context) error {
+	s, err := k.opts.Client.CoreV1().Secrets(k.opts.Namespace).Get(ctx, k.opts.Secret, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, classify(err))
+	}
+	ca, err := caFromSecret(s)
+	if err != nil {
+		return fmt.Errorf("proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, err)
+	}
+	old := k.cur.Load()
+	if !bytes.Equal(old.CertPEM, ca.CertPEM) || !bytes.Equal(old.Bundle(), ca.Bundle()) {
+		k.cur.Store(ca)
+		k.opts.Log.Info("proxy CA changed", "signing_serial", ca.Cert.SerialNumber.String(), "trusted", bytes.Count(ca.Bundle(), []byte("-----BEGIN")))
+	}
+	return PublishCABundle(ctx, k.opts.Client, k.opts.Namespace, k.opts.ConfigMap, k.cur.Load().Bundle())
+}
+
+// CABundleReader follows the published ConfigMap: the proxy CA's
+// certificates as a CSI-only node sees them, without the key.
+type CABundleReader struct {
+	opts CAOptions
+	cur  atomic.Pointer[[]byte]
+}
+
+// NewCABundleReader builds a reader; it holds no bundle until Run has read
+// the ConfigMap once.
+func NewCABundleReader(opts CAOptions) (*CABundleReader, error) {
+	if err := opts.defaults(false); err != nil {
+		return nil, err
+	}
+	return &CABundleReader{opts: opts}, nil
+}
+
+// BundlePEM returns the certificates, or nil before the first read.
+func (r *CABundleReader) BundlePEM() []byte {
+	if b := r.cur.Load(); b != nil {
+		return *b
+	}
+	return nil
+}
+
+// Loaded reports whether a bundle was read.
+func (r *CABundleReader) Loaded() bool { return r.cur.Load() != nil }
+
+// Run reads the ConfigMap every Retry until it holds a valid bundle, then
+// every Refresh, until ctx ends. A read that fails keeps the bundle in use.
+func (r *CABundleReader) Run(ctx context.Context) {
+	for {
+		err := r.Refresh(ctx)
+		if err != nil && ctx.Err() == nil {
+			r.opts.Log.Error(err, "reading the proxy CA certificates")
+		}
+		wait := r.opts.Refresh
+		if !r.Loaded() {
+			wait = r.opts.Retry
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Refresh reads the ConfigMap once.
+func (r *CABundleReader) Refresh(ctx context.Context) error {
+	ns, name := r.opts.Namespace, r.opts.ConfigMap
+	cm, err := r.opts.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading configmap %s/%s: %w", ns, name, classify(err))
+	}
+	b, err := NormalizeCABundle([]byte(cm.Data[CABundleKey]))
+	if err != nil {
+		return fmt.Errorf("configmap %s/%s key %s: %w", ns, name, CABundleKey, err)
+	}
+	if old := r.BundlePEM(); !bytes.Equal(old, b) {
+		r.cur.Store(&b)
+		r.opts.Log.Info("proxy CA certificates changed", "trusted", bytes.Count(b, []byte("-----BEGIN")))
+	}
+	return nil
+}

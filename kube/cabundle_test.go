@@ -1,0 +1,187 @@
+package kube_test
+
+import (
+	"context"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/apitest"
+)
+
+func newTestCA(t *testing.T, name string) *kube.CA {
+	t.Helper()
+	ca, err := kube.NewCA(name, time.Now())
+	require.NoError(t, err)
+	return ca
+}
+
+func caKeyPEM(t *testing.T, ca *kube.CA) []byte {
+	t.Helper()
+	der, err := x509.MarshalECPrivateKey(ca.Key)
+	require.NoError(t, err)
+	return pemBlock("EC PRIVATE KEY", der)
+}
+
+func TestNormalizeCABundle(t *testing.T) {
+	a, b := newTestCA(t, "a"), newTestCA(t, "b")
+	got, err := kube.NormalizeCABundle(append(append(append([]byte{}, a.CertPEM...), b.CertPEM...), a.CertPEM...))
+	require.NoError(t, err)
+	require.Equal(t, string(a.CertPEM)+string(b.CertPEM), string(got), "duplicates are dropped, order kept")
+
+	for name, tc := range map[string]struct {
+		in   []byte
+		want string
+	}{
+		"empty":            {nil, "no PEM certificate"},
+		"a key beside":     {append(append([]byte{}, a.CertPEM...), caKeyPEM(t, a)...), `"EC PRIVATE KEY"`},
+		"a key alone":      {caKeyPEM(t, a), "not a CERTIFICATE"},
+		"stray text":       {append(append([]byte{}, a.CertPEM...), "junk"...), "not a PEM block"},
+		"garbage DER":      {pemBlock("CERTIFICATE", []byte("x")), "PEM block 1"},
+		"second block bad": {append(append([]byte{}, a.CertPEM...), pemBlock("CERTIFICATE", []byte("x"))...), "PEM block 2"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := kube.NormalizeCABundle(tc.in)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+// TestCAKeeperPublishesTheCertificatesAlone checks that the process holding
+// the key publishes the certificate, never the key, in the ConfigMap, and
+// that a reader of the ConfigMap alone gets the same certificates.
+func TestCAKeeperPublishesTheCertificatesAlone(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "ca-publish")
+	ctx := context.Background()
+	opts := kube.CAOptions{Client: env.Kube, Namespace: ns, Secret: "connectors-proxy-ca"}
+	k, err := kube.NewCAKeeper(ctx, opts)
+	require.NoError(t, err)
+	ca := k.Signing()
+	require.Equal(t, string(ca.CertPEM), string(k.BundlePEM()))
+
+	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{kube.CABundleKey: string(ca.CertPEM)}, cm.Data)
+	require.Empty(t, cm.BinaryData)
+	require.NotContains(t, cm.Data[kube.CABundleKey], "PRIVATE KEY")
+
+	// A second keeper (another replica) reads the same CA and leaves the
+	// ConfigMap as it is.
+	k2, err := kube.NewCAKeeper(ctx, opts)
+	require.NoError(t, err)
+	require.True(t, k2.Signing().Key.Equal(ca.Key))
+	cm2, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, cm.ResourceVersion, cm2.ResourceVersion, "an unchanged bundle is not written again")
+
+	r, err := kube.NewCABundleReader(kube.CAOptions{Client: env.Kube, Namespace: ns})
+	require.NoError(t, err)
+	require.False(t, r.Loaded())
+	require.Nil(t, r.BundlePEM())
+	require.NoError(t, r.Refresh(ctx))
+	require.Equal(t, string(ca.CertPEM), string(r.BundlePEM()))
+
+	// Something written beside the bundle is removed by the next publish.
+	cm2.Data["extra"] = "x"
+	_, err = env.Kube.CoreV1().ConfigMaps(ns).Update(ctx, cm2, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, k.Refresh(ctx))
+	cm3, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, []string{kube.CABundleKey}, keys(cm3.Data))
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestCARotationSteps walks the documented rotation through the real API
+// server: the new certificate is published beside the old one first, then
+// the new key signs while the old certificate stays trusted, then the old
+// one is dropped. At every step the published bundle holds every
+// certificate a leaf could be signed with, and a bad Secret is never
+// adopted.
+func TestCARotationSteps(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "ca-rotate")
+	ctx := context.Background()
+	const name = "connectors-proxy-ca"
+	opts := kube.CAOptions{Client: env.Kube, Namespace: ns, Secret: name}
+	k, err := kube.NewCAKeeper(ctx, opts)
+	require.NoError(t, err)
+	r, err := kube.NewCABundleReader(kube.CAOptions{Client: env.Kube, Namespace: ns})
+	require.NoError(t, err)
+	oldCA, newCA := k.Signing(), newTestCA(t, "connectors-proxy-ca-2")
+
+	step := func(what string, data map[string][]byte) {
+		t.Helper()
+		s, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		require.NoError(t, err)
+		s.Data = data
+		_, err = env.Kube.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+		require.NoError(t, err, what)
+		require.NoError(t, k.Refresh(ctx), what)
+		require.NoError(t, r.Refresh(ctx), what)
+	}
+	oldKey := caKeyPEM(t, oldCA)
+
+	// 1. Publish the new certificate beside the old one; the old key signs.
+	step("publish", map[string][]byte{corev1.TLSCertKey: oldCA.CertPEM, corev1.TLSPrivateKeyKey: oldKey, kube.CABundleKey: newCA.CertPEM})
+	require.True(t, k.Signing().Key.Equal(oldCA.Key))
+	require.Equal(t, string(oldCA.CertPEM)+string(newCA.CertPEM), string(r.BundlePEM()))
+
+	// 2. Switch: the new key signs, the old certificate stays trusted.
+	step("switch", map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA), kube.CABundleKey: oldCA.CertPEM})
+	require.True(t, k.Signing().Key.Equal(newCA.Key))
+	require.Equal(t, string(newCA.CertPEM)+string(oldCA.CertPEM), string(r.BundlePEM()))
+
+	// A broken Secret is logged and ignored: the CA in use stays.
+	s, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	require.NoError(t, err)
+	s.Data[corev1.TLSPrivateKeyKey] = oldKey // does not match tls.crt
+	_, err = env.Kube.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	err = k.Refresh(ctx)
+	require.ErrorContains(t, err, "does not match")
+	require.NotContains(t, err.Error(), "PRIVATE KEY")
+	require.True(t, k.Signing().Key.Equal(newCA.Key))
+
+	// 3. Drop the old certificate.
+	step("drop", map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA)})
+	require.Equal(t, string(newCA.CertPEM), string(r.BundlePEM()))
+	require.False(t, strings.Contains(string(r.BundlePEM()), string(oldCA.CertPEM)))
+}
+
+// TestCABundleReaderKeepsTheLastGoodBundle checks that a ConfigMap that
+// stops holding valid certificates (or holds a key) is not adopted.
+func TestCABundleReaderKeepsTheLastGoodBundle(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "ca-reader")
+	ctx := context.Background()
+	ca := newTestCA(t, "c")
+	require.NoError(t, kube.PublishCABundle(ctx, env.Kube, ns, kube.DefaultCAConfigMap, ca.CertPEM))
+	r, err := kube.NewCABundleReader(kube.CAOptions{Client: env.Kube, Namespace: ns})
+	require.NoError(t, err)
+	require.NoError(t, r.Refresh(ctx))
+
+	require.ErrorContains(t, kube.PublishCABundle(ctx, env.Kube, ns, kube.DefaultCAConfigMap, append(append([]byte{}, ca.CertPEM...), caKeyPEM(t, ca)...)),
+		"PRIVATE KEY", "a key is never published")
+	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	require.NoError(t, err)
+	cm.Data[kube.CABundleKey] = string(ca.CertPEM) + string(caKeyPEM(t, ca))
+	_, err = env.Kube.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.ErrorContains(t, r.Refresh(ctx), "not a CERTIFICATE")
+	require.Equal(t, string(ca.CertPEM), string(r.BundlePEM()))
+}
