@@ -12,27 +12,28 @@ import (
 )
 
 // reconcileConnector computes and writes one Connector's status, and keeps
-// its host-form Service.
-func (c *controller) reconcileConnector(ctx context.Context, k key) error {
+// its host-form Service. It reports whether the Connector is Ready (or
+// gone).
+func (c *controller) reconcileConnector(ctx context.Context, k key) (bool, error) {
 	conn, err := c.opts.Objects.Connector(ctx, k.namespace, k.name)
 	if errors.Is(err, kube.ErrNotFound) {
 		c.forgetProbes(k)
 		c.forgetWritten(k)
 		// The garbage collector removes the Service through its owner
 		// reference; deleting it here as well does not wait for it.
-		return c.removeService(ctx, k.namespace, k.name, func(*corev1.Service) bool { return false })
+		return true, c.removeService(ctx, k.namespace, k.name, func(*corev1.Service) bool { return false })
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if conn.DeletionTimestamp != nil {
-		return nil
+		return true, nil
 	}
 	conds, proxy, err := c.connectorStatus(ctx, conn)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return c.writeConnector(ctx, conn, conds, proxy)
+	return conds[len(conds)-1].Status == True, c.writeConnector(ctx, conn, conds, proxy)
 }
 
 // inputs are what a Connector's status and probes depend on.

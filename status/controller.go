@@ -99,8 +99,10 @@ func (r *Reconciler) lead(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = removeConn() }()
-	removeClass, err := r.opts.Objects.AddEventHandler(ctx, &v1alpha1.ConnectorClass{}, toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.enqueueClass(ctx, obj, false) },
+	removeClass, err := r.opts.Objects.AddEventHandler(ctx, &v1alpha1.ConnectorClass{}, toolscache.ResourceEventHandlerDetailedFuncs{
+		// A class of the first list: its Connectors come in their own first
+		// list. A class created later may be one they were waiting for.
+		AddFunc:    func(obj any, initial bool) { c.enqueueClass(ctx, obj, !initial) },
 		UpdateFunc: func(_, obj any) { c.enqueueClass(ctx, obj, true) },
 		DeleteFunc: func(obj any) { c.enqueueClass(ctx, obj, true) },
 	})
@@ -191,11 +193,12 @@ func (c *controller) next(ctx context.Context) bool {
 	defer c.queue.Done(k)
 	kind := "connector"
 	var err error
+	ready := true
 	if k.class {
 		kind = "connectorclass"
 		err = c.reconcileClass(ctx, k.name)
 	} else {
-		err = c.reconcileConnector(ctx, k)
+		ready, err = c.reconcileConnector(ctx, k)
 	}
 	switch {
 	case ctx.Err() != nil:
@@ -213,12 +216,20 @@ func (c *controller) next(ctx context.Context) bool {
 	default:
 		c.metrics.reconciles.WithLabelValues(kind, "ok").Inc()
 		c.queue.Forget(k)
-		// Resync: Secrets are not watched, and Services may be changed
-		// behind the reconciler's back.
-		c.queue.AddAfter(k, c.jitter(c.opts.ProbeInterval))
+		// Resync: Secrets are not watched (the node may only get them), and
+		// Services may be changed behind the reconciler's back. A Connector
+		// that is not Ready looks again sooner, for the Secret it waits for.
+		resync := c.opts.ProbeInterval
+		if !ready {
+			resync = min(resync, notReadyResync)
+		}
+		c.queue.AddAfter(k, c.jitter(resync))
 	}
 	return true
 }
+
+// notReadyResync bounds the resync period of a Connector that is not Ready.
+const notReadyResync = 30 * time.Second
 
 // conflictError is a write that lost to a newer version of the object.
 type conflictError struct{ err error }

@@ -64,17 +64,18 @@ func newProber(opts *Options, m *metrics, onResult func(key)) *prober {
 
 func (p *prober) shutdown() { p.queue.ShutDown() }
 
-// result returns the last result for k if it was made from the same
-// objects; otherwise it asks for a probe and returns nil.
+// result returns the last result for k. When it was made from other
+// objects (or there is none) it asks for a probe at once; until that
+// answers, the last result stands, so a change that does not change the
+// outcome does not flap the conditions.
 func (p *prober) result(k key, fingerprint string) *probeResult {
 	p.mu.Lock()
 	r := p.results[k]
 	p.mu.Unlock()
-	if r != nil && r.fingerprint == fingerprint {
-		return r
+	if r == nil || r.fingerprint != fingerprint {
+		p.queue.Add(k)
 	}
-	p.queue.Add(k)
-	return nil
+	return r
 }
 
 func (p *prober) forget(k key) {
@@ -190,7 +191,13 @@ func (c *controller) runProbes(ctx context.Context, k key) (*probeResult, bool) 
 	res := &probeResult{fingerprint: in.fingerprint(conn)}
 	liveSpec, liveField, authSpec, authField := probeSpecs(in)
 	if liveSpec != nil {
-		res.liveness = c.probe(ctx, conn, in, liveSpec, liveField, judgeLiveness)
+		live := conn
+		if !in.secretOK() {
+			// Reachability does not wait for the Secret: probe without it.
+			live = conn.DeepCopy()
+			live.Spec.Auth.SecretRef = nil
+		}
+		res.liveness = c.probe(ctx, live, in, liveSpec, liveField, judgeLiveness)
 		c.metrics.probes.WithLabelValues("liveness", result(res.liveness)).Inc()
 	}
 	if authSpec != nil && in.secretOK() {

@@ -61,6 +61,11 @@ func TestEachReasonIsReachedByChangingObjects(t *testing.T) {
 	require.NoError(t, env.Client.Delete(ctx, s))
 	c = waitReady(t, env, ns, "git", status.False, status.ReasonSecretNotFound)
 	require.Equal(t, status.Unknown, condition(c, status.TypeAuthReady).Status, "no auth probe without the Secret")
+	eventually(t, "liveness probed without the Secret", func() (bool, string) {
+		c = getConnector(t, env, ns, "git")
+		l := condition(c, status.TypeLivenessReady)
+		return l.Status == status.True, l.Reason + " " + l.Message
+	})
 	create(t, env, basicSecret(ns, "git-auth", upstreamPass))
 	waitReady(t, env, ns, "git", status.True, "")
 
