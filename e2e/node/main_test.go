@@ -103,7 +103,7 @@ func reexec() int {
 		return 1
 	}
 	args := append([]string{"--mount", "--propagation", "private", "--net", "--", self}, os.Args[1:]...)
-	cmd := exec.CommandContext(context.Background(), "unshare", args...)
+	cmd := exec.CommandContext(context.Background(), "unshare", args...) //nolint:gosec // this test binary with its own arguments
 	cmd.Env = append(os.Environ(), inNamespace+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {

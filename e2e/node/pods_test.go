@@ -17,7 +17,7 @@ import (
 // volume at /connectors.
 type podSpec struct {
 	name, serviceAccount, securityContext, script string
-	restart                                      string
+	restart                                       string
 }
 
 func (p podSpec) yaml() string {

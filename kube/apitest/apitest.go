@@ -172,8 +172,8 @@ func start(opts Options) (*Env, error) {
 	}
 	if opts.Port != "" {
 		api := env.ControlPlane.GetAPIServer()
-		api.SecureServing.ListenAddr.Address = "127.0.0.1"
-		api.SecureServing.ListenAddr.Port = opts.Port
+		api.Address = "127.0.0.1"
+		api.Port = opts.Port
 	}
 	if opts.ServiceAccountAdmission {
 		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
