@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -112,16 +113,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// serve wraps one request: audit entry, status recorder, body counter and
-// the framing check, then h.
+// serve wraps one request: audit entry, status recorder, body counter, the
+// framing check and the method and upgrade rules (rules.go), then h. Every
+// request passes here, in every mode and inside intercepted tunnels.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h http.HandlerFunc) {
 	e := &entry{start: p.opts.Now(), mode: mode, method: r.Method, host: r.Host, path: r.URL.Path}
 	if mode == modeConnect {
 		e.path = ""
 	}
 	defer p.finish(e)
-	rec := &recorder{ResponseWriter: w, e: e}
-	r = r.WithContext(withEntry(r.Context(), e))
+	sc := &scrubber{}
+	rec := &recorder{ResponseWriter: w, e: e, scrub: sc}
+	r = r.WithContext(withScrubber(withEntry(r.Context(), e), sc))
 	if hc := headConnFrom(r.Context()); hc != nil {
 		mixed := hc.take(r)
 		defer hc.resume()
@@ -130,11 +133,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 			return
 		}
 	}
+	if err := checkRules(r); err != nil {
+		p.fail(rec, r, err)
+		return
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		e.body = &countingBody{ReadCloser: r.Body}
 		r.Body = e.body
 	}
 	h(rec, r)
+	// Trailers are in the header map until the handler returns.
+	sc.header(rec.Header())
 }
 
 // plan is what the rewrite step needs to send one request upstream.
@@ -173,6 +182,7 @@ func (p *Proxy) proxy(w http.ResponseWriter, r *http.Request, pl *plan) {
 		e.connector = pl.connector
 		e.injected = pl.credential != ""
 	}
+	scrubberFrom(r.Context()).addAuthorization(pl.credential)
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
 }
 
@@ -217,6 +227,14 @@ func carriesToken(values []string, token string) bool {
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The request's protocol was checked; httputil.ReverseProxy makes
+		// the answer name the same one. This holds it even so.
+		if proto, refused := refusedUpgrade(resp.Header); refused {
+			return &statusError{status: http.StatusBadGateway,
+				msg: fmt.Sprintf("upstream switched to %q, which is not proxied", printable(proto))}
+		}
+	}
 	pl := planFrom(resp.Request.Context())
 	if pl != nil && pl.location != nil {
 		pl.location.apply(resp)
