@@ -170,7 +170,12 @@ func TestServiceIsNodeLocal(t *testing.T) {
 func TestRBACIsLeastPrivilege(t *testing.T) {
 	objs := loadAll(t)
 	cr := find[rbacv1.ClusterRole](t, objs, "ClusterRole", "connectors-node")
+	podGet := false
 	for _, r := range cr.Rules {
+		if slices.Contains(r.Resources, "pods") {
+			require.Equal(t, []string{"get"}, r.Verbs, "a token's pod is read one by one, never listed or watched")
+			podGet = true
+		}
 		require.NotContains(t, r.Verbs, "*")
 		require.NotContains(t, r.Resources, "*")
 		if slices.Contains(r.Resources, "secrets") {
@@ -180,6 +185,7 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 			require.Contains(t, []string{"get", "list", "watch", "create"}, v)
 		}
 	}
+	require.True(t, podGet, "the pod binding of tokens needs get on pods")
 	role := find[rbacv1.Role](t, objs, "Role", "connectors-node-ca")
 	for _, r := range role.Rules {
 		if slices.Contains(r.Verbs, "get") {

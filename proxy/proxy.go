@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -118,6 +119,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // request passes here, in every mode and inside intercepted tunnels.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h http.HandlerFunc) {
 	e := &entry{start: p.opts.Now(), mode: mode, method: r.Method, host: r.Host, path: r.URL.Path}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		e.source = ap.Addr().Unmap()
+	}
 	if mode == modeConnect {
 		e.path = ""
 	}

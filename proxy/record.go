@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,12 @@ type entry struct {
 	status    int
 	bytes     atomic.Int64
 	injected  bool
-	body      *countingBody
-	err       error
+	// source is the client's address, for the pod binding.
+	source netip.Addr
+	// binding names the token binding that failed, if one did.
+	binding string
+	body    *countingBody
+	err     error
 }
 
 func (e *entry) modeOr(def string) string {

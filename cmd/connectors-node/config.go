@@ -39,6 +39,11 @@ type config struct {
 	shutdownTimeout       time.Duration
 	verbosity             int
 	auditLog              string
+
+	// Pod binding of tokens.
+	checkPodNode       bool
+	checkPodSource     bool
+	allowUnboundTokens bool
 }
 
 // parseFlags reads args into a config, validating every value. With -h or
@@ -75,6 +80,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
+	fs.BoolVar(&c.checkPodNode, "check-pod-node", true, "refuse a token whose pod is bound to another node than --node-id; turn off only for a proxy that serves pods of other nodes (a central proxy)")
+	fs.BoolVar(&c.checkPodSource, "check-pod-source-address", true, "refuse a connection whose source address is not the IP of the pod its token is bound to (one cached get of the pod per token); turn off where source addresses are rewritten: hostNetwork pods, SNAT, a central proxy")
+	fs.BoolVar(&c.allowUnboundTokens, "allow-unbound-tokens", false, "accept tokens bound to no pod (TokenRequest without a bound object); off, they get 401/407")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -71,6 +71,17 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	binding, err := kube.NewPodBinding(kube.PodBindingOptions{
+		Client:       client,
+		NodeName:     cfg.nodeID,
+		CheckNode:    cfg.checkPodNode,
+		CheckSource:  cfg.checkPodSource,
+		AllowUnbound: cfg.allowUnboundTokens,
+		PodTTL:       cfg.tokenCacheTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
 	ca, err := kube.LoadOrCreateCA(ctx, client, cfg.namespace, cfg.caSecret)
 	if err != nil {
 		return nil, err
@@ -106,6 +117,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	p, err := proxy.New(proxy.Options{
 		Objects:               cache,
 		Auth:                  reviewer,
+		Binding:               binding,
 		CA:                    ca,
 		PublicURL:             cfg.publicURL,
 		ClusterDomain:         cfg.clusterDomain,
