@@ -41,7 +41,7 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []connect
 		if err != nil {
 			return nil, statusError(err, "reading connectorclass %q", className)
 		}
-		out = append(out, configgen.Connector{Object: obj, Class: class, ProxyAddress: obj.ProxyAddress(n.opts.PublicURL)})
+		out = append(out, configgen.Connector{Object: obj, Class: class, ProxyAddress: n.proxyAddress(n.log, obj, class)})
 	}
 	return out, nil
 }

@@ -63,6 +63,10 @@ type Options struct {
 	// written files and the base of path-form Connector addresses. Default
 	// DefaultPublicURL.
 	PublicURL string
+	// ClusterDomain is the cluster DNS domain: <svc>.<ns>.svc.<domain>
+	// names the same Service as the public URL's <svc>.<ns>.svc when a
+	// Connector's status address is checked. Default cluster.local.
+	ClusterDomain string
 	// CACertPEM is the proxy CA certificate written into every volume.
 	// Required.
 	CACertPEM []byte
@@ -121,6 +125,9 @@ func (o Options) withDefaults() (Options, int64, error) {
 	}
 	if err := checkPublicURL(o.PublicURL); err != nil {
 		return o, 0, fmt.Errorf("csi options: %w", err)
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
 	}
 	if o.Mounter == nil {
 		o.Mounter = mount.New("")

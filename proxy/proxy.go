@@ -44,21 +44,7 @@ func (p *Proxy) isSelf(t match.Target) bool {
 	if t.Port != p.publicPort {
 		return false
 	}
-	return t.Host == p.publicHost || serviceBase(t.Host, p.opts.ClusterDomain) == serviceBase(p.publicHost, p.opts.ClusterDomain)
-}
-
-// serviceBase strips the .svc and .svc.<domain> suffixes of a Service name;
-// a host without them has no base.
-func serviceBase(host, domain string) string {
-	for _, suffix := range []string{".svc." + domain, ".svc"} {
-		if base, ok := strings.CutSuffix(host, suffix); ok {
-			return base
-		}
-	}
-	if strings.Count(host, ".") == 1 {
-		return host // <svc>.<ns>, found through the search path
-	}
-	return "\x00" + host
+	return match.SameService(t.Host, p.publicHost, p.opts.ClusterDomain)
 }
 
 // New builds a Proxy.

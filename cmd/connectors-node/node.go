@@ -102,6 +102,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		Ready:           cache.Synced,
 		Audience:        cfg.audience,
 		PublicURL:       cfg.publicURL,
+		ClusterDomain:   cfg.clusterDomain,
 		CACertPEM:       ca.CertPEM,
 		SystemRootsPEM:  roots,
 		TmpfsSize:       cfg.tmpfsSize,
