@@ -172,7 +172,6 @@ func (p *Proxy) proxy(w http.ResponseWriter, r *http.Request, pl *plan) {
 		e.connector = pl.connector
 		e.injected = pl.credential != ""
 	}
-	scrubberFrom(r.Context()).addAuthorization(pl.credential)
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
 }
 

@@ -107,7 +107,6 @@ func (a *registryAuth) roundTrip(t http.RoundTripper, r *http.Request, f *regist
 			return nil, err
 		}
 		r.Header.Set("Authorization", "Bearer "+tok)
-		scrubberFrom(ctx).addAuthorization("Bearer " + tok)
 	}
 	resp, err := t.RoundTrip(r)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
@@ -130,7 +129,6 @@ func (a *registryAuth) roundTrip(t http.RoundTripper, r *http.Request, f *regist
 			}
 			retry := r.Clone(ctx)
 			retry.Header.Set("Authorization", "Bearer "+tok)
-			scrubberFrom(ctx).addAuthorization("Bearer " + tok)
 			if resp, err = t.RoundTrip(retry); err != nil || resp.StatusCode != http.StatusUnauthorized {
 				return resp, err
 			}

@@ -96,3 +96,14 @@ func (s *scrubber) holds(v string, folded bool) bool {
 	}
 	return false
 }
+
+// recordingTransport records the Authorization of every request it sends.
+type recordingTransport struct {
+	base  http.RoundTripper
+	scrub *scrubber
+}
+
+func (t recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.scrub.addAuthorization(r.Header.Get("Authorization"))
+	return t.base.RoundTrip(r)
+}
