@@ -13,6 +13,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 
 // Proxy is the Connectors proxy handler. Serve it with NewServer, which adds
@@ -30,8 +31,8 @@ type Proxy struct {
 	tunnels    *tunnels
 	publicHost string
 	publicPort string
-	// registryAuth runs the registry token flow (registry_token.go).
-	registryAuth *registryAuth
+	// registryAuth runs the registry token flow.
+	registryAuth *registryauth.Auth
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -65,7 +66,12 @@ func New(opts Options) (*Proxy, error) {
 	if p.upstreams, err = newUpstreams(&p.opts, p.guard); err != nil {
 		return nil, err
 	}
-	p.registryAuth = newRegistryAuth(&p.opts)
+	p.registryAuth = registryauth.New(registryauth.Options{
+		Timeout:    opts.ResponseHeaderTimeout,
+		Challenge:  `Basic realm="` + Realm + `"`,
+		Registerer: opts.Registerer,
+		Now:        opts.Now,
+	})
 	p.leaves = newLeafCache(opts.CA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -155,8 +161,8 @@ type plan struct {
 	// location rewrites backend Location headers (reverse mode).
 	location *locationRewrite
 	// registry, when set, authenticates to a registry with its token flow
-	// (registry_token.go) instead of sending credential as it is.
-	registry *registryFlow
+	// (package registryauth) instead of sending credential as it is.
+	registry *registryauth.Flow
 }
 
 type planKey struct{}
