@@ -52,6 +52,7 @@ func ExampleRender() {
 	// http://default%2Fgithub:token@connectors-proxy.connectors-system.svc
 	// [http "http://connectors-proxy.connectors-system.svc/namespaces/default/connectors/github/"]
 	// 	extraHeader = Authorization: Basic OnRva2Vu
+	// 	followRedirects = false
 	// [url "http://connectors-proxy.connectors-system.svc/namespaces/default/connectors/github/"]
 	// 	insteadOf = https://github.com/
 }

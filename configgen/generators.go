@@ -49,8 +49,16 @@ func builtinGenerator(name string) (generator, bool) {
 //
 //	[http "<proxyAddress>/"]
 //		extraHeader = Authorization: Basic base64(":"+token)
+//		followRedirects = false
 //	[url "<proxyAddress>/"]
 //		insteadOf = <address>/
+//
+// git sends http.extraHeader with every request of a fetch or push, and
+// after following a redirect it sends them to the redirect's host: the
+// proxy passes an upstream's redirect to another host on to the client,
+// so following it would hand the token to that host. followRedirects =
+// false, scoped like the header, stops git there; other remotes keep
+// git's default.
 //
 // Both URLs end in exactly one '/', so a path prefix matches on a segment
 // boundary and git's per-URL http config never applies to other remotes. A
@@ -63,7 +71,7 @@ func gitconfig(cs []Connector, token string) ([]byte, error) {
 		if hasControl(proxy) {
 			return nil, &InvalidError{Field: fmt.Sprintf("connector %q proxy address", c.Object.Key()), Reason: "contains a control character"}
 		}
-		fmt.Fprintf(&b, "[http %s]\n\textraHeader = %s\n", gitSubsection(proxy), header)
+		fmt.Fprintf(&b, "[http %s]\n\textraHeader = %s\n\tfollowRedirects = false\n", gitSubsection(proxy), header)
 		if c.Object.Spec.Address == "" {
 			continue
 		}

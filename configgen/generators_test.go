@@ -38,7 +38,7 @@ func TestGitconfigAddresses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := "[http \"" + tt.wantURL + "\"]\n\textraHeader = " + header + "\n" +
+			want := "[http \"" + tt.wantURL + "\"]\n\textraHeader = " + header + "\n\tfollowRedirects = false\n" +
 				"[url \"" + tt.wantURL + "\"]\n\tinsteadOf = " + tt.wantInstead + "\n"
 			if string(got) != want {
 				t.Fatalf("got:\n%s\nwant:\n%s", got, want)

@@ -44,7 +44,7 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []connect
 		out = append(out, configgen.Connector{
 			Object:        obj,
 			Class:         class,
-			ProxyAddress:  obj.ProxyAddressFor(class, n.opts.PublicURL, n.opts.ClusterDomain),
+			ProxyAddress:  n.proxyAddress(n.log, obj, class),
 			ClassProxyURL: class.OwnProxy(n.opts.PublicURL),
 		})
 	}

@@ -82,9 +82,11 @@ type Options struct {
 	// written files and the base of path-form Connector addresses. Default
 	// DefaultPublicURL.
 	PublicURL string
-	// ClusterDomain completes host-form Connector addresses
-	// (c-<name>.<ns>.svc.<ClusterDomain>) of classes with the host
-	// resolver. Default DefaultClusterDomain.
+	// ClusterDomain is the cluster DNS domain. It completes host-form
+	// Connector addresses (c-<name>.<ns>.svc.<ClusterDomain>), and
+	// <svc>.<ns>.svc.<domain> names the same Service as the public URL's
+	// <svc>.<ns>.svc when a Connector's status address is checked.
+	// Default DefaultClusterDomain.
 	ClusterDomain string
 	// CACertPEM is the proxy CA certificate written into every volume.
 	// Required unless CABundle is set.

@@ -174,6 +174,7 @@ var (
 		"create tokenreviews.authentication.k8s.io",
 		"get connectorclasses.connectors.alauda.io",
 		"get connectors.connectors.alauda.io",
+		"get pods", // the pod a token is bound to
 		"get secrets",
 		"list connectorclasses.connectors.alauda.io",
 		"list connectors.connectors.alauda.io",

@@ -171,7 +171,7 @@ func TestTokenRotationDuringClone(t *testing.T) {
 	// The old token: real, but expiring in 25s (TokenRequest tokens live at
 	// least ten minutes).
 	oldExp := time.Now().Add(25 * time.Second)
-	old := g.h.env.ResignedToken(t, g.ns, g.sa, []string{audience}, oldExp)
+	old := g.h.env.Resign(t, g.token(g.ns, g.sa).Token, oldExp)
 	g.podToken("the old pod token", old)
 	v := g.publish(g.sa, map[string]string{"connectors": "git", "configuration.names": "gitconfig"},
 		kubelet.Token{Token: old, ExpirationTimestamp: oldExp})

@@ -31,6 +31,11 @@ const (
 	// nodeNamespace and nodeServiceAccount are deploy/'s identity for the node service.
 	nodeNamespace      = "connectors-system"
 	nodeServiceAccount = "connectors-node"
+	// nodeName is the node the suite's connectors-node serves; podIP is
+	// the address of every pod on it, the loopback address the clients
+	// connect from.
+	nodeName = "e2e-node"
+	podIP    = "127.0.0.1"
 )
 
 // harness is what every story shares: one API server, one connectors-node
@@ -143,6 +148,9 @@ func setup() (*harness, error) {
 	if err := manifests.InstallBase(context.Background(), env.Client, apitest.RepoRoot()); err != nil {
 		return h, err
 	}
+	if err := kubelet.RegisterNode(context.Background(), env.Kube, nodeName); err != nil {
+		return h, err
+	}
 	if err := h.startNode(bin); err != nil {
 		return h, err
 	}
@@ -194,7 +202,7 @@ func (h *harness) startNode(bin string) error {
 		return err
 	}
 	node := exec.Command(bin, //nolint:gosec,noctx // the binary just built; stopped with SIGTERM after the suite
-		"--node-id=e2e-node",
+		"--node-id="+nodeName,
 		"--kubeconfig="+kubeconfig,
 		"--csi-endpoint=unix://"+socket,
 		// The pods' volume targets live in the work directory.

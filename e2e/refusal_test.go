@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"testing"
@@ -58,6 +60,11 @@ func TestRefusals(t *testing.T) {
 	g.podToken("a token for the API server's audience", apiAudience)
 	expired := g.h.env.ExpiredToken(t, g.ns, g.sa, []string{audience})
 	g.podToken("an expired token", expired)
+	unbound, err := g.h.mint(g.ns, g.sa, []string{audience}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.podToken("a token bound to no pod", unbound)
 
 	refs := "/private-repo.git/info/refs?service=git-upload-pack"
 	reverse := g.h.publicURL + "/namespaces/" + g.ns + "/connectors/git" + refs
@@ -69,6 +76,7 @@ func TestRefusals(t *testing.T) {
 		{"a ServiceAccount of another namespace", elsewhere.Token, http.StatusForbidden},
 		{"a token for another audience", apiAudience, http.StatusUnauthorized},
 		{"an expired token", expired, http.StatusUnauthorized},
+		{"a token bound to no pod", unbound, http.StatusUnauthorized},
 		{"no token", "", http.StatusUnauthorized},
 	} {
 		auth := ""
@@ -86,6 +94,7 @@ func TestRefusals(t *testing.T) {
 		{"a ServiceAccount without RBAC", intruder.Token, http.StatusForbidden},
 		{"a ServiceAccount of another namespace", elsewhere.Token, http.StatusForbidden},
 		{"an expired token", expired, http.StatusProxyAuthRequired},
+		{"a token bound to no pod", unbound, http.StatusProxyAuthRequired},
 	} {
 		code, body := g.getVia(g.git.URL+refs, key, c.token)
 		if code != c.want {
@@ -97,6 +106,22 @@ func TestRefusals(t *testing.T) {
 	}
 	if users := g.git.Users(); len(users) > 0 {
 		t.Fatalf("a refused request reached the Git server as %q", users)
+	}
+
+	// The allowed pod's own token, replayed from another address than the
+	// pod's, is refused both ways, naming the binding.
+	replay := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	fromElsewhere := &http.Client{Transport: &http.Transport{DialContext: replay.DialContext}}
+	if code, body := g.do(fromElsewhere, reverse, basicToken(allowed.Token)); code != http.StatusUnauthorized || !strings.Contains(body, "source-address") {
+		t.Errorf("reverse proxy, the pod's token replayed from 127.0.0.2: %d %q, want 401 naming the source-address binding", code, body)
+	}
+	proxyURL := &neturl.URL{Scheme: "http", Host: g.h.proxyAddr, User: neturl.UserPassword(key, allowed.Token)}
+	viaElsewhere := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), DialContext: replay.DialContext}}
+	if code, _ := g.do(viaElsewhere, g.git.URL+refs, ""); code != http.StatusProxyAuthRequired {
+		t.Errorf("forward proxy, the pod's token replayed from 127.0.0.2: %d, want 407", code)
+	}
+	if log, err := os.ReadFile(g.h.logPath); err != nil || !strings.Contains(string(log), `"binding_refused":"source-address"`) {
+		t.Errorf("no audit line records the refused source-address binding")
 	}
 
 	// The allowed ServiceAccount gets through both ways, so the refusals

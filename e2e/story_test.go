@@ -287,16 +287,23 @@ func (s *story) waitAccess(saNamespace, sa, connector string, want bool) {
 	}
 }
 
-// token mints a pod token for the proxy audience, valid for an hour, and
-// registers it as never to be logged.
+// token runs a pod as sa in namespace ns on the suite's node, with the
+// loopback address the clients use as its IP, and mints its token for the
+// proxy audience, bound to the pod and valid for an hour, as kubelet does.
+// The token is registered as never to be logged.
 func (s *story) token(ns, sa string) kubelet.Token {
 	s.t.Helper()
-	tok, err := s.h.mint(ns, sa, []string{audience}, time.Hour)
+	ctx := context.Background()
+	pod, err := kubelet.RunPod(ctx, s.h.env.Kube, kubelet.Pod{Namespace: ns, Name: "pod-" + randomHex(6), ServiceAccount: sa}, nodeName, podIP)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.podToken("the pod token of "+ns+"/"+sa, tok)
-	return kubelet.Token{Token: tok, ExpirationTimestamp: time.Now().Add(time.Hour)}
+	tok, err := kubelet.MintToken(ctx, s.h.env.Kube, pod, audience, time.Hour)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.podToken("the pod token of "+ns+"/"+sa, tok.Token)
+	return tok
 }
 
 // --- volumes ---------------------------------------------------------------

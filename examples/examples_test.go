@@ -117,6 +117,7 @@ func TestGitClassRendersScopedHeader(t *testing.T) {
 	proxy := csi.DefaultPublicURL + "/namespaces/default/connectors/git/"
 	want := "\n[http \"" + proxy + "\"]\n" +
 		"\textraHeader = Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token)) + "\n" +
+		"\tfollowRedirects = false\n" +
 		"[url \"" + proxy + "\"]\n" +
 		"\tinsteadOf = https://github.com/\n"
 	require.Equal(t, want, string(files[".gitconfig"]))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -66,8 +67,12 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	case err != nil:
 		return nil, &statusError{status: http.StatusInternalServerError, msg: "token review failed", err: err}
 	}
-	if e := entryFrom(ctx); e != nil {
+	e := entryFrom(ctx)
+	if e != nil {
 		e.user = user.Name
+	}
+	if err := p.checkBinding(ctx, e, user, ch); err != nil {
+		return nil, err
 	}
 	c := &caller{user: user, token: token, keys: keys, connectors: make([]*v1alpha1.Connector, 0, len(keys))}
 	for _, k := range keys {
@@ -118,6 +123,36 @@ func (p *Proxy) checkServedHere(ctx context.Context, conn *v1alpha1.Connector) e
 				conn.Key(), class.Name, own)}
 	}
 	return nil
+}
+
+// checkBinding refuses a token that is not used by its own pod, from its
+// own address (Options.Binding); the answer names the binding that failed
+// and the audit line records it.
+func (p *Proxy) checkBinding(ctx context.Context, e *entry, user kube.User, ch challenge) error {
+	if p.opts.Binding == nil {
+		return nil
+	}
+	var source netip.Addr
+	if e != nil {
+		source = e.source
+	}
+	err := p.opts.Binding.Check(ctx, user, source)
+	var be *kube.BindingError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &be):
+		if e != nil {
+			e.binding = be.Binding
+		}
+		se := ch.fail("token rejected: "+be.Error(), nil)
+		se.err = be
+		return se
+	case errors.Is(err, kube.ErrUnavailable):
+		return &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+	default:
+		return &statusError{status: http.StatusInternalServerError, msg: "pod binding check failed", err: err}
+	}
 }
 
 // candidates lists the parseable addresses of a Connector: spec.address and

@@ -50,6 +50,9 @@ func (a *auditLog) write(e *entry, d time.Duration, in, out int64) {
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 		slog.Bool("injected", e.injected),
 	)
+	if e.binding != "" {
+		attrs = append(attrs, slog.String("binding_refused", e.binding))
+	}
 	if e.err != nil {
 		attrs = append(attrs, slog.String("error", e.err.Error()))
 	}

@@ -46,21 +46,35 @@ func (c *headConn) CloseWrite() error {
 }
 
 // take stops recording and reports whether r's head, as recorded, had both
-// Content-Length and Transfer-Encoding. A request with Transfer-Encoding
-// whose head was not recorded (it was read together with an earlier,
-// pipelined request) counts as mixed too: its framing cannot be checked, so
-// it is refused rather than trusted.
+// Content-Length and Transfer-Encoding, or Transfer-Encoding at all in
+// HTTP/1.0 (of any version, such a request gets 400). A request with
+// Transfer-Encoding whose head was not recorded (it was read together with
+// an earlier, pipelined request) counts as mixed too: its framing cannot be
+// checked, so it is refused rather than trusted; so does an unrecorded
+// HTTP/1.0 request with a body, whose Transfer-Encoding net/http hides.
 func (c *headConn) take(r *http.Request) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.on = false
 	buf := c.buf
 	c.buf = c.buf[:0]
-	if len(r.TransferEncoding) == 0 {
+	// net/http drops Transfer-Encoding from HTTP/1.0 requests without a
+	// trace, so for those the recorded head is the only witness.
+	old := !r.ProtoAtLeast(1, 1)
+	if len(r.TransferEncoding) == 0 && !old {
 		return false
 	}
-	found, mixed := mixedFraming(buf, r)
-	return mixed || !found
+	found, cl, te := framingFields(buf, r)
+	switch {
+	case !found:
+		// An HTTP/1.0 request without a body has nothing to smuggle.
+		return !old || r.ContentLength != 0
+	case old:
+		// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+		return te
+	default:
+		return cl && te
+	}
 }
 
 // resume records again, for the next request on the connection.
@@ -80,14 +94,14 @@ func (c *headConn) detach() {
 	c.on, c.detached, c.buf = false, true, nil
 }
 
-// mixedFraming finds r's request line in buf and reports whether it was
-// found and whether the head that follows has both a Content-Length and a
+// framingFields finds r's request line in buf and reports whether it was
+// found and whether the head that follows has a Content-Length and a
 // Transfer-Encoding field.
-func mixedFraming(buf []byte, r *http.Request) (found, mixed bool) {
+func framingFields(buf []byte, r *http.Request) (found, cl, te bool) {
 	line := []byte(r.Method + " " + r.RequestURI + " ")
 	i := bytes.LastIndex(buf, line)
 	if i < 0 {
-		return false, false
+		return false, false, false
 	}
 	head := buf[i:]
 	if end := bytes.Index(head, []byte("\n\r\n")); end >= 0 {
@@ -95,7 +109,6 @@ func mixedFraming(buf []byte, r *http.Request) (found, mixed bool) {
 	} else if end := bytes.Index(head, []byte("\n\n")); end >= 0 {
 		head = head[:end+1]
 	}
-	var cl, te bool
 	for _, l := range bytes.Split(head, []byte("\n"))[1:] {
 		name, _, ok := bytes.Cut(l, []byte(":"))
 		if !ok {
@@ -105,7 +118,7 @@ func mixedFraming(buf []byte, r *http.Request) (found, mixed bool) {
 		cl = cl || bytes.EqualFold(name, []byte("Content-Length"))
 		te = te || bytes.EqualFold(name, []byte("Transfer-Encoding"))
 	}
-	return true, cl && te
+	return true, cl, te
 }
 
 type headConnKey struct{}

@@ -210,6 +210,9 @@ func (l *recorderLog) handler(name string) http.Handler {
 			w.Header().Set("Location", r.URL.Query().Get("to"))
 			w.WriteHeader(http.StatusFound)
 			return
+		case strings.HasSuffix(r.URL.Path, "/echo"):
+			echoAuthorization(w, r, name)
+			return
 		case strings.HasSuffix(r.URL.Path, "/session"):
 			w.Header().Set("Set-Cookie", "session=opened-for-the-injected-credential")
 		case strings.HasSuffix(r.URL.Path, "/hop"):
@@ -221,6 +224,32 @@ func (l *recorderLog) handler(name string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = fmt.Fprintf(w, "%s %d", name, len(body))
 	})
+}
+
+// echoAuthorization answers with the request's Authorization in every
+// header block an upstream can send: an informational 103, the final
+// headers (whole, its credential part, in a field name) and a trailer.
+func echoAuthorization(w http.ResponseWriter, r *http.Request, name string) {
+	auth := r.Header.Get("Authorization")
+	_, cred, _ := strings.Cut(auth, " ")
+	h := w.Header()
+	h.Set("X-Hint", auth)
+	w.WriteHeader(http.StatusEarlyHints)
+	h.Del("X-Hint")
+	h.Set("X-Echo-Authorization", auth)
+	h.Add("X-Echo-Credential", "seen "+cred)
+	h.Add("X-Echo-Credential", "kept")
+	if _, pass, ok := parseBasic(auth); ok {
+		h.Set("X-Echo-Password", pass)
+	}
+	if strings.Trim(cred, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == "" {
+		h.Set("X-Cred-"+cred, "1") // a bearer token is a valid field name
+	}
+	h.Set("X-Upstream", name)
+	h.Set("Trailer", "X-Trailer-Echo")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, name)
+	h.Set("X-Trailer-Echo", auth)
 }
 
 func (l *recorderLog) take() []seen {

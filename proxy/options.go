@@ -26,6 +26,15 @@ type Authenticator interface {
 	Authorize(ctx context.Context, user kube.User, namespace, name string) error
 }
 
+// Binding checks that a reviewed token is used by the pod it is bound to,
+// from that pod's address. *kube.PodBinding satisfies it.
+type Binding interface {
+	// Check returns nil when user may use the proxy from source; errors
+	// wrap kube.ErrUnauthenticated (a *kube.BindingError naming the
+	// binding) or kube.ErrUnavailable.
+	Check(ctx context.Context, user kube.User, source netip.Addr) error
+}
+
 // Resolver maps a host name to IP addresses.
 type Resolver func(ctx context.Context, host string) ([]netip.Addr, error)
 
@@ -42,6 +51,10 @@ type Options struct {
 	// of CA, so that a rotated CA takes effect without a restart: a cached
 	// leaf signed by another CA is issued again. Default: CA.
 	SigningCA func() *kube.CA
+	// Binding checks each token's pod binding after its review; a refusal
+	// is 401 (reverse) or 407 (forward) naming the binding. Default: none
+	// (tokens are not tied to pods).
+	Binding Binding
 
 	// PublicURL is the proxy's own public address; forward targets on its
 	// host are refused (a loop). Default

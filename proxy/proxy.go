@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"runtime/debug"
 	"strings"
@@ -48,21 +49,7 @@ func (p *Proxy) isSelf(t match.Target) bool {
 	if t.Port != p.publicPort {
 		return false
 	}
-	return t.Host == p.publicHost || serviceBase(t.Host, p.opts.ClusterDomain) == serviceBase(p.publicHost, p.opts.ClusterDomain)
-}
-
-// serviceBase strips the .svc and .svc.<domain> suffixes of a Service name;
-// a host without them has no base.
-func serviceBase(host, domain string) string {
-	for _, suffix := range []string{".svc." + domain, ".svc"} {
-		if base, ok := strings.CutSuffix(host, suffix); ok {
-			return base
-		}
-	}
-	if strings.Count(host, ".") == 1 {
-		return host // <svc>.<ns>, found through the search path
-	}
-	return "\x00" + host
+	return match.SameService(t.Host, p.publicHost, p.opts.ClusterDomain)
 }
 
 // New builds a Proxy.
@@ -123,17 +110,22 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// serve wraps one request: audit entry, status recorder, body counter and
-// the framing check, then h.
+// serve wraps one request: audit entry, status recorder, body counter, the
+// framing check and the method and upgrade rules (rules.go), then h. Every
+// request passes here, in every mode and inside intercepted tunnels.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h http.HandlerFunc) {
 	e := &entry{start: p.opts.Now(), mode: mode, method: r.Method, host: r.Host, path: r.URL.Path}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		e.source = ap.Addr().Unmap()
+	}
 	if mode == modeConnect {
 		e.path = ""
 	}
 	defer p.finish(e)
-	rec := &recorder{ResponseWriter: w, e: e}
+	sc := &scrubber{}
+	rec := &recorder{ResponseWriter: w, e: e, scrub: sc}
 	defer p.recoverPanic(rec, e)
-	r = r.WithContext(withEntry(r.Context(), e))
+	r = r.WithContext(withScrubber(withEntry(r.Context(), e), sc))
 	if hc := headConnFrom(r.Context()); hc != nil {
 		mixed := hc.take(r)
 		defer hc.resume()
@@ -142,11 +134,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 			return
 		}
 	}
+	if err := checkRules(r); err != nil {
+		p.fail(rec, r, err)
+		return
+	}
 	if r.Body != nil && r.Body != http.NoBody {
 		e.body = &countingBody{ReadCloser: r.Body}
 		r.Body = e.body
 	}
 	h(rec, r)
+	// Trailers are in the header map until the handler returns.
+	sc.header(rec.Header())
 }
 
 // errResponseAborted is the audit error of a response cut off mid-way: the
@@ -285,6 +283,14 @@ func carriesToken(values []string, token string) bool {
 }
 
 func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The request's protocol was checked; httputil.ReverseProxy makes
+		// the answer name the same one. This holds it even so.
+		if proto, refused := refusedUpgrade(resp.Header); refused {
+			return &statusError{status: http.StatusBadGateway,
+				msg: fmt.Sprintf("upstream switched to %q, which is not proxied", printable(proto))}
+		}
+	}
 	pl := planFrom(resp.Request.Context())
 	if pl != nil && pl.location != nil {
 		pl.location.apply(resp)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,8 +31,12 @@ type entry struct {
 	status    int
 	bytes     atomic.Int64
 	injected  bool
-	body      *countingBody
-	err       error
+	// source is the client's address, for the pod binding.
+	source netip.Addr
+	// binding names the token binding that failed, if one did.
+	binding string
+	body    *countingBody
+	err     error
 }
 
 func (e *entry) modeOr(def string) string {
@@ -68,11 +73,15 @@ func (p *Proxy) finish(e *entry) {
 // http.ResponseController (flush, hijack, deadlines).
 type recorder struct {
 	http.ResponseWriter
-	e           *entry
+	e *entry
+	// scrub removes injected credentials from every header block written,
+	// informational ones included.
+	scrub       *scrubber
 	wroteHeader bool
 }
 
 func (w *recorder) WriteHeader(code int) {
+	w.scrub.header(w.Header())
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		w.ResponseWriter.WriteHeader(code)
 		return
@@ -108,6 +117,9 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // Flush is here because httputil.ReverseProxy checks for http.Flusher on
 // some paths.
 func (w *recorder) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 

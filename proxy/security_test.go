@@ -21,6 +21,16 @@ type secCase struct {
 	check  func(t *testing.T, f *fixture, reqs []seen)
 }
 
+// none adds the check that no upstream saw the request at all.
+func (c secCase) none() secCase {
+	c.check = func(t *testing.T, _ *fixture, reqs []seen) {
+		if len(reqs) != 0 {
+			t.Errorf("upstream saw %d requests, want none", len(reqs))
+		}
+	}
+	return c
+}
+
 func basicOf(f *fixture) string  { return f.basic }
 func bearerOf(f *fixture) string { return f.bearer }
 
@@ -160,6 +170,45 @@ func securityCases() []secCase {
 		rawCase("list: not base64", "GET http://plain.example.test:{C}/ HTTP/1.1\r\nHost: plain.example.test:{C}\r\nProxy-Authorization: Basic !!!\r\n\r\n", 407, nil),
 		rawCase("list: no credentials", "GET http://plain.example.test:{C}/ HTTP/1.1\r\nHost: plain.example.test:{C}\r\n\r\n", 407, nil),
 		rawCase("list: CONNECT without credentials", "CONNECT api.example.test:{A} HTTP/1.1\r\nHost: api.example.test:{A}\r\n\r\n", 407, nil),
+
+		// Methods that echo the request (and its credential) back: never
+		// proxied, in any mode, and no upstream sees them.
+		rawCase("method: TRACE reverse path form", "TRACE /namespaces/team-a/connectors/api/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokA+"\r\n\r\n", 405, nil).none(),
+		rawCase("method: TRACE reverse host form", "TRACE /x HTTP/1.1\r\nHost: c-api.team-a.svc\r\nAuthorization: Bearer "+tokA+"\r\n\r\n", 405, nil).none(),
+		rawCase("method: TRACK reverse", "TRACK /namespaces/team-a/connectors/api/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokA+"\r\n\r\n", 405, nil).none(),
+		rawCase("method: trace in lower case", "trace /namespaces/team-a/connectors/api/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokA+"\r\n\r\n", 405, nil).none(),
+		rawCase("method: TRACE forward", "TRACE http://plain.example.test:{C}/x HTTP/1.1\r\nHost: plain.example.test:{C}\r\n{PA-plain}\r\n", 405, nil).none(),
+		innerCase("method: TRACE inside an intercepted tunnel", "api.example.test:{A}", "api.example.test", "TRACE /x HTTP/1.1\r\nHost: api.example.test:{A}\r\n\r\n", false, 405, nil).none(),
+		innerCase("method: TRACK inside an intercepted tunnel", "api.example.test:{A}", "api.example.test", "TRACK /x HTTP/1.1\r\nHost: api.example.test:{A}\r\n\r\n", false, 405, nil).none(),
+
+		// Framing of every protocol version.
+		rawCase("smuggling: HTTP/1.0 with Content-Length and Transfer-Encoding (reverse)",
+			"POST /namespaces/team-a/connectors/plain/ HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer "+tokA+
+				"\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, nil).none(),
+		rawCase("smuggling: HTTP/1.0 with Transfer-Encoding and Content-Length (forward)",
+			"POST http://plain.example.test:{C}/ HTTP/1.0\r\nHost: plain.example.test:{C}\r\n{PA-plain}"+
+				"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, nil).none(),
+		rawCase("smuggling: HTTP/1.0 with Transfer-Encoding alone",
+			"POST /namespaces/team-a/connectors/plain/ HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer "+tokA+
+				"\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", 400, nil).none(),
+		innerCase("smuggling: HTTP/1.0 with both inside an intercepted tunnel", "api.example.test:{A}", "api.example.test",
+			"POST /x HTTP/1.0\r\nHost: api.example.test:{A}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", false, 400, nil).none(),
+		rawCase("control: HTTP/1.0 with Content-Length passes",
+			"POST /namespaces/team-a/connectors/plain/ HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer "+tokA+
+				"\r\nContent-Length: 5\r\n\r\nhello", 200, basicOf),
+
+		// Upgrades other than websocket and SPDY would splice a stream of
+		// further requests past the path rule.
+		rawCase("upgrade: h2c reverse", "GET /namespaces/team-a/connectors/plain/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokA+
+			"\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", 400, nil).none(),
+		rawCase("upgrade: h2c forward", "GET http://plain.example.test:{C}/x HTTP/1.1\r\nHost: plain.example.test:{C}\r\n{PA-plain}"+
+			"Connection: Upgrade\r\nUpgrade: h2c\r\n\r\n", 400, nil).none(),
+		rawCase("upgrade: websocket listed with h2c", "GET /namespaces/team-a/connectors/plain/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokA+
+			"\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n", 400, nil).none(),
+		rawCase("upgrade: unknown protocol", "GET /namespaces/team-a/connectors/plain/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tokA+
+			"\r\nConnection: Upgrade\r\nUpgrade: tls/1.3\r\n\r\n", 400, nil).none(),
+		innerCase("upgrade: h2c inside an intercepted tunnel", "api.example.test:{A}", "api.example.test",
+			"GET /x HTTP/1.1\r\nHost: api.example.test:{A}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", false, 400, nil).none(),
 
 		// Request smuggling shapes.
 		{name: "smuggling: Content-Length with Transfer-Encoding (reverse)", want: 400,

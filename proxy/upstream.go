@@ -147,8 +147,15 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, &statusError{status: http.StatusInternalServerError,
 			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
 	}
+	var base http.RoundTripper = t
+	if pl.credential != "" {
+		// Every Authorization sent upstream for an injecting plan (the
+		// credential, or a registry token fetched with it) is looked for
+		// in the response headers.
+		base = recordingTransport{base: t, scrub: scrubberFrom(r.Context())}
+	}
 	start := rt.p.opts.Now()
-	resp, err := rt.p.send(t, r, pl)
+	resp, err := rt.p.send(base, r, pl)
 	rt.p.metrics.upstream.WithLabelValues(pl.mode).Observe(rt.p.opts.Now().Sub(start).Seconds())
 	return resp, err
 }

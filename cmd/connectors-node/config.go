@@ -55,6 +55,10 @@ type config struct {
 	serve       string
 	caConfigMap string
 	caRefresh   time.Duration
+	// Pod binding of tokens.
+	checkPodNode       bool
+	checkPodSource     bool
+	allowUnboundTokens bool
 }
 
 // Roles --serve names.
@@ -120,6 +124,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.maxConnections, "max-connections", proxy.DefaultMaxConnections, "most client connections (tunnels included) the proxy serves at once; beyond it a connection is answered 503 and closed")
 	fs.BoolVar(&c.status, "status", true, "write Connector and ConnectorClass status (addresses, conditions, probes) and the host-form Services c-<name>, from the one node that holds the status Lease; turn off when an upstream controller owns status")
 	fs.DurationVar(&c.statusProbeInterval, "status-probe-interval", 5*time.Minute, "time between liveness and auth probes of a healthy Connector (with jitter; failures retry sooner with backoff), and between status resyncs")
+	fs.BoolVar(&c.checkPodNode, "check-pod-node", true, "refuse a token whose pod is bound to another node than --node-id; turn off only for a proxy that serves pods of other nodes (a central proxy)")
+	fs.BoolVar(&c.checkPodSource, "check-pod-source-address", true, "refuse a connection whose source address is not the IP of the pod its token is bound to (one cached get of the pod per token); turn off where source addresses are rewritten: hostNetwork pods, SNAT, a central proxy")
+	fs.BoolVar(&c.allowUnboundTokens, "allow-unbound-tokens", false, "accept tokens bound to no pod (TokenRequest without a bound object); off, they get 401/407")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -89,6 +89,17 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	if err != nil {
 		return nil, err
 	}
+	binding, err := kube.NewPodBinding(kube.PodBindingOptions{
+		Client:       client,
+		NodeName:     cfg.nodeID,
+		CheckNode:    cfg.checkPodNode,
+		CheckSource:  cfg.checkPodSource,
+		AllowUnbound: cfg.allowUnboundTokens,
+		PodTTL:       cfg.tokenCacheTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
 	cas, err := newCASource(ctx, cfg, client, log.WithName("ca"))
 	if err != nil {
 		return nil, err
@@ -149,6 +160,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		p, err := proxy.New(proxy.Options{
 			Objects:               cache,
 			Auth:                  reviewer,
+			Binding:               binding,
 			SigningCA:             cas.signing,
 			PublicURL:             cfg.publicURL,
 			ClusterDomain:         cfg.clusterDomain,

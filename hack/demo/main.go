@@ -2,7 +2,8 @@
 // kube-apiserver, a Git server that wants a password, the node service, and
 // a real `git clone` through the proxy from a volume that holds no password.
 //
-// It plays kubelet: it mints the pod's token with the TokenRequest API and
+// It plays kubelet: it runs the pod's object on its node, mints the pod's
+// token bound to it with the TokenRequest API, and
 // publishes the volume over the CSI socket, with the volume attributes of
 // examples/git-clone-job.yaml. Run it as root (it mounts a tmpfs):
 //
@@ -43,6 +44,7 @@ import (
 const (
 	namespace = "default"
 	audience  = "connectors-proxy"
+	nodeName  = "demo-node"
 )
 
 func main() {
@@ -234,7 +236,7 @@ func (d *demo) startNode(ctx context.Context) error {
 		return err
 	}
 	args := []string{
-		"--node-id=demo-node",
+		"--node-id=" + nodeName,
 		"--kubeconfig=" + kubeconfig,
 		"--csi-endpoint=unix://" + socket,
 		"--kubelet-root=" + d.work,
@@ -316,10 +318,22 @@ func volumeAttributes() (map[string]string, error) {
 }
 
 func (d *demo) publish(ctx context.Context) error {
-	token, err := d.mint(namespace, "git-clone", []string{audience})
+	// kubelet runs the pod on its node and mints its token bound to it; the
+	// proxy accepts the token only from this node and the pod's IP, the
+	// loopback address git connects from.
+	if err := kubelet.RegisterNode(ctx, d.env.Kube, nodeName); err != nil {
+		return err
+	}
+	pod, err := kubelet.RunPod(ctx, d.env.Kube, kubelet.Pod{Namespace: namespace, Name: "git-clone-demo", ServiceAccount: "git-clone"}, nodeName, "127.0.0.1")
 	if err != nil {
 		return err
 	}
+	tok, err := kubelet.MintToken(ctx, d.env.Kube, pod, audience, time.Hour)
+	if err != nil {
+		return err
+	}
+	token := tok.Token
+	d.say("pod %s/%s on node %s with IP 127.0.0.1; its token is bound to it", namespace, pod.Name, nodeName)
 	attrs, err := volumeAttributes()
 	if err != nil {
 		return err
@@ -328,8 +342,7 @@ func (d *demo) publish(ctx context.Context) error {
 	if err := os.MkdirAll(d.target, 0o750); err != nil {
 		return err
 	}
-	pod := kubelet.Pod{Namespace: namespace, Name: "git-clone-demo", UID: randomString(8), ServiceAccount: "git-clone"}
-	tokens := map[string]kubelet.Token{audience: {Token: token, ExpirationTimestamp: time.Now().Add(time.Hour)}}
+	tokens := map[string]kubelet.Token{audience: tok}
 	if err := d.kubelet.Publish(ctx, "demo-volume", d.target, pod, attrs, tokens); err != nil {
 		return err
 	}

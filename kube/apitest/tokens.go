@@ -29,7 +29,15 @@ func (e *Env) ExpiredToken(t testing.TB, ns, sa string, audiences []string) stri
 // before), and signs it again with the test API server's signing key.
 func (e *Env) ResignedToken(t testing.TB, ns, sa string, audiences []string, exp time.Time) string {
 	t.Helper()
-	parts := strings.Split(e.Token(t, ns, sa, audiences, time.Hour), ".")
+	return e.Resign(t, e.Token(t, ns, sa, audiences, time.Hour), exp)
+}
+
+// Resign sets the expiry of a real token, such as one bound to a pod, to
+// exp (issued an hour before) and signs it again with the test API
+// server's signing key.
+func (e *Env) Resign(t testing.TB, token string, exp time.Time) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		t.Fatalf("minted token is not a JWT")
 	}

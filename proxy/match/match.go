@@ -222,3 +222,24 @@ func AnyAuthority(cands []Candidate, t Target) (Candidate, bool) {
 	}
 	return Candidate{}, false
 }
+
+// SameService reports whether two normalized host names name the same
+// Kubernetes Service: <svc>.<ns>, <svc>.<ns>.svc and
+// <svc>.<ns>.svc.<clusterDomain> are one. Other names must be equal.
+func SameService(a, b, clusterDomain string) bool {
+	return a == b || serviceBase(a, clusterDomain) == serviceBase(b, clusterDomain)
+}
+
+// serviceBase strips the .svc and .svc.<domain> suffixes of a Service name;
+// a host without them that is not <svc>.<ns> has no base.
+func serviceBase(host, domain string) string {
+	for _, suffix := range []string{".svc." + domain, ".svc"} {
+		if base, ok := strings.CutSuffix(host, suffix); ok {
+			return base
+		}
+	}
+	if strings.Count(host, ".") == 1 {
+		return host // <svc>.<ns>, found through the search path
+	}
+	return "\x00" + host
+}

@@ -92,7 +92,8 @@ type ConnectorList struct {
 // ProxyAddress returns the Connector's reverse-proxy address:
 // status.proxy.httpAddress.url when a controller set it, otherwise the path
 // form under the node service's public address,
-// <public>/namespaces/<ns>/connectors/<name>.
+// <public>/namespaces/<ns>/connectors/<name>. It does not judge the status
+// address; the CSI plugin trusts one only on the proxy's own hosts.
 func (c *Connector) ProxyAddress(public string) string {
 	if c.Status.Proxy != nil && c.Status.Proxy.HTTPAddress != nil && c.Status.Proxy.HTTPAddress.URL != "" {
 		return c.Status.Proxy.HTTPAddress.URL

@@ -1,0 +1,232 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Keys of user.extra a TokenReview returns for a token bound to a pod
+// (kubelet's projected tokens, or TokenRequest with a Pod boundObjectRef).
+const (
+	ExtraPodName  = "authentication.kubernetes.io/pod-name"
+	ExtraPodUID   = "authentication.kubernetes.io/pod-uid"
+	ExtraNodeName = "authentication.kubernetes.io/node-name"
+)
+
+// Bindings a PodBinding checks; a BindingError names the one that failed.
+const (
+	BindingPod    = "pod"
+	BindingNode   = "node"
+	BindingSource = "source-address"
+)
+
+// BindingError says which binding of a token failed and why. It wraps
+// ErrUnauthenticated; its message holds no token.
+type BindingError struct {
+	// Binding is BindingPod, BindingNode or BindingSource.
+	Binding string
+	Reason  string
+}
+
+func (e *BindingError) Error() string { return e.Binding + " binding: " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrUnauthenticated) true.
+func (e *BindingError) Unwrap() error { return ErrUnauthenticated }
+
+// PodBindingOptions configure NewPodBinding. Zero values take the defaults.
+type PodBindingOptions struct {
+	// Client reads the token's pod. Required unless both CheckNode and
+	// CheckSource are off.
+	Client kubernetes.Interface
+	// NodeName is this node. Required when CheckNode is on.
+	NodeName string
+	// CheckNode refuses a token whose pod is bound to another node.
+	CheckNode bool
+	// CheckSource refuses a connection whose source address is not one of
+	// the pod's IPs. It needs `get` on pods. Turn it off where source
+	// addresses are rewritten: hostNetwork pods, SNAT, a central proxy.
+	CheckSource bool
+	// AllowUnbound accepts tokens bound to no pod. Default false.
+	AllowUnbound bool
+	// PodTTL is how long a pod read is cached. Default 5m.
+	PodTTL time.Duration
+	// MissTTL is how long a pod that is gone or has no IP yet is cached.
+	// Default 5s.
+	MissTTL time.Duration
+	// MaxEntries bounds the pod cache. Default 10000.
+	MaxEntries int
+	// APITimeout bounds one pod read. Default 10s.
+	APITimeout time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// PodBinding checks that a reviewed token is used by its own pod: bound to
+// a pod, that pod on this node, and the connection from that pod's IP. One
+// GET of the pod is made per pod (cached), shared by concurrent callers.
+type PodBinding struct {
+	opts  PodBindingOptions
+	pods  *utilcache.LRUExpireCache
+	group singleflight.Group
+}
+
+// NewPodBinding builds a PodBinding.
+func NewPodBinding(opts PodBindingOptions) (*PodBinding, error) {
+	if opts.CheckNode && opts.NodeName == "" {
+		return nil, errors.New("pod binding: NodeName is required to check the node")
+	}
+	if (opts.CheckNode || opts.CheckSource) && opts.Client == nil {
+		return nil, errors.New("pod binding: Client is required")
+	}
+	if opts.PodTTL <= 0 {
+		opts.PodTTL = 5 * time.Minute
+	}
+	if opts.MissTTL <= 0 {
+		opts.MissTTL = 5 * time.Second
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 10000
+	}
+	if opts.APITimeout <= 0 {
+		opts.APITimeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &PodBinding{opts: opts, pods: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clockFunc(opts.Now))}, nil
+}
+
+// podFacts is what a pod read tells.
+type podFacts struct {
+	node string
+	ips  []netip.Addr
+	// gone is the reason the pod cannot be the token's: deleted, or
+	// another pod of the same name.
+	gone string
+}
+
+// Check checks user's pod binding for a connection from source. Errors
+// wrap ErrUnauthenticated (a *BindingError) or ErrUnavailable.
+func (b *PodBinding) Check(ctx context.Context, user User, source netip.Addr) error {
+	name, uid := first(user.Extra[ExtraPodName]), first(user.Extra[ExtraPodUID])
+	if name == "" {
+		if b.opts.AllowUnbound {
+			return nil
+		}
+		return &BindingError{Binding: BindingPod, Reason: "the token is bound to no pod"}
+	}
+	ns, ok := serviceAccountNamespace(user.Name)
+	if !ok {
+		return &BindingError{Binding: BindingPod, Reason: "the token's user is not a ServiceAccount"}
+	}
+	pod := ns + "/" + name
+	node := first(user.Extra[ExtraNodeName])
+	var facts podFacts
+	if b.opts.CheckSource || (b.opts.CheckNode && node == "") {
+		var err error
+		if facts, err = b.pod(ctx, ns, name, uid); err != nil {
+			return err
+		}
+		if facts.gone != "" {
+			return &BindingError{Binding: BindingPod, Reason: fmt.Sprintf("pod %s %s", pod, facts.gone)}
+		}
+		if node == "" {
+			node = facts.node
+		}
+	}
+	if b.opts.CheckNode && node != b.opts.NodeName {
+		if node == "" {
+			return &BindingError{Binding: BindingNode, Reason: fmt.Sprintf("pod %s is bound to no node", pod)}
+		}
+		return &BindingError{Binding: BindingNode, Reason: fmt.Sprintf("pod %s runs on node %s, not on this node", pod, node)}
+	}
+	if b.opts.CheckSource {
+		src := source.Unmap()
+		for _, ip := range facts.ips {
+			if ip == src {
+				return nil
+			}
+		}
+		return &BindingError{Binding: BindingSource,
+			Reason: fmt.Sprintf("the connection comes from %s, not from an IP of pod %s", src, pod)}
+	}
+	return nil
+}
+
+// pod reads the pod (cached), checking its UID against the token's.
+func (b *PodBinding) pod(ctx context.Context, ns, name, uid string) (podFacts, error) {
+	key := ns + "/" + name + "/" + uid
+	if v, ok := b.pods.Get(key); ok {
+		return v.(podFacts), nil
+	}
+	ch := b.group.DoChan(key, func() (any, error) {
+		if v, ok := b.pods.Get(key); ok {
+			return v, nil
+		}
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.APITimeout)
+		defer cancel()
+		p, err := b.opts.Client.CoreV1().Pods(ns).Get(callCtx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			f := podFacts{gone: "no longer exists"}
+			b.pods.Add(key, f, b.opts.MissTTL)
+			return f, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading pod %s/%s: %w", ns, name, classify(err))
+		}
+		f := podFacts{node: p.Spec.NodeName}
+		if uid != "" && string(p.UID) != uid {
+			f.gone = "is another pod than the token's"
+		}
+		for _, ip := range p.Status.PodIPs {
+			if a, err := netip.ParseAddr(ip.IP); err == nil {
+				f.ips = append(f.ips, a.Unmap())
+			}
+		}
+		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil && len(f.ips) == 0 {
+			f.ips = append(f.ips, a.Unmap())
+		}
+		ttl := b.opts.PodTTL
+		if len(f.ips) == 0 || f.gone != "" {
+			ttl = b.opts.MissTTL // an IP comes once the sandbox runs
+		}
+		b.pods.Add(key, f, ttl)
+		return f, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return podFacts{}, res.Err
+		}
+		return res.Val.(podFacts), nil
+	case <-ctx.Done():
+		return podFacts{}, fmt.Errorf("waiting for a pod read: %w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// serviceAccountNamespace reads <ns> from system:serviceaccount:<ns>:<name>.
+func serviceAccountNamespace(user string) (string, bool) {
+	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")
+	if !ok {
+		return "", false
+	}
+	ns, _, ok := strings.Cut(rest, ":")
+	return ns, ok && ns != ""
+}

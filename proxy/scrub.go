@@ -1,0 +1,109 @@
+package proxy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// minScrubbed is the shortest credential part looked for in response
+// headers: a shorter one would match unrelated values.
+const minScrubbed = 8
+
+// scrubber removes the credentials the proxy injected into a request from
+// the headers of its response: an upstream that echoes the Authorization
+// it got (a debug header, an error detail) would otherwise hand the
+// credential to the workload. It looks for every form the proxy sent: the
+// whole header value, its credential part (the Basic base64 or the bearer
+// token), and the decoded Basic password. Bodies are not filtered; see the
+// README's security model.
+type scrubber struct {
+	mu      sync.Mutex
+	needles []string
+}
+
+type scrubberKey struct{}
+
+func withScrubber(ctx context.Context, s *scrubber) context.Context {
+	return context.WithValue(ctx, scrubberKey{}, s)
+}
+
+func scrubberFrom(ctx context.Context) *scrubber {
+	s, _ := ctx.Value(scrubberKey{}).(*scrubber)
+	return s
+}
+
+// addAuthorization records an Authorization value the proxy sends upstream.
+func (s *scrubber) addAuthorization(v string) {
+	if s == nil || v == "" {
+		return
+	}
+	forms := []string{v}
+	if _, rest, ok := strings.Cut(v, " "); ok {
+		forms = append(forms, strings.TrimSpace(rest))
+	}
+	if _, pass, ok := parseBasic(v); ok {
+		forms = append(forms, pass)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range forms {
+		if len(f) >= minScrubbed {
+			s.needles = append(s.needles, f)
+		}
+	}
+}
+
+// header removes from h every value that holds an injected credential,
+// and every field whose name does.
+func (s *scrubber) header(h http.Header) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.needles) == 0 {
+		return
+	}
+	for k, vs := range h {
+		if s.holds(strings.ToLower(k), true) {
+			delete(h, k)
+			continue
+		}
+		kept := vs[:0]
+		for _, v := range vs {
+			if !s.holds(v, false) {
+				kept = append(kept, v)
+			}
+		}
+		if len(kept) == 0 {
+			delete(h, k)
+		} else {
+			h[k] = kept
+		}
+	}
+}
+
+func (s *scrubber) holds(v string, folded bool) bool {
+	for _, n := range s.needles {
+		if folded {
+			n = strings.ToLower(n)
+		}
+		if strings.Contains(v, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// recordingTransport records the Authorization of every request it sends.
+type recordingTransport struct {
+	base  http.RoundTripper
+	scrub *scrubber
+}
+
+func (t recordingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.scrub.addAuthorization(r.Header.Get("Authorization"))
+	return t.base.RoundTrip(r)
+}
