@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"net/url"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/connectors-node/connectors-node/kube/connref"
 )
 
 // Names of the built-in files.
@@ -44,29 +48,19 @@ func addBuiltins(in *Input, proxy *url.URL, files map[string][]byte) {
 }
 
 // forwardProxyURL is the forward proxy with the credentials in userinfo:
-// the Connectors' keys, comma-separated with '/' escaped as %2F, as the
-// user and the token as the password.
+// the Connectors as a connector list (kube/connref), '/' escaped as %2F,
+// as the user and the token as the password.
 func forwardProxyURL(in *Input, proxy *url.URL) string {
+	keys := make([]types.NamespacedName, 0, len(in.Connectors))
+	for _, c := range in.Connectors {
+		keys = append(keys, types.NamespacedName{Namespace: c.Object.Namespace, Name: c.Object.Name})
+	}
 	u := url.URL{
 		Scheme: proxy.Scheme,
-		User:   url.UserPassword(strings.Join(connectorKeys(in.Connectors), ","), in.Token),
+		User:   url.UserPassword(connref.Format(keys), in.Token),
 		Host:   proxy.Host,
 	}
 	return u.String()
-}
-
-// connectorKeys are the <ns>/<name> keys in volume order, without repeats.
-func connectorKeys(cs []Connector) []string {
-	keys := make([]string, 0, len(cs))
-	seen := make(map[string]bool, len(cs))
-	for _, c := range cs {
-		k := c.Object.Key()
-		if !seen[k] {
-			seen[k] = true
-			keys = append(keys, k)
-		}
-	}
-	return keys
 }
 
 // envFile is the .env file: lower-case then upper-case proxy variables,

@@ -8,9 +8,10 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/kube/connref"
 )
 
 // Volume attributes (volume_context keys) of a Connectors volume.
@@ -33,9 +34,6 @@ const (
 	AttrEphemeral      = "csi.storage.k8s.io/ephemeral"
 	TokensKey          = "csi.storage.k8s.io/serviceAccount.tokens" //nolint:gosec // G101: the name of a volume attribute, not a credential
 )
-
-// MaxConnectors bounds how many Connectors one volume may name.
-const MaxConnectors = 64
 
 // Bounds of the request fields kubelet passes on. Nothing larger is parsed,
 // logged or echoed in an error.
@@ -74,20 +72,13 @@ func checkSizes(attrs, secrets map[string]string) error {
 	return nil
 }
 
-// connectorRef names a Connector.
-type connectorRef struct {
-	Namespace, Name string
-}
-
-func (r connectorRef) String() string { return r.Namespace + "/" + r.Name }
-
 // volumeAttributes is the parsed volume_context of a publish request.
 type volumeAttributes struct {
 	PodNamespace   string
 	PodName        string
 	PodUID         string
 	ServiceAccount string
-	Connectors     []connectorRef
+	Connectors     []types.NamespacedName
 	Include        []string
 	Exclude        []string
 	Params         map[string]map[string]any
@@ -114,14 +105,14 @@ func parseAttributes(attrs map[string]string) (volumeAttributes, error) {
 	va.PodName = attrs[AttrPodName]
 	va.PodUID = attrs[AttrPodUID]
 	va.ServiceAccount = attrs[AttrServiceAccount]
-	if msg := checkNamespace(va.PodNamespace); msg != "" {
+	if msg := connref.CheckNamespace(va.PodNamespace); msg != "" {
 		return va, invalidAttribute(AttrPodNamespace, "%q %s", va.PodNamespace, msg)
 	}
-	if msg := checkName(va.ServiceAccount); msg != "" {
+	if msg := connref.CheckName(va.ServiceAccount); msg != "" {
 		return va, invalidAttribute(AttrServiceAccount, "%q %s", va.ServiceAccount, msg)
 	}
 	if va.PodName != "" {
-		if msg := checkName(va.PodName); msg != "" {
+		if msg := connref.CheckName(va.PodName); msg != "" {
 			return va, invalidAttribute(AttrPodName, "%q %s", va.PodName, msg)
 		}
 	}
@@ -144,7 +135,7 @@ func parseAttributes(attrs map[string]string) (volumeAttributes, error) {
 
 // parseConnectors reads the connectors list, or the deprecated
 // connector.name and connector.namespace pair.
-func parseConnectors(attrs map[string]string, podNamespace string) ([]connectorRef, error) {
+func parseConnectors(attrs map[string]string, podNamespace string) ([]types.NamespacedName, error) {
 	list, hasList := attrs[AttrConnectors]
 	name, hasName := attrs[AttrConnectorName]
 	namespace, hasNamespace := attrs[AttrConnectorNamespace]
@@ -159,69 +150,26 @@ func parseConnectors(attrs map[string]string, podNamespace string) ([]connectorR
 		if namespace == "" {
 			namespace = podNamespace
 		}
-		if msg := checkNamespace(namespace); msg != "" {
+		if msg := connref.CheckNamespace(namespace); msg != "" {
 			return nil, invalidAttribute(AttrConnectorNamespace, "%q %s", namespace, msg)
 		}
-		if msg := checkName(name); msg != "" {
+		if msg := connref.CheckName(name); msg != "" {
 			return nil, invalidAttribute(AttrConnectorName, "%q %s", name, msg)
 		}
-		return []connectorRef{{Namespace: namespace, Name: name}}, nil
+		return []types.NamespacedName{{Namespace: namespace, Name: name}}, nil
 	default:
 		return nil, invalidAttribute(AttrConnectors, "missing: name at least one Connector")
 	}
 }
 
-// parseConnectorList parses a comma list of ns/name or name (pod namespace
-// implied), keeping the order.
-func parseConnectorList(list, podNamespace string) ([]connectorRef, error) {
-	items := strings.Split(list, ",")
-	if len(items) > MaxConnectors {
-		return nil, invalidAttribute(AttrConnectors, "%d items, at most %d allowed", len(items), MaxConnectors)
-	}
-	refs := make([]connectorRef, 0, len(items))
-	seen := make(map[connectorRef]bool, len(items))
-	for i, item := range items {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			return nil, invalidAttribute(AttrConnectors, "item %d is empty", i+1)
-		}
-		if strings.Contains(item, "..") {
-			return nil, invalidAttribute(AttrConnectors, "item %q contains \"..\"", item)
-		}
-		ref := connectorRef{Namespace: podNamespace, Name: item}
-		if ns, name, ok := strings.Cut(item, "/"); ok {
-			if strings.Contains(name, "/") {
-				return nil, invalidAttribute(AttrConnectors, "item %q has more than one \"/\": use <namespace>/<name> or <name>", item)
-			}
-			ref = connectorRef{Namespace: ns, Name: name}
-			if msg := checkNamespace(ns); msg != "" {
-				return nil, invalidAttribute(AttrConnectors, "item %q: namespace %s", item, msg)
-			}
-		}
-		if msg := checkName(ref.Name); msg != "" {
-			return nil, invalidAttribute(AttrConnectors, "item %q: name %s", item, msg)
-		}
-		if seen[ref] {
-			return nil, invalidAttribute(AttrConnectors, "connector %q is listed twice", ref.String())
-		}
-		seen[ref] = true
-		refs = append(refs, ref)
+// parseConnectorList parses the connectors attribute in the connector
+// list grammar (kube/connref), the pod namespace implied for bare names.
+func parseConnectorList(list, podNamespace string) ([]types.NamespacedName, error) {
+	refs, err := connref.Parse(list, podNamespace)
+	if err != nil {
+		return nil, invalidAttribute(AttrConnectors, "%v", err)
 	}
 	return refs, nil
-}
-
-func checkNamespace(ns string) string {
-	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return "is not a valid namespace name: " + strings.Join(errs, "; ")
-	}
-	return ""
-}
-
-func checkName(name string) string {
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return "is not a valid object name: " + strings.Join(errs, "; ")
-	}
-	return ""
 }
 
 // parseParams parses configuration.params: a JSON object whose values are

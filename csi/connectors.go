@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/kube"
@@ -14,7 +15,7 @@ import (
 // resolve checks that user may get each Connector and reads it and its
 // class, in order. Access is checked before the read so that a pod learns
 // nothing about Connectors it may not get. Errors are gRPC statuses.
-func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []connectorRef) ([]configgen.Connector, error) {
+func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.NamespacedName) ([]configgen.Connector, error) {
 	out := make([]configgen.Connector, 0, len(refs))
 	for _, ref := range refs {
 		if err := n.opts.Authorizer.Authorize(ctx, user, ref.Namespace, ref.Name); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/connref"
 )
 
 func TestNodePublishVolumeCodes(t *testing.T) {
@@ -34,7 +35,7 @@ func TestNodePublishVolumeCodes(t *testing.T) {
 	delAttr := func(k string) func(*csipb.NodePublishVolumeRequest) {
 		return func(r *csipb.NodePublishVolumeRequest) { delete(r.VolumeContext, k) }
 	}
-	many := make([]string, csi.MaxConnectors+1)
+	many := make([]string, connref.Max+1)
 	for i := range many {
 		many[i] = fmt.Sprintf("c%d", i)
 	}

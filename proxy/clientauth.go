@@ -9,11 +9,9 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
-)
 
-// maxListed bounds the Connectors one forward credential may name.
-const maxListed = 32
+	"github.com/connectors-node/connectors-node/kube/connref"
+)
 
 // Realm is the realm of the proxy's authentication challenges.
 const Realm = "connectors"
@@ -76,9 +74,8 @@ func parseBasic(v string) (user, pass string, ok bool) {
 	return user, pass, ok
 }
 
-// parseConnectorList parses "ns1/name1,ns2/name2" (or the %2F form).
-// Duplicates, empty items and anything that is not a valid namespace and
-// name are errors.
+// parseConnectorList parses the proxy user, a connector list of ns/name
+// items (kube/connref; '/' may be escaped as %2F, as rendered volumes do).
 func parseConnectorList(user string) ([]types.NamespacedName, error) {
 	decoded, err := url.PathUnescape(user)
 	if err != nil {
@@ -87,30 +84,9 @@ func parseConnectorList(user string) ([]types.NamespacedName, error) {
 	if strings.TrimSpace(decoded) == "" {
 		return nil, fmt.Errorf("%w: the proxy user must list connectors as ns/name", errBadCredentials)
 	}
-	items := strings.Split(decoded, ",")
-	if len(items) > maxListed {
-		return nil, fmt.Errorf("%w: more than %d connectors listed", errBadCredentials, maxListed)
-	}
-	keys := make([]types.NamespacedName, 0, len(items))
-	seen := make(map[types.NamespacedName]bool, len(items))
-	for _, it := range items {
-		ns, name, ok := strings.Cut(strings.TrimSpace(it), "/")
-		if !ok {
-			return nil, fmt.Errorf("%w: %q is not ns/name", errBadCredentials, it)
-		}
-		k := types.NamespacedName{Namespace: ns, Name: name}
-		if !validKey(k) {
-			return nil, fmt.Errorf("%w: %q is not a valid connector ns/name", errBadCredentials, it)
-		}
-		if seen[k] {
-			return nil, fmt.Errorf("%w: connector %q listed twice", errBadCredentials, k.String())
-		}
-		seen[k] = true
-		keys = append(keys, k)
+	keys, err := connref.Parse(decoded, "")
+	if err != nil {
+		return nil, fmt.Errorf("%w: connector list: %w", errBadCredentials, err)
 	}
 	return keys, nil
-}
-
-func validKey(k types.NamespacedName) bool {
-	return len(validation.IsDNS1123Label(k.Namespace)) == 0 && len(validation.IsDNS1123Subdomain(k.Name)) == 0
 }

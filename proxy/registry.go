@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/connref"
 	"github.com/connectors-node/connectors-node/proxy/match"
 	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
@@ -83,7 +84,7 @@ func (p *Proxy) registryRoute(r *http.Request) (rt route, prefix string, ok bool
 		return route{}, "", false
 	}
 	k := types.NamespacedName{Namespace: parts[1], Name: parts[3]}
-	if !validKey(k) {
+	if !connref.Valid(k) {
 		return route{}, "", false
 	}
 	scheme := "http"

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/connref"
 	"github.com/connectors-node/connectors-node/proxy/match"
 )
 
@@ -38,7 +39,7 @@ func (p *Proxy) reverseRoute(r *http.Request) (route, bool) {
 		return route{}, false
 	}
 	k := types.NamespacedName{Namespace: parts[1], Name: parts[3]}
-	if !validKey(k) {
+	if !connref.Valid(k) {
 		return route{}, false
 	}
 	rt := route{key: k, base: origin + v1alpha1.PathPrefix(k.Namespace, k.Name)}
@@ -69,7 +70,7 @@ func hostRoute(hostport, clusterDomain string) (types.NamespacedName, bool) {
 		return types.NamespacedName{}, false
 	}
 	k := types.NamespacedName{Namespace: h[i+1:], Name: h[:i]}
-	return k, validKey(k)
+	return k, connref.Valid(k)
 }
 
 func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
