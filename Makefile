@@ -55,8 +55,23 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 	golangci-lint run ./...
 
 .PHONY: test
-test: deps lint testbin ## Run vet, lint and every test (with -race) against a real API server.
+test: deps lint check-generated testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run.
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 ./...
+	@if [ "$${CI:-}" = true ]; then $(MAKE) fuzz FUZZTIME=3s; fi
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need no API server and no root (go test -short), with -race.
+	hack/gotest.sh -race -count=1 -short ./...
+
+FUZZTIME ?= 30s
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s); seeds live in testdata/fuzz.
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
+
+.PHONY: check-generated
+check-generated: $(TOOLS) ## Check that the deepcopy code and deploy/crds match kube/api (controller-gen into a temp dir, then diff).
+	hack/check-generated.sh
 
 .PHONY: bench
 bench: bench-go bench-proxy bench-registry ## Run every benchmark: Go benchmarks, the proxy load table, registry push/pull.

@@ -28,6 +28,9 @@ import (
 
 func requireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("mounts tmpfs; skipped with -short (make test-unit)")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip("mounting tmpfs needs root")
 	}

@@ -95,6 +95,9 @@ func TestMain(m *testing.M) {
 // or the test binaries it skips the test (fails it in CI).
 func suite(t *testing.T) *harness {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("the end-to-end suite needs root and the test API server; skipped with -short (make test-unit)")
+	}
 	setupOnce.Do(func() { shared, setupErr = setup() })
 	if setupErr != nil {
 		var skip skipError

@@ -137,6 +137,9 @@ func New(opts Options) (*Env, error) { return start(opts) }
 // Start starts a new API server for t and stops it when t ends.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs the test API server; skipped with -short (make test-unit)")
+	}
 	e, err := start(opts)
 	if err != nil {
 		skipOrFail(t, err)

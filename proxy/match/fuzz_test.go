@@ -1,0 +1,50 @@
+package match
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func FuzzMatch(f *testing.F) {
+	for _, s := range [][2]string{
+		{"https://git.example.com/group", "https://git.example.com/group/repo.git"},
+		{"https://git.example.com/group", "https://git.example.com/groupx"},
+		{"https://Git.Example.com.:443/", "https://git.example.com/a"},
+		{"http://[::1]:8080/a", "http://[::1]:8080/a/%2e%2e/b"},
+		{"https://h/a", "https://u@h/a"},
+		{"https://h/a%2Fb", "https://h/a%2Fb/c"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, address, target string) {
+		a, err := ParseAddress(address)
+		if err != nil {
+			return
+		}
+		u, err := url.Parse(target)
+		if err != nil {
+			return
+		}
+		tg, err := ParseURL(u)
+		if err != nil {
+			return
+		}
+		if _, ok := a.Matches(tg); !ok {
+			return
+		}
+		if u.User != nil {
+			t.Fatalf("%q matched %q with userinfo", target, address)
+		}
+		if tg.Scheme != a.Scheme || tg.Host != a.Host || tg.Port != a.Port {
+			t.Fatalf("%q matched %q across origins: %+v vs %+v", target, address, tg, a)
+		}
+		below := a.Below(u.EscapedPath())
+		if below != "" && !strings.HasPrefix(below, "/") {
+			t.Fatalf("Below(%q) = %q", u.EscapedPath(), below)
+		}
+		if _, unsafe := Segments(u.EscapedPath()); unsafe {
+			t.Fatalf("%q matched with an unsafe path", target)
+		}
+	})
+}
