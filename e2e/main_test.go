@@ -22,6 +22,7 @@ import (
 	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -101,7 +102,7 @@ func suite(t *testing.T) *harness {
 	setupOnce.Do(func() { shared, setupErr = setup() })
 	if setupErr != nil {
 		var skip skipError
-		if errors.As(setupErr, &skip) && os.Getenv("CI") != "true" {
+		if errors.As(setupErr, &skip) && !testsupport.InCI() {
 			t.Skipf("skipping the end-to-end suite: %v", setupErr)
 		}
 		t.Fatalf("setting up the end-to-end suite: %v", setupErr)
@@ -113,10 +114,7 @@ func suite(t *testing.T) *harness {
 func needTool(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		if os.Getenv("CI") != "true" {
-			t.Skipf("skipping: %s not found (make deps installs it)", name)
-		}
-		t.Fatalf("%s not found: %v", name, err)
+		testsupport.SkipOrFail(t, "%s not found (make deps installs it): %v", name, err)
 	}
 }
 

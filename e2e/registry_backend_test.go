@@ -15,6 +15,7 @@ import (
 	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/registry"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -46,10 +47,7 @@ func needRegistryTools(t *testing.T) string {
 	needTool(t, "skopeo")
 	crane := filepath.Join(apitest.RepoRoot(), "bin", "crane")
 	if _, err := os.Stat(crane); err != nil {
-		if os.Getenv("CI") != "true" {
-			t.Skipf("skipping: %s not built (make tools)", crane)
-		}
-		t.Fatalf("crane is required in CI: %v", err)
+		testsupport.SkipOrFail(t, "%s not built (make tools): %v", crane, err)
 	}
 	return crane
 }

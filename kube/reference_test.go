@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
@@ -120,7 +121,7 @@ func TestReferenceCRDCompatibility(t *testing.T) {
 	}
 	for name, dir := range dirs {
 		t.Run(name, func(t *testing.T) {
-			if _, err := os.Stat(dir); err != nil && name == "reference" && os.Getenv("CI") != "true" {
+			if _, err := os.Stat(dir); err != nil && name == "reference" && !testsupport.InCI() {
 				t.Skipf("upstream reference CRDs not found (%v); they live beside the repository in ../shared/reference/crds, or set REFERENCE_CRDS", err)
 			}
 			env := apitest.Start(t, apitest.Options{CRDDirs: []string{dir}})

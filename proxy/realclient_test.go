@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 )
 
 // needBinary skips when a tool is missing, except in CI where it fails.
@@ -21,10 +23,7 @@ func needBinary(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required in CI: %v", name, err)
-		}
-		t.Skipf("%s not installed", name)
+		testsupport.SkipOrFail(t, "%s not installed: %v", name, err)
 	}
 	return p
 }

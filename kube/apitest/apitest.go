@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
@@ -151,7 +152,7 @@ func Start(t testing.TB, opts Options) *Env {
 func skipOrFail(t testing.TB, err error) {
 	t.Helper()
 	var missing missingBinaries
-	if errors.As(err, &missing) && os.Getenv("CI") != "true" {
+	if errors.As(err, &missing) && !testsupport.InCI() {
 		t.Skipf("skipping: %v", err)
 	}
 	t.Fatalf("starting the test API server: %v", err)
