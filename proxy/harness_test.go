@@ -112,10 +112,12 @@ type fakeObjects struct {
 	mu         sync.Mutex
 	connectors map[string]*v1alpha1.Connector
 	secrets    map[string]*corev1.Secret
+	classes    map[string]*v1alpha1.ConnectorClass
 }
 
 func newFakeObjects() *fakeObjects {
-	return &fakeObjects{connectors: map[string]*v1alpha1.Connector{}, secrets: map[string]*corev1.Secret{}}
+	return &fakeObjects{connectors: map[string]*v1alpha1.Connector{}, secrets: map[string]*corev1.Secret{},
+		classes: map[string]*v1alpha1.ConnectorClass{}}
 }
 
 func (o *fakeObjects) Connector(_ context.Context, ns, name string) (*v1alpha1.Connector, error) {
@@ -128,7 +130,18 @@ func (o *fakeObjects) Connector(_ context.Context, ns, name string) (*v1alpha1.C
 }
 
 func (o *fakeObjects) ConnectorClass(_ context.Context, name string) (*v1alpha1.ConnectorClass, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c, ok := o.classes[name]; ok {
+		return c, nil
+	}
 	return nil, &kube.NotFoundError{Kind: "connectorclass", Key: name}
+}
+
+func (o *fakeObjects) class(c *v1alpha1.ConnectorClass) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.classes[c.Name] = c
 }
 
 func (o *fakeObjects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {

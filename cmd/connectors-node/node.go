@@ -19,7 +19,9 @@ import (
 
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
 // node is the running service: caches, reviewer, CSI server, proxy and the
@@ -102,8 +104,16 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		return nil, err
 	}
 
+	// A class whose Rego policy does not compile is reported when it is
+	// listed at startup and whenever it changes, not only on first use.
+	policies := policy.New(policy.Options{Log: log.WithName("policy"), Registerer: reg})
+	if err := cache.OnConnectorClass(ctx, func(cc *v1alpha1.ConnectorClass) { policies.Check(cc) }, policies.Forget); err != nil {
+		return nil, err
+	}
+
 	denied, _ := cfg.denyNets()
 	p, err := proxy.New(proxy.Options{
+		Policies:              policies,
 		Objects:               cache,
 		Auth:                  reviewer,
 		CA:                    ca,
