@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/connectors-node/connectors-node/kube"
@@ -261,29 +259,6 @@ func TestAuditLineAndMetrics(t *testing.T) {
 	}
 	if c, err := testutil.GatherAndCount(f.registry, "connectors_proxy_upstream_duration_seconds"); err != nil || c == 0 {
 		t.Errorf("no upstream latency: %d %v", c, err)
-	}
-}
-
-func TestOpsHandler(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total", Help: "x"}))
-	ready := errors.New("caches not synced")
-	h := NewOpsHandler(OpsOptions{Ready: func(context.Context) error { return ready }, Gatherer: reg})
-	for _, c := range []struct {
-		path string
-		want int
-	}{{"/healthz", 200}, {"/readyz", 503}, {"/metrics", 200}, {"/other", 404}} {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequestWithContext(context.Background(), "GET", c.path, nil))
-		if rec.Code != c.want {
-			t.Errorf("%s: %d, want %d", c.path, rec.Code, c.want)
-		}
-	}
-	ready = nil
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequestWithContext(context.Background(), "GET", "/readyz", nil))
-	if rec.Code != 200 {
-		t.Errorf("/readyz when ready: %d", rec.Code)
 	}
 }
 

@@ -10,7 +10,7 @@
 // SSRF guard that refuses link-local, metadata and the proxy's own addresses
 // after DNS resolution and dials the checked IP.
 //
-// The package owns the proxy handler (Proxy), the listener and its graceful
-// shutdown (Server), and the operations handler (/healthz, /readyz,
-// /metrics). Address matching lives in the match subpackage.
+// The package owns the proxy handler (Proxy) and the listener and its
+// graceful shutdown (Server). Address matching lives in the match
+// subpackage and the registry token flow in registryauth.
 package proxy

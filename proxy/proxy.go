@@ -12,6 +12,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/proxy/match"
 	"github.com/connectors-node/connectors-node/proxy/policy"
+	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 
 // Proxy is the Connectors proxy handler. Serve it with NewServer, which adds
@@ -29,8 +30,8 @@ type Proxy struct {
 	tunnels    *tunnels
 	publicHost string
 	publicPort string
-	// registryAuth runs the registry token flow (registry_token.go).
-	registryAuth *registryAuth
+	// registryAuth runs the registry token flow.
+	registryAuth *registryauth.Auth
 }
 
 var _ http.Handler = (*Proxy)(nil)
@@ -78,7 +79,12 @@ func New(opts Options) (*Proxy, error) {
 	if p.upstreams, err = newUpstreams(&p.opts, p.guard); err != nil {
 		return nil, err
 	}
-	p.registryAuth = newRegistryAuth(&p.opts)
+	p.registryAuth = registryauth.New(registryauth.Options{
+		Timeout:    opts.ResponseHeaderTimeout,
+		Challenge:  `Basic realm="` + Realm + `"`,
+		Registerer: opts.Registerer,
+		Now:        opts.Now,
+	})
 	p.leaves = newLeafCache(opts.CA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -157,8 +163,8 @@ type plan struct {
 	// location rewrites backend Location headers (reverse mode).
 	location *locationRewrite
 	// registry, when set, authenticates to a registry with its token flow
-	// (registry_token.go) instead of sending credential as it is.
-	registry *registryFlow
+	// (package registryauth) instead of sending credential as it is.
+	registry *registryauth.Flow
 	// generation, when set, is the class generator that injects the
 	// credential instead of credential (hooks.go).
 	generation *generation

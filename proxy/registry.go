@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 
 // Registry (OCI distribution) support for the reverse proxy.
@@ -135,11 +137,41 @@ func registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Address, method
 		return
 	}
 	root := strings.TrimSuffix(strings.TrimSuffix(escapedPath, below), "/")
-	pl.registry = &registryFlow{
-		connector: conn.Key(),
-		cands:     candidates(0, conn),
-		basic:     pl.credential,
-		ping:      pl.target.Scheme + "://" + pl.target.Host + root + registryPathPrefix,
-		scopes:    registryScopes(method, below, rawQuery),
+	pl.registry = &registryauth.Flow{
+		Connector: conn.Key(),
+		Addresses: candidates(0, conn),
+		Basic:     pl.credential,
+		Ping:      pl.target.Scheme + "://" + pl.target.Host + root + registryPathPrefix,
+		Scopes:    registryauth.Scopes(method, below, rawQuery),
 	}
+}
+
+// send sends a planned request upstream, through the registry token flow
+// when the plan has one.
+func (p *Proxy) send(t http.RoundTripper, r *http.Request, pl *plan) (*http.Response, error) {
+	if pl.registry == nil {
+		return t.RoundTrip(r)
+	}
+	resp, err := p.registryAuth.Transport(t, pl.registry).RoundTrip(r)
+	if err != nil {
+		return nil, registryError(err)
+	}
+	return resp, nil
+}
+
+// registryError gives a failure of the registry token flow its status: a
+// failed realm fetch is classified like any upstream failure, a refused or
+// malformed answer is 502, and anything else is left to upstreamError.
+func registryError(err error) error {
+	var ts *registryauth.TokenServiceError
+	if errors.As(err, &ts) {
+		se := classifyUpstream(ts.Err)
+		se.msg = "registry token service: " + se.msg
+		return se
+	}
+	var re *registryauth.Error
+	if errors.As(err, &re) {
+		return &statusError{status: http.StatusBadGateway, msg: re.Message, err: re.Err}
+	}
+	return err
 }

@@ -143,7 +143,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		proxy: p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen}),
 		ops: &http.Server{
 			Addr:              cfg.opsListen,
-			Handler:           proxy.NewOpsHandler(proxy.OpsOptions{Ready: ready, Gatherer: reg}),
+			Handler:           newOpsHandler(ready, reg),
 			ReadHeaderTimeout: 5 * time.Second,
 		},
 	}, nil

@@ -6,8 +6,7 @@ import (
 	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // stats is what /stats reports.
@@ -18,11 +17,11 @@ type stats struct {
 	LeafCache     float64 `json:"leafCacheSize"`
 }
 
-// opsHandler serves the proxy's ops endpoints plus /stats and, when asked,
+// opsHandler serves /metrics, /stats and, when asked,
 // the pprof handlers.
 func opsHandler(reg *prometheus.Registry, counts *reviewCounts, withPprof bool) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", proxy.NewOpsHandler(proxy.OpsOptions{Gatherer: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		s := stats{TokenReviews: counts.tokenReviews.Load(), AccessReviews: counts.accessReviews.Load()}
 		s.LeavesIssued = gauge(reg, "connectors_proxy_leaf_certificates_issued_total")

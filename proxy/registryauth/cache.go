@@ -1,4 +1,4 @@
-package proxy
+package registryauth
 
 import (
 	"container/list"

@@ -1,4 +1,4 @@
-package proxy
+package registryauth
 
 import (
 	"net/http"
@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// registryScopes returns the token scopes (distribution token spec) a
+// Scopes returns the token scopes (distribution token spec) a
 // registry request needs: repository:<name>:pull for reads,
 // repository:<name>:pull,push for writes, repository:<name>:delete for
 // deletes, plus pull on the source of a cross-repository mount, and
 // registry:catalog:* for the catalog. below is the escaped path below the
 // registry's address, starting with /v2.
-func registryScopes(method, below, rawQuery string) []string {
+func Scopes(method, below, rawQuery string) []string {
 	rest := strings.TrimPrefix(strings.TrimPrefix(below, "/v2"), "/")
 	if rest == "" {
 		return nil
@@ -20,7 +20,7 @@ func registryScopes(method, below, rawQuery string) []string {
 	if rest == "_catalog" {
 		return []string{"registry:catalog:*"}
 	}
-	name, ok := registryRepository(rest)
+	name, ok := repository(rest)
 	if !ok {
 		return nil
 	}
@@ -42,12 +42,12 @@ func registryScopes(method, below, rawQuery string) []string {
 	return scopes
 }
 
-// registryRepository finds the repository name in a registry API path
+// repository finds the repository name in a registry API path
 // below /v2/: <name>/manifests/<ref>, <name>/blobs/<digest>,
 // <name>/blobs/uploads/[<id>], <name>/tags/list, <name>/referrers/<digest>.
 // It reads from the end, since a name may itself contain "blobs" or
 // "manifests" as a component.
-func registryRepository(rest string) (string, bool) {
+func repository(rest string) (string, bool) {
 	segs := strings.Split(rest, "/")
 	n := len(segs)
 	var name []string

@@ -1,4 +1,4 @@
-package proxy
+package registryauth
 
 import (
 	"strings"
@@ -12,9 +12,9 @@ type authChallenge struct {
 	params map[string]string
 }
 
-// registryChallenge is how a registry wants to be authenticated, as its
+// challenge is how a registry wants to be authenticated, as its
 // ping or a 401 showed.
-type registryChallenge struct {
+type challenge struct {
 	// bearer is set when the registry wants a token from realm.
 	bearer  bool
 	realm   string
@@ -25,16 +25,16 @@ type registryChallenge struct {
 
 // bearerChallenge returns the Bearer challenge among the WWW-Authenticate
 // values, if any has a realm.
-func bearerChallenge(values []string) (registryChallenge, bool) {
+func bearerChallenge(values []string) (challenge, bool) {
 	for _, v := range values {
 		for _, c := range parseChallenges(v) {
 			if c.scheme == "bearer" && c.params["realm"] != "" {
-				return registryChallenge{bearer: true, realm: c.params["realm"],
+				return challenge{bearer: true, realm: c.params["realm"],
 					service: c.params["service"], scope: c.params["scope"]}, true
 			}
 		}
 	}
-	return registryChallenge{}, false
+	return challenge{}, false
 }
 
 // parseChallenges parses one WWW-Authenticate value (RFC 9110 §11.6.1):
