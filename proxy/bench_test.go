@@ -56,19 +56,7 @@ func BenchmarkReverseRoundTrip(b *testing.B) {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
 	u := e.url + "/namespaces/team-a/connectors/api/x"
 	b.ReportAllocs()
-	for b.Loop() {
-		req := newRequest(b, http.MethodGet, u, nil)
-		req.Header.Set("Authorization", "Bearer "+tokA)
-		resp, err := client.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		if resp.StatusCode != 200 {
-			b.Fatal(resp.StatusCode)
-		}
-	}
+	roundTrips(b, client, u)
 }
 
 // BenchmarkReverseRoundTripGenerator is BenchmarkReverseRoundTrip with the
@@ -101,19 +89,7 @@ func BenchmarkReverseRoundTripGenerator(b *testing.B) {
 			u := e.url + "/namespaces/team-a/connectors/api/x"
 			b.ReportAllocs()
 			start := processCPU()
-			for b.Loop() {
-				req := newRequest(b, http.MethodGet, u, nil)
-				req.Header.Set("Authorization", "Bearer "+tokA)
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Fatal(resp.StatusCode)
-				}
-			}
+			roundTrips(b, client, u)
 			b.ReportMetric(float64((processCPU()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
@@ -126,4 +102,22 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// roundTrips sends GET u with tokA until the benchmark is done.
+func roundTrips(b *testing.B, client *http.Client, u string) {
+	b.Helper()
+	for b.Loop() {
+		req := newRequest(b, http.MethodGet, u, nil)
+		req.Header.Set("Authorization", "Bearer "+tokA)
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatal(resp.StatusCode)
+		}
+	}
 }
