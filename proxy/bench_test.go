@@ -78,11 +78,12 @@ func BenchmarkReverseRoundTripGenerator(b *testing.B) {
 			o := newFakeObjects()
 			o.secret("team-a", "basic", "kubernetes.io/basic-auth", map[string]string{"username": "u", "password": "p"})
 			o.secret("team-a", "key", "Opaque", map[string]string{"apikey": "k"})
-			c := o.connector("team-a", "api", "http://api.example.test:"+port(b, up), "basic")
 			if withGenerator {
 				o.class(regoClass("apikey", apiKeyGenerator, ""))
-				c = o.connector("team-a", "api", "http://api.example.test:"+port(b, up), "key")
+				c := o.connector("team-a", "api", "http://api.example.test:"+port(b, up), "key")
 				c.Spec.ConnectorClassName, c.Spec.Auth.Name = "apikey", "token"
+			} else {
+				o.connector("team-a", "api", "http://api.example.test:"+port(b, up), "basic")
 			}
 			e := startEnv(b, o, nil)
 			client := &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}

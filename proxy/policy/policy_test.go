@@ -276,19 +276,19 @@ func TestConcurrentEvaluation(t *testing.T) {
 	for w := range 16 {
 		wg.Go(func() {
 			for i := range 50 {
-				tok := secretValue + string(rune('a'+w)) + string(rune('a'+i%26))
+				tok := fmt.Sprintf("%s-%d-%d", secretValue, w, i)
 				cl := e.Class(cc)
 				g, _ := cl.Generator("apiKey")
 				in, err := g.Generate(context.Background(), map[string]string{"token": tok}, request())
 				if err != nil || in.Values[0].Value != "Bearer "+tok {
-					errs <- fmt.Errorf("generator: %v", err)
+					errs <- fmt.Errorf("generator: %w", err)
 					return
 				}
 				x, _ := cl.Extractor()
 				req := request()
 				req.Header = http.Header{"Private-Token": {tok}}
 				if got, err := x.Extract(context.Background(), req); err != nil || got != tok {
-					errs <- fmt.Errorf("extractor: %v (%q)", err, got)
+					errs <- fmt.Errorf("extractor: %w (%q)", err, got)
 					return
 				}
 			}
