@@ -247,3 +247,37 @@ func (c *Cache) Connectors(ctx context.Context) ([]*v1alpha1.Connector, error) {
 	}
 	return out, nil
 }
+
+// OnConnectorClass calls changed with every ConnectorClass the cache adds
+// or updates (the first list included) and deleted with the name of every
+// one it drops. Call it after Start.
+func (c *Cache) OnConnectorClass(ctx context.Context, changed func(*v1alpha1.ConnectorClass), deleted func(name string)) error {
+	inf, err := c.informers.GetInformer(ctx, &v1alpha1.ConnectorClass{})
+	if err != nil {
+		return fmt.Errorf("kube cache: informer for connectorclasses: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if cc, ok := obj.(*v1alpha1.ConnectorClass); ok {
+				changed(cc)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if cc, ok := obj.(*v1alpha1.ConnectorClass); ok {
+				changed(cc)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if cc, ok := obj.(*v1alpha1.ConnectorClass); ok {
+				deleted(cc.Name)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("kube cache: watching connectorclasses: %w", err)
+	}
+	return nil
+}

@@ -30,17 +30,9 @@ const (
 // when it has no Secret. The Secret must live in the Connector's namespace:
 // a Connector may not lend out another namespace's credential.
 func (p *Proxy) credential(ctx context.Context, c *v1alpha1.Connector) (string, error) {
-	ref := c.Spec.Auth.SecretRef
-	if ref == nil || ref.Name == "" {
-		return "", nil
-	}
-	if ref.Namespace != "" && ref.Namespace != c.Namespace {
-		return "", statusErrorf(http.StatusInternalServerError,
-			"connector %q: auth secret must be in the connector's namespace", c.Key())
-	}
-	s, err := p.opts.Objects.Secret(ctx, c.Namespace, ref.Name)
-	if err != nil {
-		return "", objectError(c.Key(), "auth secret", err)
+	s, err := p.secret(ctx, c)
+	if err != nil || s == nil {
+		return "", err
 	}
 	return authorizationFor(s)
 }

@@ -61,7 +61,7 @@ func (p *Proxy) forwardPlan(r *http.Request, c *caller, t match.Target, target *
 	conn := c.connectors[cand.Index]
 	pl.connector = conn.Key()
 	var err error
-	if pl.credential, err = p.credential(r.Context(), conn); err != nil {
+	if err = p.planCredential(r.Context(), pl, conn); err != nil {
 		return nil, err
 	}
 	if pl.caPEM, err = p.connectorCA(r.Context(), conn); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
 // Authenticator checks tokens and access to Connectors. *kube.Reviewer
@@ -112,6 +113,16 @@ type Options struct {
 	// replaced when less than a quarter of it is left. Default 24h.
 	LeafValidity time.Duration
 
+	// Policies compiles and evaluates the ConnectorClass Rego hooks
+	// (authExtractor and auth generators). Default: an engine with the
+	// policy package's defaults, logging to Log and registering on
+	// Registerer.
+	Policies *policy.Engine
+	// PolicyBodyLimit bounds a request body that a Rego hook reads or a
+	// generator injects into; a larger body is refused with 413. Default
+	// 1 MiB.
+	PolicyBodyLimit int64
+
 	// AuditLog receives one JSON line per proxied request (see README,
 	// "Audit"). Default: none are written.
 	AuditLog io.Writer
@@ -166,6 +177,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.PolicyBodyLimit <= 0 {
+		o.PolicyBodyLimit = 1 << 20
+	}
+	if o.Policies == nil {
+		o.Policies = policy.New(policy.Options{Log: o.Log.WithName("policy"), Registerer: o.Registerer})
 	}
 	return nil
 }

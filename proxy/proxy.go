@@ -17,6 +17,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/proxy/policy"
 	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 
@@ -224,6 +225,27 @@ type plan struct {
 	// registry, when set, authenticates to a registry with its token flow
 	// (package registryauth) instead of sending credential as it is.
 	registry *registryauth.Flow
+	// generation, when set, is the class generator that injects the
+	// credential instead of credential (hooks.go).
+	generation *generation
+	// headers are set on the outbound request: a generator's header values.
+	headers []policy.Value
+	// secrets are the injected values besides credential (a generator's
+	// values in any position).
+	secrets []string
+}
+
+// injects reports whether the plan injects a credential.
+func (pl *plan) injects() bool { return pl.credential != "" || pl.generation != nil }
+
+// injectedSecrets are the credential values this request carries upstream:
+// the Authorization value and a generator's values. A response header that
+// echoes one of them is removed.
+func (pl *plan) injectedSecrets() []string {
+	if pl.credential == "" {
+		return pl.secrets
+	}
+	return append([]string{pl.credential}, pl.secrets...)
 }
 
 type planKey struct{}
@@ -237,7 +259,17 @@ func planFrom(ctx context.Context) *plan {
 func (p *Proxy) proxy(w http.ResponseWriter, r *http.Request, pl *plan) {
 	if e := entryFrom(r.Context()); e != nil {
 		e.connector = pl.connector
-		e.injected = pl.credential != ""
+		e.injected = pl.injects()
+	}
+	// The client's token leaves the request in whatever parameter it came.
+	removeTokenQuery(pl.target, pl.token)
+	if pl.generation != nil {
+		out, err := p.generate(r, pl)
+		if err != nil {
+			p.fail(w, r, err)
+			return
+		}
+		r = out
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
 }
@@ -259,11 +291,15 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 			delete(h, k)
 		}
 	}
-	if pl.dropAuthorization || (pl.token != "" && carriesToken(h.Values("Authorization"), pl.token)) {
+	if pl.dropAuthorization {
 		h.Del("Authorization")
 	}
+	removeTokenHeaders(h, pl.token)
 	if pl.credential != "" {
 		h.Set("Authorization", pl.credential)
+	}
+	for _, v := range pl.headers {
+		h.Set(v.Key, v.Value)
 	}
 }
 
@@ -295,13 +331,41 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if pl != nil && pl.location != nil {
 		pl.location.apply(resp)
 	}
-	if pl != nil && pl.credential != "" {
+	if pl != nil {
+		scrubEchoes(resp.Header, pl.injectedSecrets())
+	}
+	if pl != nil && pl.injects() {
 		// A session the upstream opens for the injected credential would be
 		// a credential of its own in the workload's hands, usable without
 		// the proxy and beyond the pod token's life.
 		resp.Header.Del("Set-Cookie")
 	}
 	return nil
+}
+
+// scrubEchoes removes response header values that hold an injected
+// credential value: an upstream that echoes it would hand it to the client.
+func scrubEchoes(h http.Header, secrets []string) {
+	if len(secrets) == 0 {
+		return
+	}
+	for k, vs := range h {
+		for _, v := range vs {
+			if holdsAny(v, secrets) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+func holdsAny(v string, secrets []string) bool {
+	for _, s := range secrets {
+		if s != "" && strings.Contains(v, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // bufferPool recycles the 32 KiB copy buffers of streamed bodies.

@@ -89,9 +89,9 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 			"no connector route: use /namespaces/<ns>/connectors/<name>/ or host c-<name>.<ns>"))
 		return
 	}
-	token, err := reverseToken(r)
+	token, err := p.reverseClientToken(r, rt.key)
 	if err != nil {
-		p.fail(w, r, reverseChallenge.credentialError(err))
+		p.fail(w, r, err)
 		return
 	}
 	c, err := p.admit(r.Context(), token, []types.NamespacedName{rt.key}, reverseChallenge)
@@ -118,9 +118,9 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, statusErrorf(http.StatusBadRequest, "request path escapes the connector's address"))
 		return
 	}
-	pl := &plan{mode: modeReverse, connector: conn.Key(), target: target, dropAuthorization: true,
+	pl := &plan{mode: modeReverse, connector: conn.Key(), target: target, dropAuthorization: true, token: token,
 		location: &locationRewrite{backend: addr, base: rt.base, registryPrefix: registryPrefix}}
-	if pl.credential, err = p.credential(r.Context(), conn); err != nil {
+	if err = p.planCredential(r.Context(), pl, conn); err != nil {
 		p.fail(w, r, err)
 		return
 	}

@@ -20,7 +20,9 @@ import (
 
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/proxy/policy"
 	"github.com/connectors-node/connectors-node/status"
 )
 
@@ -156,8 +158,15 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 			return nil, err
 		}
 		globalCAs.Start(ctx)
+		// A class whose Rego policy does not compile is reported when it is
+		// listed at startup and whenever it changes, not only on first use.
+		policies := policy.New(policy.Options{Log: log.WithName("policy"), Registerer: reg})
+		if err := cache.OnConnectorClass(ctx, func(cc *v1alpha1.ConnectorClass) { policies.Check(cc) }, policies.Forget); err != nil {
+			return nil, err
+		}
 		denied, _ := cfg.denyNets()
 		p, err := proxy.New(proxy.Options{
+			Policies:              policies,
 			Objects:               cache,
 			Auth:                  reviewer,
 			Binding:               binding,
