@@ -70,7 +70,7 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 30s); seeds live in te
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: check-generated
-check-generated: $(TOOLS) ## Check that the deepcopy code and deploy/crds match kube/api (controller-gen into a temp dir, then diff).
+check-generated: $(TOOLS) ## Check that the deepcopy code and deploy/base/crds match kube/api (controller-gen into a temp dir, then diff).
 	hack/check-generated.sh
 
 .PHONY: bench
