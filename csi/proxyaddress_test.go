@@ -23,19 +23,24 @@ func TestStatusProxyAddressIsTrustedOnlyForTheProxy(t *testing.T) {
 		name, status string
 		proxy        *v1alpha1.ProxySpec
 		trusted      bool
+		// derived, when set, is the address without status (the class's
+		// own proxy); default: the path form under the public URL.
+		derived string
 	}{
-		{"the public host", "http://connectors-proxy.connectors-system.svc/custom/git", nil, true},
-		{"another name of the proxy's Service", "http://connectors-proxy.connectors-system.svc.cluster.local:8080/custom/git", nil, true},
-		{"a host of someone who may write status", "http://collector.evil.test/namespaces/team-a/connectors/git", nil, false},
-		{"the proxy's name as a prefix of another host", "http://connectors-proxy.connectors-system.svc.evil.test/x", nil, false},
-		{"userinfo on the proxy's host", "http://x:y@connectors-proxy.connectors-system.svc/x", nil, false},
-		{"not http", "ftp://connectors-proxy.connectors-system.svc/x", nil, false},
+		{"the public host", "http://connectors-proxy.connectors-system.svc/custom/git", nil, true, ""},
+		{"another name of the proxy's Service", "http://connectors-proxy.connectors-system.svc.cluster.local:8080/custom/git", nil, true, ""},
+		{"a host of someone who may write status", "http://collector.evil.test/namespaces/team-a/connectors/git", nil, false, ""},
+		{"the proxy's name as a prefix of another host", "http://connectors-proxy.connectors-system.svc.evil.test/x", nil, false, ""},
+		{"userinfo on the proxy's host", "http://x:y@connectors-proxy.connectors-system.svc/x", nil, false, ""},
+		{"not http", "ftp://connectors-proxy.connectors-system.svc/x", nil, false, ""},
 		{"the class's proxy URI", "https://class-proxy.example.com/git",
-			&v1alpha1.ProxySpec{Destination: v1alpha1.Destination{URI: "https://class-proxy.example.com"}}, true},
+			&v1alpha1.ProxySpec{Destination: v1alpha1.Destination{URI: "https://class-proxy.example.com"}}, true, ""},
 		{"the class's proxy Service", "http://git-proxy.tools.svc:8080/git",
-			&v1alpha1.ProxySpec{Destination: v1alpha1.Destination{Ref: &v1alpha1.KReference{Kind: "Service", Name: "git-proxy", Namespace: "tools"}}}, true},
+			&v1alpha1.ProxySpec{Destination: v1alpha1.Destination{Ref: &v1alpha1.KReference{Kind: "Service", Name: "git-proxy", Namespace: "tools"}}}, true, ""},
 		{"another host than the class's proxy", "https://elsewhere.example.com/git",
-			&v1alpha1.ProxySpec{Destination: v1alpha1.Destination{URI: "https://class-proxy.example.com"}}, false},
+			&v1alpha1.ProxySpec{Destination: v1alpha1.Destination{URI: "https://class-proxy.example.com"}}, false, "https://class-proxy.example.com"},
+		{"a host-form name of another Connector", "http://c-other.team-a.svc.cluster.local", nil, false, ""},
+		{"the Connector's own host-form Service", "http://c-git." + podNamespace + ".svc.cluster.local", nil, true, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -50,6 +55,9 @@ func TestStatusProxyAddressIsTrustedOnlyForTheProxy(t *testing.T) {
 			req.VolumeContext[csi.AttrConfigurationNames] = "gitconfig"
 			require.NoError(t, h.publish(context.Background(), req))
 			want := derived
+			if c.derived != "" {
+				want = c.derived
+			}
 			if c.trusted {
 				want = c.status
 			}

@@ -35,7 +35,7 @@ func TestPrinterColumnsMatchUpstream(t *testing.T) {
 		t.Run(file, func(t *testing.T) {
 			want := printerColumns(t, filepath.Join(ref, file))
 			var got []apiextensionsv1.CustomResourceColumnDefinition
-			for _, c := range printerColumns(t, filepath.Join(apitest.RepoRoot(), "deploy", "crds", file)) {
+			for _, c := range printerColumns(t, filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds", file)) {
 				if c.Priority == 0 {
 					got = append(got, c)
 				}

@@ -152,6 +152,8 @@ func (c *config) validate() error {
 	}
 	if c.nodeID == "" && c.serves(roleCSI) {
 		bad("node-id", "required (or set $NODE_NAME)")
+	} else if c.nodeID == "" && c.checkPodNode {
+		bad("node-id", "required by --check-pod-node (or set $NODE_NAME); a central proxy runs with --check-pod-node=false")
 	}
 	if c.caConfigMap == "" {
 		bad("ca-configmap", "required")

@@ -53,10 +53,15 @@ func TestFlagsDefaults(t *testing.T) {
 
 func TestProxyOnlyNeedsNoNodeID(t *testing.T) {
 	t.Setenv("NODE_NAME", "")
-	c, err := parseFlags([]string{"--serve=proxy"}, &bytes.Buffer{})
+	c, err := parseFlags([]string{"--serve=proxy", "--check-pod-node=false"}, &bytes.Buffer{})
 	require.NoError(t, err)
 	require.True(t, c.serves(roleProxy))
 	require.False(t, c.serves(roleCSI))
+	// Without a node the node binding of tokens cannot be checked: the
+	// error names both flags instead of failing later at startup.
+	_, err = parseFlags([]string{"--serve=proxy"}, &bytes.Buffer{})
+	require.ErrorContains(t, err, "--node-id")
+	require.ErrorContains(t, err, "--check-pod-node")
 }
 
 func TestAuditLogFileIsOpenedBeforeAnythingStarts(t *testing.T) {
