@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,13 +33,21 @@ func newStatus(cfg *config, rc *rest.Config, kc kubernetes.Interface, cache *kub
 	if err != nil {
 		return nil, err
 	}
+	// The Lease holder's identity: the node, or for a proxy-only process
+	// (no node) its host name, which is the pod's name in a Deployment.
+	identity := cfg.nodeID
+	if identity == "" {
+		if identity, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("status lease identity: %w", err)
+		}
+	}
 	return status.New(status.Options{
 		Objects:       cache,
 		Kube:          kc,
 		Client:        cl,
 		Sender:        p,
 		Namespace:     cfg.namespace,
-		Identity:      cfg.nodeID,
+		Identity:      identity,
 		PublicURL:     cfg.publicURL,
 		ClusterDomain: cfg.clusterDomain,
 		Audience:      cfg.audience,

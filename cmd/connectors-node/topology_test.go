@@ -19,10 +19,12 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -97,14 +99,26 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	env := apitest.Start(t, apitest.Options{})
 	ctx := context.Background()
 	root := apitest.RepoRoot()
-	objs, err := manifests.Load(
-		filepath.Join(root, "deploy", "base", "namespace.yaml"),
-		filepath.Join(root, "deploy", "overlays", "split", "rbac-csi.yaml"),
-		filepath.Join(root, "deploy", "overlays", "split", "rbac-proxy.yaml"),
-		filepath.Join(root, "examples", "connectorclass-api.yaml"),
-	)
+	// The split topology's namespace and RBAC exactly as its overlay
+	// installs them.
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		testsupport.SkipOrFail(t, "kubectl is not installed: run make deps")
+	}
+	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", "split")).Output() //nolint:gosec // the test's own paths
 	require.NoError(t, err)
-	require.NoError(t, manifests.Create(ctx, env.Client, objs))
+	all, err := manifests.Decode("deploy/overlays/split", rendered)
+	require.NoError(t, err)
+	var objs []*unstructured.Unstructured
+	for _, o := range all {
+		switch o.GetKind() {
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			objs = append(objs, o)
+		}
+	}
+	class, err := manifests.Load(filepath.Join(root, "examples", "connectorclass-api.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, manifests.Create(ctx, env.Client, append(objs, class...)))
 	const sysNS = "connectors-system"
 
 	// An HTTPS API that wants a bearer token, its Connector and a pod's
@@ -152,8 +166,9 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 		// node-b), so it checks no node or source binding.
 		"--check-pod-node=false", "--check-pod-source-address=false")
 	socket := filepath.Join(t.TempDir(), "csi.sock")
+	kubeletRoot := t.TempDir()
 	csiLog := startRole(t, env, "connectors-csi", "--serve=csi", "--node-id=node-b", "--csi-endpoint=unix://"+socket,
-		"--public-url="+publicURL)
+		"--public-url="+publicURL, "--kubelet-root="+kubeletRoot)
 	for _, l := range []*syncBuffer{proxyLog, csiLog} {
 		t.Cleanup(func() { require.NotContains(t, l.String(), apiToken, "a credential reached a log") })
 	}
@@ -161,12 +176,16 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	kl, err := kubelet.Dial(socket)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = kl.Close() })
-	target := filepath.Join(t.TempDir(), "pods", "uid-1", "volumes", "kubernetes.io~csi", "connectors", "mount")
+	// The pod runs on node-b; its token is bound to it, as kubelet mints it.
+	require.NoError(t, kubelet.RegisterNode(ctx, env.Kube, "node-b"))
+	pod, err := kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: "app-1", ServiceAccount: "app"}, "node-b", "127.0.0.1")
+	require.NoError(t, err)
+	target := filepath.Join(kubeletRoot, "pods", pod.UID, "volumes", "kubernetes.io~csi", "connectors", "mount")
 	require.NoError(t, os.MkdirAll(target, 0o750))
-	pod := kubelet.Pod{Namespace: ns, Name: "app-1", UID: "uid-1", ServiceAccount: "app"}
 	publish := func() {
 		t.Helper()
-		tok := kubelet.Token{Token: env.Token(t, ns, "app", []string{"connectors-proxy"}, time.Hour), ExpirationTimestamp: time.Now().Add(time.Hour)}
+		tok, err := kubelet.MintToken(ctx, env.Kube, pod, "connectors-proxy", time.Hour)
+		require.NoError(t, err)
 		require.NoError(t, kl.Publish(ctx, "vol-1", target, pod, map[string]string{"connectors": "api"}, map[string]kubelet.Token{"connectors-proxy": tok}))
 	}
 	publish()
