@@ -105,7 +105,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	if err != nil {
 		testsupport.SkipOrFail(t, "kubectl is not installed: run make deps")
 	}
-	rendered, err := exec.Command(kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", "split")).Output() //nolint:gosec // the test's own paths
+	rendered, err := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", "split")).Output() //nolint:gosec // the test's own paths
 	require.NoError(t, err)
 	all, err := manifests.Decode("deploy/overlays/split", rendered)
 	require.NoError(t, err)
