@@ -31,6 +31,12 @@ func (p *Proxy) reverseRoute(r *http.Request) (route, bool) {
 		scheme = "https"
 	}
 	origin := scheme + "://" + r.Host
+	// Only an absolute path routes: the asterisk form ("OPTIONS *") and
+	// anything else not starting with "/" would be joined onto a
+	// Connector's address path without a segment boundary.
+	if ep := r.URL.EscapedPath(); ep != "" && ep[0] != '/' {
+		return route{}, false
+	}
 	if k, ok := hostRoute(r.Host, p.opts.ClusterDomain); ok {
 		return route{key: k, rest: r.URL.EscapedPath(), base: origin}, true
 	}
