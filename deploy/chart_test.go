@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -25,10 +26,7 @@ func helm(t *testing.T, args ...string) []byte {
 	t.Helper()
 	bin := filepath.Join(apitest.RepoRoot(), "bin", "helm")
 	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("bin/helm is missing: run `make tools`")
-		}
-		t.Skip("skipping: bin/helm is missing (make tools)")
+		testsupport.SkipOrFail(t, "bin/helm is missing: run `make tools`")
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), bin, args...) //nolint:gosec // the pinned helm with the test's own arguments

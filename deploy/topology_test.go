@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"os"
 	"os/exec"
 	"slices"
 	"sort"
@@ -29,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
@@ -38,10 +38,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed: run `make deps`", name)
-		}
-		t.Skipf("skipping: %s is not installed (make deps)", name)
+		testsupport.SkipOrFail(t, "%s is not installed: run `make deps`", name)
 	}
 	return p
 }

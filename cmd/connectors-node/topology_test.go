@@ -94,7 +94,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	}
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("skipping: curl is not installed")
+		testsupport.SkipOrFail(t, "curl is not installed: run `make deps`")
 	}
 	env := apitest.Start(t, apitest.Options{})
 	ctx := context.Background()
