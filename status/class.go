@@ -13,6 +13,7 @@ import (
 func (c *controller) reconcileClass(ctx context.Context, name string) error {
 	cls, err := c.opts.Objects.ConnectorClass(ctx, name)
 	if errors.Is(err, kube.ErrNotFound) {
+		c.cel.forgetClass(name)
 		return nil
 	}
 	if err != nil {

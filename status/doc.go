@@ -23,5 +23,7 @@
 // with a rate limit, a per-Connector interval with jitter, backoff on
 // failure and a timeout per probe. They go out through the proxy's SendAs:
 // the same credential injection, CA pool and SSRF guard as proxied
-// requests, and never to an address that is not the Connector's.
+// requests, and never to an address that is not the Connector's. A probe's
+// response.cel is compiled once per class generation and evaluated with a
+// cost and time bound against the status code, headers and body.
 package status
