@@ -139,16 +139,18 @@ func (r *probeResult) failed() bool {
 // class.
 func (c *controller) forgetProbes(k key) { c.prober.forget(k) }
 
-// probeSpecs returns the class's HTTP liveness probe and the HTTP auth
-// probe for the Connector's auth type, with their field paths.
-func probeSpecs(in *inputs) (live *v1alpha1.HTTPProbe, liveField string, auth *v1alpha1.HTTPProbe, authField string) {
-	if lp := in.class.Spec.LivenessProbe; lp != nil && lp.HTTP != nil {
-		live, liveField = lp.HTTP, livenessField
+// probeSpecs returns the class's liveness probe and the auth probe for the
+// Connector's auth type, each with its field path, when they are HTTP or
+// API probes.
+func probeSpecs(in *inputs) (live *v1alpha1.Probe, liveField string, auth *v1alpha1.Probe, authField string) {
+	usable := func(p *v1alpha1.Probe) bool { return p != nil && (p.HTTP != nil || p.API != nil) }
+	if lp := in.class.Spec.LivenessProbe; usable(lp) {
+		live, liveField = lp, "spec.livenessProbe"
 	}
 	if in.authType != nil {
 		for i, ap := range in.class.Spec.AuthProbes {
-			if ap.AuthName == in.authType.Name && ap.Probe != nil && ap.Probe.HTTP != nil {
-				auth, authField = ap.Probe.HTTP, fmt.Sprintf("spec.authProbes[%d].probe.http", i)
+			if ap.AuthName == in.authType.Name && usable(ap.Probe) {
+				auth, authField = ap.Probe, fmt.Sprintf("spec.authProbes[%d].probe", i)
 			}
 		}
 	}
@@ -265,7 +267,7 @@ type judge func(what string, a *answer, err error) *outcome
 // 403 still shows it alive (the credential is AuthReady's business).
 func judgeLiveness(what string, a *answer, err error) *outcome {
 	switch {
-	case errors.Is(err, proxy.ErrNotConnectorAddress):
+	case errors.Is(err, proxy.ErrNotConnectorAddress), errors.Is(err, proxy.ErrNotAPIAddress):
 		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
 	case err != nil:
 		return &outcome{False, ReasonToolUnreachable, what + ": " + err.Error()}
@@ -278,7 +280,7 @@ func judgeLiveness(what string, a *answer, err error) *outcome {
 // judgeAuth: the credential is valid on a 2xx answer, rejected on 401 or 403.
 func judgeAuth(what string, a *answer, err error) *outcome {
 	switch {
-	case errors.Is(err, proxy.ErrNotConnectorAddress):
+	case errors.Is(err, proxy.ErrNotConnectorAddress), errors.Is(err, proxy.ErrNotAPIAddress):
 		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
 	case err != nil:
 		return &outcome{False, ReasonAuthProbeFailed, what + ": " + err.Error()}
@@ -318,8 +320,65 @@ func judgeByCEL(ctx context.Context, prog cel.Program, expr, field string, fallb
 	}
 }
 
-// probe runs one HTTP probe of the class for conn.
-func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.HTTPProbe, field string, j judge) *outcome {
+// probe runs one probe of the class for conn: its HTTP probe, else its
+// API probe.
+func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *inputs, p *v1alpha1.Probe, field string, j judge) *outcome {
+	if p.HTTP != nil {
+		return c.probeHTTP(ctx, conn, in, p.HTTP, field+".http", j)
+	}
+	return c.probeAPI(ctx, conn, in, p.API, field+".api", j)
+}
+
+// probeAPI runs an API probe: GET the probe's path below the class's API
+// address (status.api.address, from spec.api), with the Connector in
+// upstream's X-Plugin headers. It is judged as an HTTP probe without
+// response.cel; redirects are not followed.
+func (c *controller) probeAPI(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.APIProbe, field string, j judge) *outcome {
+	api, err := c.resolveAPI(in.class)
+	if err == nil && api == nil {
+		err = errors.New("spec.api: required by an api probe")
+	}
+	if err != nil {
+		return &outcome{False, ReasonProbeInvalid, fmt.Sprintf("connectorclass %q %s: %v", in.class.Name, field, err)}
+	}
+	u, err := apiProbeURL(conn, api.URL, spec.Path)
+	if err != nil {
+		return &outcome{False, ReasonProbeInvalid, fmt.Sprintf("connectorclass %q %s: %v", in.class.Name, field, err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	defer cancel()
+	req := &probeRequest{method: http.MethodGet, url: u, headers: http.Header{}}
+	what := field + ": GET " + u.Scheme + "://" + u.Host + u.EscapedPath()
+	a, _, err := c.send(ctx, req, 64<<10, func(r *http.Request) (*http.Response, error) {
+		return c.opts.Sender.SendToAPI(ctx, conn, api, r)
+	})
+	return j(what, a, err)
+}
+
+// apiProbeURL renders an API probe's path (a Go template over .Connector,
+// with an optional query) and joins it below the API address, keeping the
+// address's path prefix, as upstream does.
+func apiProbeURL(conn *v1alpha1.Connector, base, tmpl string) (*url.URL, error) {
+	rendered, err := render("path", tmpl, map[string]any{"Connector": connectorView(conn), "Secret": nil})
+	if err != nil {
+		return nil, err
+	}
+	p, q, _ := strings.Cut(rendered, "?")
+	b, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("spec.api: %q: %w", base, err)
+	}
+	u := b.JoinPath(p)
+	pu, err := url.Parse("?" + q)
+	if err != nil || strings.ContainsAny(q, " \r\n#") {
+		return nil, fmt.Errorf("path: %q has a bad query", rendered)
+	}
+	u.RawQuery = pu.RawQuery
+	return u, nil
+}
+
+// probeHTTP runs one HTTP probe of the class for conn.
+func (c *controller) probeHTTP(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.HTTPProbe, field string, j judge) *outcome {
 	bodyLimit := int64(64 << 10)
 	if spec.Response != nil && spec.Response.CEL != "" {
 		prog, err := c.cel.program(in.class, field+".response.cel", spec.Response.CEL)
@@ -337,7 +396,9 @@ func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *in
 	defer cancel()
 	for hop := 0; ; hop++ {
 		what := field + ": " + req.method + " " + req.url.Scheme + "://" + req.url.Host + req.url.EscapedPath()
-		a, location, err := c.send(ctx, conn, req, bodyLimit)
+		a, location, err := c.send(ctx, req, bodyLimit, func(r *http.Request) (*http.Response, error) {
+			return c.opts.Sender.SendAs(ctx, conn, r)
+		})
 		if err == nil && location != nil && !spec.DisableRedirect && hop < maxRedirects {
 			req.url = location
 			if req.method == http.MethodPost {
@@ -379,16 +440,16 @@ func unwrapURLError(err error) error {
 	return err
 }
 
-// send makes one request, reading up to bodyLimit of the body; location is
-// the redirect target for a 3xx.
-func (c *controller) send(ctx context.Context, conn *v1alpha1.Connector, pr *probeRequest, bodyLimit int64) (*answer, *url.URL, error) {
+// send makes one request through do, reading up to bodyLimit of the body;
+// location is the redirect target for a 3xx.
+func (c *controller) send(ctx context.Context, pr *probeRequest, bodyLimit int64, do func(*http.Request) (*http.Response, error)) (*answer, *url.URL, error) {
 	r, err := http.NewRequestWithContext(ctx, pr.method, pr.url.String(), nil)
 	if err != nil {
 		return nil, nil, err
 	}
 	r.Header = pr.headers.Clone()
 	r.Header.Set("User-Agent", probeUserAgent)
-	resp, err := c.opts.Sender.SendAs(ctx, conn, r)
+	resp, err := do(r)
 	if err != nil {
 		return nil, nil, unwrapURLError(err)
 	}
