@@ -191,7 +191,7 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 	if err := n.env.Kube.CoreV1().Pods("connectors-system").Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.waitPlugin(ctx, old); err != nil {
+	if err := n.waitPlugin(ctx, old, nodeServiceAccount); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // a few more reads after the takeover
