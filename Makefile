@@ -56,7 +56,7 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 
 .PHONY: test
 test: deps lint check-generated testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run.
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 ./...
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 -timeout=30m ./...
 	@if [ "$${CI:-}" = true ]; then $(MAKE) fuzz FUZZTIME=3s; fi
 
 .PHONY: test-unit

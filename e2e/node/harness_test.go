@@ -50,6 +50,8 @@ type node struct {
 	cgroupRoot string
 
 	volumes *volumeWatch
+	// republish is the republish story, started with the node.
+	republish *republishStory
 
 	mu    sync.Mutex
 	procs []*proc
