@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
@@ -84,7 +83,10 @@ func TestImagePushPullAsTektonStep(t *testing.T) {
 	password := randomHex(t)
 	reg := startTokenRegistry(ctx, t, password)
 
-	attrs := tektonWorkspaceAttrs(t)
+	attrs, err := manifests.TaskRunCSIAttributes(filepath.Join(apitest.RepoRoot(), "examples", "tekton-task.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	name := attrs["connectors"]
 	if name == "" || strings.Contains(name, ",") || !strings.Contains(attrs["configuration.names"], "registry-config") {
 		t.Fatalf("examples/tekton-task.yaml mounts %v, want one Connector and configuration.names with registry-config", attrs)
@@ -212,30 +214,6 @@ spec:
 	for _, tok := range reg.issued() {
 		n.noSecret(t, tok, string(p.UID))
 	}
-}
-
-// tektonWorkspaceAttrs reads the volumeAttributes of the CSI workspace of
-// the TaskRun in examples/tekton-task.yaml.
-func tektonWorkspaceAttrs(t *testing.T) map[string]string {
-	t.Helper()
-	objs, err := manifests.Load(filepath.Join(apitest.RepoRoot(), "examples", "tekton-task.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range objs {
-		if u.GetKind() != "TaskRun" {
-			continue
-		}
-		wss, _, _ := unstructured.NestedSlice(u.Object, "spec", "workspaces")
-		for _, w := range wss {
-			wm, _ := w.(map[string]any)
-			if attrs, ok, _ := unstructured.NestedStringMap(wm, "csi", "volumeAttributes"); ok {
-				return attrs
-			}
-		}
-	}
-	t.Fatal("examples/tekton-task.yaml: no TaskRun with a CSI workspace")
-	return nil
 }
 
 // tokenRegistry is docker-registry with token authentication and its token
