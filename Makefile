@@ -45,6 +45,10 @@ generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/base/crds 
 	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/base/crds
 	cp deploy/base/crds/*.yaml charts/connectors-node/crds/
 
+.PHONY: demo-node
+demo-node: deps testbin ## Run the real-node suite's main story visibly: the git-clone Job on a real kubelet, in both topologies (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -count=1 -v -run '^(TestGitCloneJob|TestSplitTopologyGitClone)$$' ./e2e/node/
+
 .PHONY: testbin
 testbin: ## Build kube-apiserver, etcd, kubelet, kube-scheduler and kube-controller-manager for the tests into a cache outside the repo.
 	@hack/testbin.sh node >/dev/null

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -597,6 +598,15 @@ func (n *node) stop() {
 		n.stops[i]()
 	}
 	_ = unix.Unmount(kubeletRoot, unix.MNT_DETACH)
+	// What containerd left mounted (sandboxes' shm) would keep its
+	// directory from being removed.
+	if infos, err := mount.ParseMountInfo("/proc/self/mountinfo"); err == nil {
+		for i := len(infos) - 1; i >= 0; i-- {
+			if strings.HasPrefix(infos[i].MountPoint, n.work+"/") {
+				_ = unix.Unmount(infos[i].MountPoint, unix.MNT_DETACH)
+			}
+		}
+	}
 	if os.Getenv("KEEP_NODE_WORK") == "" {
 		_ = os.RemoveAll(n.work)
 	}

@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 func mainCode(m *testing.M) int {
+	flag.Parse() // selected reads -test.run before m.Run
 	if err := prerequisites(); err != nil {
 		if os.Getenv("CI") == "true" {
 			fmt.Fprintf(os.Stderr, "real-node suite: %v\n", err)
