@@ -7,6 +7,9 @@ packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-uti
 # The real-node suite: the container runtime, the CNI loopback plugin, and
 # kubectl for kustomize and describe.
 packages+=(containerd runc containernetworking-plugins kubectl)
+# The catalog's Maven story: mvn, nginx as the repository (WebDAV PUT),
+# and the plugins and dependency it resolves from Debian's maven-repo.
+packages+=(maven nginx libmaven-install-plugin-java libmaven-deploy-plugin-java libmaven-dependency-plugin-java junit4)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi

@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/internal/testserver/mavenrepo"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
+)
+
+// mavenProject is a project that depends on an artifact of Debian's Maven
+// repository and deploys its own POM.
+const mavenProject = `<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>io.example.connectors</groupId>
+  <artifactId>hello</artifactId>
+  <version>1.0.0</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>commons-io</groupId>
+      <artifactId>commons-io</artifactId>
+      <version>2.11.0</version>
+    </dependency>
+  </dependencies>
+</project>
+`
+
+// Catalog, maven: with the settings.xml of deploy/classes/maven.yaml, mvn
+// resolves its plugins and a dependency through the reverse proxy and
+// deploys an artifact with PUT, while the repository (nginx with WebDAV
+// behind Basic auth) sees only the Connector's credential.
+func TestCatalogMavenResolveAndDeploy(t *testing.T) {
+	t.Parallel()
+	needTool(t, "mvn")
+	needTool(t, "nginx")
+	s := newStory(t, "e2e-maven")
+	s.installCatalogClass("maven.yaml")
+	password := randomHex(16)
+	repo, err := mavenrepo.Start(t.TempDir(), "deployer", password)
+	if err != nil {
+		testsupport.SkipOrFail(t, "the Maven repository (make deps installs nginx and Debian's Maven plugins): %v", err)
+	}
+	t.Cleanup(repo.Stop)
+	s.basicAuthSecret("maven-credentials", "deployer", password)
+	s.connector(connectorSpec{name: "maven", class: "maven", address: repo.URL, authName: "basicAuth", secret: "maven-credentials"})
+	s.serviceAccount(s.ns, "builder")
+	s.allow(s.ns, "builder", "maven")
+	tok := s.token(s.ns, "builder")
+	v := s.publish("builder", map[string]string{"connectors": "maven", "configuration.names": "settings"}, tok)
+	proxyAddress := s.h.publicURL + "/namespaces/" + s.ns + "/connectors/maven/"
+	if settings := v.file(t, "settings.xml"); !strings.Contains(settings, "<url>"+proxyAddress+"</url>") {
+		t.Errorf("settings.xml does not mirror through %s", proxyAddress)
+	}
+
+	project := t.TempDir()
+	if err := os.WriteFile(filepath.Join(project, "pom.xml"), []byte(mavenProject), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local := t.TempDir()
+	_, err = s.run(project, gitserver.Env(t.TempDir()), "mvn", "-B", "-q", "-c",
+		"-s", filepath.Join(v.target, "settings.xml"), "-Dmaven.repo.local="+local,
+		"dependency:resolve", "deploy")
+	if err != nil {
+		t.Fatalf("mvn dependency:resolve deploy failed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(local, "commons-io", "commons-io", "2.11.0", "commons-io-2.11.0.jar")); err != nil {
+		t.Errorf("the dependency was not resolved: %v", err)
+	}
+	deployed := filepath.Join(repo.Deployed, "io", "example", "connectors", "hello", "1.0.0", "hello-1.0.0.pom")
+	if b, err := os.ReadFile(deployed); err != nil || string(b) != mavenProject { //nolint:gosec // the test's own repository
+		t.Errorf("the repository does not hold the deployed POM: %v", err)
+	}
+
+	reqs, err := repo.Requests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	puts := 0
+	for _, r := range reqs {
+		if r.User != "" && r.User != "deployer" {
+			t.Errorf("%s %s reached the repository as %q, not the Connector's user", r.Method, r.Path, r.User)
+		}
+		if r.Method == "PUT" && r.User == "deployer" && r.Status < 300 {
+			puts++
+		}
+	}
+	if puts == 0 {
+		t.Errorf("no PUT reached the repository with the Connector's credential")
+	}
+	if s.auditLine("maven", "reverse") == "" {
+		t.Errorf("no audit line for a reverse-proxied request with the credential injected")
+	}
+}
