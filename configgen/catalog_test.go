@@ -38,6 +38,8 @@ func TestCatalogRenders(t *testing.T) {
 	}{
 		{file: "maven.yaml", names: "settings", addresses: []string{"https://repo.maven.apache.org/maven2/"}, check: checkSettingsXML},
 		{file: "maven.yaml", names: "settings", addresses: []string{"https://repo.maven.apache.org/maven2", "https://nexus.example.com/repository/maven-releases"}, check: checkSettingsXML},
+		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org"}},
+		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org", "http://verdaccio.example.com:4873/"}},
 	}
 	for _, tt := range tests {
 		name := strings.TrimSuffix(tt.file, ".yaml") + "-" + map[bool]string{true: "one", false: "two"}[len(tt.addresses) == 1]
