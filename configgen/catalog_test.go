@@ -26,7 +26,7 @@ func catalogClass(t *testing.T, file string) *v1alpha1.ConnectorClass {
 	return &c
 }
 
-// TestCatalogRenders pins what the classes of
+// TestCatalogRenders pins what the package-manager classes of
 // deploy/classes render for one Connector and for two Connectors of the
 // class in one volume (the last one is the index or registry the clients
 // use), and checks the files parse as their tools read them.
@@ -40,6 +40,8 @@ func TestCatalogRenders(t *testing.T) {
 		{file: "maven.yaml", names: "settings", addresses: []string{"https://repo.maven.apache.org/maven2", "https://nexus.example.com/repository/maven-releases"}, check: checkSettingsXML},
 		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org"}},
 		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org", "http://verdaccio.example.com:4873/"}},
+		{file: "pypi.yaml", names: "pipconf,pypirc", addresses: []string{"https://pypi.org"}},
+		{file: "pypi.yaml", names: "pipconf,pypirc", addresses: []string{"https://pypi.org", "https://nexus.example.com/repository/pypi-all"}},
 	}
 	for _, tt := range tests {
 		name := strings.TrimSuffix(tt.file, ".yaml") + "-" + map[bool]string{true: "one", false: "two"}[len(tt.addresses) == 1]

@@ -16,6 +16,8 @@ packages+=(nodejs)
 if ! command -v npm >/dev/null 2>&1; then
   packages+=(npm)
 fi
+# The catalog's PyPI story: pip and twine.
+packages+=(python3 python3-pip twine)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi
