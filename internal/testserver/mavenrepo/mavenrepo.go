@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/connectors-node/connectors-node/internal/testserver/authlog"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 )
 
@@ -33,14 +34,6 @@ type Server struct {
 	dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
-}
-
-// Request is one line of the server's access log.
-type Request struct {
-	Method, Path string
-	// User is the Basic user the request authenticated as, "" for none.
-	User   string
-	Status int
 }
 
 // Start runs nginx in dir (created if missing) with one Basic user.
@@ -141,7 +134,8 @@ func (s *Server) waitReady() error {
 		}
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			_ = resp.Body.Close()
-			return nil
+			// Requests forgets this probe: nginx appends to the emptied log.
+			return os.Truncate(filepath.Join(s.dir, "access.log"), 0)
 		}
 		select {
 		case <-s.done:
@@ -168,7 +162,15 @@ func (s *Server) Stop() {
 	}
 }
 
-// Requests returns every request logged so far.
+// Request is one line of the server's access log: the request and its
+// status.
+type Request struct {
+	authlog.Request
+	Status int
+}
+
+// Requests returns every request logged so far; User is the Basic user
+// nginx authenticated.
 func (s *Server) Requests() ([]Request, error) {
 	f, err := os.Open(filepath.Join(s.dir, "access.log"))
 	if err != nil {

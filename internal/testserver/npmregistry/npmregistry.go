@@ -13,11 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/connectors-node/connectors-node/internal/testserver/authlog"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 )
 
@@ -36,25 +35,16 @@ func Dir() (string, error) {
 	return filepath.Join(cache, "connectors-node", "verdaccio-"+Version), nil
 }
 
-// Request is one request the registry received.
-type Request struct {
-	Method, Path string
-	// User is the Basic user the request carried, "" for none.
-	User string
-}
-
 // Server is a running verdaccio behind its recording front.
 type Server struct {
 	// Addr is the front's host:port on 127.0.0.1.
 	Addr string
+	// Log holds every request the front received after start-up.
+	Log authlog.Log
 
 	front *http.Server
 	cmd   *exec.Cmd
 	done  chan struct{}
-
-	mu   sync.Mutex
-	reqs []Request
-	seen []string
 }
 
 // Start runs verdaccio in dir (created if missing) with one htpasswd user.
@@ -146,11 +136,7 @@ func (s *Server) serveFront(ln net.Listener, backend string) {
 		w.WriteHeader(http.StatusBadGateway)
 	}}
 	s.front = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		user, _, _ := r.BasicAuth()
-		s.mu.Lock()
-		s.reqs = append(s.reqs, Request{Method: r.Method, Path: r.URL.Path, User: user})
-		s.seen = append(s.seen, r.Header.Get("Authorization"))
-		s.mu.Unlock()
+		s.Log.Record(r)
 		rp.ServeHTTP(w, r)
 	})}
 	go func() { _ = s.front.Serve(ln) }()
@@ -167,9 +153,7 @@ func (s *Server) waitReady(logPath string) error {
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				s.mu.Lock()
-				s.reqs, s.seen = nil, nil
-				s.mu.Unlock()
+				s.Log.Reset()
 				return nil
 			}
 		}
@@ -199,23 +183,4 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-}
-
-// Requests returns every request received so far (after start-up).
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.reqs...)
-}
-
-// SawHeader reports whether an Authorization header held v.
-func (s *Server) SawHeader(v string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, h := range s.seen {
-		if strings.Contains(h, v) {
-			return true
-		}
-	}
-	return false
 }

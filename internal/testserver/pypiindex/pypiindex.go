@@ -14,30 +14,25 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/connectors-node/connectors-node/internal/testserver/authlog"
 )
 
 // maxUpload bounds one uploaded file.
 const maxUpload = 32 << 20
 
-// Request is one request the index received.
-type Request struct {
-	Method, Path string
-	// User is the Basic user the request carried, "" for none.
-	User string
-}
-
 // Server is a running index. The simple API is at URL + "/simple/", uploads
 // go to URL + "/".
 type Server struct {
 	URL string
+	// Log holds every request received.
+	Log authlog.Log
 
 	srv            *httptest.Server
 	user, password string
 
 	mu    sync.Mutex
 	files map[string]map[string][]byte // normalized project -> file name -> content
-	reqs  []Request
-	seen  []string
 }
 
 // Start serves an empty index on loopback with one Basic user.
@@ -50,25 +45,6 @@ func Start(user, password string) *Server {
 
 // Close stops the index.
 func (s *Server) Close() { s.srv.Close() }
-
-// Requests returns every request received so far.
-func (s *Server) Requests() []Request {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Request(nil), s.reqs...)
-}
-
-// SawHeader reports whether an Authorization header held v.
-func (s *Server) SawHeader(v string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, h := range s.seen {
-		if strings.Contains(h, v) {
-			return true
-		}
-	}
-	return false
-}
 
 // Files returns the file names uploaded for a project.
 func (s *Server) Files(project string) []string {
@@ -88,11 +64,8 @@ var separators = regexp.MustCompile(`[-_.]+`)
 func Normalize(name string) string { return strings.ToLower(separators.ReplaceAllString(name, "-")) }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.Log.Record(r)
 	user, password, ok := r.BasicAuth()
-	s.mu.Lock()
-	s.reqs = append(s.reqs, Request{Method: r.Method, Path: r.URL.Path, User: user})
-	s.seen = append(s.seen, r.Header.Get("Authorization"))
-	s.mu.Unlock()
 	if !ok || subtle.ConstantTimeCompare([]byte(user), []byte(s.user)) != 1 ||
 		subtle.ConstantTimeCompare([]byte(password), []byte(s.password)) != 1 {
 		w.Header().Set("WWW-Authenticate", `Basic realm="pypi"`)

@@ -94,7 +94,7 @@ func TestIndex(t *testing.T) {
 	if code != http.StatusOK || got != string(content) {
 		t.Errorf("file: %d, %d bytes, want the uploaded %d bytes", code, len(got), len(content))
 	}
-	for _, r := range s.Requests() {
+	for _, r := range s.Log.Requests() {
 		if r.User != "" && r.User != "u" {
 			t.Errorf("recorded user %q", r.User)
 		}
