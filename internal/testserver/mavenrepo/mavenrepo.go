@@ -109,6 +109,12 @@ http {
     listen %[3]s;
     auth_basic "maven";
     auth_basic_user_file %[1]s/htpasswd;
+    # The readiness probe of Start: neither authenticated nor logged.
+    location = /-/ready {
+      auth_basic off;
+      access_log off;
+      return 204;
+    }
     location %[4]s/ {
       alias %[5]s/;
       dav_methods PUT;
@@ -128,14 +134,13 @@ func (s *Server) waitReady() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.URL, Prefix)+"/-/ready", nil)
 		if err != nil {
 			return err
 		}
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			_ = resp.Body.Close()
-			// Requests forgets this probe: nginx appends to the emptied log.
-			return os.Truncate(filepath.Join(s.dir, "access.log"), 0)
+			return nil
 		}
 		select {
 		case <-s.done:
