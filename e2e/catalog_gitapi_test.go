@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/connectors-node/connectors-node/internal/testserver/gitapi"
+	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
+)
+
+// tokenSecret creates a Secret of secretType holding token in its token
+// key, as the GitLab and GitHub classes take it. gitUser, when not empty,
+// is the user Git sends the token with (so the Basic form is forbidden too).
+func (s *story) tokenSecret(name, secretType, token, gitUser string) {
+	s.t.Helper()
+	s.credential("the token of Secret "+name, gitUser, token)
+	s.create(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: name},
+		Type:       corev1.SecretType(secretType),
+		StringData: map[string]string{"token": token},
+	})
+}
+
+// checkAPI checks what a stand-in saw: at least one request, each with the
+// Connector's token in the style's header, none with the pod's token.
+func checkAPI(t *testing.T, api *gitapi.Server, tok kubelet.Token) {
+	t.Helper()
+	seen := api.Requests()
+	if len(seen) == 0 {
+		t.Fatal("the API saw no request")
+	}
+	for i, r := range seen {
+		if !r.Authorized {
+			t.Errorf("request %d (%s %s) reached the API without the Connector's token", i+1, r.Method, r.Path)
+		}
+		for h, v := range r.Credentials {
+			if strings.Contains(v, tok.Token) {
+				t.Errorf("request %d carried the pod's token to the API in %s", i+1, h)
+			}
+		}
+	}
+}
+
+// The gitlab class of deploy/classes: curl and glab's mounted config.yml
+// call the API through the reverse proxy with the pod's token in
+// PRIVATE-TOKEN, which the class's authExtractor takes; its generator sends
+// GitLab the Connector's token in PRIVATE-TOKEN, and git (the built-in
+// gitconfig) clones with it as Basic oauth2:<token>.
+func TestCatalogGitLabAPIAndClone(t *testing.T) {
+	t.Parallel()
+	needTool(t, "curl")
+	needTool(t, "git")
+	s := newStory(t, "e2e-gitlab")
+	pat := "glpat-" + randomHex(10)
+	api := gitapi.Start(gitapi.Options{Style: gitapi.GitLab, Token: pat})
+	t.Cleanup(api.Close)
+	s.tokenSecret("gitlab-token", "connectors.cpaas.io/gitlab-pat-auth", pat, "oauth2")
+	s.caSecret("gitlab-ca", api.CAPEM())
+	s.connector(connectorSpec{name: "gitlab", class: "gitlab", address: api.URL(),
+		authName: "patAuth", secret: "gitlab-token", caSecret: "gitlab-ca"})
+	s.serviceAccount(s.ns, "ci")
+	s.allow(s.ns, "ci", "gitlab")
+	tok := s.token(s.ns, "ci")
+	v := s.publish("ci", map[string]string{"connectors": "gitlab", "configuration.names": "gitlabconfig"}, tok)
+
+	// curl, as the README shows it.
+	env := append(gitserver.Env(t.TempDir()), "CONNECTORS="+v.target)
+	out, err := s.shell(t.TempDir(), env,
+		`curl -fsS -H "PRIVATE-TOKEN: $(cat "$CONNECTORS/context.token")" "$(cat "$CONNECTORS/connector.status.proxyAddress")/api/v4/user"`)
+	if err != nil {
+		t.Fatalf("curl through the reverse proxy failed: %v", err)
+	}
+	var user map[string]any
+	if err := json.Unmarshal([]byte(out), &user); err != nil || user["username"] != gitapi.User {
+		t.Errorf("GET /api/v4/user answered %q, want user %s", out, gitapi.User)
+	}
+
+	// glab's config.yml: the request glab makes from it (glab is not in
+	// Debian), <api_protocol>://<api_host>/api/v4/... with PRIVATE-TOKEN.
+	var cfg struct {
+		Host  string `json:"host"`
+		Hosts map[string]struct {
+			Token       string `json:"token"`
+			APIHost     string `json:"api_host"`
+			APIProtocol string `json:"api_protocol"`
+		} `json:"hosts"`
+	}
+	if err := yaml.Unmarshal([]byte(v.file(t, "config.yml")), &cfg); err != nil {
+		t.Fatalf("config.yml is not YAML: %v", err)
+	}
+	proxy, _ := url.Parse(s.h.publicURL)
+	host, ok := cfg.Hosts[cfg.Host]
+	if cfg.Host != proxy.Host || !ok {
+		t.Fatalf("config.yml's host is %q (hosts %v), want the proxy's %q", cfg.Host, cfg.Hosts, proxy.Host)
+	}
+	if host.Token != tok.Token {
+		t.Errorf("config.yml's token is not the pod's token")
+	}
+	out, err = s.shell(t.TempDir(), append(env, "TOKEN="+host.Token, "API="+host.APIProtocol+"://"+host.APIHost),
+		`curl -fsS -H "PRIVATE-TOKEN: $TOKEN" "$API/api/v4/projects"`)
+	if err != nil {
+		t.Fatalf("the API call glab makes from config.yml failed: %v", err)
+	}
+	if !strings.Contains(out, gitapi.User+"/app") {
+		t.Errorf("GET /api/v4/projects answered %q", out)
+	}
+
+	// git, with the built-in gitconfig, against a Git server that wants
+	// Basic oauth2:<token>, as GitLab does.
+	root := filepath.Join(t.TempDir(), "repos")
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	git, err := gitserver.Start(root, "oauth2", pat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = git.Close() })
+	repo, err := git.CreateRepo("app", map[string]string{"README.md": readme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.connector(connectorSpec{name: "gitlab-git", class: "gitlab", address: strings.TrimSuffix(repo, "/app.git"),
+		authName: "patAuth", secret: "gitlab-token"})
+	s.allow(s.ns, "ci", "gitlab-git")
+	gv := s.publish("ci", map[string]string{"connectors": "gitlab-git", "configuration.names": "gitconfig"}, tok)
+	dest := filepath.Join(t.TempDir(), "app")
+	if _, err := s.run(t.TempDir(), append(gitserver.Env(t.TempDir()), "GIT_CONFIG_GLOBAL="+gv.target+"/.gitconfig"),
+		"git", "clone", repo, dest); err != nil {
+		t.Fatalf("git clone through the gitlab class failed: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "README.md")); err != nil || string(b) != readme { //nolint:gosec // the clone just made
+		t.Errorf("the clone's README.md: %q, %v", b, err)
+	}
+	if users := git.Users(); len(users) == 0 || users[0] != "oauth2" {
+		t.Errorf("the Git server saw users %q, want oauth2: the generator did not send Basic", users)
+	}
+
+	checkAPI(t, api, tok)
+	if s.auditLine("gitlab", "reverse") == "" || s.auditLine("gitlab-git", "reverse") == "" {
+		t.Errorf("no audit line for a reverse-proxied request with the credential injected")
+	}
+}
