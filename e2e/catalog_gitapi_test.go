@@ -150,3 +150,97 @@ func TestCatalogGitLabAPIAndClone(t *testing.T) {
 		t.Errorf("no audit line for a reverse-proxied request with the credential injected")
 	}
 }
+
+// The github class of deploy/classes: gh, with the mounted githubconfig
+// (a placeholder token) and .env, and curl go through the forward proxy
+// over HTTPS, intercepted under the proxy CA (trusted through the mounted
+// ca-bundle.crt); the class's generator sends GitHub the Connector's token
+// as "Authorization: token". git clones through the reverse proxy with it
+// as Basic x-access-token:<token>.
+func TestCatalogGitHubAPIAndClone(t *testing.T) {
+	t.Parallel()
+	needTool(t, "curl")
+	needTool(t, "gh")
+	needTool(t, "git")
+	suite(t)
+	s := newStory(t, "e2e-github")
+	// Clients never proxy loopback addresses: the API needs a host name.
+	host := "github-" + randomHex(4) + ".e2e.test"
+	mapHost(t, host)
+	ca := newCA(t)
+	pat := "ghp_" + randomHex(18)
+	api := gitapi.Start(gitapi.Options{Style: gitapi.GitHub, Token: pat, Cert: ca.leaf(t, host), Host: host})
+	t.Cleanup(api.Close)
+	s.tokenSecret("github-token", string(corev1.SecretTypeOpaque), pat, "x-access-token")
+	s.caSecret("github-ca", ca.pem)
+	s.connector(connectorSpec{name: "github", class: "github", address: api.URL(),
+		authName: "patAuth", secret: "github-token", caSecret: "github-ca"})
+	s.serviceAccount(s.ns, "ci")
+	s.allow(s.ns, "ci", "github")
+	tok := s.token(s.ns, "ci")
+	v := s.publish("ci", map[string]string{"connectors": "github", "configuration.names": "githubconfig"}, tok)
+	apiHost := strings.TrimPrefix(api.URL(), "https://")
+	if hosts := v.file(t, "hosts.yml"); !strings.Contains(hosts, apiHost+":") || strings.Contains(hosts, tok.Token) {
+		t.Errorf("hosts.yml names no entry for %s, or holds the pod's token:\n%s", apiHost, hosts)
+	}
+
+	env := append(gitserver.Env(t.TempDir()), "CONNECTORS="+v.target, "API="+api.URL(), "GH_HOST="+apiHost)
+	// gh, as the README shows it. A host other than github.com is GitHub
+	// Enterprise to gh: it calls https://<host>/api/v3/.
+	out, err := s.shell(t.TempDir(), env, `set -a; . "$CONNECTORS/.env"; set +a
+export SSL_CERT_FILE="$CONNECTORS/ca-bundle.crt" GH_CONFIG_DIR="$CONNECTORS" GH_NO_UPDATE_NOTIFIER=1 GH_PROMPT_DISABLED=1
+gh api user --jq .login`)
+	if err != nil {
+		t.Fatalf("gh api user through the forward proxy failed: %v", err)
+	}
+	if strings.TrimSpace(out) != gitapi.User {
+		t.Errorf("gh api user printed %q, want %s", out, gitapi.User)
+	}
+	// curl, the same way.
+	out, err = s.shell(t.TempDir(), env, `set -a; . "$CONNECTORS/.env"; set +a
+curl -fsS --cacert "$CONNECTORS/ca-bundle.crt" "$API/user/repos"`)
+	if err != nil {
+		t.Fatalf("curl through the forward proxy failed: %v", err)
+	}
+	if !strings.Contains(out, gitapi.User+"/app") {
+		t.Errorf("GET /user/repos answered %q", out)
+	}
+
+	// git, with the built-in gitconfig, against a Git server that wants
+	// Basic x-access-token:<token>, as GitHub does.
+	root := filepath.Join(t.TempDir(), "repos")
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	git, err := gitserver.Start(root, "x-access-token", pat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = git.Close() })
+	repo, err := git.CreateRepo("app", map[string]string{"README.md": readme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.connector(connectorSpec{name: "github-git", class: "github", address: strings.TrimSuffix(repo, "/app.git"),
+		authName: "patAuth", secret: "github-token"})
+	s.allow(s.ns, "ci", "github-git")
+	gv := s.publish("ci", map[string]string{"connectors": "github-git", "configuration.names": "gitconfig"}, tok)
+	dest := filepath.Join(t.TempDir(), "app")
+	if _, err := s.run(t.TempDir(), append(gitserver.Env(t.TempDir()), "GIT_CONFIG_GLOBAL="+gv.target+"/.gitconfig"),
+		"git", "clone", repo, dest); err != nil {
+		t.Fatalf("git clone through the github class failed: %v", err)
+	}
+	if users := git.Users(); len(users) == 0 || users[0] != "x-access-token" {
+		t.Errorf("the Git server saw users %q, want x-access-token: the generator did not send Basic", users)
+	}
+
+	checkAPI(t, api, tok)
+	for _, r := range api.Requests() {
+		if strings.Contains(r.Credentials["Authorization"], "injected-by-the-connectors-proxy") {
+			t.Errorf("the placeholder of hosts.yml reached the API on %s", r.Path)
+		}
+	}
+	if s.auditLine("github", "mitm") == "" || s.auditLine("github-git", "reverse") == "" {
+		t.Errorf("no audit line for a proxied request with the credential injected")
+	}
+}

@@ -7,6 +7,8 @@ packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-uti
 # The real-node suite: the container runtime, the CNI loopback plugin, and
 # kubectl for kustomize and describe.
 packages+=(containerd runc containernetworking-plugins kubectl)
+# The GitHub ConnectorClass's client.
+packages+=(gh)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi
