@@ -323,3 +323,18 @@ func (e *Env) WriteAdminKubeconfig(path string) error {
 	cfg.CurrentContext = "apitest"
 	return clientcmd.WriteToFile(*cfg, path)
 }
+
+// Kubectl returns the path of the kubectl that hack/testbin.sh builds
+// beside kube-apiserver, at the same pinned version, or an error that says
+// how to build it.
+func Kubectl() (string, error) {
+	dir, err := BinaryDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "kubectl")
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+		return "", fmt.Errorf("no kubectl in %s: run `make testbin`", dir)
+	}
+	return p, nil
+}
