@@ -188,5 +188,13 @@ func TestSPDYUpgradeToAnHTTP2Upstream(t *testing.T) {
 			}
 		})
 	}
+	// Each switch is audited with its 101 once the stream ends.
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(e.logs.String(), `"status":101`) < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := strings.Count(e.logs.String(), `"status":101`); n != 2 {
+		t.Errorf("%d audit lines with status 101, want 2", n)
+	}
 	assertNoSecrets(t, "logs", e.logs.String())
 }
