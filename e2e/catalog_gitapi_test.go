@@ -30,6 +30,44 @@ func (s *story) tokenSecret(name, secretType, token, gitUser string) {
 	})
 }
 
+// cloneWithClass clones from a Git server that wants user:token through
+// a Connector <class>-git of the class with the Secret, as the pod of tok
+// (whose ServiceAccount is ci), with the built-in gitconfig, and checks the
+// clone and the user the server saw.
+func (s *story) cloneWithClass(class, secret, user, token string, tok kubelet.Token) {
+	t := s.t
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "repos")
+	if err := os.MkdirAll(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	git, err := gitserver.Start(root, user, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = git.Close() })
+	repo, err := git.CreateRepo("app", map[string]string{"README.md": readme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := class + "-git"
+	s.connector(connectorSpec{name: name, class: class, address: strings.TrimSuffix(repo, "/app.git"),
+		authName: "patAuth", secret: secret})
+	s.allow(s.ns, "ci", name)
+	v := s.publish("ci", map[string]string{"connectors": name, "configuration.names": "gitconfig"}, tok)
+	dest := filepath.Join(t.TempDir(), "app")
+	if _, err := s.run(t.TempDir(), append(gitserver.Env(t.TempDir()), "GIT_CONFIG_GLOBAL="+v.target+"/.gitconfig"),
+		"git", "clone", repo, dest); err != nil {
+		t.Fatalf("git clone through the %s class failed: %v", class, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "README.md")); err != nil || string(b) != readme { //nolint:gosec // the clone just made
+		t.Errorf("the clone's README.md: %q, %v", b, err)
+	}
+	if users := git.Users(); len(users) == 0 || users[0] != user {
+		t.Errorf("the Git server saw users %q, want %s: the class's generator did not send Basic", users, user)
+	}
+}
+
 // checkAPI checks what a stand-in saw: at least one request, each with the
 // Connector's token in the style's header, none with the pod's token.
 func checkAPI(t *testing.T, api *gitapi.Server, tok kubelet.Token) {
@@ -116,34 +154,7 @@ func TestCatalogGitLabAPIAndClone(t *testing.T) {
 
 	// git, with the built-in gitconfig, against a Git server that wants
 	// Basic oauth2:<token>, as GitLab does.
-	root := filepath.Join(t.TempDir(), "repos")
-	if err := os.MkdirAll(root, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	git, err := gitserver.Start(root, "oauth2", pat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = git.Close() })
-	repo, err := git.CreateRepo("app", map[string]string{"README.md": readme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.connector(connectorSpec{name: "gitlab-git", class: "gitlab", address: strings.TrimSuffix(repo, "/app.git"),
-		authName: "patAuth", secret: "gitlab-token"})
-	s.allow(s.ns, "ci", "gitlab-git")
-	gv := s.publish("ci", map[string]string{"connectors": "gitlab-git", "configuration.names": "gitconfig"}, tok)
-	dest := filepath.Join(t.TempDir(), "app")
-	if _, err := s.run(t.TempDir(), append(gitserver.Env(t.TempDir()), "GIT_CONFIG_GLOBAL="+gv.target+"/.gitconfig"),
-		"git", "clone", repo, dest); err != nil {
-		t.Fatalf("git clone through the gitlab class failed: %v", err)
-	}
-	if b, err := os.ReadFile(filepath.Join(dest, "README.md")); err != nil || string(b) != readme { //nolint:gosec // the clone just made
-		t.Errorf("the clone's README.md: %q, %v", b, err)
-	}
-	if users := git.Users(); len(users) == 0 || users[0] != "oauth2" {
-		t.Errorf("the Git server saw users %q, want oauth2: the generator did not send Basic", users)
-	}
+	s.cloneWithClass("gitlab", "gitlab-token", "oauth2", pat, tok)
 
 	checkAPI(t, api, tok)
 	if s.auditLine("gitlab", "reverse") == "" || s.auditLine("gitlab-git", "reverse") == "" {
@@ -208,31 +219,7 @@ curl -fsS --cacert "$CONNECTORS/ca-bundle.crt" "$API/user/repos"`)
 
 	// git, with the built-in gitconfig, against a Git server that wants
 	// Basic x-access-token:<token>, as GitHub does.
-	root := filepath.Join(t.TempDir(), "repos")
-	if err := os.MkdirAll(root, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	git, err := gitserver.Start(root, "x-access-token", pat)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = git.Close() })
-	repo, err := git.CreateRepo("app", map[string]string{"README.md": readme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.connector(connectorSpec{name: "github-git", class: "github", address: strings.TrimSuffix(repo, "/app.git"),
-		authName: "patAuth", secret: "github-token"})
-	s.allow(s.ns, "ci", "github-git")
-	gv := s.publish("ci", map[string]string{"connectors": "github-git", "configuration.names": "gitconfig"}, tok)
-	dest := filepath.Join(t.TempDir(), "app")
-	if _, err := s.run(t.TempDir(), append(gitserver.Env(t.TempDir()), "GIT_CONFIG_GLOBAL="+gv.target+"/.gitconfig"),
-		"git", "clone", repo, dest); err != nil {
-		t.Fatalf("git clone through the github class failed: %v", err)
-	}
-	if users := git.Users(); len(users) == 0 || users[0] != "x-access-token" {
-		t.Errorf("the Git server saw users %q, want x-access-token: the generator did not send Basic", users)
-	}
+	s.cloneWithClass("github", "github-token", "x-access-token", pat, tok)
 
 	checkAPI(t, api, tok)
 	for _, r := range api.Requests() {
