@@ -65,6 +65,9 @@ type Options struct {
 	ServiceAccountAdmission bool
 	// Port is the API server's port on 127.0.0.1. Default: a free port.
 	Port string
+	// APIServerFlags are more kube-apiserver flags, name (without the
+	// dashes) to value.
+	APIServerFlags map[string]string
 }
 
 // Scheme returns a scheme with the Kubernetes and connectors types.
@@ -181,6 +184,9 @@ func start(opts Options) (*Env, error) {
 	}
 	if opts.ServiceAccountAdmission {
 		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	}
+	for name, value := range opts.APIServerFlags {
+		env.ControlPlane.GetAPIServer().Configure().Set(name, value)
 	}
 	if !opts.NoCRDs {
 		env.CRDDirectoryPaths = opts.CRDDirs
