@@ -9,12 +9,18 @@ import (
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
-// catalogClass reads a ConnectorClass file of the deploy/classes catalog.
+// catalogText reads a ConnectorClass file of the deploy/classes catalog.
+func catalogText(name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), filepath.FromSlash(manifests.CatalogDir), name)) //nolint:gosec // the repository's catalog
+	return string(b), err
+}
+
+// catalogClass is catalogText for a test.
 func catalogClass(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), filepath.FromSlash(manifests.CatalogDir), name)) //nolint:gosec // the repository's catalog
+	s, err := catalogText(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return s
 }
