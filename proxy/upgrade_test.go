@@ -149,7 +149,11 @@ func TestSPDYUpgradeToAnHTTP2Upstream(t *testing.T) {
 	c.Transport.(*http.Transport).TLSClientConfig.RootCAs = x509.NewCertPool()
 	c.Transport.(*http.Transport).TLSClientConfig.RootCAs.AddCert(ca.cert)
 	c.Transport.(*http.Transport).TLSClientConfig.ServerName = "h2.example.test"
-	resp, err := c.Get(srv.URL + "/api/plain")
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL+"/api/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,6 +178,7 @@ func TestSPDYUpgradeToAnHTTP2Upstream(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reading the answer: %v", err)
 			}
+			defer func() { _ = resp.Body.Close() }()
 			if resp.StatusCode != http.StatusSwitchingProtocols {
 				t.Fatalf("status %d, want 101", resp.StatusCode)
 			}
