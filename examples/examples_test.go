@@ -1,6 +1,7 @@
 // Package examples_test checks the manifests in examples/: every document
-// parses into its Kubernetes type, and every configuration of every example
-// ConnectorClass renders through configgen for the example Connectors.
+// parses into its Kubernetes type, every example Connector names a class of
+// examples/ or of the deploy/classes catalog, and every configuration of
+// those classes renders through configgen for the example Connectors.
 package examples_test
 
 import (
@@ -25,7 +26,10 @@ import (
 const token = "header.payload.signature"
 
 type examples struct {
+	// classes are the ConnectorClasses of examples/ and of the catalog;
+	// own names those of examples/.
 	classes    map[string]*v1alpha1.ConnectorClass
+	own        []string
 	connectors map[string]*v1alpha1.Connector
 	jobs       []*batchv1.Job
 	objects    []*unstructured.Unstructured
@@ -37,13 +41,24 @@ func load(t *testing.T) examples {
 	require.NoError(t, err)
 	objs, err := manifests.Load(files...)
 	require.NoError(t, err)
+	catalogFiles, err := manifests.CatalogFiles("..")
+	require.NoError(t, err)
+	catalog, err := manifests.Load(catalogFiles...)
+	require.NoError(t, err)
 	ex := examples{classes: map[string]*v1alpha1.ConnectorClass{}, connectors: map[string]*v1alpha1.Connector{}, objects: objs}
+	for _, u := range catalog {
+		require.Equal(t, "ConnectorClass", u.GetKind(), "the catalog holds %s %s", u.GetKind(), u.GetName())
+		c := &v1alpha1.ConnectorClass{}
+		require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, c, true), "ConnectorClass %s", u.GetName())
+		ex.classes[u.GetName()] = c
+	}
 	for _, u := range objs {
 		var into any
 		switch u.GetKind() {
 		case "ConnectorClass":
 			c := &v1alpha1.ConnectorClass{}
 			ex.classes[u.GetName()] = c
+			ex.own = append(ex.own, u.GetName())
 			into = c
 		case "Connector":
 			c := &v1alpha1.Connector{}
@@ -74,15 +89,23 @@ func load(t *testing.T) examples {
 
 func TestEveryClassConfigurationRenders(t *testing.T) {
 	ex := load(t)
-	require.Len(t, ex.classes, 3)
-	for _, class := range ex.classes {
+	require.Equal(t, []string{"bearer-api"}, ex.own, "the ConnectorClasses of examples/ (the others live in deploy/classes)")
+	used := map[string]bool{}
+	for _, c := range ex.connectors {
+		require.Contains(t, ex.classes, c.Spec.ConnectorClassName, "Connector %s names a class in neither examples/ nor deploy/classes", c.Name)
+		used[c.Spec.ConnectorClassName] = true
+	}
+	for _, name := range ex.own {
+		require.True(t, used[name], "no example Connector of class %s", name)
+	}
+	for name := range used {
+		class := ex.classes[name]
 		var mounted []configgen.Connector
 		for _, c := range ex.connectors {
 			if c.Spec.ConnectorClassName == class.Name {
 				mounted = append(mounted, configgen.Connector{Object: c, Class: class, ProxyAddress: c.ProxyAddress(csi.DefaultPublicURL)})
 			}
 		}
-		require.NotEmpty(t, mounted, "no example Connector of class %s", class.Name)
 		for _, cfg := range class.Spec.Configurations {
 			t.Run(class.Name+"/"+cfg.Name, func(t *testing.T) {
 				files, err := configgen.Render(configgen.Input{

@@ -18,6 +18,8 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 # The catalog's PyPI story: pip and twine.
 packages+=(python3 python3-pip twine)
+# The GitHub ConnectorClass's client.
+packages+=(gh)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi

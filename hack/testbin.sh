@@ -3,7 +3,9 @@
 # the repository, keyed by their versions, and prints the directory. Builds
 # only what is missing.
 #
-#   hack/testbin.sh        etcd and kube-apiserver (the integration tests)
+#   hack/testbin.sh        etcd, kube-apiserver and kubectl (the integration
+#                          tests; kubectl is the client of the Kubernetes
+#                          ConnectorClass's tests)
 #   hack/testbin.sh node   also kubelet, kube-scheduler and
 #                          kube-controller-manager (the real-node suite)
 #
@@ -42,10 +44,11 @@ build() { # name module-dir package [go build flags...]
 
 build etcd etcd go.etcd.io/etcd/server/v3
 build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
+# Without the version stamp these report v0.0.0-master, which kubelet
+# registers as the node's version and kubectl prints as its own.
+stamp=(-ldflags "-X k8s.io/component-base/version.gitVersion=$kube_version")
+build kubectl kube-apiserver k8s.io/kubernetes/cmd/kubectl "${stamp[@]}"
 if [ "${1:-}" = node ]; then
-  # Without the version stamp these report v0.0.0-master, which kubelet
-  # registers as the node's version.
-  stamp=(-ldflags "-X k8s.io/component-base/version.gitVersion=$kube_version")
   build kube-scheduler kube-node k8s.io/kubernetes/cmd/kube-scheduler "${stamp[@]}"
   build kube-controller-manager kube-node k8s.io/kubernetes/cmd/kube-controller-manager "${stamp[@]}"
   build kubelet kube-node k8s.io/kubernetes/cmd/kubelet "${stamp[@]}"

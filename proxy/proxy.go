@@ -326,6 +326,11 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			return &statusError{status: http.StatusBadGateway,
 				msg: fmt.Sprintf("upstream switched to %q, which is not proxied", printable(proto))}
 		}
+		// httputil.ReverseProxy writes the 101 on the hijacked connection,
+		// past the recorder: the audit line takes it from here.
+		if e := entryFrom(resp.Request.Context()); e != nil {
+			e.status = http.StatusSwitchingProtocols
+		}
 	}
 	pl := planFrom(resp.Request.Context())
 	if pl != nil && pl.location != nil {

@@ -123,6 +123,22 @@ func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
 	return t, nil
 }
 
+// http1Only returns a transport like t that speaks only HTTP/1.1 and keeps
+// no connection, for a request that asks to switch protocols: Upgrade
+// exists only in HTTP/1.1, and Go's HTTP/2 transport refuses such a
+// request ("invalid Upgrade request header") when the upstream offers h2,
+// as every kube-apiserver does. (Go falls back to HTTP/1.1 for websocket
+// by itself, not for SPDY/3.1, which kubectl exec, attach and port-forward
+// use.) A switched connection is never reused, so the transport keeps none.
+func http1Only(t *http.Transport) *http.Transport {
+	c := t.Clone()
+	c.ForceAttemptHTTP2 = false
+	c.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	c.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	c.DisableKeepAlives = true
+	return c
+}
+
 // closeIdle closes idle upstream connections of every transport.
 func (u *upstreams) closeIdle() {
 	u.mu.Lock()
@@ -146,6 +162,10 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, &statusError{status: http.StatusInternalServerError,
 			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
+	}
+	if r.Header.Get("Upgrade") != "" {
+		// The rules let only websocket and SPDY/3.1 this far.
+		t = http1Only(t)
 	}
 	var base http.RoundTripper = t
 	if pl.credential != "" {

@@ -154,12 +154,12 @@ func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev
 	return pod
 }
 
-// gitConnector applies the Git ConnectorClass and examples/git-connector.yaml
+// gitConnector applies the catalog's Git ConnectorClass and examples/git-connector.yaml
 // (Secret, Connector, the git-clone ServiceAccount and its RBAC) for a Git
 // server at address with the password.
 func (n *node) gitConnector(ctx context.Context, t *testing.T, address, password string) {
 	t.Helper()
-	if _, err := n.kubectl(ctx, example(t, "connectorclass-git.yaml"), "apply", "-f", "-"); err != nil {
+	if _, err := n.kubectl(ctx, catalogClass(t, "git.yaml"), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.kubectl(ctx, example(t, "git-connector.yaml",

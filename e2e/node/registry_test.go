@@ -118,7 +118,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: use-%[2]s}
 subjects:
   - {kind: ServiceAccount, name: builder, namespace: default}
 `, string(reg.caPEM), name)
-	for _, m := range []string{example(t, "connectorclass-oci.yaml"), connector, builder} {
+	for _, m := range []string{catalogClass(t, "oci.yaml"), connector, builder} {
 		if _, err := n.kubectl(ctx, m, "apply", "-f", "-"); err != nil {
 			t.Fatal(err)
 		}

@@ -67,7 +67,7 @@ func (n *node) setupRepublish(ctx context.Context, s *republishStory) error {
 	if err != nil {
 		return err
 	}
-	class, err := exampleText("connectorclass-git.yaml")
+	class, err := catalogText("git.yaml")
 	if err != nil {
 		return err
 	}

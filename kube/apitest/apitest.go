@@ -65,6 +65,9 @@ type Options struct {
 	ServiceAccountAdmission bool
 	// Port is the API server's port on 127.0.0.1. Default: a free port.
 	Port string
+	// APIServerFlags are more kube-apiserver flags, name (without the
+	// dashes) to value.
+	APIServerFlags map[string]string
 }
 
 // Scheme returns a scheme with the Kubernetes and connectors types.
@@ -181,6 +184,9 @@ func start(opts Options) (*Env, error) {
 	}
 	if opts.ServiceAccountAdmission {
 		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	}
+	for name, value := range opts.APIServerFlags {
+		env.ControlPlane.GetAPIServer().Configure().Set(name, value)
 	}
 	if !opts.NoCRDs {
 		env.CRDDirectoryPaths = opts.CRDDirs
@@ -322,4 +328,19 @@ func (e *Env) WriteAdminKubeconfig(path string) error {
 	cfg.Contexts["apitest"] = &clientcmdapi.Context{Cluster: "apitest", AuthInfo: "admin"}
 	cfg.CurrentContext = "apitest"
 	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// Kubectl returns the path of the kubectl that hack/testbin.sh builds
+// beside kube-apiserver, at the same pinned version, or an error that says
+// how to build it.
+func Kubectl() (string, error) {
+	dir, err := BinaryDir()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "kubectl")
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+		return "", fmt.Errorf("no kubectl in %s: run `make testbin`", dir)
+	}
+	return p, nil
 }
