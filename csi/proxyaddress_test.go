@@ -10,6 +10,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // TestStatusProxyAddressIsTrustedOnlyForTheProxy pins that a Connector's
@@ -18,7 +19,7 @@ import (
 // proxy its class declares; any other status address is replaced by the
 // derived one, and the log says why.
 func TestStatusProxyAddressIsTrustedOnlyForTheProxy(t *testing.T) {
-	derived := csi.DefaultPublicURL + "/namespaces/" + podNamespace + "/connectors/git"
+	derived := publicurl.Default + "/namespaces/" + podNamespace + "/connectors/git"
 	cases := []struct {
 		name, status string
 		proxy        *v1alpha1.ProxySpec

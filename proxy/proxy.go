@@ -60,12 +60,8 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{opts: opts, log: opts.Log, audit: newAuditLog(opts.AuditLog),
 		metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
-	pub, _ := url.Parse(opts.PublicURL)
-	p.publicHost = match.NormalizeHost(pub.Hostname())
-	p.publicPort = pub.Port()
-	if p.publicPort == "" {
-		p.publicPort = match.DefaultPort(pub.Scheme)
-	}
+	p.publicHost = match.NormalizeHost(opts.PublicURL.Hostname())
+	p.publicPort = opts.PublicURL.Port()
 	p.guard = newGuard(&p.opts)
 	var err error
 	if p.upstreams, err = newUpstreams(&p.opts, p.guard); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // foreignHost is a server on another loopback address that records every
@@ -102,7 +103,7 @@ func TestRealClientsDoNotCarryTheTokenAcrossRedirects(t *testing.T) {
 		}
 		cs = append(cs, configgen.Connector{Object: c, ProxyAddress: c.ProxyAddress(e.url)})
 	}
-	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: tokA, ProxyURL: e.url, CACertPEM: e.ca.CertPEM,
+	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: tokA, ProxyURL: publicurl.MustParse(e.url), CACertPEM: e.ca.CertPEM,
 		Configurations: []string{configgen.GeneratorGitconfig, configgen.GeneratorRegistryConfig}})
 	if err != nil {
 		t.Fatal(err)
