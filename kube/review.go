@@ -3,13 +3,10 @@ package kube
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -186,21 +183,8 @@ func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, 
 // tokenExpiry reads the exp claim of a JWT without verifying it; it is used
 // only to bound the cache lifetime of a token the API server accepted.
 func tokenExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp int64 `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == 0 {
-		return time.Time{}, false
-	}
-	return time.Unix(claims.Exp, 0), true
+	c, ok := TokenClaims(token)
+	return c.Expiry, ok && !c.Expiry.IsZero()
 }
 
 // Authorize checks that user may `get` the Connector namespace/name (and its
