@@ -23,7 +23,7 @@ func validOptions(t *testing.T) csi.Options {
 		NodeID:     "node-1",
 		Endpoint:   filepath.Join(t.TempDir(), "csi.sock"),
 		Objects:    newFakeObjects(),
-		Authorizer: &fakeAuthorizer{},
+		Authorizer: newAuthorizer(),
 		CACertPEM:  []byte(testCAPEM),
 		Mounter:    newFakeMounter(),
 	}
