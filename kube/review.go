@@ -92,15 +92,7 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 	if opts.DenyTTL <= 0 {
 		opts.DenyTTL = 5 * time.Second
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 10000
-	}
-	if opts.APITimeout <= 0 {
-		opts.APITimeout = 10 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	setCacheDefaults(&opts.MaxEntries, &opts.APITimeout, &opts.Now)
 	if opts.Metrics == nil {
 		opts.Metrics = NewReviewMetrics(nil)
 	}
@@ -115,6 +107,20 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 		tokens: newStaleCache("token", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 		access: newStaleCache("access", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 	}, nil
+}
+
+// setCacheDefaults sets the defaults the reviewer and the pod binding
+// share: 10,000 cache entries, a 10 s API timeout and the wall clock.
+func setCacheDefaults(maxEntries *int, apiTimeout *time.Duration, now *func() time.Time) {
+	if *maxEntries <= 0 {
+		*maxEntries = 10000
+	}
+	if *apiTimeout <= 0 {
+		*apiTimeout = 10 * time.Second
+	}
+	if *now == nil {
+		*now = time.Now
+	}
 }
 
 type clockFunc func() time.Time
