@@ -20,8 +20,10 @@ func ListenSecondLoopback(t testing.TB) net.Listener {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", addr+":0")
 	if err != nil && runtime.GOOS == "linux" && os.Geteuid() == 0 {
-		if out, aerr := exec.Command("ip", "addr", "add", addr+"/32", "dev", "lo").CombinedOutput(); aerr == nil {
-			t.Cleanup(func() { _ = exec.Command("ip", "addr", "del", addr+"/32", "dev", "lo").Run() })
+		if out, aerr := exec.CommandContext(context.Background(), "ip", "addr", "add", addr+"/32", "dev", "lo").CombinedOutput(); aerr == nil {
+			t.Cleanup(func() {
+				_ = exec.CommandContext(context.Background(), "ip", "addr", "del", addr+"/32", "dev", "lo").Run()
+			})
 			ln, err = lc.Listen(context.Background(), "tcp", addr+":0")
 		} else {
 			t.Logf("adding %s to lo: %v: %s", addr, aerr, out)
