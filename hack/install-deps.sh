@@ -7,6 +7,17 @@ packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-uti
 # The real-node suite: the container runtime, the CNI loopback plugin, and
 # kubectl for kustomize and describe.
 packages+=(containerd runc containernetworking-plugins kubectl)
+# The catalog's Maven story: mvn, nginx as the repository (WebDAV PUT),
+# and the plugins and dependency it resolves from Debian's maven-repo.
+packages+=(maven nginx libmaven-install-plugin-java libmaven-deploy-plugin-java libmaven-dependency-plugin-java junit4)
+# The catalog's npm story: Node.js, npm (a package of its own in Debian,
+# bundled with other builds of nodejs), and verdaccio, below.
+packages+=(nodejs)
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
+# The catalog's PyPI story: pip and twine.
+packages+=(python3 python3-pip twine)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi
@@ -19,4 +30,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# verdaccio, the npm story's registry, from the npm registry at the version
+# internal/testserver/npmregistry pins, into a cache outside the repository
+# keyed by that version (where the tests look for it).
+root="$(cd "$(dirname "$0")/.." && pwd)"
+verdaccio_version="$(sed -n 's/^const Version = "\(.*\)"$/\1/p' "$root/internal/testserver/npmregistry/npmregistry.go")"
+verdaccio_dir="${XDG_CACHE_HOME:-$HOME/.cache}/connectors-node/verdaccio-$verdaccio_version"
+if [ ! -e "$verdaccio_dir/node_modules/verdaccio/bin/verdaccio" ]; then
+  echo "install-deps: installing verdaccio $verdaccio_version into $verdaccio_dir" >&2
+  rm -rf "$verdaccio_dir.tmp"
+  mkdir -p "$verdaccio_dir.tmp"
+  npm install --prefix "$verdaccio_dir.tmp" --no-audit --no-fund --omit=dev --loglevel=error "verdaccio@$verdaccio_version" >/dev/null
+  rm -rf "$verdaccio_dir"
+  mv "$verdaccio_dir.tmp" "$verdaccio_dir"
 fi

@@ -1,0 +1,114 @@
+package configgen
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+)
+
+// catalogClass reads a ConnectorClass of deploy/classes.
+func catalogClass(t *testing.T, file string) *v1alpha1.ConnectorClass {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "classes", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c v1alpha1.ConnectorClass
+	if err := yaml.UnmarshalStrict(raw, &c); err != nil {
+		t.Fatalf("deploy/classes/%s: %v", file, err)
+	}
+	return &c
+}
+
+// TestCatalogRenders pins what the package-manager classes of
+// deploy/classes render for one Connector and for two Connectors of the
+// class in one volume (the last one is the index or registry the clients
+// use), and checks the files parse as their tools read them.
+func TestCatalogRenders(t *testing.T) {
+	tests := []struct {
+		file, names string
+		addresses   []string
+		check       func(t *testing.T, files map[string][]byte)
+	}{
+		{file: "maven.yaml", names: "settings", addresses: []string{"https://repo.maven.apache.org/maven2/"}, check: checkSettingsXML},
+		{file: "maven.yaml", names: "settings", addresses: []string{"https://repo.maven.apache.org/maven2", "https://nexus.example.com/repository/maven-releases"}, check: checkSettingsXML},
+		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org"}},
+		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org", "http://verdaccio.example.com:4873/"}},
+		{file: "pypi.yaml", names: "pipconf,pypirc", addresses: []string{"https://pypi.org"}},
+		{file: "pypi.yaml", names: "pipconf,pypirc", addresses: []string{"https://pypi.org", "https://nexus.example.com/repository/pypi-all"}},
+	}
+	for _, tt := range tests {
+		name := strings.TrimSuffix(tt.file, ".yaml") + "-" + map[bool]string{true: "one", false: "two"}[len(tt.addresses) == 1]
+		t.Run(name, func(t *testing.T) {
+			class := catalogClass(t, tt.file)
+			var mounted []Connector
+			for i, a := range tt.addresses {
+				c := newConnector("team-"+string(rune('a'+i)), class.Name, class.Name, a)
+				mounted = append(mounted, Connector{Object: c, Class: class, ProxyAddress: c.ProxyAddressFor(class, testProxyURL, "cluster.local")})
+			}
+			in := baseInput(t, mounted...)
+			var err error
+			if in.Configurations, in.Exclude, err = ParseNames(tt.names); err != nil {
+				t.Fatal(err)
+			}
+			files := render(t, in)
+			ours := map[string][]byte{}
+			for _, cfg := range class.Spec.Configurations {
+				for f := range cfg.Data {
+					got, ok := files[f]
+					if !ok {
+						t.Fatalf("no file %s", f)
+					}
+					if strings.Contains(string(got), "<no value>") {
+						t.Errorf("%s reads a missing key:\n%s", f, got)
+					}
+					ours[f] = got
+				}
+			}
+			if tt.check != nil {
+				tt.check(t, ours)
+			}
+			checkGolden(t, filepath.Join("catalog", name), ours)
+		})
+	}
+}
+
+// checkSettingsXML parses settings.xml as Maven does and checks that the
+// mirror, the deployment repository and a server entry share one id.
+func checkSettingsXML(t *testing.T, files map[string][]byte) {
+	t.Helper()
+	var s struct {
+		Servers []struct {
+			ID       string `xml:"id"`
+			Password string `xml:"password"`
+		} `xml:"servers>server"`
+		Mirrors []struct {
+			ID       string `xml:"id"`
+			MirrorOf string `xml:"mirrorOf"`
+			URL      string `xml:"url"`
+		} `xml:"mirrors>mirror"`
+		Deploy string `xml:"profiles>profile>properties>altDeploymentRepository"`
+	}
+	if err := xml.Unmarshal(files["settings.xml"], &s); err != nil {
+		t.Fatalf("settings.xml does not parse: %v", err)
+	}
+	if len(s.Mirrors) != 1 || s.Mirrors[0].MirrorOf != "*" || !strings.HasPrefix(s.Mirrors[0].URL, testProxyURL+"/namespaces/") {
+		t.Fatalf("mirrors = %+v, want one mirror of * at the proxy", s.Mirrors)
+	}
+	if want := s.Mirrors[0].ID + "::" + s.Mirrors[0].URL; s.Deploy != want {
+		t.Errorf("altDeploymentRepository = %q, want %q", s.Deploy, want)
+	}
+	found := false
+	for _, srv := range s.Servers {
+		found = found || (srv.ID == s.Mirrors[0].ID && srv.Password == testToken)
+	}
+	if !found {
+		t.Errorf("no server entry %s with the pod's token", s.Mirrors[0].ID)
+	}
+}

@@ -1,0 +1,6 @@
+// Package mavenrepo runs a Maven repository for the tests: nginx on
+// loopback behind HTTP Basic auth, taking deployments with WebDAV PUT and
+// serving everything it does not hold from Debian's /usr/share/maven-repo,
+// so mvn finds its plugins without Maven Central. It records the user of
+// every request, so a test can see which credential reached it.
+package mavenrepo
