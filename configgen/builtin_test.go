@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func TestBuiltinFilesAlwaysWritten(t *testing.T) {
@@ -45,7 +47,7 @@ func TestForwardProxyURL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := baseInput(t, tt.cs...)
-			in.ProxyURL = tt.proxyURL
+			in.ProxyURL = publicurl.MustParse(tt.proxyURL)
 			files := render(t, in)
 			if got := string(files[FileHTTPProxy]); got != tt.want {
 				t.Fatalf("http.proxy = %q, want %q", got, tt.want)

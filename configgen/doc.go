@@ -27,7 +27,8 @@
 // proxy instead of ProxyURL, as upstream applies the proxy settings of the
 // last ConnectorClass.
 //
-// no_proxy starts from
+// no_proxy starts from loopback and the cluster-local suffixes of
+// Input.ClusterDomain; for the default cluster.local
 //
 //	localhost,127.0.0.1,::1,.svc,.svc.cluster.local,.cluster.local
 //
@@ -70,6 +71,6 @@
 // (a configuration name nothing provides), ErrInvalid (a bad volume attribute
 // or a bad file name in a class) and ErrTemplate (a class template or param
 // default that does not work). Any other error means the caller passed an
-// Input it should never pass (no Connectors, no token, a malformed ProxyURL).
+// Input it should never pass (no Connectors, no token, no ProxyURL).
 // No error message carries the token.
 package configgen

@@ -9,6 +9,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func ExampleParseNames() {
@@ -30,7 +31,7 @@ func ExampleRender() {
 	files, err := configgen.Render(configgen.Input{
 		Connectors:     []configgen.Connector{{Object: github, ProxyAddress: github.ProxyAddress(public)}},
 		Token:          "token",
-		ProxyURL:       public,
+		ProxyURL:       publicurl.MustParse(public),
 		CACertPEM:      []byte("-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"),
 		Configurations: []string{"gitconfig"},
 		Exclude:        []string{"ca.cert"},

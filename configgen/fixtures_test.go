@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // testToken looks like a projected ServiceAccount token; only its text matters.
@@ -92,7 +93,7 @@ func baseInput(t testing.TB, cs ...Connector) Input {
 	return Input{
 		Connectors:     cs,
 		Token:          testToken,
-		ProxyURL:       testProxyURL,
+		ProxyURL:       publicurl.MustParse(testProxyURL),
 		CACertPEM:      readTestdata(t, "proxy-ca.pem"),
 		SystemRootsPEM: readTestdata(t, "system-roots.pem"),
 	}

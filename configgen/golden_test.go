@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from the current output")
@@ -104,7 +106,7 @@ func TestGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := baseInput(t, tt.connectors(tt.proxyURL)...)
-			in.ProxyURL = tt.proxyURL
+			in.ProxyURL = publicurl.MustParse(tt.proxyURL)
 			in.Configurations = generators
 			checkGolden(t, tt.name, render(t, in))
 		})

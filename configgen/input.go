@@ -6,6 +6,7 @@ import (
 	"net/url"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // Connector is one mounted Connector with what rendering needs.
@@ -29,10 +30,12 @@ type Input struct {
 	Connectors []Connector
 	// Token is the pod's token for the proxy audience. Required.
 	Token string
-	// ProxyURL is the forward proxy's public address, an http or https URL
-	// with a host, an optional port and no path, such as
+	// ProxyURL is the forward proxy's public address, such as
 	// http://connectors-proxy.connectors-system.svc. Required.
-	ProxyURL string
+	ProxyURL publicurl.URL
+	// ClusterDomain is the cluster DNS domain whose suffixes no_proxy
+	// lists. Default publicurl.DefaultClusterDomain.
+	ClusterDomain string
 	// CACertPEM is the proxy CA in PEM.
 	CACertPEM []byte
 	// SystemRootsPEM are the node's trusted roots in PEM, put before the
@@ -55,6 +58,7 @@ type Input struct {
 var (
 	errNoConnectors = errors.New("no connectors to render")
 	errNoToken      = errors.New("no token to render")
+	errNoProxyURL   = errors.New("no proxy URL to render")
 )
 
 // checkInput rejects an Input the caller should never build and returns
@@ -74,16 +78,8 @@ func checkInput(in *Input) (*url.URL, error) {
 			return nil, fmt.Errorf("connector %s has no proxy address", c.Object.Key())
 		}
 	}
-	proxy, err := url.Parse(in.ProxyURL)
-	if err != nil {
-		return nil, fmt.Errorf("parsing proxy URL: %w", err)
+	if in.ProxyURL.IsZero() {
+		return nil, errNoProxyURL
 	}
-	if proxy.Scheme != "http" && proxy.Scheme != "https" {
-		return nil, fmt.Errorf("proxy URL %q: scheme must be http or https", in.ProxyURL)
-	}
-	if proxy.Host == "" || proxy.User != nil || (proxy.Path != "" && proxy.Path != "/") ||
-		proxy.RawQuery != "" || proxy.Fragment != "" {
-		return nil, fmt.Errorf("proxy URL %q: want scheme://host[:port] only", in.ProxyURL)
-	}
-	return proxy, nil
+	return &url.URL{Scheme: in.ProxyURL.Scheme(), Host: in.ProxyURL.Host()}, nil
 }

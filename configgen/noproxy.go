@@ -4,14 +4,19 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // defaultNoProxy is where no_proxy starts: loopback, then the cluster-local
-// suffixes of the default cluster domain.
+// suffixes of the cluster domain; for the default domain
 //
 //	localhost,127.0.0.1,::1,.svc,.svc.cluster.local,.cluster.local
-func defaultNoProxy() []string {
-	return []string{"localhost", "127.0.0.1", "::1", ".svc", ".svc.cluster.local", ".cluster.local"}
+func defaultNoProxy(domain string) []string {
+	if domain = normalHost(domain); domain == "" {
+		domain = publicurl.DefaultClusterDomain
+	}
+	return []string{"localhost", "127.0.0.1", "::1", ".svc", ".svc." + domain, "." + domain}
 }
 
 // noProxy builds the no_proxy list: defaultNoProxy, then the forward
@@ -21,7 +26,7 @@ func defaultNoProxy() []string {
 // address or address extension is then dropped, so traffic to that tool
 // goes through the forward proxy, which injects the credential.
 func noProxy(in *Input, proxy *url.URL) string {
-	entries := defaultNoProxy()
+	entries := defaultNoProxy(in.ClusterDomain)
 	entries = append(entries, normalHost(proxy.Hostname()))
 	for _, c := range in.Connectors {
 		entries = append(entries, hostOf(c.ProxyAddress))

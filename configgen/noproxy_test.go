@@ -2,6 +2,8 @@ package configgen
 
 import (
 	"testing"
+
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func TestNoProxy(t *testing.T) {
@@ -10,9 +12,18 @@ func TestNoProxy(t *testing.T) {
 	tests := []struct {
 		name     string
 		proxyURL string
+		domain   string
 		cs       []Connector
 		want     string
 	}{
+		{name: "the cluster domain sets the cluster-local suffixes",
+			domain: "corp.example.",
+			cs:     []Connector{mount(newConnector("a", "github", "git", "https://github.com"), nil)},
+			want:   "localhost,127.0.0.1,::1,.svc,.svc.corp.example,.corp.example," + proxyHost},
+		{name: "a tool in the cluster domain drops its suffixes",
+			domain: "corp.example",
+			cs:     []Connector{mount(newConnector("a", "nexus", "oci", "https://nexus.tools.svc.corp.example"), nil)},
+			want:   "localhost,127.0.0.1,::1,.svc," + proxyHost},
 		{name: "external tool keeps every default",
 			cs:   []Connector{mount(newConnector("a", "github", "git", "https://github.com"), nil)},
 			want: defaults + "," + proxyHost},
@@ -49,8 +60,9 @@ func TestNoProxy(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := baseInput(t, tt.cs...)
 			if tt.proxyURL != "" {
-				in.ProxyURL = tt.proxyURL
+				in.ProxyURL = publicurl.MustParse(tt.proxyURL)
 			}
+			in.ClusterDomain = tt.domain
 			proxy, err := checkInput(&in)
 			if err != nil {
 				t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func TestRenderErrors(t *testing.T) {
@@ -108,9 +109,7 @@ func TestRenderErrors(t *testing.T) {
 		{name: "no token", class: git, edit: func(in *Input) { in.Token = "" }},
 		{name: "nil connector object", class: git, edit: func(in *Input) { in.Connectors[0].Object = nil }},
 		{name: "no proxy address", class: git, edit: func(in *Input) { in.Connectors[0].ProxyAddress = "" }},
-		{name: "proxy URL without scheme", class: git, edit: func(in *Input) { in.ProxyURL = "proxy.svc:8080" }},
-		{name: "proxy URL with path", class: git, edit: func(in *Input) { in.ProxyURL = "http://proxy.svc/x" }},
-		{name: "proxy URL with userinfo", class: git, edit: func(in *Input) { in.ProxyURL = "http://u:p@proxy.svc" }},
+		{name: "no proxy URL", class: git, edit: func(in *Input) { in.ProxyURL = publicurl.URL{} }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -128,7 +128,7 @@ func (r *renderer) templateData(u *unit, units []*unit) (map[string]any, error) 
 		"configurations": configurations,
 		"connectorclass": map[string]any{
 			"name":         u.class.Name,
-			"proxyAddress": classProxyAddress(u, r.in.ProxyURL),
+			"proxyAddress": classProxyAddress(u, r.in.ProxyURL.String()),
 		},
 	}, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func TestMain(m *testing.M) {
@@ -91,7 +92,7 @@ func TestAgainstAPIServer(t *testing.T) {
 		req := request("allowed", "builder", "git")
 		require.NoError(t, h.publish(ctx, req))
 		assert.Equal(t, token, readVolumeFile(t, req.TargetPath, "context.token"))
-		assert.Equal(t, csi.DefaultPublicURL+"/namespaces/"+podNS+"/connectors/git",
+		assert.Equal(t, publicurl.Default+"/namespaces/"+podNS+"/connectors/git",
 			readVolumeFile(t, req.TargetPath, "connector.status.proxyAddress"))
 		require.NoError(t, h.unpublish(ctx, "allowed", req.TargetPath))
 	})

@@ -46,7 +46,7 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.N
 			Object:        obj,
 			Class:         class,
 			ProxyAddress:  n.proxyAddress(n.log, obj, class),
-			ClassProxyURL: class.OwnProxy(n.opts.PublicURL),
+			ClassProxyURL: class.OwnProxy(n.opts.PublicURL.String()),
 		})
 	}
 	return out, nil

@@ -27,7 +27,7 @@ import (
 // DeadlineExceeded.
 func TestAPIDeadlineIsUnavailable(t *testing.T) {
 	h := newHarness(t, nil)
-	h.auth.setErr(fmt.Errorf("access review: %w: %w", kube.ErrUnavailable, context.DeadlineExceeded))
+	h.auth.SetErr(fmt.Errorf("access review: %w: %w", kube.ErrUnavailable, context.DeadlineExceeded))
 	err := h.publish(context.Background(), publishRequest(t, "vol", h.target("vol")))
 	assert.Equal(t, codes.Unavailable, status.Code(err), "%v", err)
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,12 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
@@ -32,112 +30,24 @@ const (
 	testCAPEM    = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 )
 
-// fakeObjects is an in-memory kube.Objects.
-type fakeObjects struct {
-	mu         sync.RWMutex
-	connectors map[string]*v1alpha1.Connector
-	classes    map[string]*v1alpha1.ConnectorClass
-	// err, when set, is returned by every read.
-	err error
-}
+// fakeObjects is the shared in-memory kube.Objects with this package's
+// fixture builder.
+type fakeObjects struct{ *testsupport.Objects }
 
-var _ kube.Objects = (*fakeObjects)(nil)
-
-func newFakeObjects() *fakeObjects {
-	return &fakeObjects{
-		connectors: map[string]*v1alpha1.Connector{},
-		classes:    map[string]*v1alpha1.ConnectorClass{},
-	}
-}
+func newFakeObjects() *fakeObjects { return &fakeObjects{testsupport.NewObjects()} }
 
 func (f *fakeObjects) addConnector(ns, name, class, address string) *v1alpha1.Connector {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := &v1alpha1.Connector{
+	return f.AddConnector(&v1alpha1.Connector{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec:       v1alpha1.ConnectorSpec{ConnectorClassName: class, Address: address},
-	}
-	f.connectors[ns+"/"+name] = c
-	return c
+	})
 }
 
-func (f *fakeObjects) addClass(c *v1alpha1.ConnectorClass) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.classes[c.Name] = c
-}
-
-func (f *fakeObjects) setErr(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.err = err
-}
-
-func (f *fakeObjects) Connector(_ context.Context, ns, name string) (*v1alpha1.Connector, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	c, ok := f.connectors[ns+"/"+name]
-	if !ok {
-		return nil, &kube.NotFoundError{Kind: "connector", Key: ns + "/" + name}
-	}
-	return c, nil
-}
-
-func (f *fakeObjects) ConnectorClass(_ context.Context, name string) (*v1alpha1.ConnectorClass, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	c, ok := f.classes[name]
-	if !ok {
-		return nil, &kube.NotFoundError{Kind: "connectorclass", Key: name}
-	}
-	return c, nil
-}
-
-func (f *fakeObjects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
-	return nil, &kube.NotFoundError{Kind: "secret", Key: ns + "/" + name}
-}
-
-// fakeAuthorizer allows everything except the denied connectors; err, when
-// set, is returned for every check.
-type fakeAuthorizer struct {
-	mu     sync.Mutex
-	denied map[string]bool
-	err    error
-	calls  int
-}
-
-func (a *fakeAuthorizer) Authorize(_ context.Context, user kube.User, ns, name string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.calls++
-	if a.err != nil {
-		return a.err
-	}
-	if a.denied[ns+"/"+name] {
-		return &kube.ForbiddenError{User: user.Name, Resource: "connectors", Namespace: ns, Name: name}
-	}
-	return nil
-}
-
-func (a *fakeAuthorizer) deny(key string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.denied == nil {
-		a.denied = map[string]bool{}
-	}
-	a.denied[key] = true
-}
-
-func (a *fakeAuthorizer) setErr(err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.err = err
+// newAuthorizer allows every Connector until a test denies one.
+func newAuthorizer() *testsupport.Auth {
+	a := testsupport.NewAuth()
+	a.AllowAll()
+	return a
 }
 
 // gitClass is a ConnectorClass with one template configuration.
@@ -159,7 +69,7 @@ type harness struct {
 	conn     *grpc.ClientConn
 	mounter  mount.Interface
 	objects  *fakeObjects
-	auth     *fakeAuthorizer
+	auth     *testsupport.Auth
 	registry *prometheus.Registry
 	// dir holds the socket and the volume targets.
 	dir string
@@ -176,11 +86,11 @@ func newHarness(t testing.TB, edit func(*csi.Options)) *harness {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	h := &harness{
 		objects:  newFakeObjects(),
-		auth:     &fakeAuthorizer{},
+		auth:     newAuthorizer(),
 		registry: prometheus.NewRegistry(),
 		dir:      dir,
 	}
-	h.objects.addClass(gitClass())
+	h.objects.AddClass(gitClass())
 	h.objects.addConnector(podNamespace, "git", "git", "https://git.example.com/org")
 	h.objects.addConnector("shared", "registry", "git", "https://registry.example.com")
 	opts := csi.Options{

@@ -3,7 +3,6 @@ package csi_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,37 +12,16 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 
-	"github.com/go-logr/logr"
-	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 )
 
-// logBuffer collects every log line of a funcr logger at all levels.
-type logBuffer struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (b *logBuffer) logger() logr.Logger {
-	return funcr.New(func(prefix, args string) {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		b.lines = append(b.lines, prefix+" "+args)
-	}, funcr.Options{Verbosity: 10})
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Join(b.lines, "\n")
-}
-
 func TestTokenNeverLogged(t *testing.T) {
-	var logs logBuffer
-	h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+	var logs testsupport.LogBuffer
+	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	ctx := context.Background()
 	tokenParts := strings.Split(testToken, ".")
 	secretToken := "secret-path-token-0123456789"
@@ -57,7 +35,7 @@ func TestTokenNeverLogged(t *testing.T) {
 	req.Secrets = map[string]string{csi.TokensKey: tokensJSON(t, audience, secretToken, time.Now().Add(time.Hour))}
 	delete(req.VolumeContext, csi.TokensKey)
 	require.NoError(t, h.publish(ctx, req))
-	h.auth.deny(podNamespace + "/git")
+	h.auth.Deny(podNamespace + "/git")
 	require.NoError(t, h.publish(ctx, req))
 	req2 := publishRequest(t, "vol2", h.target("vol2"))
 	require.Error(t, h.publish(ctx, req2))
@@ -73,8 +51,8 @@ func TestTokenNeverLogged(t *testing.T) {
 }
 
 func TestLongTokenExpirationOnlyWarns(t *testing.T) {
-	var logs logBuffer
-	h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+	var logs testsupport.LogBuffer
+	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	req := publishRequest(t, "vol", h.target("vol"))
 	req.VolumeContext[csi.AttrTokenExpiration] = "48h"
 	require.NoError(t, h.publish(context.Background(), req))
@@ -85,10 +63,10 @@ func TestLongTokenExpirationOnlyWarns(t *testing.T) {
 // transformed token into its error does not bring it into the logs or the
 // gRPC message (which kubelet turns into pod events).
 func TestTemplateErrorDoesNotLogTheToken(t *testing.T) {
-	var logs logBuffer
-	h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+	var logs testsupport.LogBuffer
+	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	h.objects.addConnector(podNamespace, "leaky", "leaky", "https://leaky.example.com")
-	h.objects.addClass(&v1alpha1.ConnectorClass{
+	h.objects.AddClass(&v1alpha1.ConnectorClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "leaky"},
 		Spec: v1alpha1.ConnectorClassSpec{Configurations: []v1alpha1.Configuration{{
 			Name: "leak",

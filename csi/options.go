@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi/mounter"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // DriverName is the CSI driver name, as in the CSIDriver object.
@@ -26,11 +26,9 @@ const (
 	DefaultEndpoint        = "unix:///csi/csi.sock"
 	DefaultVersion         = "dev"
 	DefaultAudience        = "connectors-proxy"
-	DefaultPublicURL       = "http://connectors-proxy.connectors-system.svc"
 	DefaultTmpfsSize       = "4Mi"
 	DefaultShutdownTimeout = 10 * time.Second
 	DefaultKubeletRoot     = "/var/lib/kubelet"
-	DefaultClusterDomain   = "cluster.local"
 )
 
 // Authorizer decides whether a user may get a Connector. *kube.Reviewer
@@ -80,13 +78,14 @@ type Options struct {
 	Audience string
 	// PublicURL is the proxy's public address: the forward proxy in the
 	// written files and the base of path-form Connector addresses. Default
-	// DefaultPublicURL.
-	PublicURL string
+	// publicurl.Default.
+	PublicURL publicurl.URL
 	// ClusterDomain is the cluster DNS domain. It completes host-form
 	// Connector addresses (c-<name>.<ns>.svc.<ClusterDomain>), and
 	// <svc>.<ns>.svc.<domain> names the same Service as the public URL's
 	// <svc>.<ns>.svc when a Connector's status address is checked.
-	// Default DefaultClusterDomain.
+	// The same domain completes the cluster-local suffixes of the volumes'
+	// no_proxy. Default publicurl.DefaultClusterDomain.
 	ClusterDomain string
 	// CACertPEM is the proxy CA certificate written into every volume.
 	// Required unless CABundle is set.
@@ -158,14 +157,9 @@ func (o Options) withDefaults() (Options, int64, error) {
 	if o.Audience == "" {
 		o.Audience = DefaultAudience
 	}
-	if o.PublicURL == "" {
-		o.PublicURL = DefaultPublicURL
-	}
+	o.PublicURL = o.PublicURL.OrDefault()
 	if o.ClusterDomain == "" {
-		o.ClusterDomain = DefaultClusterDomain
-	}
-	if err := checkPublicURL(o.PublicURL); err != nil {
-		return o, 0, fmt.Errorf("csi options: %w", err)
+		o.ClusterDomain = publicurl.DefaultClusterDomain
 	}
 	if o.KubeletRoot == "" {
 		o.KubeletRoot = DefaultKubeletRoot
@@ -194,17 +188,4 @@ func (o Options) withDefaults() (Options, int64, error) {
 		o.Render = configgen.Render
 	}
 	return o, size.Value(), nil
-}
-
-// checkPublicURL accepts scheme://host[:port] with scheme http or https.
-func checkPublicURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("PublicURL: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("PublicURL %q: want http(s)://host[:port]", raw)
-	}
-	return nil
 }

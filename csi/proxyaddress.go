@@ -22,7 +22,7 @@ func (n *nodeServer) proxyAddress(log logr.Logger, c *v1alpha1.Connector, class 
 	// resolver's host or path form under the public URL.
 	bare := *c
 	bare.Status.Proxy = nil
-	derived := bare.ProxyAddressFor(class, n.opts.PublicURL, n.opts.ClusterDomain)
+	derived := bare.ProxyAddressFor(class, n.opts.PublicURL.String(), n.opts.ClusterDomain)
 	if c.Status.Proxy == nil || c.Status.Proxy.HTTPAddress == nil || c.Status.Proxy.HTTPAddress.URL == "" {
 		return derived
 	}
@@ -55,7 +55,7 @@ func (n *nodeServer) proxyAddress(log logr.Logger, c *v1alpha1.Connector, class 
 // names).
 func (n *nodeServer) trustedProxyHost(host string, c *v1alpha1.Connector, class *v1alpha1.ConnectorClass) bool {
 	domain := n.opts.ClusterDomain
-	if pub, err := url.Parse(n.opts.PublicURL); err == nil && match.SameService(host, match.NormalizeHost(pub.Hostname()), domain) {
+	if match.SameService(host, match.NormalizeHost(n.opts.PublicURL.Hostname()), domain) {
 		return true
 	}
 	if match.SameService(host, "c-"+c.Name+"."+c.Namespace+".svc", domain) {

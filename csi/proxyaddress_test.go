@@ -9,7 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // TestStatusProxyAddressIsTrustedOnlyForTheProxy pins that a Connector's
@@ -18,7 +20,7 @@ import (
 // proxy its class declares; any other status address is replaced by the
 // derived one, and the log says why.
 func TestStatusProxyAddressIsTrustedOnlyForTheProxy(t *testing.T) {
-	derived := csi.DefaultPublicURL + "/namespaces/" + podNamespace + "/connectors/git"
+	derived := publicurl.Default + "/namespaces/" + podNamespace + "/connectors/git"
 	cases := []struct {
 		name, status string
 		proxy        *v1alpha1.ProxySpec
@@ -44,11 +46,11 @@ func TestStatusProxyAddressIsTrustedOnlyForTheProxy(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var logs logBuffer
-			h := newHarness(t, func(o *csi.Options) { o.Log = logs.logger() })
+			var logs testsupport.LogBuffer
+			h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 			class := gitClass()
 			class.Spec.Proxy = c.proxy
-			h.objects.addClass(class)
+			h.objects.AddClass(class)
 			conn := h.objects.addConnector(podNamespace, "git", "git", "https://git.example.com/org")
 			conn.Status.Proxy = &v1alpha1.ProxyStatus{HTTPAddress: &v1alpha1.Addressable{URL: c.status}}
 			req := publishRequest(t, "v", h.target("v"))

@@ -137,6 +137,7 @@ func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeReque
 		Connectors:     connectors,
 		Token:          token.Token,
 		ProxyURL:       n.opts.PublicURL,
+		ClusterDomain:  n.opts.ClusterDomain,
 		CACertPEM:      caPEM,
 		SystemRootsPEM: n.opts.SystemRootsPEM,
 		Configurations: attrs.Include,

@@ -26,8 +26,8 @@ func TestNodePublishVolumeCodes(t *testing.T) {
 	h := newHarness(t, nil)
 	h.objects.addConnector(podNamespace, "classless", "", "https://x.example.com")
 	h.objects.addConnector(podNamespace, "orphan", "nope", "https://y.example.com")
-	h.auth.deny(podNamespace + "/secret-git")
-	h.auth.deny("other/git")
+	h.auth.Deny(podNamespace + "/secret-git")
+	h.auth.Deny("other/git")
 
 	setAttr := func(k, v string) func(*csipb.NodePublishVolumeRequest) {
 		return func(r *csipb.NodePublishVolumeRequest) { r.VolumeContext[k] = v }
@@ -172,11 +172,11 @@ func TestNodePublishVolumeLowerLayerCodes(t *testing.T) {
 		setup func(*harness)
 		want  codes.Code
 	}{
-		{"access review unavailable", func(h *harness) { h.auth.setErr(fmt.Errorf("sar: %w", kube.ErrUnavailable)) }, codes.Unavailable},
-		{"access review failure", func(h *harness) { h.auth.setErr(errors.New("boom")) }, codes.Internal},
-		{"access review canceled", func(h *harness) { h.auth.setErr(context.Canceled) }, codes.Canceled},
-		{"objects unavailable", func(h *harness) { h.objects.setErr(fmt.Errorf("read: %w", kube.ErrUnavailable)) }, codes.Unavailable},
-		{"objects failure", func(h *harness) { h.objects.setErr(errors.New("boom")) }, codes.Internal},
+		{"access review unavailable", func(h *harness) { h.auth.SetErr(fmt.Errorf("sar: %w", kube.ErrUnavailable)) }, codes.Unavailable},
+		{"access review failure", func(h *harness) { h.auth.SetErr(errors.New("boom")) }, codes.Internal},
+		{"access review canceled", func(h *harness) { h.auth.SetErr(context.Canceled) }, codes.Canceled},
+		{"objects unavailable", func(h *harness) { h.objects.SetErr(fmt.Errorf("read: %w", kube.ErrUnavailable)) }, codes.Unavailable},
+		{"objects failure", func(h *harness) { h.objects.SetErr(errors.New("boom")) }, codes.Internal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

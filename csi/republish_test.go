@@ -114,13 +114,11 @@ func TestRepublishFailureKeepsFilesAndSucceeds(t *testing.T) {
 		name    string
 		breakIt func(*harness)
 	}{
-		{"access revoked", func(h *harness) { h.auth.deny(podNamespace + "/git") }},
+		{"access revoked", func(h *harness) { h.auth.Deny(podNamespace + "/git") }},
 		{"connector deleted", func(h *harness) {
-			h.objects.mu.Lock()
-			delete(h.objects.connectors, podNamespace+"/git")
-			h.objects.mu.Unlock()
+			h.objects.DeleteConnector(podNamespace, "git")
 		}},
-		{"api unavailable", func(h *harness) { h.objects.setErr(kube.ErrUnavailable) }},
+		{"api unavailable", func(h *harness) { h.objects.SetErr(kube.ErrUnavailable) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -23,7 +23,7 @@ func validOptions(t *testing.T) csi.Options {
 		NodeID:     "node-1",
 		Endpoint:   filepath.Join(t.TempDir(), "csi.sock"),
 		Objects:    newFakeObjects(),
-		Authorizer: &fakeAuthorizer{},
+		Authorizer: newAuthorizer(),
 		CACertPEM:  []byte(testCAPEM),
 		Mounter:    newFakeMounter(),
 	}
@@ -42,8 +42,6 @@ func TestNewServerChecksOptions(t *testing.T) {
 		{"no CA", func(o *csi.Options) { o.CACertPEM = nil }, "CACertPEM"},
 		{"bad tmpfs size", func(o *csi.Options) { o.TmpfsSize = "lots" }, "TmpfsSize"},
 		{"zero tmpfs size", func(o *csi.Options) { o.TmpfsSize = "0" }, "TmpfsSize"},
-		{"public URL with path", func(o *csi.Options) { o.PublicURL = "http://proxy/x" }, "PublicURL"},
-		{"public URL without scheme", func(o *csi.Options) { o.PublicURL = "proxy:8080" }, "PublicURL"},
 		{"tcp endpoint", func(o *csi.Options) { o.Endpoint = "tcp://127.0.0.1:10000" }, "unix"},
 		{"unix endpoint URL", func(o *csi.Options) { o.Endpoint = "unix://" + o.Endpoint }, ""},
 	}

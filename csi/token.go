@@ -1,13 +1,13 @@
 package csi
 
 import (
-	"encoding/base64"
 	"encoding/json"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/connectors-node/connectors-node/kube"
 )
 
 // projectedToken is one entry of the tokens kubelet passes to the driver,
@@ -47,20 +47,7 @@ func podToken(secrets, volumeContext map[string]string, audience string) (projec
 // tokenLifetime reads exp - iat from a JWT's claims without verifying it
 // (kubelet got the token from the API server); it only sizes a warning.
 func tokenLifetime(token string) (time.Duration, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return 0, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return 0, false
-	}
-	var c struct {
-		Exp int64 `json:"exp"`
-		Iat int64 `json:"iat"`
-	}
-	if json.Unmarshal(payload, &c) != nil || c.Exp == 0 || c.Iat == 0 || c.Exp <= c.Iat {
-		return 0, false
-	}
-	return time.Duration(c.Exp-c.Iat) * time.Second, true
+	c, ok := kube.TokenClaims(token)
+	life := c.Lifetime()
+	return life, ok && life > 0
 }

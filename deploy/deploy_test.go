@@ -21,6 +21,7 @@ import (
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // loadAll reads the objects `kubectl apply -k deploy/` installs, checking
@@ -83,7 +84,7 @@ func TestCSIDriverMatchesTheBinary(t *testing.T) {
 	ds := find[appsv1.DaemonSet](t, objs, "DaemonSet", "connectors-node")
 	node := ds.Spec.Template.Spec.Containers[0]
 	require.Contains(t, node.Args, "--audience="+csi.DefaultAudience)
-	require.Contains(t, node.Args, "--public-url="+csi.DefaultPublicURL)
+	require.Contains(t, node.Args, "--public-url="+publicurl.Default)
 }
 
 func TestDaemonSet(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 const token = "header.payload.signature"
@@ -103,7 +104,7 @@ func TestEveryClassConfigurationRenders(t *testing.T) {
 		var mounted []configgen.Connector
 		for _, c := range ex.connectors {
 			if c.Spec.ConnectorClassName == class.Name {
-				mounted = append(mounted, configgen.Connector{Object: c, Class: class, ProxyAddress: c.ProxyAddress(csi.DefaultPublicURL)})
+				mounted = append(mounted, configgen.Connector{Object: c, Class: class, ProxyAddress: c.ProxyAddress(publicurl.Default)})
 			}
 		}
 		for _, cfg := range class.Spec.Configurations {
@@ -111,7 +112,7 @@ func TestEveryClassConfigurationRenders(t *testing.T) {
 				files, err := configgen.Render(configgen.Input{
 					Connectors:     mounted,
 					Token:          token,
-					ProxyURL:       csi.DefaultPublicURL,
+					ProxyURL:       publicurl.MustParse(publicurl.Default),
 					CACertPEM:      []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"),
 					Configurations: []string{cfg.Name},
 				})
@@ -130,14 +131,14 @@ func TestGitClassRendersScopedHeader(t *testing.T) {
 	ex := load(t)
 	git := ex.connectors["git"]
 	files, err := configgen.Render(configgen.Input{
-		Connectors:     []configgen.Connector{{Object: git, Class: ex.classes["git"], ProxyAddress: git.ProxyAddress(csi.DefaultPublicURL)}},
+		Connectors:     []configgen.Connector{{Object: git, Class: ex.classes["git"], ProxyAddress: git.ProxyAddress(publicurl.Default)}},
 		Token:          token,
-		ProxyURL:       csi.DefaultPublicURL,
+		ProxyURL:       publicurl.MustParse(publicurl.Default),
 		CACertPEM:      []byte("ca"),
 		Configurations: []string{"gitconfig"},
 	})
 	require.NoError(t, err)
-	proxy := csi.DefaultPublicURL + "/namespaces/default/connectors/git/"
+	proxy := publicurl.Default + "/namespaces/default/connectors/git/"
 	want := "\n[http \"" + proxy + "\"]\n" +
 		"\textraHeader = Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token)) + "\n" +
 		"\tfollowRedirects = false\n" +

@@ -94,15 +94,7 @@ func NewPodBinding(opts PodBindingOptions) (*PodBinding, error) {
 	if opts.MissTTL <= 0 {
 		opts.MissTTL = 5 * time.Second
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 10000
-	}
-	if opts.APITimeout <= 0 {
-		opts.APITimeout = 10 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	setCacheDefaults(&opts.MaxEntries, &opts.APITimeout, &opts.Now)
 	return &PodBinding{opts: opts, pods: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clockFunc(opts.Now))}, nil
 }
 

@@ -3,13 +3,10 @@ package kube
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,15 +92,7 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 	if opts.DenyTTL <= 0 {
 		opts.DenyTTL = 5 * time.Second
 	}
-	if opts.MaxEntries <= 0 {
-		opts.MaxEntries = 10000
-	}
-	if opts.APITimeout <= 0 {
-		opts.APITimeout = 10 * time.Second
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	setCacheDefaults(&opts.MaxEntries, &opts.APITimeout, &opts.Now)
 	if opts.Metrics == nil {
 		opts.Metrics = NewReviewMetrics(nil)
 	}
@@ -118,6 +107,20 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 		tokens: newStaleCache("token", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 		access: newStaleCache("access", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 	}, nil
+}
+
+// setCacheDefaults sets the defaults the reviewer and the pod binding
+// share: 10,000 cache entries, a 10 s API timeout and the wall clock.
+func setCacheDefaults(maxEntries *int, apiTimeout *time.Duration, now *func() time.Time) {
+	if *maxEntries <= 0 {
+		*maxEntries = 10000
+	}
+	if *apiTimeout <= 0 {
+		*apiTimeout = 10 * time.Second
+	}
+	if *now == nil {
+		*now = time.Now
+	}
 }
 
 type clockFunc func() time.Time
@@ -186,21 +189,8 @@ func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, 
 // tokenExpiry reads the exp claim of a JWT without verifying it; it is used
 // only to bound the cache lifetime of a token the API server accepted.
 func tokenExpiry(token string) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}, false
-	}
-	var claims struct {
-		Exp int64 `json:"exp"`
-	}
-	if err := json.Unmarshal(payload, &claims); err != nil || claims.Exp == 0 {
-		return time.Time{}, false
-	}
-	return time.Unix(claims.Exp, 0), true
+	c, ok := TokenClaims(token)
+	return c.Expiry, ok && !c.Expiry.IsZero()
 }
 
 // Authorize checks that user may `get` the Connector namespace/name (and its

@@ -117,7 +117,7 @@ func (p *Proxy) checkServedHere(ctx context.Context, conn *v1alpha1.Connector) e
 	if err != nil {
 		return objectError(conn.Key(), "connectorclass", err)
 	}
-	if own := class.OwnProxy(p.opts.PublicURL); own != "" {
+	if own := class.OwnProxy(p.opts.PublicURL.String()); own != "" {
 		return &statusError{status: http.StatusForbidden,
 			msg: fmt.Sprintf("connector %q is served by the proxy of its connectorclass %q, %s, not by this proxy",
 				conn.Key(), class.Name, own)}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/funcr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -48,7 +47,7 @@ func TestRealAPIServerDecisions(t *testing.T) {
 	logs := &logBuffer{}
 	addr := serveWithAPI(ctx, t, api, func(o *Options) {
 		o.AuditLog = logs
-		o.Log = funcr.New(logs.write, funcr.Options{})
+		o.Log = logs.Logger()
 	})
 
 	allowed := api.Token(t, ns, "allowed", []string{proxyAudience}, time.Hour)

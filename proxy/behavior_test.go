@@ -302,10 +302,9 @@ func TestNewRejectsMissingFields(t *testing.T) {
 	ca, _ := kube.NewCA("t", time.Now())
 	full := Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: ca}
 	for name, mut := range map[string]func(*Options){
-		"Objects":   func(o *Options) { o.Objects = nil },
-		"Auth":      func(o *Options) { o.Auth = nil },
-		"CA":        func(o *Options) { o.CA = nil },
-		"PublicURL": func(o *Options) { o.PublicURL = "not a url" },
+		"Objects": func(o *Options) { o.Objects = nil },
+		"Auth":    func(o *Options) { o.Auth = nil },
+		"CA":      func(o *Options) { o.CA = nil },
 	} {
 		o := full
 		mut(&o)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/kube/connref"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // longName is a valid Connector name of the longest length (253), unique
@@ -36,7 +37,7 @@ func TestVolumeAtTheConnectorLimitPassesTheForwardProxy(t *testing.T) {
 	}
 	cs = append(cs, configgen.Connector{Object: last, ProxyAddress: last.ProxyAddress(f.url)})
 
-	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: tokA, ProxyURL: f.url})
+	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: tokA, ProxyURL: publicurl.MustParse(f.url)})
 	if err != nil {
 		t.Fatalf("render: %v", err)
 	}

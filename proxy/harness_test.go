@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,12 +21,12 @@ import (
 
 	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
 
-	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
@@ -48,111 +47,34 @@ func basicValue(user, pass string) string {
 	return "Basic " + b64(user+":"+pass)
 }
 
-// fakeAuth maps tokens to users and users to the connectors they may get.
-type fakeAuth struct {
-	mu          sync.Mutex
-	users       map[string]kube.User
-	allow       map[string]map[string]bool // user -> ns/name
-	unavailable bool
-	calls       int
-}
-
+// newFakeAuth is the shared token reviewer with the fixture tokens.
 func newFakeAuth() *fakeAuth {
-	a := &fakeAuth{users: map[string]kube.User{}, allow: map[string]map[string]bool{}}
-	a.add(tokA, "team-a", "default", "team-a/*")
-	a.add(tokB, "team-b", "default", "team-b/*")
-	a.add(tokNoAccess, "team-a", "nobody")
+	a := &fakeAuth{testsupport.NewAuth()}
+	a.AddToken(tokA, "team-a", "default", "team-a/*")
+	a.AddToken(tokB, "team-b", "default", "team-b/*")
+	a.AddToken(tokNoAccess, "team-a", "nobody")
 	return a
 }
 
-func (a *fakeAuth) add(token, ns, sa string, allowed ...string) {
-	u := kube.ServiceAccountUser(ns, sa)
-	a.users[token] = u
-	a.allow[u.Name] = map[string]bool{}
-	for _, k := range allowed {
-		a.allow[u.Name][k] = true
-	}
-}
-
-func (a *fakeAuth) Authenticate(_ context.Context, token string) (kube.User, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.calls++
-	if a.unavailable {
-		return kube.User{}, fmt.Errorf("token review: %w", kube.ErrUnavailable)
-	}
-	u, ok := a.users[token]
-	if !ok {
-		return kube.User{}, fmt.Errorf("token review: %w", kube.ErrUnauthenticated)
-	}
-	return u, nil
-}
-
-func (a *fakeAuth) Authorize(_ context.Context, u kube.User, ns, name string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.unavailable {
-		return fmt.Errorf("access review: %w", kube.ErrUnavailable)
-	}
-	m := a.allow[u.Name]
-	if m[ns+"/"+name] || m[ns+"/*"] {
-		return nil
-	}
-	return &kube.ForbiddenError{User: u.Name, Resource: "connectors", Namespace: ns, Name: name}
-}
+// fakeAuth is the shared token reviewer, with an outage switch.
+type fakeAuth struct{ *testsupport.Auth }
 
 func (a *fakeAuth) setUnavailable(v bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.unavailable = v
+	if v {
+		a.SetErr(fmt.Errorf("review: %w", kube.ErrUnavailable))
+		return
+	}
+	a.SetErr(nil)
 }
 
-// fakeObjects serves Connectors and Secrets from maps.
-type fakeObjects struct {
-	mu         sync.Mutex
-	connectors map[string]*v1alpha1.Connector
-	secrets    map[string]*corev1.Secret
-	classes    map[string]*v1alpha1.ConnectorClass
-}
+// fakeObjects is the shared in-memory kube.Objects with this package's
+// fixture builders.
+type fakeObjects struct{ *testsupport.Objects }
 
-func newFakeObjects() *fakeObjects {
-	return &fakeObjects{connectors: map[string]*v1alpha1.Connector{}, secrets: map[string]*corev1.Secret{},
-		classes: map[string]*v1alpha1.ConnectorClass{}}
-}
+func newFakeObjects() *fakeObjects { return &fakeObjects{testsupport.NewObjects()} }
 
 // class adds a ConnectorClass.
-func (o *fakeObjects) class(c *v1alpha1.ConnectorClass) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.classes[c.Name] = c
-}
-
-func (o *fakeObjects) Connector(_ context.Context, ns, name string) (*v1alpha1.Connector, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if c, ok := o.connectors[ns+"/"+name]; ok {
-		return c, nil
-	}
-	return nil, &kube.NotFoundError{Kind: "connector", Key: ns + "/" + name}
-}
-
-func (o *fakeObjects) ConnectorClass(_ context.Context, name string) (*v1alpha1.ConnectorClass, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if c, ok := o.classes[name]; ok {
-		return c, nil
-	}
-	return nil, &kube.NotFoundError{Kind: "connectorclass", Key: name}
-}
-
-func (o *fakeObjects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if s, ok := o.secrets[ns+"/"+name]; ok {
-		return s, nil
-	}
-	return nil, &kube.NotFoundError{Kind: "secret", Key: ns + "/" + name}
-}
+func (o *fakeObjects) class(c *v1alpha1.ConnectorClass) { o.AddClass(c) }
 
 // connector adds a Connector; secret is the Secret's name ("" for none).
 func (o *fakeObjects) connector(ns, name, address, secret string, extensions ...string) *v1alpha1.Connector {
@@ -166,10 +88,7 @@ func (o *fakeObjects) connector(ns, name, address, secret string, extensions ...
 	if secret != "" {
 		c.Spec.Auth.SecretRef = &corev1.ObjectReference{Name: secret}
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.connectors[ns+"/"+name] = c
-	return c
+	return o.AddConnector(c)
 }
 
 func (o *fakeObjects) secret(ns, name string, typ corev1.SecretType, data map[string]string) {
@@ -177,9 +96,7 @@ func (o *fakeObjects) secret(ns, name string, typ corev1.SecretType, data map[st
 	for k, v := range data {
 		s.Data[k] = []byte(v)
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.secrets[ns+"/"+name] = s
+	o.AddSecret(s)
 }
 
 // seen is one request an upstream received.
@@ -352,30 +269,8 @@ func testResolver(_ context.Context, host string) ([]netip.Addr, error) {
 	return nil, &net.DNSError{Err: "no such host (test resolver)", Name: host, IsNotFound: true}
 }
 
-// logBuffer collects log lines for the leak scan.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) write(prefix, args string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(prefix + " " + args + "\n")
-}
-
-// Write takes the proxy's audit lines.
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuffer is the shared log and audit buffer the leak scans read.
+type logBuffer = testsupport.LogBuffer
 
 // env is a running proxy with fakes.
 type env struct {
@@ -417,7 +312,7 @@ func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificat
 		Resolver:      testResolver,
 		UpstreamRoots: roots,
 		AuditLog:      e.logs,
-		Log:           funcr.New(e.logs.write, funcr.Options{Verbosity: 9}),
+		Log:           e.logs.Logger(),
 		Registerer:    e.registry,
 	}
 	for _, f := range opts {

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io"
 	"net/netip"
-	"net/url"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
@@ -58,11 +58,11 @@ type Options struct {
 	Binding Binding
 
 	// PublicURL is the proxy's own public address; forward targets on its
-	// host are refused (a loop). Default
-	// http://connectors-proxy.connectors-system.svc.
-	PublicURL string
+	// host are refused (a loop). Default publicurl.Default.
+	PublicURL publicurl.URL
 	// ClusterDomain is accepted in host-form reverse addresses
-	// (c-<name>.<ns>.svc.<ClusterDomain>). Default cluster.local.
+	// (c-<name>.<ns>.svc.<ClusterDomain>). Default
+	// publicurl.DefaultClusterDomain.
 	ClusterDomain string
 
 	// AllowUnmatchedTunnels lets CONNECT and absolute-form requests to hosts
@@ -134,9 +134,6 @@ type Options struct {
 	Now func() time.Time
 }
 
-// DefaultPublicURL is the default public address of the proxy.
-const DefaultPublicURL = "http://connectors-proxy.connectors-system.svc"
-
 func (o *Options) setDefaults() error {
 	if o.Objects == nil {
 		return errors.New("proxy: Objects is required")
@@ -151,14 +148,9 @@ func (o *Options) setDefaults() error {
 		ca := o.CA
 		o.SigningCA = func() *kube.CA { return ca }
 	}
-	if o.PublicURL == "" {
-		o.PublicURL = DefaultPublicURL
-	}
-	if u, err := url.Parse(o.PublicURL); err != nil || u.Host == "" {
-		return errors.New("proxy: PublicURL must be an absolute URL")
-	}
+	o.PublicURL = o.PublicURL.OrDefault()
 	if o.ClusterDomain == "" {
-		o.ClusterDomain = "cluster.local"
+		o.ClusterDomain = publicurl.DefaultClusterDomain
 	}
 	setDuration(&o.DialTimeout, 10*time.Second)
 	setDuration(&o.TLSHandshakeTimeout, 10*time.Second)

@@ -60,12 +60,8 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p := &Proxy{opts: opts, log: opts.Log, audit: newAuditLog(opts.AuditLog),
 		metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
-	pub, _ := url.Parse(opts.PublicURL)
-	p.publicHost = match.NormalizeHost(pub.Hostname())
-	p.publicPort = pub.Port()
-	if p.publicPort == "" {
-		p.publicPort = match.DefaultPort(pub.Scheme)
-	}
+	p.publicHost = match.NormalizeHost(opts.PublicURL.Hostname())
+	p.publicPort = opts.PublicURL.Port()
 	p.guard = newGuard(&p.opts)
 	var err error
 	if p.upstreams, err = newUpstreams(&p.opts, p.guard); err != nil {
@@ -239,8 +235,8 @@ type plan struct {
 func (pl *plan) injects() bool { return pl.credential != "" || pl.generation != nil }
 
 // injectedSecrets are the credential values this request carries upstream:
-// the Authorization value and a generator's values. A response header that
-// echoes one of them is removed.
+// the Authorization value and a generator's values. The scrubber removes
+// a response header value that echoes one of them.
 func (pl *plan) injectedSecrets() []string {
 	if pl.credential == "" {
 		return pl.secrets
@@ -271,6 +267,9 @@ func (p *Proxy) proxy(w http.ResponseWriter, r *http.Request, pl *plan) {
 		}
 		r = out
 	}
+	// Every value injected is removed from the response headers that echo
+	// it (scrub.go), whoever writes them.
+	scrubberFrom(r.Context()).addSecrets(pl.injectedSecrets()...)
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
 }
 
@@ -336,9 +335,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if pl != nil && pl.location != nil {
 		pl.location.apply(resp)
 	}
-	if pl != nil {
-		scrubEchoes(resp.Header, pl.injectedSecrets())
-	}
 	if pl != nil && pl.injects() {
 		// A session the upstream opens for the injected credential would be
 		// a credential of its own in the workload's hands, usable without
@@ -346,31 +342,6 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		resp.Header.Del("Set-Cookie")
 	}
 	return nil
-}
-
-// scrubEchoes removes response header values that hold an injected
-// credential value: an upstream that echoes it would hand it to the client.
-func scrubEchoes(h http.Header, secrets []string) {
-	if len(secrets) == 0 {
-		return
-	}
-	for k, vs := range h {
-		for _, v := range vs {
-			if holdsAny(v, secrets) {
-				delete(h, k)
-				break
-			}
-		}
-	}
-}
-
-func holdsAny(v string, secrets []string) bool {
-	for _, s := range secrets {
-		if s != "" && strings.Contains(v, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // bufferPool recycles the 32 KiB copy buffers of streamed bodies.

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"net/http/cgi" //nolint:gosec // G504: serves git http-backend to the test; Go >= 1.6.3 drops the Proxy header (httpoxy)
 	"net/http/httptest"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/connectors-node/connectors-node/configgen"
+	"github.com/connectors-node/connectors-node/internal/testsupport"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // foreignHost is a server on another loopback address that records every
@@ -50,11 +51,7 @@ func (f *foreignHost) take() []http.Header {
 // the Connectors' upstreams on 127.0.0.1.
 func startForeignHost(t *testing.T, gitRoot, backend string) *foreignHost {
 	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.2:0")
-	if err != nil {
-		t.Skipf("no second loopback address: %v", err)
-	}
+	ln := testsupport.ListenSecondLoopback(t)
 	f := &foreignHost{url: "http://" + ln.Addr().String(), git: &cgi.Handler{Path: backend, Dir: gitRoot, Env: []string{
 		"GIT_PROJECT_ROOT=" + gitRoot, "GIT_HTTP_EXPORT_ALL=1", "HOME=" + gitRoot, "GIT_CONFIG_NOSYSTEM=1",
 	}}}
@@ -102,7 +99,7 @@ func TestRealClientsDoNotCarryTheTokenAcrossRedirects(t *testing.T) {
 		}
 		cs = append(cs, configgen.Connector{Object: c, ProxyAddress: c.ProxyAddress(e.url)})
 	}
-	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: tokA, ProxyURL: e.url, CACertPEM: e.ca.CertPEM,
+	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: tokA, ProxyURL: publicurl.MustParse(e.url), CACertPEM: e.ca.CertPEM,
 		Configurations: []string{configgen.GeneratorGitconfig, configgen.GeneratorRegistryConfig}})
 	if err != nil {
 		t.Fatal(err)

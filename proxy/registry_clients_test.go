@@ -17,6 +17,7 @@ import (
 	"github.com/connectors-node/connectors-node/internal/testserver/registry"
 	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // Credentials of the real registries; the leak scan looks for them.
@@ -139,7 +140,7 @@ func (re *realEnv) volume(t *testing.T, token string, keys ...string) string {
 		}
 		cs = append(cs, configgen.Connector{Object: c, ProxyAddress: c.ProxyAddress(re.url)})
 	}
-	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: token, ProxyURL: re.url,
+	files, err := configgen.Render(configgen.Input{Connectors: cs, Token: token, ProxyURL: publicurl.MustParse(re.url),
 		CACertPEM: re.ca.CertPEM, Configurations: []string{configgen.GeneratorRegistryConfig}})
 	if err != nil {
 		t.Fatal(err)

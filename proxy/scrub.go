@@ -16,8 +16,10 @@ const minScrubbed = 8
 // it got (a debug header, an error detail) would otherwise hand the
 // credential to the workload. It looks for every form the proxy sent: the
 // whole header value, its credential part (the Basic base64 or the bearer
-// token), and the decoded Basic password. Bodies are not filtered; see the
-// README's security model.
+// token), and the decoded Basic password, and every other value it
+// injected (addSecrets). It is the one rule for every mode: the recorder
+// applies it to each header block written. Bodies are not filtered; see
+// the README's security model.
 type scrubber struct {
 	mu      sync.Mutex
 	needles []string
@@ -51,6 +53,22 @@ func (s *scrubber) addAuthorization(v string) {
 	for _, f := range forms {
 		if len(f) >= minScrubbed {
 			s.needles = append(s.needles, f)
+		}
+	}
+}
+
+// addSecrets records credential values the proxy injects besides the
+// Authorization it sends (a generator's values, in any position). Each is
+// looked for whole, however short: it is a credential, not a part of one.
+func (s *scrubber) addSecrets(values ...string) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, v := range values {
+		if v != "" {
+			s.needles = append(s.needles, v)
 		}
 	}
 }

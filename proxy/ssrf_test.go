@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func TestSSRFGuardRefusesTargets(t *testing.T) {
@@ -21,7 +23,7 @@ func TestSSRFGuardRefusesTargets(t *testing.T) {
 	// sameHost's public address shares its host with a Connector.
 	sameHost := newFixture(t, func(o *Options) {
 		o.AllowUnmatchedTunnels = true
-		o.PublicURL = "http://plain.example.test:1"
+		o.PublicURL = publicurl.MustParse("http://plain.example.test:1")
 	})
 	all := &bodies{}
 	cases := []struct {

@@ -32,8 +32,8 @@ type classProxy struct {
 func (c *controller) resolveClassProxy(cls *v1alpha1.ConnectorClass) (classProxy, error) {
 	p := cls.Spec.Proxy
 	if p == nil || (p.Ref == nil && p.URI == "") {
-		node := classProxy{url: strings.TrimSuffix(c.opts.PublicURL, "/"), audience: c.opts.Audience, node: true}
-		if strings.HasPrefix(c.opts.PublicURL, "https://") {
+		node := classProxy{url: c.opts.PublicURL.String(), audience: c.opts.Audience, node: true}
+		if c.opts.PublicURL.Scheme() == "https" {
 			node.caCerts = string(c.opts.ProxyCACert)
 		}
 		return node, nil

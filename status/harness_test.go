@@ -29,6 +29,7 @@ import (
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/status"
 )
@@ -122,7 +123,7 @@ type nodeOptions struct {
 	identity  string
 	leaseNS   string
 	interval  time.Duration
-	publicURL string
+	publicURL publicurl.URL
 	probeRate float64
 	// config is the node's client configuration; default the admin's.
 	config *rest.Config

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // Source is the node's informer cache. *kube.Cache satisfies it.
@@ -60,10 +60,10 @@ type Options struct {
 	RetryPeriod time.Duration
 
 	// PublicURL is the node proxy's public address: the path-form base and
-	// the target of host-form Services. Default
-	// http://connectors-proxy.connectors-system.svc.
-	PublicURL string
-	// ClusterDomain completes host-form names. Default cluster.local.
+	// the target of host-form Services. Default publicurl.Default.
+	PublicURL publicurl.URL
+	// ClusterDomain completes host-form names. Default
+	// publicurl.DefaultClusterDomain.
 	ClusterDomain string
 	// Audience is the token audience the node proxy accepts, written to
 	// status.proxy.httpAddress.audience. Default connectors-proxy.
@@ -130,14 +130,9 @@ func (o *Options) setDefaults() error {
 	if o.RenewDeadline >= o.LeaseDuration {
 		errs = append(errs, errors.New("status: RenewDeadline must be below LeaseDuration"))
 	}
-	if o.PublicURL == "" {
-		o.PublicURL = "http://connectors-proxy.connectors-system.svc"
-	}
-	if u, err := url.Parse(o.PublicURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		errs = append(errs, errors.New("status: PublicURL must be an absolute http(s) URL"))
-	}
+	o.PublicURL = o.PublicURL.OrDefault()
 	if o.ClusterDomain == "" {
-		o.ClusterDomain = "cluster.local"
+		o.ClusterDomain = publicurl.DefaultClusterDomain
 	}
 	if o.Audience == "" {
 		o.Audience = "connectors-proxy"

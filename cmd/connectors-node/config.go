@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 	"github.com/connectors-node/connectors-node/proxy"
 )
 
@@ -30,6 +30,9 @@ type config struct {
 	opsListen   string
 	publicURL   string
 	audience    string
+	// public is publicURL, parsed once by validate; everything downstream
+	// takes it.
+	public publicurl.URL
 
 	clusterDomain         string
 	proxyPermissions      bool
@@ -106,9 +109,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; a stale socket is removed at start")
 	fs.StringVar(&c.proxyListen, "proxy-listen", ":8080", "address the forward and reverse proxy listens on")
 	fs.StringVar(&c.opsListen, "ops-listen", ":9090", "address serving /healthz, /readyz and /metrics")
-	fs.StringVar(&c.publicURL, "public-url", csi.DefaultPublicURL, "public address of the proxy as pods reach it, http(s)://host[:port]; written into volumes and the base of path-form Connector addresses")
+	fs.StringVar(&c.publicURL, "public-url", publicurl.Default, "public address of the proxy as pods reach it, http(s)://host[:port]; written into volumes and the base of path-form Connector addresses")
 	fs.StringVar(&c.audience, "audience", csi.DefaultAudience, "token audience of the proxy; must match the CSIDriver's tokenRequests")
-	fs.StringVar(&c.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain, for host-form addresses c-<name>.<ns>.svc.<domain>")
+	fs.StringVar(&c.clusterDomain, "cluster-domain", publicurl.DefaultClusterDomain, "cluster DNS domain, for host-form addresses c-<name>.<ns>.svc.<domain> and the cluster-local no_proxy suffixes written into volumes")
 	fs.BoolVar(&c.proxyPermissions, "enable-connector-proxy-permissions", false, "also require get on the connectors/proxy subresource to use a Connector")
 	fs.BoolVar(&c.allowUnmatchedTunnels, "allow-unmatched-tunnels", false, "let CONNECT to hosts no listed Connector serves through as blind tunnels (no credential); off, they get 403")
 	fs.BoolVar(&c.allowLoopback, "allow-loopback-upstreams", false, "allow Connector addresses on loopback (for local testing); link-local, metadata and the proxy's own address stay refused")
@@ -188,8 +191,13 @@ func (c *config) validate() error {
 			bad(name, "%q is not host:port", addr)
 		}
 	}
-	if u, err := url.Parse(c.publicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.User != nil || u.RawQuery != "" {
-		bad("public-url", "%q is not http(s)://host[:port]", c.publicURL)
+	if pub, err := publicurl.Parse(c.publicURL); err != nil {
+		bad("public-url", "%v", err)
+	} else {
+		c.public = pub
+	}
+	if err := publicurl.CheckClusterDomain(c.clusterDomain); err != nil {
+		bad("cluster-domain", "%v", err)
 	}
 	if _, err := c.denyNets(); err != nil {
 		bad("deny-cidrs", "%v", err)

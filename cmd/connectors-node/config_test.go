@@ -43,6 +43,8 @@ func TestFlagsDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "connectors-system", c.namespace)
 	require.Equal(t, "http://connectors-proxy.connectors-system.svc", c.publicURL)
+	require.Equal(t, c.publicURL, c.public.String(), "the typed value is what goes downstream")
+	require.Equal(t, "cluster.local", c.clusterDomain)
 	require.Equal(t, "connectors-proxy", c.audience)
 	require.False(t, c.allowUnmatchedTunnels)
 	require.False(t, c.allowLoopback)
@@ -75,6 +77,25 @@ func TestAuditLogFileIsOpenedBeforeAnythingStarts(t *testing.T) {
 	require.Empty(t, stderr.String(), "nothing started")
 }
 
+// The public URL is checked once, in the command: a bad one is a single
+// error line naming the flag, before anything starts, and not a second
+// complaint from the CSI plugin, the proxy or the status writer.
+func TestBadPublicURLIsOneErrorNamingTheFlag(t *testing.T) {
+	for _, bad := range []string{"ftp://proxy", "http://proxy/path", "proxy:8080", "http://proxy:99999"} {
+		t.Run(bad, func(t *testing.T) {
+			var stderr bytes.Buffer
+			err := run(t.Context(), []string{"--node-id=n", "--public-url=" + bad}, &bytes.Buffer{}, &stderr)
+			require.Error(t, err)
+			msg := err.Error()
+			require.True(t, strings.HasPrefix(msg, "--public-url: "), "error %q", msg)
+			require.Contains(t, msg, bad)
+			require.NotContains(t, msg, "\n", "one error, not one per package")
+			require.Equal(t, 1, strings.Count(msg, "public"), "error %q", msg)
+			require.Empty(t, stderr.String(), "nothing started")
+		})
+	}
+}
+
 func TestBadFlagsNameTheFlag(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -87,6 +108,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--public-url=ftp://x"}, "--public-url"},
 		{[]string{"--node-id=n", "--public-url=http://x/path"}, "--public-url"},
 		{[]string{"--node-id=n", "--deny-cidrs=10.0.0.0/8,bogus"}, "--deny-cidrs"},
+		{[]string{"--node-id=n", "--cluster-domain=corp,example"}, "--cluster-domain"},
 		{[]string{"--node-id=n", "--secret-cache-ttl=0s"}, "--secret-cache-ttl"},
 		{[]string{"--node-id=n", "--audience="}, "--audience"},
 		{[]string{"--node-id=n", "--audit-log="}, "--audit-log"},

@@ -48,7 +48,7 @@ func newStatus(cfg *config, rc *rest.Config, kc kubernetes.Interface, cache *kub
 		Sender:        p,
 		Namespace:     cfg.namespace,
 		Identity:      identity,
-		PublicURL:     cfg.publicURL,
+		PublicURL:     cfg.public,
 		ClusterDomain: cfg.clusterDomain,
 		Audience:      cfg.audience,
 		ProxyCACert:   caPEM,

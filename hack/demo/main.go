@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +37,7 @@ import (
 	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -456,21 +456,11 @@ func (d *demo) unpublish(ctx context.Context) error {
 }
 
 func tokenExpiry(token string) (time.Time, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return time.Time{}, errors.New("context.token is not a JWT")
+	c, ok := kube.TokenClaims(token)
+	if !ok || c.Expiry.IsZero() {
+		return time.Time{}, errors.New("context.token is not a JWT with an expiry")
 	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return time.Time{}, err
-	}
-	var c struct {
-		Exp int64 `json:"exp"`
-	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return time.Time{}, err
-	}
-	return time.Unix(c.Exp, 0), nil
+	return c.Expiry, nil
 }
 
 func randomString(n int) string {

@@ -1,6 +1,9 @@
 package testsupport
 
-import "testing"
+import (
+	"net"
+	"testing"
+)
 
 // recordingTB records how SkipOrFail ended a test.
 type recordingTB struct {
@@ -24,5 +27,13 @@ func TestSkipOrFail(t *testing.T) {
 	SkipOrFail(r, "tool %s missing", "x")
 	if r.skipped || !r.failed {
 		t.Errorf("in CI: skipped %v failed %v", r.skipped, r.failed)
+	}
+}
+
+func TestListenSecondLoopback(t *testing.T) {
+	ln := ListenSecondLoopback(t)
+	defer func() { _ = ln.Close() }()
+	if host, _, _ := net.SplitHostPort(ln.Addr().String()); host != "127.0.0.2" {
+		t.Errorf("listening on %s", ln.Addr())
 	}
 }
