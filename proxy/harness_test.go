@@ -356,6 +356,8 @@ func testResolver(_ context.Context, host string) ([]netip.Addr, error) {
 type logBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// flush writes the proxy's pending audit lines; String calls it.
+	flush func()
 }
 
 func (l *logBuffer) write(prefix, args string) {
@@ -372,6 +374,9 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *logBuffer) String() string {
+	if l.flush != nil {
+		l.flush() // audit lines of the current batch window
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -427,6 +432,7 @@ func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificat
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.logs.flush = e.proxy.audit.flush
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
