@@ -34,6 +34,7 @@ type Proxy struct {
 	leaves     *leafCache
 	rp         *httputil.ReverseProxy
 	tunnels    *tunnels
+	memos      memos
 	publicHost string
 	publicPort string
 	// registryAuth runs the registry token flow.
