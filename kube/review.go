@@ -354,6 +354,9 @@ func classifyReview(err error) error {
 // ReviewMetrics counts the Reviewer's cache hits, misses and API calls.
 type ReviewMetrics struct {
 	hits, misses, calls *prometheus.CounterVec
+	// lookups are the hit and miss series of the two reviews, resolved
+	// once: every proxied request counts two lookups.
+	lookups map[string][2]prometheus.Counter
 }
 
 // NewReviewMetrics builds the counters and registers them with reg (when not nil).
@@ -375,10 +378,22 @@ func NewReviewMetrics(reg prometheus.Registerer) *ReviewMetrics {
 	if reg != nil {
 		reg.MustRegister(m.hits, m.misses, m.calls)
 	}
+	m.lookups = map[string][2]prometheus.Counter{}
+	for _, review := range []string{"token", "access"} {
+		m.lookups[review] = [2]prometheus.Counter{m.misses.WithLabelValues(review), m.hits.WithLabelValues(review)}
+	}
 	return m
 }
 
 func (m *ReviewMetrics) lookup(review string, hit bool) {
+	if s, ok := m.lookups[review]; ok {
+		if hit {
+			s[1].Inc()
+		} else {
+			s[0].Inc()
+		}
+		return
+	}
 	if hit {
 		m.hits.WithLabelValues(review).Inc()
 		return
