@@ -203,7 +203,9 @@ func TestAuditWindowWritesWithoutFurtherLines(t *testing.T) {
 		t.Fatalf("the line within the window was never written: %d lines", lines)
 	}
 	// After a quiet window the next line goes out at once again.
-	time.Sleep(3 * AuditBatchWindow)
+	for deadline := time.Now().Add(10 * time.Second); a.out.isCooling() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	w0, _ := sink.state()
 	a.write(&entry{mode: modeReverse, status: 200, path: "/third"}, 0, 0, 0)
 	if w, lines := sink.state(); w != w0+1 || lines != 3 {
@@ -282,4 +284,10 @@ func checkAuditLineMatchesSlog(t *testing.T, s string, d time.Duration) {
 	if err := json.Unmarshal(got, &v); err != nil {
 		t.Fatalf("not JSON: %v: %s", err, got)
 	}
+}
+
+func (b *batchWriter) isCooling() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cooling
 }
