@@ -45,6 +45,10 @@ generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/base/crds 
 	controller-gen crd:crdVersions=v1 paths=./kube/api/... output:crd:artifacts:config=deploy/base/crds
 	cp deploy/base/crds/*.yaml charts/connectors-node/crds/
 
+.PHONY: demo-node
+demo-node: deps testbin ## Run the real-node suite's main story visibly: the git-clone Job on a real kubelet, in both topologies (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -count=1 -v -run '^(TestGitCloneJob|TestSplitTopologyGitClone)$$' ./e2e/node/
+
 .PHONY: testbin
 testbin: ## Build kube-apiserver, etcd, kubelet, kube-scheduler and kube-controller-manager for the tests into a cache outside the repo.
 	@hack/testbin.sh node >/dev/null
@@ -56,7 +60,7 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 
 .PHONY: test
 test: deps lint check-generated testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run.
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 ./...
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 -timeout=30m ./...
 	@if [ "$${CI:-}" = true ]; then $(MAKE) fuzz FUZZTIME=3s; fi
 
 .PHONY: test-unit

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
 	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
@@ -27,28 +26,14 @@ import (
 const imageLayerSize = 3<<20 + 4321
 
 // tektonWorkspaceAttrs reads the CSI workspace's volumeAttributes of the
-// TaskRun in examples/tekton-task.yaml, so the story mounts what the
-// example tells users to mount.
+// TaskRun in examples/tekton-task.yaml.
 func tektonWorkspaceAttrs(t *testing.T) map[string]string {
 	t.Helper()
-	objs, err := manifests.Load(filepath.Join(apitest.RepoRoot(), "examples", "tekton-task.yaml"))
+	attrs, err := manifests.TaskRunCSIAttributes(filepath.Join(apitest.RepoRoot(), "examples", "tekton-task.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, u := range objs {
-		if u.GetKind() != "TaskRun" {
-			continue
-		}
-		wss, _, _ := unstructured.NestedSlice(u.Object, "spec", "workspaces")
-		for _, w := range wss {
-			wm, _ := w.(map[string]any)
-			if attrs, ok, _ := unstructured.NestedStringMap(wm, "csi", "volumeAttributes"); ok {
-				return attrs
-			}
-		}
-	}
-	t.Fatal("examples/tekton-task.yaml: no TaskRun with a CSI workspace")
-	return nil
+	return attrs
 }
 
 // Story 2: a Tekton step pushes and pulls an image with a registry-config

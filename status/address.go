@@ -38,35 +38,59 @@ func (c *controller) resolveClassProxy(cls *v1alpha1.ConnectorClass) (classProxy
 		}
 		return node, nil
 	}
-	out := classProxy{audience: p.Audience, caCerts: p.CACerts}
+	u, err := c.resolveDestination("spec.proxy", p.Destination)
+	if err != nil {
+		return classProxy{}, err
+	}
+	return classProxy{url: u, audience: p.Audience, caCerts: p.CACerts}, nil
+}
+
+// resolveDestination resolves a class's proxy or API address, at field:
+// a Service reference as http://<name>.<namespace>.svc.<domain> with uri as
+// a path below it, or an absolute http(s) uri. The URL has no trailing
+// slash; errors name the field.
+func (c *controller) resolveDestination(field string, d v1alpha1.Destination) (string, error) {
 	switch {
-	case p.Ref != nil:
-		if p.Ref.Kind != "Service" {
-			return classProxy{}, fmt.Errorf("spec.proxy.ref.kind: %q is not Service", p.Ref.Kind)
+	case d.Ref != nil:
+		if d.Ref.Kind != "Service" {
+			return "", fmt.Errorf("%s.ref.kind: %q is not Service", field, d.Ref.Kind)
 		}
-		if p.Ref.Name == "" || p.Ref.Namespace == "" {
-			return classProxy{}, fmt.Errorf("spec.proxy.ref: name and namespace are required")
+		if d.Ref.Name == "" || d.Ref.Namespace == "" {
+			return "", fmt.Errorf("%s.ref: name and namespace are required", field)
 		}
-		if p.Ref.Address != "" {
-			return classProxy{}, fmt.Errorf("spec.proxy.ref.address: not supported")
+		if d.Ref.Address != "" {
+			return "", fmt.Errorf("%s.ref.address: not supported", field)
 		}
 		path := ""
-		if p.URI != "" {
-			u, err := url.Parse(p.URI)
+		if d.URI != "" {
+			u, err := url.Parse(d.URI)
 			if err != nil || u.IsAbs() || u.Host != "" {
-				return classProxy{}, fmt.Errorf("spec.proxy.uri: %q must be a path when spec.proxy.ref is set", p.URI)
+				return "", fmt.Errorf("%s.uri: %q must be a path when %s.ref is set", field, d.URI, field)
 			}
 			path = strings.TrimSuffix(u.Path, "/")
 		}
-		out.url = "http://" + p.Ref.Name + "." + p.Ref.Namespace + ".svc." + c.opts.ClusterDomain + path
-	default:
-		u, err := url.Parse(p.URI)
+		return "http://" + d.Ref.Name + "." + d.Ref.Namespace + ".svc." + c.opts.ClusterDomain + path, nil
+	case d.URI != "":
+		u, err := url.Parse(d.URI)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
-			return classProxy{}, fmt.Errorf("spec.proxy.uri: %q is not an absolute http(s) URL", p.URI)
+			return "", fmt.Errorf("%s.uri: %q is not an absolute http(s) URL", field, d.URI)
 		}
-		out.url = strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/")
+		return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/"), nil
 	}
-	return out, nil
+	return "", fmt.Errorf("%s: ref or uri is required", field)
+}
+
+// resolveAPI returns the class's API address (status.api.address) from
+// spec.api, nil when the class has no API.
+func (c *controller) resolveAPI(cls *v1alpha1.ConnectorClass) (*v1alpha1.Addressable, error) {
+	if cls.Spec.API == nil {
+		return nil, nil
+	}
+	u, err := c.resolveDestination("spec.api", cls.Spec.API.Destination)
+	if err != nil {
+		return nil, err
+	}
+	return &v1alpha1.Addressable{URL: u, CACerts: cls.Spec.API.CACerts, Audience: cls.Spec.API.Audience}, nil
 }
 
 // resolver returns the class's resolver, host unless annotated path.

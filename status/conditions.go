@@ -44,7 +44,6 @@ const (
 	ReasonAuthProbeFailed        = "AuthProbeFailed"
 	ReasonProbeTargetRefused     = "ProbeTargetRefused"
 	ReasonProbeInvalid           = "ProbeInvalid"
-	ReasonProbeUnsupported       = "ProbeUnsupported"
 	ReasonProbing                = "Probing"
 	ReasonSecretNotReady         = "SecretNotReady"
 	ReasonNonProxy               = "NonProxy"
@@ -55,7 +54,8 @@ const (
 	ReasonProxyInvalid           = "ProxyInvalid"
 	ReasonNodeProxy              = "NodeProxy"
 	ReasonNonAPI                 = "NonAPI"
-	ReasonAPINotChecked          = "NotChecked"
+	ReasonAPIInvalid             = "APIInvalid"
+	ReasonAPIUnreachable         = "APIUnreachable"
 )
 
 // SeverityInfo marks a condition that does not count towards Ready.

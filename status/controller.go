@@ -46,6 +46,7 @@ type controller struct {
 	services corelisters.ServiceLister
 	recorder record.EventRecorder
 	prober   *prober
+	cel      *celPrograms
 
 	mu      sync.Mutex
 	written map[key]written
@@ -56,6 +57,7 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	c := &controller{
 		opts:    &r.opts,
 		metrics: r.metrics,
+		cel:     r.cel,
 		written: map[key]written{},
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.DefaultTypedControllerRateLimiter[key](),

@@ -17,11 +17,16 @@
 // host-form name to the proxy (a name clash is a condition, never an
 // overwrite), and sets the conditions upstream names: ConnectorClassReady,
 // SecretReady, LivenessReady, AuthReady, ProxyServiceReady and Ready. For
-// each ConnectorClass it sets ProxyReady, APIReady and Ready.
+// each ConnectorClass it sets status.api.address from spec.api, and
+// ProxyReady, APIReady and Ready.
 //
 // The class's livenessProbe and authProbes run in a separate bounded pool
 // with a rate limit, a per-Connector interval with jitter, backoff on
 // failure and a timeout per probe. They go out through the proxy's SendAs:
 // the same credential injection, CA pool and SSRF guard as proxied
-// requests, and never to an address that is not the Connector's.
+// requests, and never to an address that is not the Connector's. Probes of
+// kind api go through SendToAPI instead: below the class's resolved API
+// address only, with the Connector in upstream's X-Plugin headers. A probe's
+// response.cel is compiled once per class generation and evaluated with a
+// cost and time bound against the status code, headers and body.
 package status

@@ -332,12 +332,7 @@ func getConnector(t testing.TB, env *apitest.Env, ns, name string) *v1alpha1.Con
 }
 
 func condition(c *v1alpha1.Connector, typ string) *v1alpha1.Condition {
-	for i := range c.Status.Conditions {
-		if c.Status.Conditions[i].Type == typ {
-			return &c.Status.Conditions[i]
-		}
-	}
-	return nil
+	return findCond(c.Status.Conditions, typ)
 }
 
 // waitReady waits until the Connector's Ready condition has status and

@@ -14,6 +14,8 @@ import (
 type Reconciler struct {
 	opts    Options
 	metrics *metrics
+	// cel holds the compiled response.cel expressions across terms.
+	cel     *celPrograms
 	leading atomic.Bool
 	// terms counts the leadership terms started, for tests.
 	terms atomic.Int64
@@ -24,7 +26,12 @@ func New(opts Options) (*Reconciler, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Reconciler{opts: opts, metrics: newMetrics(opts.Registerer)}, nil
+	m := newMetrics(opts.Registerer)
+	progs, err := newCELPrograms(m.compiles)
+	if err != nil {
+		return nil, err
+	}
+	return &Reconciler{opts: opts, metrics: m, cel: progs}, nil
 }
 
 // Leading reports whether this Reconciler holds the lease now.

@@ -9,6 +9,7 @@ type metrics struct {
 	writes     *prometheus.CounterVec
 	errors     *prometheus.CounterVec
 	probes     *prometheus.CounterVec
+	compiles   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +34,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "connectors_status_probes_total",
 			Help: "Probe requests by probe (liveness, auth) and result (ok, failed).",
 		}, []string{"probe", "result"}),
+		compiles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "connectors_status_cel_compiles_total",
+			Help: "Compilations of class response.cel expressions (one per class generation and field).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.leader, m.reconciles, m.writes, m.errors, m.probes)
+		reg.MustRegister(m.leader, m.reconciles, m.writes, m.errors, m.probes, m.compiles)
 	}
 	return m
 }

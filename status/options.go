@@ -27,9 +27,11 @@ type Source interface {
 }
 
 // Sender sends a request on a Connector's behalf, with its credential,
-// refusing URLs outside its addresses. *proxy.Proxy satisfies it.
+// refusing URLs outside its addresses (SendAs) or outside the class API's
+// address (SendToAPI). *proxy.Proxy satisfies it.
 type Sender interface {
 	SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Request) (*http.Response, error)
+	SendToAPI(ctx context.Context, c *v1alpha1.Connector, api *v1alpha1.Addressable, r *http.Request) (*http.Response, error)
 }
 
 // Options configure New. Zero values take the documented defaults.

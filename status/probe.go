@@ -2,23 +2,30 @@ package status
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"sync"
 	"text/template"
 	"time"
 
+	"github.com/google/cel-go/cel"
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy"
 )
+
+// livenessField is the field path of the class's HTTP liveness probe.
+const livenessField = "spec.livenessProbe.http"
 
 // maxRedirects bounds the redirects a probe follows (within the
 // Connector's addresses only).
@@ -132,16 +139,18 @@ func (r *probeResult) failed() bool {
 // class.
 func (c *controller) forgetProbes(k key) { c.prober.forget(k) }
 
-// probeSpecs returns the class's HTTP liveness probe and the HTTP auth
-// probe for the Connector's auth type, with their field paths.
-func probeSpecs(in *inputs) (live *v1alpha1.HTTPProbe, liveField string, auth *v1alpha1.HTTPProbe, authField string) {
-	if lp := in.class.Spec.LivenessProbe; lp != nil && lp.HTTP != nil {
-		live, liveField = lp.HTTP, "spec.livenessProbe.http"
+// probeSpecs returns the class's liveness probe and the auth probe for the
+// Connector's auth type, each with its field path, when they are HTTP or
+// API probes.
+func probeSpecs(in *inputs) (live *v1alpha1.Probe, liveField string, auth *v1alpha1.Probe, authField string) {
+	usable := func(p *v1alpha1.Probe) bool { return p != nil && (p.HTTP != nil || p.API != nil) }
+	if lp := in.class.Spec.LivenessProbe; usable(lp) {
+		live, liveField = lp, "spec.livenessProbe"
 	}
 	if in.authType != nil {
 		for i, ap := range in.class.Spec.AuthProbes {
-			if ap.AuthName == in.authType.Name && ap.Probe != nil && ap.Probe.HTTP != nil {
-				auth, authField = ap.Probe.HTTP, fmt.Sprintf("spec.authProbes[%d].probe.http", i)
+			if ap.AuthName == in.authType.Name && usable(ap.Probe) {
+				auth, authField = ap.Probe, fmt.Sprintf("spec.authProbes[%d].probe", i)
 			}
 		}
 	}
@@ -197,14 +206,51 @@ func (c *controller) runProbes(ctx context.Context, k key) (*probeResult, bool) 
 			live = conn.DeepCopy()
 			live.Spec.Auth.SecretRef = nil
 		}
-		res.liveness = c.probe(ctx, live, in, liveSpec, liveField, judgeLiveness)
+		res.liveness = redact(c.probe(ctx, live, in, liveSpec, liveField, judgeLiveness), in.secret)
 		c.metrics.probes.WithLabelValues("liveness", result(res.liveness)).Inc()
 	}
 	if authSpec != nil && in.secretOK() {
-		res.auth = c.probe(ctx, conn, in, authSpec, authField, judgeAuth)
+		res.auth = redact(c.probe(ctx, conn, in, authSpec, authField, judgeAuth), in.secret)
 		c.metrics.probes.WithLabelValues("auth", result(res.auth)).Inc()
 	}
 	return res, true
+}
+
+// minRedacted is the shortest Secret value redact looks for: a shorter one
+// would match unrelated text.
+const minRedacted = 4
+
+// redact removes from an outcome's message every value of the Connector's
+// Secret, as it is, base64-encoded, and as the Basic credential, so that a
+// message quoting an answer or an error (an upstream that echoes what it
+// got, a CEL error that quotes a value) cannot carry the credential into
+// a condition or an Event.
+func redact(o *outcome, s *corev1.Secret) *outcome {
+	if o == nil || s == nil || o.message == "" {
+		return o
+	}
+	var needles []string
+	add := func(v string) {
+		if len(v) >= minRedacted {
+			needles = append(needles, v, base64.StdEncoding.EncodeToString([]byte(v)))
+		}
+	}
+	for _, v := range s.Data {
+		add(string(v))
+	}
+	for _, v := range s.StringData {
+		add(v)
+	}
+	if u, p := s.Data[corev1.BasicAuthUsernameKey], s.Data[corev1.BasicAuthPasswordKey]; len(p) > 0 {
+		add(string(u) + ":" + string(p))
+	}
+	// Longest first, so a value that holds another is removed whole.
+	sort.Slice(needles, func(i, j int) bool { return len(needles[i]) > len(needles[j]) })
+	msg := o.message
+	for _, n := range needles {
+		msg = strings.ReplaceAll(msg, n, "[redacted]")
+	}
+	return &outcome{o.status, o.reason, msg}
 }
 
 func result(o *outcome) string {
@@ -215,42 +261,132 @@ func result(o *outcome) string {
 }
 
 // judge turns a probe's answer (or error) into an outcome.
-type judge func(what string, status int, err error) *outcome
+type judge func(what string, a *answer, err error) *outcome
 
 // judgeLiveness: the tool is reachable when it answers below 500; a 401 or
 // 403 still shows it alive (the credential is AuthReady's business).
-func judgeLiveness(what string, status int, err error) *outcome {
+func judgeLiveness(what string, a *answer, err error) *outcome {
 	switch {
-	case errors.Is(err, proxy.ErrNotConnectorAddress):
+	case errors.Is(err, proxy.ErrNotConnectorAddress), errors.Is(err, proxy.ErrNotAPIAddress):
 		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
 	case err != nil:
 		return &outcome{False, ReasonToolUnreachable, what + ": " + err.Error()}
-	case status >= 500:
-		return &outcome{False, ReasonToolUnreachable, fmt.Sprintf("%s: answered %d", what, status)}
+	case a.status >= 500:
+		return &outcome{False, ReasonToolUnreachable, fmt.Sprintf("%s: answered %d", what, a.status)}
 	}
 	return &outcome{True, "", ""}
 }
 
 // judgeAuth: the credential is valid on a 2xx answer, rejected on 401 or 403.
-func judgeAuth(what string, status int, err error) *outcome {
+func judgeAuth(what string, a *answer, err error) *outcome {
 	switch {
-	case errors.Is(err, proxy.ErrNotConnectorAddress):
+	case errors.Is(err, proxy.ErrNotConnectorAddress), errors.Is(err, proxy.ErrNotAPIAddress):
 		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
 	case err != nil:
 		return &outcome{False, ReasonAuthProbeFailed, what + ": " + err.Error()}
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return &outcome{False, ReasonCredentialsRejected, fmt.Sprintf("%s: answered %d; check the credential in spec.auth.secretRef", what, status)}
-	case status < 200 || status > 299:
-		return &outcome{False, ReasonAuthProbeFailed, fmt.Sprintf("%s: answered %d", what, status)}
+	case a.status == http.StatusUnauthorized || a.status == http.StatusForbidden:
+		return &outcome{False, ReasonCredentialsRejected, fmt.Sprintf("%s: answered %d; check the credential in spec.auth.secretRef", what, a.status)}
+	case a.status < 200 || a.status > 299:
+		return &outcome{False, ReasonAuthProbeFailed, fmt.Sprintf("%s: answered %d", what, a.status)}
 	}
 	return &outcome{True, "", ""}
 }
 
-// probe runs one HTTP probe of the class for conn.
-func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.HTTPProbe, field string, j judge) *outcome {
+// judgeByCEL judges an answer by the probe's response.cel instead of the
+// status code: the probe passes when the expression is true. A request
+// that failed is judged as without it. A false or failed expression gives
+// the probe's failure reason (CredentialsRejected for an auth probe
+// answered 401 or 403).
+func judgeByCEL(ctx context.Context, prog cel.Program, expr, field string, fallback judge, liveness bool) judge {
+	return func(what string, a *answer, err error) *outcome {
+		if err != nil {
+			return fallback(what, a, err)
+		}
+		reason := ReasonToolUnreachable
+		if !liveness {
+			reason = ReasonAuthProbeFailed
+			if a.status == http.StatusUnauthorized || a.status == http.StatusForbidden {
+				reason = ReasonCredentialsRejected
+			}
+		}
+		ok, err := evalCEL(ctx, prog, a)
+		switch {
+		case err != nil:
+			return &outcome{False, reason, fmt.Sprintf("%s: answered %d; %s.response.cel %s failed: %v", what, a.status, field, shown(expr), err)}
+		case !ok:
+			return &outcome{False, reason, fmt.Sprintf("%s: answered %d; %s.response.cel %s is false", what, a.status, field, shown(expr))}
+		}
+		return &outcome{True, "", ""}
+	}
+}
+
+// probe runs one probe of the class for conn: its HTTP probe, else its
+// API probe.
+func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *inputs, p *v1alpha1.Probe, field string, j judge) *outcome {
+	if p.HTTP != nil {
+		return c.probeHTTP(ctx, conn, in, p.HTTP, field+".http", j)
+	}
+	return c.probeAPI(ctx, conn, in, p.API, field+".api", j)
+}
+
+// probeAPI runs an API probe: GET the probe's path below the class's API
+// address (status.api.address, from spec.api), with the Connector in
+// upstream's X-Plugin headers. It is judged as an HTTP probe without
+// response.cel; redirects are not followed.
+func (c *controller) probeAPI(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.APIProbe, field string, j judge) *outcome {
+	api, err := c.resolveAPI(in.class)
+	if err == nil && api == nil {
+		err = errors.New("spec.api: required by an api probe")
+	}
+	if err != nil {
+		return &outcome{False, ReasonProbeInvalid, fmt.Sprintf("connectorclass %q %s: %v", in.class.Name, field, err)}
+	}
+	u, err := apiProbeURL(conn, api.URL, spec.Path)
+	if err != nil {
+		return &outcome{False, ReasonProbeInvalid, fmt.Sprintf("connectorclass %q %s: %v", in.class.Name, field, err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ProbeTimeout)
+	defer cancel()
+	req := &probeRequest{method: http.MethodGet, url: u, headers: http.Header{}}
+	what := field + ": GET " + u.Scheme + "://" + u.Host + u.EscapedPath()
+	a, _, err := c.send(ctx, req, 64<<10, func(r *http.Request) (*http.Response, error) {
+		return c.opts.Sender.SendToAPI(ctx, conn, api, r)
+	})
+	return j(what, a, err)
+}
+
+// apiProbeURL renders an API probe's path (a Go template over .Connector,
+// with an optional query) and joins it below the API address, keeping the
+// address's path prefix, as upstream does.
+func apiProbeURL(conn *v1alpha1.Connector, base, tmpl string) (*url.URL, error) {
+	rendered, err := render("path", tmpl, map[string]any{"Connector": connectorView(conn), "Secret": nil})
+	if err != nil {
+		return nil, err
+	}
+	p, q, _ := strings.Cut(rendered, "?")
+	b, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("spec.api: %q: %w", base, err)
+	}
+	u := b.JoinPath(p)
+	pu, err := url.Parse("?" + q)
+	if err != nil || strings.ContainsAny(q, " \r\n#") {
+		return nil, fmt.Errorf("path: %q has a bad query", rendered)
+	}
+	u.RawQuery = pu.RawQuery
+	return u, nil
+}
+
+// probeHTTP runs one HTTP probe of the class for conn.
+func (c *controller) probeHTTP(ctx context.Context, conn *v1alpha1.Connector, in *inputs, spec *v1alpha1.HTTPProbe, field string, j judge) *outcome {
+	bodyLimit := int64(64 << 10)
 	if spec.Response != nil && spec.Response.CEL != "" {
-		return &outcome{Unknown, ReasonProbeUnsupported,
-			fmt.Sprintf("connectorclass %q %s.response.cel: CEL expressions are not evaluated by connectors-node", in.class.Name, field)}
+		prog, err := c.cel.program(in.class, field+".response.cel", spec.Response.CEL)
+		if err != nil {
+			return &outcome{False, ReasonProbeInvalid, err.Error()}
+		}
+		j = judgeByCEL(ctx, prog, spec.Response.CEL, field, j, field == livenessField)
+		bodyLimit = celMaxBody
 	}
 	req, err := buildRequest(conn, spec)
 	if err != nil {
@@ -260,7 +396,9 @@ func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *in
 	defer cancel()
 	for hop := 0; ; hop++ {
 		what := field + ": " + req.method + " " + req.url.Scheme + "://" + req.url.Host + req.url.EscapedPath()
-		status, location, err := c.send(ctx, conn, req)
+		a, location, err := c.send(ctx, req, bodyLimit, func(r *http.Request) (*http.Response, error) {
+			return c.opts.Sender.SendAs(ctx, conn, r)
+		})
 		if err == nil && location != nil && !spec.DisableRedirect && hop < maxRedirects {
 			req.url = location
 			if req.method == http.MethodPost {
@@ -268,7 +406,7 @@ func (c *controller) probe(ctx context.Context, conn *v1alpha1.Connector, in *in
 			}
 			continue
 		}
-		return j(what, status, err)
+		return j(what, a, err)
 	}
 }
 
@@ -279,31 +417,58 @@ type probeRequest struct {
 	headers http.Header
 }
 
-// send makes one request; location is the redirect target for a 3xx.
-func (c *controller) send(ctx context.Context, conn *v1alpha1.Connector, pr *probeRequest) (int, *url.URL, error) {
+// answer is what a probe got back: the status, the headers and up to a
+// limit of the body.
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+	// truncated is set when the body was longer than the limit.
+	truncated bool
+}
+
+// probeUserAgent is the User-Agent of probe requests.
+const probeUserAgent = "connectors-node-probe"
+
+// unwrapURLError drops the *url.Error wrapper, whose text holds the URL
+// and its query.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// send makes one request through do, reading up to bodyLimit of the body;
+// location is the redirect target for a 3xx.
+func (c *controller) send(ctx context.Context, pr *probeRequest, bodyLimit int64, do func(*http.Request) (*http.Response, error)) (*answer, *url.URL, error) {
 	r, err := http.NewRequestWithContext(ctx, pr.method, pr.url.String(), nil)
 	if err != nil {
-		return 0, nil, err
+		return nil, nil, err
 	}
 	r.Header = pr.headers.Clone()
-	r.Header.Set("User-Agent", "connectors-node-probe")
-	resp, err := c.opts.Sender.SendAs(ctx, conn, r)
+	r.Header.Set("User-Agent", probeUserAgent)
+	resp, err := do(r)
 	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // its text holds the URL and query
-		}
-		return 0, nil, err
+		return nil, nil, unwrapURLError(err)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, bodyLimit+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the answer: %w", unwrapURLError(err))
+	}
+	a := &answer{status: resp.StatusCode, header: resp.Header, body: body}
+	if int64(len(body)) > bodyLimit {
+		a.body, a.truncated = body[:bodyLimit], true
+	}
 	var loc *url.URL
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		if l := resp.Header.Get("Location"); l != "" {
 			loc, _ = pr.url.Parse(l)
 		}
 	}
-	return resp.StatusCode, loc, nil
+	return a, loc, nil
 }
 
 // buildRequest renders the probe's path and headers (Go templates with

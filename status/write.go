@@ -27,6 +27,8 @@ type statusPatch struct {
 		Conditions         []v1alpha1.Condition `json:"conditions"`
 		// Proxy is always sent: null removes it.
 		Proxy *v1alpha1.ProxyStatus `json:"proxy"`
+		// API is sent for classes only (null removes it).
+		API **v1alpha1.ClassAPIStatus `json:"api,omitempty"`
 	} `json:"status"`
 }
 
@@ -42,40 +44,52 @@ type written struct {
 	to     string
 	status v1alpha1.Status
 	proxy  *v1alpha1.ProxyStatus
+	api    *v1alpha1.ClassAPIStatus
+}
+
+// outputs are the status fields besides the conditions: the proxy address,
+// and for a class its API address.
+type outputs struct {
+	proxy *v1alpha1.ProxyStatus
+	api   *v1alpha1.ClassAPIStatus
 }
 
 // base returns the status to compare with and the resourceVersion to
 // patch: the cache's, or the reconciler's own newer write.
-func (c *controller) base(k key, obj client.Object, cur *v1alpha1.Status, curProxy *v1alpha1.ProxyStatus) (*v1alpha1.Status, *v1alpha1.ProxyStatus, string) {
+func (c *controller) base(k key, obj client.Object, cur *v1alpha1.Status, curOut outputs) (*v1alpha1.Status, outputs, string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if w, ok := c.written[k]; ok {
 		if w.stale[obj.GetResourceVersion()] {
-			return &w.status, w.proxy, w.to
+			return &w.status, outputs{proxy: w.proxy, api: w.api}, w.to
 		}
 		// The cache caught up, or someone else wrote.
 		delete(c.written, k)
 	}
-	return cur, curProxy, obj.GetResourceVersion()
+	return cur, curOut, obj.GetResourceVersion()
 }
 
 // writeStatus patches obj's status when observedGeneration, conditions or
 // proxy differ from cur; it reports whether it wrote, and the Ready
 // condition it compared with.
-func (c *controller) writeStatus(ctx context.Context, k key, obj client.Object, kind string, cur *v1alpha1.Status, curProxy *v1alpha1.ProxyStatus,
-	conds []v1alpha1.Condition, proxy *v1alpha1.ProxyStatus) (bool, *v1alpha1.Condition, error) {
-	cur, curProxy, rv := c.base(k, obj, cur, curProxy)
+func (c *controller) writeStatus(ctx context.Context, k key, obj client.Object, kind string, cur *v1alpha1.Status, curOut outputs,
+	conds []v1alpha1.Condition, out outputs) (bool, *v1alpha1.Condition, error) {
+	cur, curOut, rv := c.base(k, obj, cur, curOut)
 	before := findCondition(cur.Conditions, TypeReady)
 	carryTransitions(cur.Conditions, conds, metav1.NewTime(c.opts.Now().Truncate(1e9)))
 	if cur.ObservedGeneration == obj.GetGeneration() &&
-		equality.Semantic.DeepEqual(cur.Conditions, conds) && equality.Semantic.DeepEqual(curProxy, proxy) {
+		equality.Semantic.DeepEqual(cur.Conditions, conds) &&
+		equality.Semantic.DeepEqual(curOut.proxy, out.proxy) && equality.Semantic.DeepEqual(curOut.api, out.api) {
 		return false, before, nil
 	}
 	var p statusPatch
 	p.Metadata.ResourceVersion = rv
 	p.Status.ObservedGeneration = obj.GetGeneration()
 	p.Status.Conditions = conds
-	p.Status.Proxy = proxy
+	p.Status.Proxy = out.proxy
+	if kind != "connector" {
+		p.Status.API = &out.api
+	}
 	body, err := json.Marshal(p)
 	if err != nil {
 		return false, nil, err
@@ -106,7 +120,7 @@ func (c *controller) writeStatus(ctx context.Context, k key, obj client.Object, 
 		}
 	}
 	c.written[k] = written{
-		stale: stale, to: target.GetResourceVersion(), proxy: proxy,
+		stale: stale, to: target.GetResourceVersion(), proxy: out.proxy, api: out.api,
 		status: v1alpha1.Status{ObservedGeneration: obj.GetGeneration(), Conditions: conds, Annotations: cur.Annotations},
 	}
 	c.mu.Unlock()
@@ -120,7 +134,8 @@ func (c *controller) forgetWritten(k key) {
 }
 
 func (c *controller) writeConnector(ctx context.Context, conn *v1alpha1.Connector, conds []v1alpha1.Condition, proxy *v1alpha1.ProxyStatus) error {
-	wrote, before, err := c.writeStatus(ctx, connectorKey(conn), conn, "connector", &conn.Status.Status, conn.Status.Proxy, conds, proxy)
+	wrote, before, err := c.writeStatus(ctx, connectorKey(conn), conn, "connector", &conn.Status.Status,
+		outputs{proxy: conn.Status.Proxy}, conds, outputs{proxy: proxy})
 	if err != nil || !wrote {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
@@ -31,18 +33,28 @@ func randomHex(t *testing.T) string {
 // example reads a file of examples/ with the replacements applied.
 func example(t *testing.T, name string, replace ...string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "examples", name)) //nolint:gosec // the repository's examples
+	s, err := exampleText(name, replace...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return s
+}
+
+// exampleText reads a file of examples/ with the replacements (old, new
+// pairs) applied; each old string must be in the file.
+func exampleText(name string, replace ...string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "examples", name)) //nolint:gosec // the repository's examples
+	if err != nil {
+		return "", err
 	}
 	s := string(b)
 	for i := 0; i+1 < len(replace); i += 2 {
 		if !strings.Contains(s, replace[i]) {
-			t.Fatalf("examples/%s has no %q to replace", name, replace[i])
+			return "", fmt.Errorf("examples/%s has no %q to replace", name, replace[i])
 		}
 		s = strings.ReplaceAll(s, replace[i], replace[i+1])
 	}
-	return s
+	return s, nil
 }
 
 // onNode adapts a workload of examples/ to the test node: the local
@@ -84,7 +96,15 @@ func TestGitCloneJob(t *testing.T) {
 	n := suite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	n.gitCloneJob(ctx, t, "git-clone")
+}
 
+// gitCloneJob runs examples/git-clone-job.yaml as the Job name against a
+// Git server of its own, checks that it cloned with the injected credential
+// and that the credential is in no mounted file and no log line, and
+// returns the Job's pod.
+func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev1.Pod {
+	t.Helper()
 	password := randomHex(t)
 	srv, err := gitserver.Start(t.TempDir(), "bot", password)
 	if err != nil {
@@ -96,27 +116,30 @@ func TestGitCloneJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.gitConnector(ctx, t, srv.URL, password)
-	if _, err := n.kubectl(ctx, onNode(t, "git-clone-job.yaml", "https://github.com/example/private-repo", repo), "apply", "-f", "-"); err != nil {
+	if _, err := n.kubectl(ctx, onNode(t, "git-clone-job.yaml",
+		"https://github.com/example/private-repo", repo,
+		"metadata:\n  name: git-clone\n", "metadata:\n  name: "+name+"\n",
+	), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	var job *batchv1.Job
-	if err := poll(ctx, 3*time.Minute, "the git-clone Job to finish", func(ctx context.Context) (bool, error) {
-		job, err = n.env.Kube.BatchV1().Jobs("default").Get(ctx, "git-clone", metav1.GetOptions{})
+	if err := poll(ctx, 3*time.Minute, "the "+name+" Job to finish", func(ctx context.Context) (bool, error) {
+		job, err = n.env.Kube.BatchV1().Jobs("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		return job.Status.Succeeded > 0 || job.Status.Failed > 0, nil
 	}); err != nil {
-		out, _ := n.kubectl(ctx, "", "describe", "pods", "-n", "default", "-l", "job-name=git-clone")
+		out, _ := n.kubectl(ctx, "", "describe", "pods", "-n", "default", "-l", "job-name="+name)
 		t.Fatalf("%v\n%s", err, out)
 	}
-	pods, err := n.env.Kube.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "job-name=git-clone"})
+	pods, err := n.env.Kube.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + name})
 	if err != nil || len(pods.Items) != 1 {
 		t.Fatalf("the Job's pods: %v (%d)", err, len(pods.Items))
 	}
 	pod := pods.Items[0]
 	if job.Status.Succeeded == 0 {
-		t.Fatalf("the git-clone Job failed; its pod's log:\n%s", n.podLog(t, string(pod.UID)))
+		t.Fatalf("the %s Job failed; its pod's log:\n%s", name, n.podLog(t, string(pod.UID)))
 	}
 	if pod.Spec.NodeName != nodeName {
 		t.Errorf("the pod ran on %q, want %q (placed by the scheduler)", pod.Spec.NodeName, nodeName)
@@ -128,6 +151,7 @@ func TestGitCloneJob(t *testing.T) {
 		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
 	}
 	n.noSecret(t, password, string(pod.UID))
+	return pod
 }
 
 // gitConnector applies the Git ConnectorClass and examples/git-connector.yaml

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -27,7 +28,6 @@ import (
 const (
 	nodeName    = "connectors-e2e-node"
 	kubeletRoot = "/var/lib/kubelet"
-	cgroupRoot  = "connectors-node-e2e"
 	// nodeIP is the address of a veth interface in the network namespace:
 	// kubelet needs a node address that is not loopback.
 	nodeIP = "10.253.0.1"
@@ -46,8 +46,13 @@ type node struct {
 	kubeconfig string
 	socket     string
 	podLogs    string
+	// cgroupRoot is kubelet's cgroupRoot, of this run alone: a suite
+	// running beside it kills nothing of this one's when it stops.
+	cgroupRoot string
 
 	volumes *volumeWatch
+	// republish is the republish story, started with the node.
+	republish *republishStory
 
 	mu    sync.Mutex
 	procs []*proc
@@ -68,7 +73,7 @@ func startNode() (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &node{work: work, podLogs: filepath.Join(work, "pod-logs"), volumes: &volumeWatch{files: map[string]string{}}}
+	n := &node{work: work, podLogs: filepath.Join(work, "pod-logs"), cgroupRoot: "connectors-node-e2e-" + filepath.Base(work), volumes: &volumeWatch{files: map[string]string{}}}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	go n.volumes.run(watchCtx)
 	n.stops = append(n.stops, stopWatch)
@@ -160,7 +165,7 @@ func (n *node) cgroups(context.Context) error {
 		return err
 	}
 	for _, h := range hier {
-		d := filepath.Join(h, cgroupRoot)
+		d := filepath.Join(h, n.cgroupRoot)
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
@@ -176,7 +181,7 @@ func (n *node) cgroups(context.Context) error {
 			}
 		}
 	}
-	n.stops = append(n.stops, func() { removeCgroups(hier) })
+	n.stops = append(n.stops, func() { removeCgroups(hier, n.cgroupRoot) })
 	return nil
 }
 
@@ -198,7 +203,7 @@ func hierarchies() ([]string, error) {
 
 // removeCgroups kills what is left in the suite's cgroups and removes them,
 // deepest first.
-func removeCgroups(hier []string) {
+func removeCgroups(hier []string, cgroupRoot string) {
 	for _, h := range hier {
 		root := filepath.Join(h, cgroupRoot)
 		var dirs []string
@@ -364,7 +369,7 @@ func (n *node) controllers(context.Context) error {
 		"--kubeconfig="+n.kubeconfig,
 		"--leader-elect=false",
 		"--secure-port=0",
-		"--controllers=node-lifecycle-controller,daemonset-controller,job-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,serviceaccount-controller",
+		"--controllers=node-lifecycle-controller,daemonset-controller,job-controller,deployment-controller,replicaset-controller,garbage-collector-controller,root-ca-certificate-publisher-controller,serviceaccount-controller",
 		"--root-ca-file="+filepath.Join(n.work, "ca.crt"),
 		"--use-service-account-credentials=false",
 	); err != nil {
@@ -403,7 +408,7 @@ containerRuntimeEndpoint: unix://%s
 imageGCHighThresholdPercent: 100
 evictionHard: {}
 syncFrequency: 10s
-`, cgroupRoot, n.podLogs, n.socket)
+`, n.cgroupRoot, n.podLogs, n.socket)
 	cfg := filepath.Join(n.work, "kubelet.yaml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		return err
@@ -451,20 +456,28 @@ func (n *node) kubectl(ctx context.Context, stdin string, args ...string) (strin
 // install applies deploy/ through the test overlay, as a user does, and
 // waits until the DaemonSet pod serves and kubelet registered the driver.
 func (n *node) install(ctx context.Context) error {
-	overlay := filepath.Join(apitest.RepoRoot(), "e2e", "node", "overlay")
-	manifests, err := run(ctx, "kubectl", "kustomize", overlay)
+	if err := n.apply(ctx, "overlay"); err != nil {
+		return err
+	}
+	return n.waitPlugin(ctx, "", nodeServiceAccount)
+}
+
+// apply applies deploy/ through the test overlay e2e/node/<overlay>.
+func (n *node) apply(ctx context.Context, overlay string) error {
+	manifests, err := run(ctx, "kubectl", "kustomize", filepath.Join(apitest.RepoRoot(), "e2e", "node", overlay))
 	if err != nil {
 		return err
 	}
-	if _, err := n.kubectl(ctx, manifests, "apply", "--server-side", "-f", "-"); err != nil {
-		return err
-	}
-	return n.waitPlugin(ctx, "")
+	_, err = n.kubectl(ctx, manifests, "apply", "--server-side", "-f", "-")
+	return err
 }
 
-// waitPlugin waits until a DaemonSet pod other than old is Ready and the
-// node's CSINode lists the driver.
-func (n *node) waitPlugin(ctx context.Context, old string) error {
+// nodeServiceAccount is the node topology's DaemonSet pods' ServiceAccount.
+const nodeServiceAccount = "connectors-node"
+
+// waitPlugin waits until a DaemonSet pod other than old, running as the
+// ServiceAccount sa, is Ready and the node's CSINode lists the driver.
+func (n *node) waitPlugin(ctx context.Context, old, sa string) error {
 	return poll(ctx, 3*time.Minute, "the DaemonSet pod Ready and the driver registered", func(ctx context.Context) (bool, error) {
 		pods, err := n.env.Kube.CoreV1().Pods("connectors-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=connectors-node"})
 		if err != nil {
@@ -472,7 +485,7 @@ func (n *node) waitPlugin(ctx context.Context, old string) error {
 		}
 		ready := false
 		for _, p := range pods.Items {
-			if p.Name == old || p.DeletionTimestamp != nil {
+			if p.Name == old || p.DeletionTimestamp != nil || p.Spec.ServiceAccountName != sa || p.Labels["app.kubernetes.io/component"] == "proxy" {
 				continue
 			}
 			for _, c := range p.Status.Conditions {
@@ -585,6 +598,15 @@ func (n *node) stop() {
 		n.stops[i]()
 	}
 	_ = unix.Unmount(kubeletRoot, unix.MNT_DETACH)
+	// What containerd left mounted (sandboxes' shm) would keep its
+	// directory from being removed.
+	if infos, err := mount.ParseMountInfo("/proc/self/mountinfo"); err == nil {
+		for i := len(infos) - 1; i >= 0; i-- {
+			if strings.HasPrefix(infos[i].MountPoint, n.work+"/") {
+				_ = unix.Unmount(infos[i].MountPoint, unix.MNT_DETACH)
+			}
+		}
+	}
 	if os.Getenv("KEEP_NODE_WORK") == "" {
 		_ = os.RemoveAll(n.work)
 	}

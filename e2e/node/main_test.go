@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 func mainCode(m *testing.M) int {
+	flag.Parse() // selected reads -test.run before m.Run
 	if err := prerequisites(); err != nil {
 		if os.Getenv("CI") == "true" {
 			fmt.Fprintf(os.Stderr, "real-node suite: %v\n", err)
@@ -50,12 +53,26 @@ func mainCode(m *testing.M) int {
 		return 1
 	}
 	theNode = n
+	if selected("TestKubeletRepublishRefreshesTheToken") {
+		n.republish = n.startRepublish(context.Background())
+	}
 	code := m.Run()
 	if code != 0 {
 		n.dumpLogs()
 	}
 	n.stop()
 	return code
+}
+
+// selected reports whether -test.run selects the top-level test name, so
+// a run of other stories does not start the republish story's pod.
+func selected(name string) bool {
+	f := flag.Lookup("test.run")
+	if f == nil || f.Value.String() == "" {
+		return true
+	}
+	re, err := regexp.Compile(strings.Split(f.Value.String(), "/")[0])
+	return err != nil || re.MatchString(name)
 }
 
 // suite returns the node, or skips the test when the suite cannot run here.

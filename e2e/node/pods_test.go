@@ -18,15 +18,19 @@ import (
 type podSpec struct {
 	name, serviceAccount, securityContext, script string
 	restart                                       string
+	namespace                                     string // default: default
 }
 
 func (p podSpec) yaml() string {
 	if p.restart == "" {
 		p.restart = "Never"
 	}
+	if p.namespace == "" {
+		p.namespace = "default"
+	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
-metadata: {name: %s, namespace: default}
+metadata: {name: %s, namespace: %s}
 spec:
   serviceAccountName: %s
   restartPolicy: %s
@@ -45,7 +49,7 @@ spec:
         driver: connectors-csi
         readOnly: true
         volumeAttributes: {connectors: git, configuration.names: gitconfig}
-`, p.name, p.serviceAccount, p.restart, p.securityContext, workloadImage, p.script)
+`, p.name, p.namespace, p.serviceAccount, p.restart, p.securityContext, workloadImage, p.script)
 }
 
 // runPod creates the pod and deletes it when the test ends.
@@ -191,7 +195,7 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 	if err := n.env.Kube.CoreV1().Pods("connectors-system").Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.waitPlugin(ctx, old); err != nil {
+	if err := n.waitPlugin(ctx, old, nodeServiceAccount); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // a few more reads after the takeover
@@ -202,13 +206,15 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 	n.noSecret(t, password, string(pod.UID))
 
 	n.deletePod(t, "steady-reader")
-	if err := poll(ctx, time.Minute, "no connectors-csi tmpfs in the node's mount table", func(context.Context) (bool, error) {
+	// Other stories' pods (the republish story's) keep theirs: only the
+	// deleted pod's tmpfs must be gone.
+	if err := poll(ctx, time.Minute, "no connectors-csi tmpfs of the deleted pod in the node's mount table", func(context.Context) (bool, error) {
 		infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
 		if err != nil {
 			return false, err
 		}
 		for _, mi := range infos {
-			if mi.Source == "connectors-csi" {
+			if mi.Source == "connectors-csi" && strings.Contains(mi.MountPoint, string(pod.UID)) {
 				return false, fmt.Errorf("still mounted: %s", mi.MountPoint)
 			}
 		}
