@@ -78,7 +78,7 @@ check-generated: $(TOOLS) ## Check that the deepcopy code and deploy/base/crds m
 	hack/check-generated.sh
 
 .PHONY: bench
-bench: bench-go bench-proxy bench-registry ## Run every benchmark: Go benchmarks, the proxy load table, registry push/pull.
+bench: bench-go bench-proxy bench-registry bench-memory bench-scale ## Run every benchmark: Go benchmarks, the proxy load table, registry push/pull, the binary's memory, the many-node simulation.
 
 .PHONY: bench-go
 bench-go: ## Run the Go benchmarks (CSI publish, rendering, matching, leaves, round trips).
@@ -92,3 +92,13 @@ bench-proxy: ## Load the proxy on loopback against direct and nginx with wrk (in
 .PHONY: bench-registry
 bench-registry: deps tools ## Push and pull a 512 MiB image directly and through both proxy modes.
 	hack/bench/registry.sh
+
+.PHONY: bench-memory
+bench-memory: build testbin ## Measure bin/connectors-node's RSS, heap and goroutines with the DaemonSet's settings: idle, 1,000 Connectors, 100 volumes, 100 / 1,000 / --max-connections connections (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/bench/memory --binary $(BIN)/connectors-node
+
+SCALE_NODES ?= 20
+
+.PHONY: bench-scale
+bench-scale: build testbin ## Run SCALE_NODES (20) node processes against one API server with 1,000 Connectors and count API requests at rest, per publish and per proxied request (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/bench/scale --binary $(BIN)/connectors-node --nodes $(SCALE_NODES)

@@ -59,6 +59,10 @@ type config struct {
 	checkPodNode       bool
 	checkPodSource     bool
 	allowUnboundTokens bool
+	// API client rate limits and the profiling endpoints.
+	kubeAPIQPS   float64
+	kubeAPIBurst int
+	pprof        bool
 }
 
 // Roles --serve names.
@@ -127,6 +131,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.checkPodNode, "check-pod-node", true, "refuse a token whose pod is bound to another node than --node-id; turn off only for a proxy that serves pods of other nodes (a central proxy)")
 	fs.BoolVar(&c.checkPodSource, "check-pod-source-address", true, "refuse a connection whose source address is not the IP of the pod its token is bound to (one cached get of the pod per token); turn off where source addresses are rewritten: hostNetwork pods, SNAT, a central proxy")
 	fs.BoolVar(&c.allowUnboundTokens, "allow-unbound-tokens", false, "accept tokens bound to no pod (TokenRequest without a bound object); off, they get 401/407")
+	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 50, "most requests per second to the Kubernetes API (client-side, over every client of the process); reviews, pod and Secret reads of new tokens wait beyond it")
+	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "requests to the Kubernetes API allowed in a burst above --kube-api-qps")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on --ops-listen (heap, goroutines, CPU); off by default, since anyone reaching the ops port could read them")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -197,6 +204,12 @@ func (c *config) validate() error {
 	}
 	if c.maxConnections <= 0 {
 		bad("max-connections", "must be positive, got %d", c.maxConnections)
+	}
+	if c.kubeAPIQPS <= 0 {
+		bad("kube-api-qps", "must be positive, got %g", c.kubeAPIQPS)
+	}
+	if c.kubeAPIBurst <= 0 {
+		bad("kube-api-burst", "must be positive, got %d", c.kubeAPIBurst)
 	}
 	if c.verbosity < 0 {
 		bad("v", "must not be negative")

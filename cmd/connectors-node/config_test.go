@@ -25,6 +25,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 		"status", "status-probe-interval",
 		"serve", "ca-configmap", "ca-refresh",
+		"kube-api-qps", "kube-api-burst", "pprof",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -49,6 +50,9 @@ func TestFlagsDefaults(t *testing.T) {
 	require.True(t, c.status, "status is written unless an upstream controller owns it")
 	require.True(t, c.serves(roleCSI) && c.serves(roleProxy), "one process serves both roles by default")
 	require.Equal(t, "connectors-proxy-ca.crt", c.caConfigMap)
+	require.False(t, c.pprof, "profiles are served only when asked for")
+	require.InDelta(t, 50, c.kubeAPIQPS, 0, "client-go's 5 per second queued the reviews of 100 new tokens past their timeout")
+	require.Equal(t, 100, c.kubeAPIBurst)
 }
 
 func TestProxyOnlyNeedsNoNodeID(t *testing.T) {
@@ -92,6 +96,8 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--serve=csi"}, "--node-id"},
 		{[]string{"--node-id=n", "--ca-configmap="}, "--ca-configmap"},
 		{[]string{"--node-id=n", "--ca-refresh=0s"}, "--ca-refresh"},
+		{[]string{"--node-id=n", "--kube-api-qps=0"}, "--kube-api-qps"},
+		{[]string{"--node-id=n", "--kube-api-burst=-1"}, "--kube-api-burst"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Setenv("NODE_NAME", "")

@@ -52,6 +52,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
 	rc.UserAgent = "connectors-node/" + version
+	rc.QPS, rc.Burst = float32(cfg.kubeAPIQPS), cfg.kubeAPIBurst
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -207,7 +208,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	}
 	n.ops = &http.Server{
 		Addr:              cfg.opsListen,
-		Handler:           newOpsHandler(ready, reg),
+		Handler:           newOpsHandler(ready, reg, cfg.pprof),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	return n, nil

@@ -6,4 +6,10 @@
 // TCP relay), and drives them with wrk and a Go
 // load generator (load/) that can speak to a forward proxy. Everything runs
 // on loopback.
+//
+// memory/ and scale/ run the real connectors-node binary, as the DaemonSet
+// does, against a real API server (internal/fleet starts both, creates
+// Connectors and publishes volumes through the kubelet stand-in): memory/
+// reads one node's RSS, heap and goroutines idle and under load; scale/
+// runs many nodes and counts the API server's requests.
 package bench

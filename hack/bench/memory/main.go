@@ -1,0 +1,168 @@
+// Command memory measures the resident memory, heap in use and goroutines
+// of the real connectors-node binary, run with the DaemonSet's GOGC,
+// GOMEMLIMIT and --max-connections, against a real API server: idle with
+// its informers synced, with 1,000 Connectors cached, with 100 volumes
+// mounted (real tmpfs, published through the kubelet stand-in), under 100
+// keep-alive connections of reverse-proxy load, under 1,000 and at
+// --max-connections. It prints one line per phase; RSS is split into its
+// anonymous part (the Go runtime's memory, which GOMEMLIMIT bounds) and its
+// file-backed part (the binary's mapped code and data). Run it as root (publishing mounts a tmpfs):
+//
+//	go run ./hack/bench/memory --binary bin/connectors-node
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/connectors-node/connectors-node/hack/bench/internal/fleet"
+)
+
+type config struct {
+	binary     string
+	connectors int
+	volumes    int
+	loads      []int
+	settle     time.Duration
+	loadFor    time.Duration
+	extraEnv   []string
+	profiles   string
+}
+
+func main() {
+	var cfg config
+	var env string
+	flag.StringVar(&cfg.binary, "binary", "bin/connectors-node", "the connectors-node binary")
+	flag.IntVar(&cfg.connectors, "connectors", 1000, "Connectors to create")
+	flag.IntVar(&cfg.volumes, "volumes", 100, "volumes to publish, one pod each")
+	flag.DurationVar(&cfg.settle, "settle", 5*time.Second, "wait before an idle reading")
+	flag.DurationVar(&cfg.loadFor, "load-for", 10*time.Second, "duration of each load phase")
+	flag.StringVar(&env, "env", "", "extra NAME=value for the node's environment, overriding the DaemonSet's (e.g. GOGC=100)")
+	flag.StringVar(&cfg.profiles, "profiles", "", "directory to write a heap profile of every phase into (runs the node with --pprof)")
+	flag.Parse()
+	cfg.loads = []int{100, 1000}
+	if env != "" {
+		cfg.extraEnv = []string{env}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memory: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
+
+func run(ctx context.Context, cfg config) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("run as root: publishing a volume mounts a tmpfs")
+	}
+	ds, err := fleet.ReadDaemonSet()
+	if err != nil {
+		return err
+	}
+	say("# DaemonSet settings: env %v, args %v, memory request %s, limit %s", ds.Env, ds.Args, ds.Request, ds.Limit)
+	if ds.MaxConnections > cfg.loads[len(cfg.loads)-1] {
+		cfg.loads = append(cfg.loads, ds.MaxConnections) // the most the proxy serves
+	}
+	c, err := fleet.Start()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	kc, err := c.WriteNodeKubeconfig(ctx)
+	if err != nil {
+		return err
+	}
+	args := ds.Args
+	if cfg.profiles != "" {
+		if err := os.MkdirAll(cfg.profiles, 0o750); err != nil {
+			return err
+		}
+		args = append(args, "--pprof")
+	}
+	n, err := c.StartNode(ctx, fleet.NodeOptions{
+		Binary: cfg.binary, Name: "node-0", Kubeconfig: kc,
+		Env: append(ds.Env, cfg.extraEnv...), Args: args,
+	})
+	if err != nil {
+		return err
+	}
+	defer n.Stop()
+	profile := func(phase string) {
+		if cfg.profiles == "" {
+			return
+		}
+		if err := n.SaveHeapProfile(ctx, filepath.Join(cfg.profiles, phase+".heap")); err != nil {
+			say("#   %v", err)
+		}
+	}
+	idle := func(phase string) error {
+		time.Sleep(cfg.settle)
+		m, err := n.Memory(ctx)
+		if err != nil {
+			return err
+		}
+		say("phase=%s %s", phase, m)
+		profile(phase)
+		return nil
+	}
+	if err := idle("idle-synced-0-connectors"); err != nil {
+		return err
+	}
+
+	refs, err := c.CreateConnectors(ctx, cfg.connectors, 10)
+	if err != nil {
+		return err
+	}
+	if err := idle(fmt.Sprintf("idle-%d-connectors", len(refs))); err != nil {
+		return err
+	}
+
+	// One pod per volume, each in the namespace of its Connector, so the
+	// volumes name different Connectors.
+	pods := make([]fleet.Pod, 0, cfg.volumes)
+	for i := range cfg.volumes {
+		ref := refs[(i*len(refs)/cfg.volumes)%len(refs)]
+		pod, err := c.RunPod(ctx, n.Name, ref.Namespace, fmt.Sprintf("pod-%03d", i))
+		if err != nil {
+			return err
+		}
+		target, err := n.Publish(ctx, &pod, "connectors", []fleet.ConnectorRef{ref})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = n.Unpublish(context.Background(), pod, "connectors", target) }()
+		pods = append(pods, pod)
+	}
+	if err := idle(fmt.Sprintf("idle-%d-connectors-%d-volumes", len(refs), len(pods))); err != nil {
+		return err
+	}
+
+	for _, conns := range cfg.loads {
+		peak := n.SamplePeak(ctx, 250*time.Millisecond)
+		load := n.StartLoad(ctx, conns, pods, 0)
+		time.Sleep(cfg.loadFor)
+		during, _ := n.Memory(ctx)
+		profile(fmt.Sprintf("load-%d-connections", conns))
+		ok, failed, lerr := load.Stop()
+		p := peak.Stop()
+		say("phase=load-%d-connections requests=%d errors=%d rps=%.0f at_end: %s peak: %s",
+			conns, ok, failed, float64(ok)/cfg.loadFor.Seconds(), during, p)
+		if lerr != nil {
+			say("#   first error: %v; node log: %s", lerr, fleet.LastLines(n.LogPath, 3))
+		}
+		if ok == 0 {
+			return fmt.Errorf("no request of the %d-connection load succeeded: %w", conns, lerr)
+		}
+	}
+	return idle("idle-after-load")
+}
