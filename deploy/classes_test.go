@@ -15,10 +15,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/configgen"
-	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/publicurl"
 	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
@@ -90,9 +90,9 @@ func TestCatalogClassesRender(t *testing.T) {
 				names = append(names, cfg.Name)
 			}
 			files, err := configgen.Render(configgen.Input{
-				Connectors:     []configgen.Connector{{Object: c, Class: class, ProxyAddress: c.ProxyAddress(csi.DefaultPublicURL)}},
+				Connectors:     []configgen.Connector{{Object: c, Class: class, ProxyAddress: c.ProxyAddress(publicurl.Default)}},
 				Token:          "header.payload.signature",
-				ProxyURL:       csi.DefaultPublicURL,
+				ProxyURL:       publicurl.MustParse(publicurl.Default),
 				CACertPEM:      []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"),
 				Configurations: names,
 			})

@@ -24,6 +24,7 @@ import (
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/proxy"
 )
 
 const (
@@ -311,6 +312,7 @@ func (h *harness) checkLog() error {
 // strings. The error names the line number and what it held, never the
 // value.
 func (h *harness) scanLog(forbidden map[string]string) error {
+	awaitAuditWindow()
 	f, err := os.Open(h.logPath)
 	if err != nil {
 		return err
@@ -332,6 +334,11 @@ func (h *harness) scanLog(forbidden map[string]string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// awaitAuditWindow waits until the audit lines of requests made so far are
+// in the node's log: the proxy writes them at the latest at the end of one
+// batch window.
+func awaitAuditWindow() { time.Sleep(2 * proxy.AuditBatchWindow) }
 
 // tail returns the last n lines of a file, for set-up errors (no secret
 // exists yet when the node starts).

@@ -120,6 +120,7 @@ func TestRefusals(t *testing.T) {
 	if code, _ := g.do(viaElsewhere, g.git.URL+refs, ""); code != http.StatusProxyAuthRequired {
 		t.Errorf("forward proxy, the pod's token replayed from 127.0.0.2: %d, want 407", code)
 	}
+	awaitAuditWindow()
 	if log, err := os.ReadFile(g.h.logPath); err != nil || !strings.Contains(string(log), `"binding_refused":"source-address"`) {
 		t.Errorf("no audit line records the refused source-address binding")
 	}

@@ -439,6 +439,7 @@ func (v *volume) file(t *testing.T, name string) string {
 // auditLine returns the first audit line of the node that records a
 // proxied request to connector in mode with the credential injected, or "".
 func (s *story) auditLine(connector, mode string) string {
+	awaitAuditWindow()
 	b, err := os.ReadFile(s.h.logPath)
 	if err != nil {
 		s.t.Fatal(err)

@@ -3,7 +3,7 @@ package kube
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -138,8 +138,10 @@ func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error)
 	if token == "" {
 		return User{}, fmt.Errorf("empty token: %w", ErrUnauthenticated)
 	}
+	// The digest's bytes are the key as they are: a hex form would cost
+	// an encoding per request and buy nothing.
 	sum := sha256.Sum256([]byte(token))
-	key := hex.EncodeToString(sum[:])
+	key := string(sum[:])
 	v, hit, err := r.tokens.get(ctx, key, func(ctx context.Context) (answer, error) {
 		res, ttl, err := r.reviewToken(ctx, token)
 		exp, _ := tokenExpiry(token)
@@ -277,30 +279,42 @@ func (e *ForbiddenError) Error() string {
 // Unwrap makes errors.Is(err, ErrForbidden) true.
 func (e *ForbiddenError) Unwrap() error { return ErrForbidden }
 
+// accessKey is the access cache's key: every field of the decision,
+// each prefixed by its length so that no two decisions share a key. It
+// holds no secret, so it needs no hashing.
 func accessKey(u User, namespace, name, subresource string) string {
-	h := sha256.New()
-	for _, s := range []string{u.Name, u.UID, namespace, name, subresource} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
+	n := len(u.Name) + len(u.UID) + len(namespace) + len(name) + len(subresource) + 8*(6+len(u.Groups))
 	for _, g := range u.Groups {
-		h.Write([]byte(g))
-		h.Write([]byte{1})
+		n += len(g)
 	}
-	keys := make([]string, 0, len(u.Extra))
-	for k := range u.Extra {
-		keys = append(keys, k)
+	b := make([]byte, 0, n)
+	for _, s := range []string{u.Name, u.UID, namespace, name, subresource} {
+		b = appendField(b, s)
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{2})
-		for _, v := range u.Extra[k] {
-			h.Write([]byte(v))
-			h.Write([]byte{3})
+	b = binary.AppendUvarint(b, uint64(len(u.Groups)))
+	for _, g := range u.Groups {
+		b = appendField(b, g)
+	}
+	if len(u.Extra) > 0 {
+		keys := make([]string, 0, len(u.Extra))
+		for k := range u.Extra {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = appendField(b, k)
+			b = binary.AppendUvarint(b, uint64(len(u.Extra[k])))
+			for _, v := range u.Extra[k] {
+				b = appendField(b, v)
+			}
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return string(b)
+}
+
+func appendField(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
 // classify wraps API errors that mean "could not get an answer" (transport
@@ -330,6 +344,9 @@ func classifyReview(err error) error {
 // ReviewMetrics counts the Reviewer's cache hits, misses and API calls.
 type ReviewMetrics struct {
 	hits, misses, calls *prometheus.CounterVec
+	// lookups are the hit and miss series of the two reviews, resolved
+	// once: every proxied request counts two lookups.
+	lookups map[string][2]prometheus.Counter
 }
 
 // NewReviewMetrics builds the counters and registers them with reg (when not nil).
@@ -351,10 +368,22 @@ func NewReviewMetrics(reg prometheus.Registerer) *ReviewMetrics {
 	if reg != nil {
 		reg.MustRegister(m.hits, m.misses, m.calls)
 	}
+	m.lookups = map[string][2]prometheus.Counter{}
+	for _, review := range []string{"token", "access"} {
+		m.lookups[review] = [2]prometheus.Counter{m.misses.WithLabelValues(review), m.hits.WithLabelValues(review)}
+	}
 	return m
 }
 
 func (m *ReviewMetrics) lookup(review string, hit bool) {
+	if s, ok := m.lookups[review]; ok {
+		if hit {
+			s[1].Inc()
+		} else {
+			s[0].Inc()
+		}
+		return
+	}
 	if hit {
 		m.hits.WithLabelValues(review).Inc()
 		return

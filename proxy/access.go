@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -96,7 +95,7 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 		if err := p.checkServedHere(ctx, conn); err != nil {
 			return nil, err
 		}
-		c.cands = append(c.cands, candidates(len(c.connectors), conn)...)
+		c.cands = append(c.cands, p.memos.candidates(len(c.connectors), conn)...)
 		c.connectors = append(c.connectors, conn)
 	}
 	return c, nil
@@ -153,25 +152,6 @@ func (p *Proxy) checkBinding(ctx context.Context, e *entry, user kube.User, ch c
 	default:
 		return &statusError{status: http.StatusInternalServerError, msg: "pod binding check failed", err: err}
 	}
-}
-
-// candidates lists the parseable addresses of a Connector: spec.address and
-// the string values of spec.addressExtensions.
-func candidates(index int, c *v1alpha1.Connector) []match.Candidate {
-	var out []match.Candidate
-	if a, err := match.ParseAddress(c.Spec.Address); err == nil {
-		out = append(out, match.Candidate{Index: index, Address: a})
-	}
-	for _, ext := range c.Spec.AddressExtensions {
-		var s string
-		if json.Unmarshal(ext.Value.Raw, &s) != nil || s == "" {
-			continue
-		}
-		if a, err := match.ParseAddress(s); err == nil {
-			out = append(out, match.Candidate{Index: index, Address: a})
-		}
-	}
-	return out
 }
 
 // forwardCaller authenticates a forward-proxy client (407 on failure) and

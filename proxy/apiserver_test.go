@@ -117,6 +117,9 @@ func serveWithAPI(ctx context.Context, t *testing.T, api *apitest.Env, edit func
 	if err != nil {
 		t.Fatal(err)
 	}
+	if lb, ok := opts.AuditLog.(*logBuffer); ok {
+		lb.FlushWith(p.audit.flush)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {

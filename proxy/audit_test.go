@@ -3,12 +3,16 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/connectors-node/connectors-node/kube"
 )
 
 // slowSink records each Write and takes a while over it, so that lines
@@ -47,6 +51,7 @@ func TestAuditLinesAreWholeAndBatched(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	a.flush() // as Server.Shutdown does
 
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(&sink.buf)
@@ -83,8 +88,12 @@ func TestAuditSinkFailureDoesNotBlock(t *testing.T) {
 	for range 3 {
 		a.write(&entry{mode: modeReverse, status: 200}, 0, 0, 0)
 	}
-	if sink.writes != 3 {
-		t.Errorf("%d writes, want one per line when idle", sink.writes)
+	a.flush()
+	sink.mu.Lock()
+	lines := bytes.Count(sink.buf.Bytes(), []byte("\n"))
+	sink.mu.Unlock()
+	if lines != 3 {
+		t.Errorf("%d lines reached the failing sink, want 3", lines)
 	}
 	var none *auditLog // no AuditLog configured
 	none.write(&entry{}, 0, 0, 0)
@@ -98,9 +107,8 @@ func TestBatchWriterBoundsPendingBytes(t *testing.T) {
 		once.Do(func() { close(entered); <-release })
 		return len(p), nil
 	})
-	b := newBatchWriter(blocking)
-	_, _ = b.Write([]byte("first\n"))
-	go b.flush() // blocks inside the sink
+	b := newBatchWriter(blocking, AuditBatchWindow)
+	go func() { _, _ = b.Write([]byte("first\n")) }() // written at once: blocks inside the sink
 	<-entered
 
 	line := bytes.Repeat([]byte("x"), 64<<10)
@@ -129,3 +137,157 @@ func TestBatchWriterBoundsPendingBytes(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// countingSink counts writes and keeps what they carried.
+type countingSink struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+}
+
+func (s *countingSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	return s.buf.Write(p)
+}
+
+func (s *countingSink) state() (writes, lines int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes, bytes.Count(s.buf.Bytes(), []byte("\n"))
+}
+
+// With a fast sink, 50 request goroutines share writes: at most one write
+// per batch window (plus one per full batch), far below one per line.
+func TestAuditBatchesUnderLoadWithAFastSink(t *testing.T) {
+	sink := &countingSink{}
+	a := newAuditLog(sink)
+	const writers, each = 50, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				a.write(&entry{mode: modeReverse, method: "GET", status: 200, path: fmt.Sprintf("/w%d/%d", w, i)}, time.Millisecond, 0, 2)
+			}
+		})
+	}
+	wg.Wait()
+	a.flush()
+	writes, lines := sink.state()
+	if lines != writers*each {
+		t.Fatalf("%d lines written, want %d", lines, writers*each)
+	}
+	if writes*5 > lines {
+		t.Errorf("%d writes for %d lines, want at most 0.2 writes per line", writes, lines)
+	}
+}
+
+// A line after a quiet window is written before write returns; a line
+// within the window is written when the window ends, with nothing else
+// happening: a crash loses at most one window's lines.
+func TestAuditWindowWritesWithoutFurtherLines(t *testing.T) {
+	sink := &countingSink{}
+	a := newAuditLog(sink)
+	a.write(&entry{mode: modeReverse, status: 200, path: "/first"}, 0, 0, 0)
+	if writes, lines := sink.state(); writes != 1 || lines != 1 {
+		t.Fatalf("after the first line: %d writes, %d lines; want it written at once", writes, lines)
+	}
+	a.write(&entry{mode: modeReverse, status: 200, path: "/second"}, 0, 0, 0)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if _, lines := sink.state(); lines == 2 {
+			break
+		}
+	}
+	if _, lines := sink.state(); lines != 2 {
+		t.Fatalf("the line within the window was never written: %d lines", lines)
+	}
+	// After a quiet window the next line goes out at once again.
+	for deadline := time.Now().Add(10 * time.Second); a.out.isCooling() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	w0, _ := sink.state()
+	a.write(&entry{mode: modeReverse, status: 200, path: "/third"}, 0, 0, 0)
+	if w, lines := sink.state(); w != w0+1 || lines != 3 {
+		t.Errorf("after a quiet window: %d writes (was %d), %d lines; want the line written at once", w, w0, lines)
+	}
+}
+
+// Server.Shutdown writes the lines still waiting in the batch window.
+func TestShutdownWritesPendingAuditLines(t *testing.T) {
+	sink := &countingSink{}
+	ca, err := kube.NewCA("t", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: ca, AuditLog: sink, AllowLoopback: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.NewServer(ServerOptions{})
+	p.audit.write(&entry{mode: modeReverse, status: 200}, 0, 0, 0) // starts a window
+	p.audit.write(&entry{mode: modeReverse, status: 200}, 0, 0, 0) // waits in it
+	p.audit.write(&entry{mode: modeReverse, status: 200}, 0, 0, 0)
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, lines := sink.state(); lines != 3 {
+		t.Errorf("%d lines written by Shutdown, want 3", lines)
+	}
+}
+
+// The hand-built audit line is byte for byte what log/slog's JSON handler
+// writes for the same attributes, escaping included.
+func TestAuditLineMatchesSlogJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", `quote " back \ slash`, "nl\n cr\r tab\t", "\x00\x1f\x7f",
+		"bad utf8 \xff\xfe", "line sep \u2028 para \u2029", "<html> & 'x'", "日本語", "\xe2\x80"} {
+		checkAuditLineMatchesSlog(t, s, 123456*time.Microsecond)
+	}
+}
+
+func FuzzAuditLineMatchesSlogJSON(f *testing.F) {
+	f.Add("a\"b\\c\n\xff\u2028", int64(1500))
+	f.Fuzz(func(t *testing.T, s string, us int64) {
+		checkAuditLineMatchesSlog(t, s, time.Duration(us)*time.Microsecond)
+	})
+}
+
+func checkAuditLineMatchesSlog(t *testing.T, s string, d time.Duration) {
+	t.Helper()
+	now := time.Date(2026, 12, 1, 13, 4, 5, 123456789, time.FixedZone("x", 3600))
+	e := &entry{user: s, connector: "ns/" + s, mode: modeReverse, method: s, host: s, path: "/" + s,
+		status: 200, injected: true, binding: s, err: errors.New(s)}
+	if s == "" {
+		e.binding, e.err = "", nil
+	}
+	got := appendAuditLine(nil, now, e, d, 12, 34)
+	var want bytes.Buffer
+	h := slog.NewJSONHandler(&want, nil)
+	r := slog.NewRecord(now, slog.LevelInfo, "request", 0)
+	r.AddAttrs(slog.String("user", e.user), slog.String("connector", e.connector), slog.String("mode", e.mode),
+		slog.String("method", e.method), slog.String("host", e.host), slog.String("path", e.path),
+		slog.Int("status", e.status), slog.Int64("bytes", 34), slog.Int64("request_bytes", 12),
+		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.Bool("injected", e.injected))
+	if e.binding != "" {
+		r.AddAttrs(slog.String("binding_refused", e.binding))
+	}
+	if e.err != nil {
+		r.AddAttrs(slog.String("error", e.err.Error()))
+	}
+	if err := h.Handle(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want.String() {
+		t.Fatalf("audit line differs from slog's for %q:\n got %s\nwant %s", s, got, want.String())
+	}
+	var v map[string]any
+	if err := json.Unmarshal(got, &v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, got)
+	}
+}
+
+func (b *batchWriter) isCooling() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cooling
+}

@@ -34,7 +34,7 @@ func (p *Proxy) credential(ctx context.Context, c *v1alpha1.Connector) (string, 
 	if err != nil || s == nil {
 		return "", err
 	}
-	return authorizationFor(s)
+	return p.memos.authorization(s)
 }
 
 // authorizationFor builds the Authorization value for a Secret by type.

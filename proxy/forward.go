@@ -67,7 +67,7 @@ func (p *Proxy) forwardPlan(r *http.Request, c *caller, t match.Target, target *
 	if pl.caPEM, err = p.connectorCA(r.Context(), conn); err != nil {
 		return nil, err
 	}
-	registryPlan(pl, conn, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
+	p.registryPlan(pl, conn, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
 	return pl, nil
 }
 

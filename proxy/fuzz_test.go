@@ -132,7 +132,8 @@ func FuzzJoinTarget(f *testing.F) {
 		if _, unsafe := match.Segments(rest); unsafe {
 			return
 		}
-		u, err := joinTarget(address, rest, rawQuery)
+		var m memos
+		u, err := m.address(address).join(rest, rawQuery)
 		if err != nil {
 			return
 		}

@@ -322,6 +322,7 @@ func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificat
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.logs.FlushWith(e.proxy.audit.flush)
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {

@@ -18,7 +18,20 @@ type metrics struct {
 	// ServerOptions.MaxConnections.
 	connsOpen    prometheus.Gauge
 	connsRefused prometheus.Counter
+	// requestSeries and byteSeries keep the resolved series of requests
+	// and bytes: resolving labels costs more than the increment.
+	requestSeries  memo[requestLabels, prometheus.Counter]
+	byteSeries     memo[byteLabels, prometheus.Counter]
+	upstreamByMode memo[string, prometheus.Observer]
 }
+
+type requestLabels struct {
+	mode      string
+	status    int
+	connector string
+}
+
+type byteLabels struct{ mode, direction string }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -63,11 +76,36 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(e *entry, in, out int64) {
-	m.requests.WithLabelValues(e.mode, strconv.Itoa(e.status), e.connector).Inc()
+	rl := requestLabels{mode: e.mode, status: e.status, connector: e.connector}
+	c, ok := m.requestSeries.load(rl)
+	if !ok {
+		c = m.requests.WithLabelValues(e.mode, strconv.Itoa(e.status), e.connector)
+		m.requestSeries.store(rl, c)
+	}
+	c.Inc()
 	if in > 0 {
-		m.bytes.WithLabelValues(e.mode, "request").Add(float64(in))
+		m.byteCounter(e.mode, "request").Add(float64(in))
 	}
 	if out > 0 {
-		m.bytes.WithLabelValues(e.mode, "response").Add(float64(out))
+		m.byteCounter(e.mode, "response").Add(float64(out))
 	}
+}
+
+func (m *metrics) upstreamSeries(mode string) prometheus.Observer {
+	o, ok := m.upstreamByMode.load(mode)
+	if !ok {
+		o = m.upstream.WithLabelValues(mode)
+		m.upstreamByMode.store(mode, o)
+	}
+	return o
+}
+
+func (m *metrics) byteCounter(mode, direction string) prometheus.Counter {
+	bl := byteLabels{mode: mode, direction: direction}
+	c, ok := m.byteSeries.load(bl)
+	if !ok {
+		c = m.bytes.WithLabelValues(mode, direction)
+		m.byteSeries.store(bl, c)
+	}
+	return c
 }

@@ -32,7 +32,7 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotConnectorAddress, err)
 	}
-	cand, ok := match.Best(candidates(0, c), t)
+	cand, ok := match.Best(p.memos.candidates(0, c), t)
 	if !ok || p.isSelf(t) {
 		return nil, fmt.Errorf("%s://%s:%s: %w", t.Scheme, t.Host, t.Port, ErrNotConnectorAddress)
 	}
@@ -44,7 +44,7 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 	if pl.caPEM, err = p.connectorCA(ctx, c); err != nil {
 		return nil, err
 	}
-	registryPlan(pl, c, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
+	p.registryPlan(pl, c, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
 	tr, err := p.upstreams.transport(pl.caPEM)
 	if err != nil {
 		return nil, err

@@ -34,6 +34,7 @@ type Proxy struct {
 	leaves     *leafCache
 	rp         *httputil.ReverseProxy
 	tunnels    *tunnels
+	memos      memos
 	publicHost string
 	publicPort string
 	// registryAuth runs the registry token flow.
@@ -344,12 +345,22 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	return nil
 }
 
-// bufferPool recycles the 32 KiB copy buffers of streamed bodies.
+// copyBufferSize is the size of the copy buffers of streamed bodies.
+const copyBufferSize = 32 << 10
+
+// bufferPool recycles the copy buffers of streamed bodies. It pools
+// pointers to arrays, which a buffer converts to and from without an
+// allocation (a pointer to a slice header would cost one per Put).
 type bufferPool struct{ pool sync.Pool }
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{pool: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte  { return *(b.pool.Get().(*[]byte)) }
-func (b *bufferPool) Put(v []byte) { b.pool.Put(&v) }
+func (b *bufferPool) Get() []byte { return b.pool.Get().(*[copyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(v []byte) {
+	if cap(v) >= copyBufferSize {
+		b.pool.Put((*[copyBufferSize]byte)(v[:copyBufferSize]))
+	}
+}

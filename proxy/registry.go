@@ -129,7 +129,7 @@ func registryLocation(base, prefix, below string) (string, bool) {
 // registry API path when the Connector injects a username and password
 // (basic-auth and registry-token Secrets). addr is the matched address of
 // conn and escapedPath the outbound path.
-func registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Address, method, escapedPath, rawQuery string) {
+func (p *Proxy) registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Address, method, escapedPath, rawQuery string) {
 	if !strings.HasPrefix(pl.credential, "Basic ") {
 		return
 	}
@@ -140,7 +140,7 @@ func registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Address, method
 	root := strings.TrimSuffix(strings.TrimSuffix(escapedPath, below), "/")
 	pl.registry = &registryauth.Flow{
 		Connector: conn.Key(),
-		Addresses: candidates(0, conn),
+		Addresses: p.memos.candidates(0, conn),
 		Basic:     pl.credential,
 		Ping:      pl.target.Scheme + "://" + pl.target.Host + root + registryPathPrefix,
 		Scopes:    registryauth.Scopes(method, below, rawQuery),

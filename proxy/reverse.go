@@ -106,13 +106,14 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn := c.connectors[0]
-	addr, err := match.ParseAddress(conn.Spec.Address)
-	if err != nil {
+	pa := p.memos.address(conn.Spec.Address)
+	if pa.err != nil {
 		p.fail(w, r, &statusError{status: http.StatusInternalServerError,
-			msg: "connector " + quote(conn.Key()) + " has no valid address", err: err})
+			msg: "connector " + quote(conn.Key()) + " has no valid address", err: pa.err})
 		return
 	}
-	target, err := joinTarget(conn.Spec.Address, rt.rest, rawQuery)
+	addr := pa.addr
+	target, err := pa.join(rt.rest, rawQuery)
 	if err != nil {
 		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request path"))
 		return
@@ -134,21 +135,20 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	registryPlan(pl, conn, addr, r.Method, target.EscapedPath(), target.RawQuery)
+	p.registryPlan(pl, conn, addr, r.Method, target.EscapedPath(), target.RawQuery)
 	p.proxy(w, r, pl)
 }
 
-// joinTarget appends the escaped path rest and the query to address.
-func joinTarget(address, rest, rawQuery string) (*url.URL, error) {
-	base, err := url.Parse(address)
-	if err != nil {
-		return nil, err
+// join appends the escaped path rest and the query to the address.
+func (pa *parsedAddress) join(rest, rawQuery string) (*url.URL, error) {
+	if pa.joinErr != nil {
+		return nil, pa.joinErr
 	}
-	path := strings.TrimSuffix(base.EscapedPath(), "/") + rest
+	path := pa.basePath + rest
 	if path == "" {
 		path = "/"
 	}
-	u, err := url.Parse(base.Scheme + "://" + base.Host + path)
+	u, err := url.Parse(pa.origin + path)
 	if err != nil {
 		return nil, err
 	}

@@ -121,7 +121,8 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 
 // Shutdown stops accepting connections, lets in-flight requests and
 // intercepted tunnels finish their current requests and waits for blind
-// tunnels, all bounded by ctx; what is left when ctx ends is closed.
+// tunnels, all bounded by ctx; what is left when ctx ends is closed. Then
+// it writes every pending audit line.
 func (s *Server) Shutdown(ctx context.Context) error {
 	tunnelErr := make(chan error, 1)
 	go func() { tunnelErr <- s.proxy.tunnels.shutdown(ctx) }()
@@ -131,5 +132,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err = errors.Join(err, <-tunnelErr)
 	s.proxy.upstreams.closeIdle()
+	// Lines of requests that finished within the last batch window.
+	s.proxy.audit.flush()
 	return err
 }

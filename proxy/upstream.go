@@ -176,6 +176,6 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	start := rt.p.opts.Now()
 	resp, err := rt.p.send(base, r, pl)
-	rt.p.metrics.upstream.WithLabelValues(pl.mode).Observe(rt.p.opts.Now().Sub(start).Seconds())
+	rt.p.metrics.upstreamSeries(pl.mode).Observe(rt.p.opts.Now().Sub(start).Seconds())
 	return resp, err
 }

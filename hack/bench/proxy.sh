@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proxy benchmark: starts an upstream, the Connectors proxy (hack/bench/proxyd)
-# nginx as a reverse proxy that adds a fixed Authorization header, and the two
+# nginx and HAProxy as reverse proxies that add a fixed Authorization header
+# (each with an access log), and the
 # reference points of hack/bench/baseline (a bare httputil.ReverseProxy, the
 # same with a synchronous HTTP/1.1 client, and a TCP relay), all on loopback, drives them with wrk and hack/bench/load, and
 # prints one table: small keep-alive GETs direct / through nginx / the
@@ -14,7 +15,8 @@
 #
 # Environment: BENCH_DURATION (seconds per small-GET run, default 10),
 # BENCH_RUNS (default 3), BENCH_CONNS (default "50 100"), BENCH_STREAM_BYTES
-# (default 1 GiB), BENCH_PORT_BASE (eight ports from here, default 18400),
+# (default 1 GiB), BENCH_PORT_BASE (nine ports from here, default 18400),
+# BENCH_SMALL_ONLY=1 (only the small-GET wrk rows, for quick comparisons),
 # BENCH_PPROF=1 (serve pprof on the proxy's ops port), BENCH_KEEP=1 (keep
 # the work directory).
 set -euo pipefail
@@ -25,7 +27,8 @@ CONNS=${BENCH_CONNS:-"50 100"}
 STREAM=${BENCH_STREAM_BYTES:-1073741824}
 BASE=${BENCH_PORT_BASE:-18400}
 UP_HTTP=$BASE UP_HTTPS=$((BASE + 1)) PROXY=$((BASE + 2)) OPS=$((BASE + 3)) NGINX=$((BASE + 4))
-FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7))
+FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7)) HAPROXY=$((BASE + 8))
+SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
 GO=${GO:-go}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -64,13 +67,13 @@ wait_port() {
 	return 1
 }
 
-for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC; do
+for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC $HAPROXY; do
 	if port_open "$p"; then
 		log "port $p is in use; set BENCH_PORT_BASE"
 		exit 1
 	fi
 done
-for tool in wrk nginx; do
+for tool in wrk nginx haproxy; do
 	command -v "$tool" >/dev/null || { log "$tool is not installed"; exit 1; }
 done
 
@@ -131,6 +134,36 @@ nginx_pid=$!
 pids+=("$nginx_pid")
 wait_port "$NGINX"
 
+# HAProxy (Debian's) doing the same: one thread per core like nginx's
+# workers, keep-alive to the upstream, the fixed Authorization header, and an
+# access log line per request written to a file.
+mkdir -p "$work/haproxy"
+cat >"$work/haproxy/haproxy.cfg" <<EOF
+global
+	nbthread $(nproc)
+	maxconn 4096
+	log stdout format raw local0
+defaults
+	mode http
+	log global
+	option httplog
+	option http-keep-alive
+	http-reuse always
+	timeout connect 5s
+	timeout client 60s
+	timeout server 60s
+frontend bench
+	bind 127.0.0.1:$HAPROXY
+	default_backend up
+backend up
+	http-request set-header Authorization "Basic $nginx_cred"
+	server up 127.0.0.1:$UP_HTTP
+EOF
+haproxy -db -f "$work/haproxy/haproxy.cfg" >"$work/haproxy/access.log" 2>"$work/haproxy/error.log" &
+haproxy_pid=$!
+pids+=("$haproxy_pid")
+wait_port "$HAPROXY"
+
 # The reference points: the standard library's floor, the same with a
 # synchronous upstream client, and the TCP ceiling.
 GOGC=400 "$work/bin/baseline" -mode reverseproxy -listen "127.0.0.1:$FLOOR" -upstream "127.0.0.1:$UP_HTTP" &
@@ -156,6 +189,12 @@ up_http="http://up.bench.test:$UP_HTTP"
 up_https="https://up.bench.test:$UP_HTTPS"
 ngx="http://127.0.0.1:$NGINX"
 cas="$work/upstream-ca.pem,$work/proxy-ca.pem"
+# wrk sends absolute-form requests to the forward proxy with this script.
+cat >"$work/forward.lua" <<EOF
+wrk.path = "$up_http/small"
+wrk.headers["Host"] = "up.bench.test:$UP_HTTP"
+wrk.headers["Proxy-Authorization"] = "Basic $(printf '%s' "bench/plain:$token" | base64 -w0)"
+EOF
 L="$work/bin/load"
 
 stat() { # stat <json key>: a number from the proxy's /stats
@@ -178,6 +217,8 @@ maximum() {
 
 # Leaf certificates first, on a fresh proxy: 1,000 new MITM connections to
 # one host.
+leaves0=0 leaves1=0 leaf_conns=-
+if [[ $SMALL_ONLY != 1 ]]; then
 log "leaf: 1000 MITM connections to one host"
 leaves0=$(stat leavesIssued)
 timeout 300 "$L" -url "$up_https/small" -proxy "$fwd_tls" -ca "$cas" -c 8 -n 1000 -new-conn -d 240s >"$work/leaf.out"
@@ -199,6 +240,7 @@ t1="bench-rev-$RANDOM$RANDOM"
 reviews rev-reviews -url "$rev/small" -bearer "$t1"
 t2="bench-mitm-$RANDOM$RANDOM"
 reviews mitm-reviews -url "$up_https/small" -proxy "http://bench%2Ftls:$t2@127.0.0.1:$PROXY" -ca "$cas"
+fi
 
 cpu_ticks() { # cpu_ticks <pid>...: user + system clock ticks of these processes
 	local pid t=0
@@ -208,15 +250,23 @@ cpu_ticks() { # cpu_ticks <pid>...: user + system clock ticks of these processes
 	echo "$t"
 }
 
-wrk_run() { # wrk_run <name> <conns> <url> <pids measured, comma-separated> [header]
+wrk_run() { # wrk_run <name> <conns> <url> <pids measured, comma-separated> [header or @script]
 	local name=$1 c=$2 url=$3 out t0 t1 n
 	local -a measured
 	IFS=, read -ra measured <<<"$4"
 	local args=(-t2 -c"$c" -d"${DURATION}s" --latency --timeout 10s)
-	[[ -n ${5:-} ]] && args+=(-H "$5")
+	case ${5:-} in
+	"") ;;
+	@*) args+=(-s "${5#@}") ;;
+	*) args+=(-H "$5") ;;
+	esac
+	local aw0 al0
+	aw0=$(stat auditWrites) al0=$(stat auditLines)
 	t0=$(cpu_ticks "${measured[@]}")
 	out=$(timeout $((DURATION + 30)) wrk "${args[@]}" "$url")
 	t1=$(cpu_ticks "${measured[@]}")
+	# Audit writes per line (only the proxy writes audit lines).
+	record "$name.wpl" "$(awk -v w=$(($(stat auditWrites) - aw0)) -v l=$(($(stat auditLines) - al0)) 'BEGIN { if (l > 0) printf "%.3f", w / l; else print "-" }')"
 	n=$(awk '/requests in/ {print $1}' <<<"$out")
 	record "$name.rps" "$(awk '/^Requests\/sec/ {print $2}' <<<"$out")"
 	record "$name.cpu" "$(awk -v t=$((t1 - t0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
@@ -246,11 +296,14 @@ for ((run = 1; run <= RUNS; run++)); do
 	for c in $CONNS; do
 		wrk_run "wrk-direct-$c" "$c" "http://127.0.0.1:$UP_HTTP/small" "${pids[0]}"
 		wrk_run "wrk-nginx-$c" "$c" "$ngx/small" "$nginx_workers"
+		wrk_run "wrk-haproxy-$c" "$c" "http://127.0.0.1:$HAPROXY/small" "$haproxy_pid"
 		wrk_run "wrk-floor-$c" "$c" "http://127.0.0.1:$FLOOR/small" "$floor_pid"
 		wrk_run "wrk-sync-$c" "$c" "http://127.0.0.1:$SYNC/small" "$sync_pid"
 		wrk_run "wrk-relay-$c" "$c" "http://127.0.0.1:$RELAY/small" "$relay_pid"
 		wrk_run "wrk-reverse-$c" "$c" "$rev/small" "$proxy_pid" "Authorization: Bearer $token"
+		wrk_run "wrk-forward-$c" "$c" "http://127.0.0.1:$PROXY/small" "$proxy_pid" "@$work/forward.lua"
 	done
+	[[ $SMALL_ONLY == 1 ]] && continue
 
 	log "run $run/$RUNS: small GETs (Go load generator, 50 connections)"
 	g=(-c 50 -d "${DURATION}s" -warmup 1s -ca "$cas")
@@ -286,20 +339,29 @@ row() { printf '%-16s %-22s %6s %10s %9s %11s %9s  %-34s %s\n' "$@"; }
 echo
 echo "Proxy benchmark: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), median of $RUNS runs (machine may be shared; numbers are noisy)"
 row "section" "path" "conns" "req/s" "p99 ms" "cpu us/req" "MiB/s" "ratio" "target"
+minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%+.1f", a - b }'; }
+# Each proxy's req/s as a ratio to nginx and to the floor (same run), and
+# its CPU per request against the floor's. Target: the Connectors proxy at
+# most the floor's CPU + 10 us and at least 0.5x nginx; audit writes per
+# line at most 0.2.
 for c in $CONNS; do
-	for t in direct nginx floor sync relay reverse; do
+	ngx_rps=$(median "wrk-nginx-$c.rps") floor_rps=$(median "wrk-floor-$c.rps") floor_cpu=$(median "wrk-floor-$c.cpu")
+	for t in direct nginx haproxy floor sync relay reverse forward; do
 		rps=$(median "wrk-$t-$c.rps") p99=$(median "wrk-$t-$c.p99") cpu=$(median "wrk-$t-$c.cpu")
-		nr=$(ratio "$rps" "$(median "wrk-nginx-$c.rps")") np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")
+		nr=$(ratio "$rps" "$ngx_rps") fr=$(ratio "$rps" "$floor_rps") over=$(minus "$cpu" "$floor_cpu")
+		np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")
 		case $t in
-		reverse)
-			v1=$(verdict "$nr" ">=" 0.8) v2=$(verdict "$np" "<=" 2)
-			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "rps $v1, p99 $v2"
+		reverse | forward)
+			wpl=$(median "wrk-$t-$c.wpl")
+			v1=$(verdict "$nr" ">=" 0.5) v2=$(verdict "$over" "<=" 10) v3=$(verdict "$wpl" "<=" 0.2)
+			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "${nr}x nginx, ${fr}x floor, cpu ${over} us, p99 ${np}x, audit ${wpl} writes/line" "rps $v1, cpu $v2, audit $v3"
 			;;
-		floor | sync | relay) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "req/s ${nr}x, p99 ${np}x nginx" "" ;;
-		*) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "" "" ;;
+		direct) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "" "" ;;
+		*) row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "${nr}x nginx, ${fr}x floor, cpu ${over} us, p99 ${np}x" "" ;;
 		esac
 	done
 done
+[[ $SMALL_ONLY == 1 ]] && exit 0
 for t in direct nginx reverse forward direct-tls mitm; do
 	rps=$(median "go-$t.rps")
 	case $t in

@@ -13,6 +13,17 @@ import (
 type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
+	// flush, when set, writes what a writer still holds (such as the
+	// proxy's pending audit batch) before String reads.
+	flush func()
+}
+
+// FlushWith makes String call f first, so that it sees lines a batching
+// writer has not written yet.
+func (b *LogBuffer) FlushWith(f func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flush = f
 }
 
 // Logger is a logger at every verbosity (up to 10) that writes one line a
@@ -34,6 +45,12 @@ func (b *LogBuffer) Write(p []byte) (int, error) {
 
 // String is everything written so far.
 func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	flush := b.flush
+	b.mu.Unlock()
+	if flush != nil {
+		flush()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()

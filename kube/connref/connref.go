@@ -90,14 +90,59 @@ func Format(keys []types.NamespacedName) string {
 	return b.String()
 }
 
-// Valid reports whether k has a valid namespace and name.
+// Valid reports whether k has a valid namespace and name. It runs on every
+// proxied request, so it checks by hand what apimachinery's validation
+// checks with regular expressions (connref_test.go fuzzes the two against
+// each other).
 func Valid(k types.NamespacedName) bool {
-	return CheckNamespace(k.Namespace) == "" && CheckName(k.Name) == ""
+	return isDNS1123Label(k.Namespace) && isDNS1123Subdomain(k.Name)
+}
+
+// isDNS1123Label is validation.IsDNS1123Label without the messages: 1 to
+// 63 lower-case letters, digits and '-', starting and ending with a letter
+// or digit.
+func isDNS1123Label(s string) bool {
+	return len(s) <= validation.DNS1123LabelMaxLength && isLabel(s)
+}
+
+// isDNS1123Subdomain is validation.IsDNS1123Subdomain without the messages:
+// at most 253 characters of labels (as isDNS1123Label, of any length)
+// joined by '.'.
+func isDNS1123Subdomain(s string) bool {
+	if len(s) > validation.DNS1123SubdomainMaxLength {
+		return false
+	}
+	for {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			return isLabel(s)
+		}
+		if !isLabel(s[:i]) {
+			return false
+		}
+		s = s[i+1:]
+	}
+}
+
+func isLabel(s string) bool {
+	if s == "" || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // CheckNamespace says what is wrong with a Connector's namespace, "" when
 // nothing is.
 func CheckNamespace(ns string) string {
+	if isDNS1123Label(ns) {
+		return ""
+	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		return "is not a valid namespace name: " + strings.Join(errs, "; ")
 	}
@@ -107,6 +152,9 @@ func CheckNamespace(ns string) string {
 // CheckName says what is wrong with a Connector's name, "" when nothing
 // is.
 func CheckName(name string) string {
+	if isDNS1123Subdomain(name) {
+		return ""
+	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		return "is not a valid object name: " + strings.Join(errs, "; ")
 	}

@@ -2,7 +2,11 @@ package connref
 
 import (
 	"slices"
+	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func FuzzParse(f *testing.F) {
@@ -27,4 +31,30 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Format(%v) = %q parses to %v, %v", keys, Format(keys), again, err)
 		}
 	})
+}
+
+// The hand checks accept exactly what apimachinery's validation accepts.
+func FuzzHandChecksMatchApimachinery(f *testing.F) {
+	for _, s := range []string{"", "a", "a-b", "-a", "a-", "a.b", "a..b", ".a", "a.", "A", "a_b", "a.-b", "9", "\xff",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a.", 126) + "a", strings.Repeat("a", 254)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := isDNS1123Label(s), len(validation.IsDNS1123Label(s)) == 0; got != want {
+			t.Fatalf("isDNS1123Label(%q) = %v, apimachinery says %v", s, got, want)
+		}
+		if got, want := isDNS1123Subdomain(s), len(validation.IsDNS1123Subdomain(s)) == 0; got != want {
+			t.Fatalf("isDNS1123Subdomain(%q) = %v, apimachinery says %v", s, got, want)
+		}
+	})
+}
+
+func BenchmarkValid(b *testing.B) {
+	k := types.NamespacedName{Namespace: "team-a", Name: "git.example-connector"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Valid(k) {
+			b.Fatal("invalid")
+		}
+	}
 }

@@ -74,14 +74,14 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	logOut := os.Stdout
+	logOut := &countingWriter{w: os.Stdout}
 	if cfg.logTo != "" {
 		f, err := os.Create(cfg.logTo)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = f.Close() }()
-		logOut = f
+		logOut.w = f
 	}
 	roots, err := readRoots(cfg.upCA)
 	if err != nil {
@@ -115,7 +115,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, p, opsHandler(reg, counts, cfg.pprof))
+	return serve(ctx, cfg, p, opsHandler(reg, counts, logOut, cfg.pprof))
 }
 
 // serve runs the proxy and ops servers until ctx ends, then drains them.

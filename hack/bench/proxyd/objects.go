@@ -5,6 +5,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
@@ -37,13 +38,15 @@ var _ kube.Objects = (*objects)(nil)
 func newObjects(plainAddr, tlsAddr string) *objects {
 	o := &objects{connectors: map[string]*v1alpha1.Connector{}}
 	for name, addr := range map[string]string{plainConnector: plainAddr, tlsConnector: tlsAddr} {
-		c := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: name}}
+		// UID, resourceVersion and generation as an informer's objects have.
+		c := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: name,
+			UID: types.UID("bench-connector-" + name), ResourceVersion: "1", Generation: 1}}
 		c.Spec.Address = addr
 		c.Spec.Auth.SecretRef = &corev1.ObjectReference{Name: secretName}
 		o.connectors[name] = c
 	}
 	o.secret = &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: secretName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: secretName, UID: "bench-secret", ResourceVersion: "1"},
 		Type:       corev1.SecretTypeBasicAuth,
 		Data: map[string][]byte{
 			corev1.BasicAuthUsernameKey: []byte(upstreamUser),
