@@ -2,18 +2,15 @@ package mavenrepo
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/authlog"
+	"github.com/connectors-node/connectors-node/internal/testserver/daemon"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 )
 
@@ -32,8 +29,7 @@ type Server struct {
 	Deployed string
 
 	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	proc *daemon.Process
 }
 
 // Start runs nginx in dir (created if missing) with one Basic user.
@@ -49,7 +45,7 @@ func Start(dir, user, password string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{URL: "http://" + addr + Prefix, Deployed: filepath.Join(dir, "deployed"), dir: dir, done: make(chan struct{})}
+	s := &Server{URL: "http://" + addr + Prefix, Deployed: filepath.Join(dir, "deployed"), dir: dir}
 	for _, d := range []string{s.Deployed, filepath.Join(dir, "tmp")} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, err
@@ -62,22 +58,11 @@ func Start(dir, user, password string) (*Server, error) {
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(config(dir, addr, s.Deployed)), 0o600); err != nil {
 		return nil, err
 	}
-	s.cmd = exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir) //nolint:gosec,noctx // the test's nginx; stopped by Stop
-	out, err := os.Create(filepath.Join(dir, "nginx.out"))                         //nolint:gosec // the test's own directory
-	if err != nil {
+	cmd := exec.Command(nginx, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir) //nolint:gosec,noctx // the test's nginx; stopped by Stop
+	if s.proc, err = daemon.Start("nginx", cmd, filepath.Join(dir, "nginx.out")); err != nil {
 		return nil, err
 	}
-	s.cmd.Stdout, s.cmd.Stderr = out, out
-	if err := s.cmd.Start(); err != nil {
-		_ = out.Close()
-		return nil, fmt.Errorf("starting nginx: %w", err)
-	}
-	go func() {
-		_ = s.cmd.Wait()
-		_ = out.Close()
-		close(s.done)
-	}()
-	if err := s.waitReady(); err != nil {
+	if err := s.proc.WaitReady(strings.TrimSuffix(s.URL, Prefix)+"/-/ready", 15*time.Second, nil); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -130,42 +115,8 @@ http {
 `, dir, tmp, addr, Prefix, deployed, DebianRepo)
 }
 
-func (s *Server) waitReady() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(s.URL, Prefix)+"/-/ready", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-s.done:
-			b, _ := os.ReadFile(filepath.Join(s.dir, "nginx.out")) //nolint:gosec // the server's own output
-			return fmt.Errorf("nginx exited at start: %s", b)
-		case <-ctx.Done():
-			return errors.New("nginx not answering within 15s")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // Stop stops nginx and waits for it.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Request is one line of the server's access log: the request and its
 // status.

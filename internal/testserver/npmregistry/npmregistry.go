@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha1" //nolint:gosec // verdaccio's htpasswd {SHA} scheme, for a test password
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,10 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/authlog"
+	"github.com/connectors-node/connectors-node/internal/testserver/daemon"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 )
 
@@ -43,8 +42,7 @@ type Server struct {
 	Log authlog.Log
 
 	front *http.Server
-	cmd   *exec.Cmd
-	done  chan struct{}
+	proc  *daemon.Process
 }
 
 // Start runs verdaccio in dir (created if missing) with one htpasswd user.
@@ -96,29 +94,18 @@ log: {type: stdout, format: json, level: warn}
 		_ = front.Close()
 		return nil, err
 	}
-	out, err := os.Create(filepath.Join(dir, "verdaccio.log")) //nolint:gosec // the test's own directory
-	if err != nil {
+	s := &Server{}
+	cmd := exec.Command(node, bin, "--config", filepath.Join(dir, "config.yaml"), "--listen", backend) //nolint:gosec,noctx // the test's registry; stopped by Stop
+	if s.proc, err = daemon.Start("verdaccio", cmd, filepath.Join(dir, "verdaccio.log")); err != nil {
 		_ = front.Close()
 		return nil, err
 	}
-	s := &Server{done: make(chan struct{})}
-	s.cmd = exec.Command(node, bin, "--config", filepath.Join(dir, "config.yaml"), "--listen", backend) //nolint:gosec,noctx // the test's registry; stopped by Stop
-	s.cmd.Stdout, s.cmd.Stderr = out, out
-	if err := s.cmd.Start(); err != nil {
-		_ = out.Close()
-		_ = front.Close()
-		return nil, fmt.Errorf("starting verdaccio: %w", err)
-	}
-	go func() {
-		_ = s.cmd.Wait()
-		_ = out.Close()
-		close(s.done)
-	}()
 	s.serveFront(front, backend)
-	if err := s.waitReady(filepath.Join(dir, "verdaccio.log")); err != nil {
+	if err := s.proc.WaitReady("http://"+s.Addr+"/-/ping", 60*time.Second, func(r *http.Response) bool { return r.StatusCode == http.StatusOK }); err != nil {
 		s.Stop()
 		return nil, err
 	}
+	s.Log.Reset() // only what the test sends
 	return s, nil
 }
 
@@ -132,7 +119,7 @@ func (s *Server) serveFront(ln net.Listener, backend string) {
 		r.SetURL(target)
 		r.Out.Host = r.In.Host
 	}, ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
-		// verdaccio is starting or gone: waitReady and the test see the 502.
+		// verdaccio is starting or gone: start-up and the test see the 502.
 		w.WriteHeader(http.StatusBadGateway)
 	}}
 	s.front = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -142,45 +129,10 @@ func (s *Server) serveFront(ln net.Listener, backend string) {
 	go func() { _ = s.front.Serve(ln) }()
 }
 
-func (s *Server) waitReady(logPath string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Addr+"/-/ping", nil)
-		if err != nil {
-			return err
-		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				s.Log.Reset()
-				return nil
-			}
-		}
-		select {
-		case <-s.done:
-			b, _ := os.ReadFile(logPath) //nolint:gosec // the server's own log
-			return fmt.Errorf("verdaccio exited at start: %s", b)
-		case <-ctx.Done():
-			return errors.New("verdaccio not answering within 60s")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 // Stop stops the front and verdaccio.
 func (s *Server) Stop() {
 	if s.front != nil {
 		_ = s.front.Close()
 	}
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	s.proc.Stop()
 }
