@@ -23,7 +23,7 @@ func needBinary(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		testsupport.SkipOrFail(t, "%s not installed: %v", name, err)
+		testsupport.SkipOrFail(t, "%s not installed (make deps installs it): %v", name, err)
 	}
 	return p
 }

@@ -21,7 +21,7 @@ import (
 func TestKubectlGetConnectorsShowsStatus(t *testing.T) {
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		testsupport.SkipOrFail(t, "kubectl not found: %v", err)
+		testsupport.SkipOrFail(t, "kubectl not found (make deps installs it): %v", err)
 	}
 	env := apitest.Shared(t)
 	ns := env.Namespace(t, "kubectl")

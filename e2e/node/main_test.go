@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -33,7 +34,7 @@ func TestMain(m *testing.M) {
 func mainCode(m *testing.M) int {
 	flag.Parse() // selected reads -test.run before m.Run
 	if err := prerequisites(); err != nil {
-		if os.Getenv("CI") == "true" {
+		if testsupport.InCI() {
 			fmt.Fprintf(os.Stderr, "real-node suite: %v\n", err)
 			return 1
 		}
