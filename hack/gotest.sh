@@ -14,8 +14,18 @@ skipped=$(grep -ac '^--- SKIP' "$log")
 failed=$(grep -ac '^--- FAIL' "$log")
 if [ "$status" -ne 0 ]; then
   echo
-  echo "=== output of the failing run (noise removed; full log in $log) ==="
-  grep -avE '^(=== (RUN|PAUSE|CONT|NAME)|\s*--- PASS)' "$log" | tail -n 400
+  echo "=== output of the failing packages (noise removed; full log in $log) ==="
+  # go test -v prints each package's output in one piece, ending in its
+  # "ok" or "FAIL" line: keep the pieces that end in FAIL (a build failure
+  # ends in "FAIL <pkg> [build failed]" too), and the last 200 lines of
+  # anything else, in case the run stopped before a package ended.
+  awk '
+    /^=== (RUN|PAUSE|CONT|NAME)/ || /^[ \t]*--- PASS/ { next }
+    { buf[n++] = $0 }
+    /^(ok  |\?   )/ { n = 0; next }
+    /^FAIL\t/ { for (i = 0; i < n; i++) print buf[i]; n = 0; next }
+    END { s = n > 200 ? n - 200 : 0; for (i = s; i < n; i++) print buf[i] }
+  ' "$log" | tail -n 1500
 fi
 echo
 echo "tests: $passed passed, $failed failed, $skipped skipped"

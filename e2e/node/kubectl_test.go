@@ -178,19 +178,25 @@ spec:
 		t.Errorf("kubectl exec over SPDY/3.1 did not run the command:\n%s", out)
 	}
 
-	logs, err := n.logs()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The audit line of an upgrade is written when the tunnel closes, which
+	// can be just after kubectl exits: wait for both.
 	upgrades := 0
-	for line := range strings.Lines(logs) {
-		if strings.Contains(line, `"connector":"default/cluster"`) && strings.Contains(line, "/pods/"+podName+"/exec") &&
-			strings.Contains(line, `"status":101`) && strings.Contains(line, `"injected":true`) {
-			upgrades++
+	err = poll(ctx, 30*time.Second, "the exec upgrades' audit lines", func(context.Context) (bool, error) {
+		logs, err := n.logs()
+		if err != nil {
+			return false, err
 		}
-	}
-	if upgrades < 2 {
-		t.Errorf("the node's audit shows %d exec upgrades (101) with the credential injected, want 2 (WebSocket and SPDY)", upgrades)
+		upgrades = 0
+		for line := range strings.Lines(logs) {
+			if strings.Contains(line, `"connector":"default/cluster"`) && strings.Contains(line, "/pods/"+podName+"/exec") &&
+				strings.Contains(line, `"status":101`) && strings.Contains(line, `"injected":true`) {
+				upgrades++
+			}
+		}
+		return upgrades >= 2, nil
+	})
+	if err != nil {
+		t.Errorf("the node's audit shows %d exec upgrades (101) with the credential injected, want 2 (WebSocket and SPDY): %v", upgrades, err)
 	}
 	n.noSecret(t, saToken, string(p.UID))
 }

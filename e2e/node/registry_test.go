@@ -181,9 +181,8 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxyLog := n.podLog(t, string(plugin.UID))
 	for _, mode := range []string{"mitm", "reverse"} {
-		if !auditedInjection(proxyLog, "default/"+name, mode) {
+		if !n.waitAudited(ctx, t, string(plugin.UID), "default/"+name, mode) {
 			t.Errorf("the DaemonSet pod logged no %s request for default/%s with the credential injected", mode, name)
 		}
 	}

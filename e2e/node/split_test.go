@@ -74,7 +74,7 @@ func TestSplitTopologyGitClone(t *testing.T) {
 			t.Errorf("%s does not name the central proxy %s:\n%s", p, splitProxyURL, c)
 		}
 	}
-	if !auditedInjection(n.podLog(t, string(proxy.UID)), "default/git", "") {
+	if !n.waitAudited(ctx, t, string(proxy.UID), "default/git", "") {
 		t.Errorf("the proxy Deployment's pod logged no injected request for default/git:\n%s", n.podLog(t, string(proxy.UID)))
 	}
 	if auditedInjection(n.podLog(t, string(plugin.UID)), "default/git", "") {
@@ -151,6 +151,17 @@ func (n *node) podServiceAccountToken(uid string) (string, error) {
 		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// waitAudited waits up to 30 s for the container logs of the pod (uid) to
+// hold an auditedInjection line: a request's line is written after its
+// answer, in the next batch window, and reaches the log file through the
+// container runtime.
+func (n *node) waitAudited(ctx context.Context, t *testing.T, uid, connector, mode string) bool {
+	t.Helper()
+	return poll(ctx, 30*time.Second, "the audit line", func(context.Context) (bool, error) {
+		return auditedInjection(n.podLog(t, uid), connector, mode), nil
+	}) == nil
 }
 
 // auditedInjection reports whether a container log has the proxy's
