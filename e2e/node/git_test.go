@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -116,14 +117,39 @@ func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev
 		t.Fatal(err)
 	}
 	n.gitConnector(ctx, t, srv.URL, password)
-	if _, err := n.kubectl(ctx, onNode(t, "git-clone-job.yaml",
+	// The files name the address in the Connector's status once the status
+	// writer has reconciled it: the path form under the proxy the
+	// DaemonSet's pod names.
+	public, err := n.publicURL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.waitConnectorStatus(ctx, t, "default", "git", "True", public+v1alpha1.PathPrefix("default", "git"))
+	pod := n.runJob(ctx, t, name, onNode(t, "git-clone-job.yaml",
 		"https://github.com/example/private-repo", repo,
 		"metadata:\n  name: git-clone\n", "metadata:\n  name: "+name+"\n",
-	), "apply", "-f", "-"); err != nil {
+	))
+	if log := n.podLog(t, string(pod.UID)); !strings.Contains(log, "initial commit") {
+		t.Errorf("the Job's log does not show the cloned commit:\n%s", log)
+	}
+	if users := srv.Users(); len(users) == 0 || users[0] != "bot" {
+		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
+	}
+	n.noSecret(t, password, string(pod.UID))
+	return pod
+}
+
+// runJob applies the Job manifest, waits until the Job named name has
+// finished, checks that it succeeded on the node, placed by the scheduler,
+// and returns its pod.
+func (n *node) runJob(ctx context.Context, t *testing.T, name, manifest string) corev1.Pod {
+	t.Helper()
+	if _, err := n.kubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	var job *batchv1.Job
 	if err := poll(ctx, 3*time.Minute, "the "+name+" Job to finish", func(ctx context.Context) (bool, error) {
+		var err error
 		job, err = n.env.Kube.BatchV1().Jobs("default").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -144,13 +170,6 @@ func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev
 	if pod.Spec.NodeName != nodeName {
 		t.Errorf("the pod ran on %q, want %q (placed by the scheduler)", pod.Spec.NodeName, nodeName)
 	}
-	if log := n.podLog(t, string(pod.UID)); !strings.Contains(log, "initial commit") {
-		t.Errorf("the Job's log does not show the cloned commit:\n%s", log)
-	}
-	if users := srv.Users(); len(users) == 0 || users[0] != "bot" {
-		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
-	}
-	n.noSecret(t, password, string(pod.UID))
 	return pod
 }
 

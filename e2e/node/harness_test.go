@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
+	"github.com/connectors-node/connectors-node/internal/testserver/clusterdns"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
@@ -36,6 +38,12 @@ const (
 	apiServerPort = "6443"
 	// workloadImage holds the host's git and sh for the workload pods.
 	workloadImage = "connectors-e2e-workload:dev"
+	// clusterDNSIP is where the suite's cluster DNS listens (port 53):
+	// kubelet's clusterDNS, in the resolv.conf of ClusterFirst and
+	// ClusterFirstWithHostNet pods. An unusual loopback address, free in
+	// the suite's own network namespace.
+	clusterDNSIP  = "127.0.53.53"
+	clusterDomain = "cluster.local"
 )
 
 // node is a running node: the API server, containerd, kubelet, the
@@ -51,6 +59,8 @@ type node struct {
 	cgroupRoot string
 
 	volumes *volumeWatch
+	// dns is the cluster DNS, answering the Services' names.
+	dns *clusterdns.Server
 	// republish is the republish story, started with the node.
 	republish *republishStory
 
@@ -85,6 +95,7 @@ func startNode() (*node, error) {
 		{"mounts", n.mounts},
 		{"cgroups", n.cgroups},
 		{"API server", n.apiServer},
+		{"cluster DNS", n.clusterDNS},
 		{"images", n.buildImages},
 		{"containerd", n.containerd},
 		{"controllers", n.controllers},
@@ -244,6 +255,22 @@ func (n *node) apiServer(context.Context) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(n.work, "ca.crt"), env.Config.CAData, 0o600)
+}
+
+// clusterDNS serves the Services' names on clusterDNSIP:53, the node's
+// stand-in for CoreDNS, with its query log in <work>/clusterdns.log.
+func (n *node) clusterDNS(ctx context.Context) error {
+	log, err := os.Create(filepath.Join(n.work, "clusterdns.log")) //nolint:gosec // in the suite's directory
+	if err != nil {
+		return err
+	}
+	n.dns, err = clusterdns.Start(ctx, clusterdns.Options{Kube: n.env.Kube, Domain: clusterDomain, Addr: net.JoinHostPort(clusterDNSIP, "53"), Log: log})
+	if err != nil {
+		_ = log.Close()
+		return err
+	}
+	n.stops = append(n.stops, func() { _ = n.dns.Close(); _ = log.Close() })
+	return nil
 }
 
 // buildImages builds the images with hack/image, as make image does, and
@@ -412,7 +439,9 @@ containerRuntimeEndpoint: unix://%s
 imageGCHighThresholdPercent: 100
 evictionHard: {}
 syncFrequency: 10s
-`, n.cgroupRoot, n.podLogs, n.socket)
+clusterDNS: [%s]
+clusterDomain: %s
+`, n.cgroupRoot, n.podLogs, n.socket, clusterDNSIP, clusterDomain)
 	cfg := filepath.Join(n.work, "kubelet.yaml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		return err
