@@ -4,6 +4,9 @@
 // deploy/ is installed through the overlay in overlay/ with the image
 // `make image` builds. The DaemonSet pod the daemonset controller starts
 // serves the CSI socket kubelet calls and the proxy the workload pods use.
+// The test process also serves the cluster DNS (internal/testserver/clusterdns)
+// that kubelet names in the pods' resolv.conf, so host-form addresses
+// c-<name>.<ns>.svc.cluster.local resolve.
 //
 // The tests build what they run: the images with internal/imagebuild and
 // the Kubernetes binaries with `make testbin` (hack/testbin.sh node).

@@ -21,14 +21,41 @@ import (
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
+// hostFormProbes are the probes the story adds to its class: both ask
+// the Git server for the repository's refs, the auth probe with the
+// Connector's credential injected.
+const hostFormProbes = `spec:
+  livenessProbe:
+    http: {path: "/host-form-repo.git/info/refs?service=git-upload-pack"}
+  authProbes:
+    - authName: basicAuth
+      probe:
+        http: {path: "/host-form-repo.git/info/refs?service=git-upload-pack"}
+`
+
 // hostFormObjects are the story's objects: a Git Connector of the
-// host-form class with its Secret, one whose Secret does not exist, and
-// the ServiceAccount allowed to use the first.
+// host-form class with its Secret, one whose Secret does not exist, one
+// whose password is wrong, and the ServiceAccount allowed to use the
+// first.
 const hostFormObjects = `apiVersion: v1
 kind: Secret
 metadata: {name: git-host-credentials, namespace: default}
 type: kubernetes.io/basic-auth
 stringData: {username: bot, password: %[1]q}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: git-wrong-credentials, namespace: default}
+type: kubernetes.io/basic-auth
+stringData: {username: bot, password: not-the-password}
+---
+apiVersion: connectors.alauda.io/v1alpha1
+kind: Connector
+metadata: {name: git-wrong-password, namespace: default}
+spec:
+  connectorClassName: git-host
+  address: %[2]s
+  auth: {name: basicAuth, secretRef: {name: git-wrong-credentials}}
 ---
 apiVersion: connectors.alauda.io/v1alpha1
 kind: Connector
@@ -67,9 +94,12 @@ subjects: [{kind: ServiceAccount, name: git-host-clone, namespace: default}]
 // makes a Git Connector of the catalog's class without the path annotation
 // (so in host form, upstream's default) Ready, with the address
 // http://c-git-host.default.svc.cluster.local:8080 and the ExternalName
-// Service c-git-host leading to the proxy's host; the pinned kubectl's
-// `get connectors` prints both, and a Connector whose Secret is missing
-// as Ready False, SecretNotFound. The git-clone Job of examples/, with
+// Service c-git-host leading to the proxy's host. The class's liveness and
+// auth probes reach the test's Git server on loopback (the overlay's
+// --allow-loopback-upstreams holds for them as for proxied requests). The
+// pinned kubectl's `get connectors` prints the address and Ready True, a
+// Connector whose Secret is missing as Ready False, SecretNotFound, and
+// one whose password is wrong as CredentialsRejected. The git-clone Job of examples/, with
 // dnsPolicy ClusterFirstWithHostNet, then clones through the host-form
 // address: the pod resolves it with the cluster DNS in its resolv.conf,
 // the proxy routes it by its Host header and injects the credential, which
@@ -93,7 +123,8 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	class := replaced(t, catalogClass(t, "git.yaml"),
-		"metadata:\n  name: git\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n", "metadata:\n  name: git-host\n")
+		"metadata:\n  name: git\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n", "metadata:\n  name: git-host\n",
+		"\nspec:\n", "\n"+hostFormProbes)
 	for _, m := range []string{class, fmt.Sprintf(hostFormObjects, password, srv.URL)} {
 		if _, err := n.kubectl(ctx, m, "apply", "-f", "-"); err != nil {
 			t.Fatal(err)
@@ -111,6 +142,11 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	address := pu.Scheme + "://" + host + ":" + pu.Port()
 	conn := n.waitConnectorStatus(ctx, t, "default", "git-host", "True", address)
 	n.waitConnectorStatus(ctx, t, "default", "git-no-secret", "False", "")
+	n.waitConnectorStatus(ctx, t, "default", "git-wrong-password", "False", "")
+	probed := len(srv.Users())
+	if probed == 0 {
+		t.Errorf("the Git server saw no probe with the credential")
+	}
 
 	svc, err := n.env.Kube.CoreV1().Services("default").Get(ctx, "c-git-host", metav1.GetOptions{})
 	if err != nil {
@@ -131,7 +167,8 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 			return false, fmt.Errorf("%w\n%s", err, b)
 		}
 		return rowHas(out, "git-host", "git-host", srv.URL, "True", address) &&
-			rowHas(out, "git-no-secret", "git-host", srv.URL, "False", "SecretNotFound"), nil
+			rowHas(out, "git-no-secret", "git-host", srv.URL, "False", "SecretNotFound") &&
+			rowHas(out, "git-wrong-password", "git-host", srv.URL, "False", "CredentialsRejected"), nil
 	}); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -155,8 +192,8 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	if n.dns.Asked(host) == 0 {
 		t.Errorf("nobody asked the cluster DNS for %s", host)
 	}
-	if users := srv.Users(); len(users) == 0 || users[0] != "bot" {
-		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
+	if users := srv.Users(); len(users) <= probed || users[len(users)-1] != "bot" {
+		t.Errorf("the Git server saw users %q after the probes' %d, want bot: the proxy did not inject the credential", users, probed)
 	}
 	gitconfigs := 0
 	for p, c := range n.volumes.seen(string(pod.UID)) {
