@@ -106,16 +106,7 @@ func TestGitCloneJob(t *testing.T) {
 // returns the Job's pod.
 func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev1.Pod {
 	t.Helper()
-	password := randomHex(t)
-	srv, err := gitserver.Start(t.TempDir(), "bot", password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	repo, err := srv.CreateRepo("private-repo", map[string]string{"README.md": readme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, repo, password := gitServer(t, "private-repo")
 	n.gitConnector(ctx, t, srv.URL, password)
 	// The files name the address in the Connector's status once the status
 	// writer has reconciled it: the path form under the proxy the
@@ -137,6 +128,24 @@ func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev
 	}
 	n.noSecret(t, password, string(pod.UID))
 	return pod
+}
+
+// gitServer starts a Git server for t whose user bot has a random
+// password, with the repository name holding README.md, and returns the
+// server, the repository's URL and the password.
+func gitServer(t *testing.T, name string) (*gitserver.Server, string, string) {
+	t.Helper()
+	password := randomHex(t)
+	srv, err := gitserver.Start(t.TempDir(), "bot", password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	repo, err := srv.CreateRepo(name, map[string]string{"README.md": readme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, repo, password
 }
 
 // runJob applies the Job manifest, waits until the Job named name has

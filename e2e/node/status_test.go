@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
 	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -99,9 +98,9 @@ subjects: [{kind: ServiceAccount, name: git-host-clone, namespace: default}]
 // --allow-loopback-upstreams holds for them as for proxied requests). The
 // pinned kubectl's `get connectors` prints the address and Ready True, a
 // Connector whose Secret is missing as Ready False, SecretNotFound, and
-// one whose password is wrong as CredentialsRejected. The git-clone Job of examples/, with
-// dnsPolicy ClusterFirstWithHostNet, then clones through the host-form
-// address: the pod resolves it with the cluster DNS in its resolv.conf,
+// one whose password is wrong as CredentialsRejected. The git-clone Job of
+// examples/, with dnsPolicy ClusterFirstWithHostNet, then clones through
+// the host-form address: the pod resolves it with the cluster DNS in its resolv.conf,
 // the proxy routes it by its Host header and injects the credential, which
 // is in no mounted file and no log line.
 func TestConnectorStatusAndHostFormAddress(t *testing.T) {
@@ -112,16 +111,7 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	password := randomHex(t)
-	srv, err := gitserver.Start(t.TempDir(), "bot", password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Close() })
-	repo, err := srv.CreateRepo("host-form-repo", map[string]string{"README.md": readme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, repo, password := gitServer(t, "host-form-repo")
 	class := replaced(t, catalogClass(t, "git.yaml"),
 		"metadata:\n  name: git\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n", "metadata:\n  name: git-host\n",
 		"\nspec:\n", "\n"+hostFormProbes)

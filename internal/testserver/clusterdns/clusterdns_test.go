@@ -148,6 +148,14 @@ func TestAnswersServiceNamesFromTheAPIServer(t *testing.T) {
 // answer records; with edns it carries an OPT record.
 func exchange(t *testing.T, network, addr, name string, qtype dnsmessage.Type, edns bool) (dnsmessage.Header, []dnsmessage.Resource) {
 	t.Helper()
+	m := exchangeMessage(t, network, addr, query(t, name, qtype, edns))
+	return m.Header, m.Answers
+}
+
+// query is a query for name; with edns it carries an OPT record of 1232
+// bytes.
+func query(t *testing.T, name string, qtype dnsmessage.Type, edns bool) dnsmessage.Message {
+	t.Helper()
 	q := dnsmessage.Message{Header: dnsmessage.Header{ID: 4242, RecursionDesired: true},
 		Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName(name), Type: qtype, Class: dnsmessage.ClassINET}}}
 	if edns {
@@ -157,19 +165,25 @@ func exchange(t *testing.T, network, addr, name string, qtype dnsmessage.Type, e
 		}
 		q.Additionals = []dnsmessage.Resource{{Header: opt, Body: &dnsmessage.OPTResource{}}}
 	}
+	return q
+}
+
+// exchangeMessage sends q and returns the answer, which must be a
+// response with q's ID.
+func exchangeMessage(t *testing.T, network, addr string, q dnsmessage.Message) dnsmessage.Message {
+	t.Helper()
 	req, err := q.Pack()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := roundTrip(t, network, addr, req)
 	var m dnsmessage.Message
-	if err := m.Unpack(resp); err != nil {
-		t.Fatalf("unpacking the answer for %s: %v", name, err)
+	if err := m.Unpack(roundTrip(t, network, addr, req)); err != nil {
+		t.Fatalf("unpacking the answer to %+v: %v", q.Questions, err)
 	}
-	if m.ID != 4242 || !m.Response {
-		t.Fatalf("answer for %s: %+v, want the query's ID in a response", name, m.Header)
+	if m.ID != q.ID || !m.Response {
+		t.Fatalf("answer to %+v: %+v, want the query's ID in a response", q.Questions, m.Header)
 	}
-	return m.Header, m.Answers
+	return m
 }
 
 // roundTrip sends req and returns the reply.
@@ -305,44 +319,23 @@ func TestLoopsTruncationAndMalformedQueries(t *testing.T) {
 	}
 
 	// EDNS: the answer carries an OPT record with the server's size.
-	q := dnsmessage.Message{Header: dnsmessage.Header{ID: 7},
-		Questions: []dnsmessage.Question{{Name: dnsmessage.MustNewName("web.ns.svc.cluster.local."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}}}
-	var opt dnsmessage.ResourceHeader
-	if err := opt.SetEDNS0(1232, dnsmessage.RCodeSuccess, false); err != nil {
-		t.Fatal(err)
-	}
-	q.Additionals = []dnsmessage.Resource{{Header: opt, Body: &dnsmessage.OPTResource{}}}
-	req, err := q.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m dnsmessage.Message
-	if err := m.Unpack(roundTrip(t, "udp", s.Addr, req)); err != nil {
-		t.Fatal(err)
-	}
+	q := query(t, "web.ns.svc.cluster.local.", dnsmessage.TypeA, true)
+	m := exchangeMessage(t, "udp", s.Addr, q)
 	if len(m.Additionals) != 1 || m.Additionals[0].Header.Type != dnsmessage.TypeOPT || m.Additionals[0].Header.Class != 1232 {
 		t.Errorf("EDNS answer's additionals: %+v, want one OPT record of 1232 bytes", m.Additionals)
 	}
 
 	// Two questions: FORMERR. An unknown opcode: NOTIMP. Garbage and
-	// responses: no answer (the next query is still answered).
+	// responses: no answer.
 	q.Questions = append(q.Questions, q.Questions[0])
 	q.Additionals = nil
-	req, err = q.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Unpack(roundTrip(t, "udp", s.Addr, req)); err != nil || m.RCode != dnsmessage.RCodeFormatError {
-		t.Errorf("two questions: %v, %v; want FORMERR", m.RCode, err)
+	if m := exchangeMessage(t, "udp", s.Addr, q); m.RCode != dnsmessage.RCodeFormatError {
+		t.Errorf("two questions: %v, want FORMERR", m.RCode)
 	}
 	q.Questions = q.Questions[:1]
 	q.OpCode = 2
-	req, err = q.Pack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Unpack(roundTrip(t, "tcp", s.Addr, req)); err != nil || m.RCode != dnsmessage.RCodeNotImplemented {
-		t.Errorf("opcode 2: %v, %v; want NOTIMP", m.RCode, err)
+	if m := exchangeMessage(t, "tcp", s.Addr, q); m.RCode != dnsmessage.RCodeNotImplemented {
+		t.Errorf("opcode 2: %v, want NOTIMP", m.RCode)
 	}
 	for _, junk := range [][]byte{{1, 2, 3}, func() []byte {
 		r, _ := (&dnsmessage.Message{Header: dnsmessage.Header{Response: true}}).Pack()
