@@ -100,9 +100,9 @@ subjects: [{kind: ServiceAccount, name: git-host-clone, namespace: default}]
 // Connector whose Secret is missing as Ready False, SecretNotFound, and
 // one whose password is wrong as CredentialsRejected. The git-clone Job of
 // examples/, with dnsPolicy ClusterFirstWithHostNet, then clones through
-// the host-form address: the pod resolves it with the cluster DNS in its resolv.conf,
-// the proxy routes it by its Host header and injects the credential, which
-// is in no mounted file and no log line.
+// the host-form address: the pod resolves it with the cluster DNS in its
+// resolv.conf, the proxy routes it by its Host header and injects the
+// credential, which is in no mounted file and no log line.
 func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	n := suite(t)
 	kubectl, err := apitest.Kubectl()
