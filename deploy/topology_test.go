@@ -189,7 +189,9 @@ var (
 		// Services c-<name>, and Events on Connectors.
 		"connectors-system: create leases.coordination.k8s.io",
 		"connectors-system: get leases.coordination.k8s.io/connectors-node-status",
+		"connectors-system: list leases.coordination.k8s.io/connectors-node-status",
 		"connectors-system: update leases.coordination.k8s.io/connectors-node-status",
+		"connectors-system: watch leases.coordination.k8s.io/connectors-node-status",
 		"patch connectors/status.connectors.alauda.io",
 		"patch connectorclasses/status.connectors.alauda.io",
 		"create services",
