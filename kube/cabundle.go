@@ -202,7 +202,8 @@ type CAKeeper struct {
 
 	secret, configMap cache.SharedIndexInformer
 	factories         []informers.SharedInformerFactory
-	queue             workqueue.TypedRateLimitingInterface[string]
+	// queue is made by Run.
+	queue workqueue.TypedRateLimitingInterface[string]
 }
 
 // NewCAKeeper loads or creates the CA and publishes its certificates. Call
@@ -218,9 +219,7 @@ func NewCAKeeper(ctx context.Context, opts CAOptions) (*CAKeeper, error) {
 	if err := PublishCABundle(ctx, opts.Client, opts.Namespace, opts.ConfigMap, ca.Bundle()); err != nil {
 		return nil, err
 	}
-	k := &CAKeeper{opts: opts, queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "connectors-proxy-ca"})}
+	k := &CAKeeper{opts: opts}
 	k.cur.Store(ca)
 	sf := NamedInformers(opts.Client, opts.Namespace, opts.Secret)
 	cf := NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)
@@ -260,6 +259,10 @@ func (k *CAKeeper) BundlePEM() []byte { return k.cur.Load().Bundle() }
 // has become invalid or was deleted is logged and the CA in use is kept; a
 // failed publish is retried with backoff.
 func (k *CAKeeper) Run(ctx context.Context) {
+	// The handlers send to the queue only once the informers run.
+	k.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "connectors-proxy-ca"})
 	defer k.queue.ShutDown()
 	for _, f := range k.factories {
 		f.Start(ctx.Done())

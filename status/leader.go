@@ -15,9 +15,10 @@ type Reconciler struct {
 	opts    Options
 	metrics *metrics
 	// cel holds the compiled response.cel expressions across terms.
-	cel     *celPrograms
-	leading atomic.Bool
-	// terms counts the leadership terms started, for tests.
+	cel *celPrograms
+	// leading is the number of the term being led, 0 when none.
+	leading atomic.Int64
+	// terms counts the leadership terms started; each term is numbered.
 	terms atomic.Int64
 }
 
@@ -35,7 +36,7 @@ func New(opts Options) (*Reconciler, error) {
 }
 
 // Leading reports whether this Reconciler holds the lease now.
-func (r *Reconciler) Leading() bool { return r.leading.Load() }
+func (r *Reconciler) Leading() bool { return r.leading.Load() != 0 }
 
 // Run takes part in the status election until ctx ends. A node that does
 // not lead watches the Lease and campaigns only when it is absent,
@@ -77,7 +78,7 @@ func (r *Reconciler) campaign(ctx context.Context, w *leaseWatch, lock resourcel
 	go func() {
 		for {
 			v := w.view()
-			if !v.free && !r.leading.Load() {
+			if !v.free && !r.Leading() {
 				// Another node won: leave, and watch again.
 				cancel()
 				return
@@ -89,6 +90,9 @@ func (r *Reconciler) campaign(ctx context.Context, w *leaseWatch, lock resourcel
 			}
 		}
 	}()
+	// ended is closed when a term this campaign started is over.
+	var started atomic.Bool
+	ended := make(chan struct{})
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   r.opts.LeaseDuration,
@@ -98,9 +102,11 @@ func (r *Reconciler) campaign(ctx context.Context, w *leaseWatch, lock resourcel
 		Name:            r.opts.LeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) {
-				r.leading.Store(true)
+				started.Store(true)
+				defer close(ended)
+				term := r.terms.Add(1)
+				r.leading.Store(term)
 				r.metrics.leader.Set(1)
-				r.terms.Add(1)
 				log.Info("status lease acquired; writing status", "lease", r.opts.Namespace+"/"+r.opts.LeaseName)
 				if err := r.lead(lctx); err != nil {
 					log.Error(err, "status reconciler stopped")
@@ -108,8 +114,10 @@ func (r *Reconciler) campaign(ctx context.Context, w *leaseWatch, lock resourcel
 				// The term ends with lctx: the lease is lost or released,
 				// and lead has stopped every write.
 				<-lctx.Done()
-				r.leading.Store(false)
-				r.metrics.leader.Set(0)
+				// A later term may have begun if this one started late.
+				if r.leading.CompareAndSwap(term, 0) {
+					r.metrics.leader.Set(0)
+				}
 				log.Info("status lease lost or released; status writes stopped")
 			},
 			// The elector calls this whenever it returns, led or not;
@@ -120,7 +128,11 @@ func (r *Reconciler) campaign(ctx context.Context, w *leaseWatch, lock resourcel
 	if err != nil {
 		return fmt.Errorf("status lease: %w", err)
 	}
-	// Run returns when ctx ends or the lease is lost.
+	// Run returns when ctx ends or the lease is lost; the next campaign
+	// waits for the term to end, so two terms of one node do not overlap.
 	le.Run(ctx)
+	if started.Load() {
+		<-ended
+	}
 	return nil
 }
