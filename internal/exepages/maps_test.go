@@ -95,14 +95,24 @@ type call struct {
 	a     advice
 }
 
-func TestReleaseAdvisesEachMappingInOrder(t *testing.T) {
-	maps := parseFixture(t, "smaps")
+// recordRelease runs release on the fixture with an advisor that records
+// each call and answers fail for that advice.
+func recordRelease(t *testing.T, failing advice, fail error) ([]call, Result, error) {
+	t.Helper()
 	var calls []call
 	var res Result
-	err := release(maps, fixtureExe, func(m Mapping, a advice) error {
+	err := release(parseFixture(t, "smaps"), fixtureExe, func(m Mapping, a advice) error {
 		calls = append(calls, call{m.Start, a})
+		if a == failing {
+			return fail
+		}
 		return nil
 	}, &res)
+	return calls, res, err
+}
+
+func TestReleaseAdvisesEachMappingInOrder(t *testing.T) {
+	calls, res, err := recordRelease(t, -1, nil)
 	require.NoError(t, err)
 	assert.Equal(t, []call{
 		{0x400000, adviseRandom}, {0x400000, advisePageout}, {0x400000, adviseDontNeed},
@@ -113,34 +123,19 @@ func TestReleaseAdvisesEachMappingInOrder(t *testing.T) {
 }
 
 func TestReleaseWithoutPageoutStillUnmaps(t *testing.T) {
-	maps := parseFixture(t, "smaps")
-	var calls []call
-	var res Result
-	err := release(maps, fixtureExe, func(m Mapping, a advice) error {
-		calls = append(calls, call{m.Start, a})
-		if a == advisePageout {
-			return errUnsupported
-		}
-		return nil
-	}, &res)
+	calls, res, err := recordRelease(t, advisePageout, errUnsupported)
 	require.NoError(t, err)
 	assert.Len(t, calls, 6)
 	assert.Equal(t, 2, res.Mappings)
 }
 
 func TestReleaseErrors(t *testing.T) {
-	maps := parseFixture(t, "smaps")
 	var res Result
-	err := release(maps, "/bin/other", func(Mapping, advice) error { return nil }, &res)
+	err := release(parseFixture(t, "smaps"), "/bin/other", func(Mapping, advice) error { return nil }, &res)
 	require.ErrorContains(t, err, "/bin/other")
 
 	boom := errors.New("boom")
-	err = release(maps, fixtureExe, func(_ Mapping, a advice) error {
-		if a == adviseDontNeed {
-			return boom
-		}
-		return nil
-	}, &res)
+	_, res, err = recordRelease(t, adviseDontNeed, boom)
 	require.ErrorIs(t, err, boom)
 	assert.ErrorContains(t, err, "MADV_DONTNEED on 400000-25aa000 of "+fixtureExe)
 	assert.Zero(t, res.Mappings)
