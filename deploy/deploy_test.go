@@ -215,7 +215,7 @@ func TestStatusRBACIsExactlyWhatItNeeds(t *testing.T) {
 	require.Equal(t, "connectors-system", role.Namespace)
 	require.Equal(t, []rbacv1.PolicyRule{
 		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"connectors-node-status"}, Verbs: []string{"get", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"connectors-node-status"}, Verbs: []string{"get", "list", "watch", "update"}},
 	}, role.Rules)
 	for _, b := range []struct{ kind, name string }{{"ClusterRoleBinding", "connectors-node-status"}, {"RoleBinding", "connectors-node-status"}} {
 		rb := find[rbacv1.RoleBinding](t, objs, b.kind, b.name)

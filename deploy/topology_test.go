@@ -161,7 +161,10 @@ var (
 		"list connectors.connectors.alauda.io",
 		"watch connectorclasses.connectors.alauda.io",
 		"watch connectors.connectors.alauda.io",
+		// The CA ConfigMap: read and watched by its name.
 		"connectors-system: get configmaps/connectors-proxy-ca.crt",
+		"connectors-system: list configmaps/connectors-proxy-ca.crt",
+		"connectors-system: watch configmaps/connectors-proxy-ca.crt",
 		// Warning Events on pods for configuration.names not found.
 		"create events.events.k8s.io",
 		"patch events.events.k8s.io",
@@ -179,9 +182,14 @@ var (
 		"watch connectors.connectors.alauda.io",
 		"connectors-system: create configmaps",
 		"connectors-system: create secrets",
+		// The CA Secret and ConfigMap: read and watched by their names.
 		"connectors-system: get configmaps/connectors-proxy-ca.crt",
 		"connectors-system: get secrets/connectors-proxy-ca",
+		"connectors-system: list configmaps/connectors-proxy-ca.crt",
+		"connectors-system: list secrets/connectors-proxy-ca",
 		"connectors-system: update configmaps/connectors-proxy-ca.crt",
+		"connectors-system: watch configmaps/connectors-proxy-ca.crt",
+		"connectors-system: watch secrets/connectors-proxy-ca",
 		// Global CA Secrets: list and watch in the service's namespace only.
 		"connectors-system: list secrets",
 		"connectors-system: watch secrets",
@@ -189,7 +197,9 @@ var (
 		// Services c-<name>, and Events on Connectors.
 		"connectors-system: create leases.coordination.k8s.io",
 		"connectors-system: get leases.coordination.k8s.io/connectors-node-status",
+		"connectors-system: list leases.coordination.k8s.io/connectors-node-status",
 		"connectors-system: update leases.coordination.k8s.io/connectors-node-status",
+		"connectors-system: watch leases.coordination.k8s.io/connectors-node-status",
 		"patch connectors/status.connectors.alauda.io",
 		"patch connectorclasses/status.connectors.alauda.io",
 		"create services",
@@ -353,7 +363,10 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 			}
 		}
 	}
-	require.True(t, can("connectors-csi", "get", "configmaps", ns, kube.DefaultCAConfigMap))
+	for _, verb := range []string{"get", "list", "watch"} {
+		require.True(t, can("connectors-csi", verb, "configmaps", ns, kube.DefaultCAConfigMap), verb)
+		require.False(t, can("connectors-csi", verb, "configmaps", ns, ""), "the CSI-only role may %s every ConfigMap", verb)
+	}
 	require.False(t, can("connectors-csi", "get", "configmaps", ns, "other"))
 	require.False(t, can("connectors-csi", "create", "tokenreviews", "", ""), "the CSI-only role reviews no tokens")
 	require.True(t, can("connectors-proxy", "get", "secrets", other, "git-credentials"))

@@ -8,13 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 )
 
 // The proxy CA's certificates are published without the key in a ConfigMap
@@ -28,8 +30,6 @@ const (
 	CABundleKey = "ca.crt"
 	// DefaultCAConfigMap is the name of the published ConfigMap.
 	DefaultCAConfigMap = "connectors-proxy-ca.crt"
-	// DefaultCARefresh is how often the CA Secret or ConfigMap is read again.
-	DefaultCARefresh = time.Minute
 )
 
 // Bundle returns the certificates pods are to trust, in PEM: BundlePEM, or
@@ -124,7 +124,7 @@ func PublishCABundle(ctx context.Context, client kubernetes.Interface, namespace
 		case err != nil:
 			return fmt.Errorf("reading configmap %s/%s: %w", namespace, name, classify(err))
 		}
-		if cm.Data[CABundleKey] == string(bundle) && len(cm.BinaryData) == 0 && len(cm.Data) == 1 {
+		if holdsBundle(cm, bundle) {
 			return nil
 		}
 		// Only the bundle: nothing else may sit beside it.
@@ -142,6 +142,11 @@ func PublishCABundle(ctx context.Context, client kubernetes.Interface, namespace
 	return fmt.Errorf("configmap %s/%s: gave up after concurrent updates", namespace, name)
 }
 
+// holdsBundle reports whether cm holds bundle under ca.crt and nothing else.
+func holdsBundle(cm *corev1.ConfigMap, bundle []byte) bool {
+	return cm.Data[CABundleKey] == string(bundle) && len(cm.BinaryData) == 0 && len(cm.Data) == 1
+}
+
 // CAOptions configure NewCAKeeper and NewCABundleReader.
 type CAOptions struct {
 	// Client reaches the API server. Required.
@@ -155,13 +160,7 @@ type CAOptions struct {
 	// ConfigMap is the name of the ConfigMap that publishes the
 	// certificates. Default DefaultCAConfigMap.
 	ConfigMap string
-	// Refresh is how often the Secret or ConfigMap is read again. Default
-	// DefaultCARefresh.
-	Refresh time.Duration
-	// Retry is how often NewCABundleReader tries again until it has read a
-	// bundle at all. Default 2s.
-	Retry time.Duration
-	// Log receives refresh failures. Default: discarded.
+	// Log receives the changes seen and the failures. Default: discarded.
 	Log logr.Logger
 }
 
@@ -182,12 +181,6 @@ func (o *CAOptions) defaults(needSecret bool) error {
 	if o.ConfigMap == "" {
 		o.ConfigMap = DefaultCAConfigMap
 	}
-	if o.Refresh <= 0 {
-		o.Refresh = DefaultCARefresh
-	}
-	if o.Retry <= 0 {
-		o.Retry = 2 * time.Second
-	}
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
 	}
@@ -196,12 +189,21 @@ func (o *CAOptions) defaults(needSecret bool) error {
 
 // CAKeeper is the proxy CA as the process that holds its key sees it. It
 // loads (or creates) the CA Secret, publishes the certificates in the
-// ConfigMap, and reads the Secret again every Refresh, so that a rotation
-// takes effect without a restart: leaves are signed with the Secret's
-// current tls.key, and the published bundle holds tls.crt and ca.crt.
+// ConfigMap, and watches both (one watch each, selected by name), so that a
+// rotation takes effect at once without a restart: leaves are signed with
+// the Secret's current tls.key, and the published bundle holds tls.crt and
+// ca.crt. A ConfigMap that stops holding that bundle (edited, deleted, or
+// published by a replica that saw an older Secret) is published again
+// after a fresh read of the Secret, so replicas never publish over each
+// other from stale views. At rest nothing is requested.
 type CAKeeper struct {
 	opts CAOptions
 	cur  atomic.Pointer[CA]
+
+	secret, configMap cache.SharedIndexInformer
+	factories         []informers.SharedInformerFactory
+	// queue is made by Run.
+	queue workqueue.TypedRateLimitingInterface[string]
 }
 
 // NewCAKeeper loads or creates the CA and publishes its certificates. Call
@@ -219,7 +221,32 @@ func NewCAKeeper(ctx context.Context, opts CAOptions) (*CAKeeper, error) {
 	}
 	k := &CAKeeper{opts: opts}
 	k.cur.Store(ca)
+	sf := NamedInformers(opts.Client, opts.Namespace, opts.Secret)
+	cf := NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)
+	k.factories = []informers.SharedInformerFactory{sf, cf}
+	k.secret = sf.Core().V1().Secrets().Informer()
+	k.configMap = cf.Core().V1().ConfigMaps().Informer()
+	enqueue := func(any) { k.queue.Add(opts.Namespace + "/" + opts.Secret) }
+	h := cache.ResourceEventHandlerFuncs{AddFunc: enqueue, UpdateFunc: func(_, obj any) { enqueue(obj) }, DeleteFunc: enqueue}
+	for what, inf := range map[string]cache.SharedIndexInformer{"secret " + opts.Secret: k.secret, "configmap " + opts.ConfigMap: k.configMap} {
+		if err := watchOne(inf, opts.Namespace+"/"+what, h, opts.Log); err != nil {
+			return nil, err
+		}
+	}
 	return k, nil
+}
+
+// watchOne sends the events of inf to h and its watch errors to log.
+func watchOne(inf cache.SharedIndexInformer, what string, h cache.ResourceEventHandler, log logr.Logger) error {
+	if err := inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		log.Error(err, "watching the proxy CA", "object", what)
+	}); err != nil {
+		return fmt.Errorf("proxy CA %s: %w", what, err)
+	}
+	if _, err := inf.AddEventHandler(h); err != nil {
+		return fmt.Errorf("proxy CA %s: %w", what, err)
+	}
+	return nil
 }
 
 // Signing returns the CA that signs new leaf certificates.
@@ -228,21 +255,64 @@ func (k *CAKeeper) Signing() *CA { return k.cur.Load() }
 // BundlePEM returns the certificates pods are to trust.
 func (k *CAKeeper) BundlePEM() []byte { return k.cur.Load().Bundle() }
 
-// Run reads the Secret every Refresh until ctx ends. A Secret that has
-// become invalid or unreadable is logged and the CA in use is kept.
+// Run watches the Secret and the ConfigMap until ctx ends. A Secret that
+// has become invalid or was deleted is logged and the CA in use is kept; a
+// failed publish is retried with backoff.
 func (k *CAKeeper) Run(ctx context.Context) {
-	t := time.NewTicker(k.opts.Refresh)
-	defer t.Stop()
+	// The handlers send to the queue only once the informers run.
+	k.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[string](),
+		workqueue.TypedRateLimitingQueueConfig[string]{Name: "connectors-proxy-ca"})
+	defer k.queue.ShutDown()
+	for _, f := range k.factories {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), k.secret.HasSynced, k.configMap.HasSynced) {
+		return
+	}
+	k.queue.Add(k.opts.Namespace + "/" + k.opts.Secret)
+	go func() {
+		<-ctx.Done()
+		k.queue.ShutDown()
+	}()
 	for {
-		select {
-		case <-ctx.Done():
+		key, stop := k.queue.Get()
+		if stop {
 			return
-		case <-t.C:
 		}
-		if err := k.Refresh(ctx); err != nil && ctx.Err() == nil {
-			k.opts.Log.Error(err, "refreshing the proxy CA; keeping the one in use")
+		if err := k.sync(ctx); err != nil && ctx.Err() == nil {
+			k.opts.Log.Error(err, "publishing the proxy CA certificates; retrying")
+			k.queue.AddRateLimited(key)
+		} else {
+			k.queue.Forget(key)
+		}
+		k.queue.Done(key)
+	}
+}
+
+// sync adopts the watched Secret's CA and, when the watched ConfigMap does
+// not hold its bundle, reads the Secret afresh and publishes.
+func (k *CAKeeper) sync(ctx context.Context) error {
+	obj, ok, err := k.secret.GetStore().GetByKey(k.opts.Namespace + "/" + k.opts.Secret)
+	switch s, isSecret := obj.(*corev1.Secret); {
+	case err != nil:
+		return err
+	case !ok:
+		k.opts.Log.Info("the proxy CA secret is gone; keeping the CA in use", "secret", k.opts.Namespace+"/"+k.opts.Secret)
+	case isSecret:
+		if err := k.adopt(s); err != nil {
+			k.opts.Log.Error(err, "keeping the proxy CA in use")
 		}
 	}
+	obj, ok, err = k.configMap.GetStore().GetByKey(k.opts.Namespace + "/" + k.opts.ConfigMap)
+	if err != nil {
+		return err
+	}
+	if cm, isCM := obj.(*corev1.ConfigMap); ok && isCM && holdsBundle(cm, k.BundlePEM()) {
+		return nil
+	}
+	return k.Refresh(ctx)
 }
 
 // Refresh reads the Secret once, switches to its CA when it changed, and
@@ -252,6 +322,15 @@ func (k *CAKeeper) Refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, classify(err))
 	}
+	if err := k.adopt(s); err != nil {
+		return err
+	}
+	return PublishCABundle(ctx, k.opts.Client, k.opts.Namespace, k.opts.ConfigMap, k.cur.Load().Bundle())
+}
+
+// adopt switches to the CA of s when it is valid and differs from the one
+// in use.
+func (k *CAKeeper) adopt(s *corev1.Secret) error {
 	ca, err := caFromSecret(s)
 	if err != nil {
 		return fmt.Errorf("proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, err)
@@ -261,23 +340,44 @@ func (k *CAKeeper) Refresh(ctx context.Context) error {
 		k.cur.Store(ca)
 		k.opts.Log.Info("proxy CA changed", "signing_serial", ca.Cert.SerialNumber.String(), "trusted", bytes.Count(ca.Bundle(), []byte("-----BEGIN")))
 	}
-	return PublishCABundle(ctx, k.opts.Client, k.opts.Namespace, k.opts.ConfigMap, k.cur.Load().Bundle())
+	return nil
 }
 
-// CABundleReader follows the published ConfigMap: the proxy CA's
-// certificates as a CSI-only node sees them, without the key.
+// CABundleReader follows the published ConfigMap with one watch: the proxy
+// CA's certificates as a CSI-only node sees them, without the key.
 type CABundleReader struct {
-	opts CAOptions
-	cur  atomic.Pointer[[]byte]
+	opts     CAOptions
+	cur      atomic.Pointer[[]byte]
+	factory  informers.SharedInformerFactory
+	informer cache.SharedIndexInformer
 }
 
-// NewCABundleReader builds a reader; it holds no bundle until Run has read
-// the ConfigMap once.
+// NewCABundleReader builds a reader; it holds no bundle until Run has seen
+// the ConfigMap.
 func NewCABundleReader(opts CAOptions) (*CABundleReader, error) {
 	if err := opts.defaults(false); err != nil {
 		return nil, err
 	}
-	return &CABundleReader{opts: opts}, nil
+	r := &CABundleReader{opts: opts, factory: NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)}
+	r.informer = r.factory.Core().V1().ConfigMaps().Informer()
+	seen := func(obj any) {
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok {
+			return
+		}
+		if err := r.adopt(cm); err != nil {
+			r.opts.Log.Error(err, "reading the proxy CA certificates; keeping the ones in use")
+		}
+	}
+	// A deleted ConfigMap keeps the bundle in use: no DeleteFunc.
+	err := watchOne(r.informer, opts.Namespace+"/configmap "+opts.ConfigMap, cache.ResourceEventHandlerFuncs{
+		AddFunc:    seen,
+		UpdateFunc: func(_, obj any) { seen(obj) },
+	}, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // BundlePEM returns the certificates, or nil before the first read.
@@ -291,24 +391,13 @@ func (r *CABundleReader) BundlePEM() []byte {
 // Loaded reports whether a bundle was read.
 func (r *CABundleReader) Loaded() bool { return r.cur.Load() != nil }
 
-// Run reads the ConfigMap every Retry until it holds a valid bundle, then
-// every Refresh, until ctx ends. A read that fails keeps the bundle in use.
+// Run watches the ConfigMap until ctx ends: it is adopted when it is
+// created and whenever it changes. A ConfigMap that stops holding valid
+// certificates, or is deleted, keeps the bundle in use.
 func (r *CABundleReader) Run(ctx context.Context) {
-	for {
-		err := r.Refresh(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.opts.Log.Error(err, "reading the proxy CA certificates")
-		}
-		wait := r.opts.Refresh
-		if !r.Loaded() {
-			wait = r.opts.Retry
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
+	r.factory.Start(ctx.Done())
+	<-ctx.Done()
+	r.factory.Shutdown()
 }
 
 // Refresh reads the ConfigMap once.
@@ -318,9 +407,14 @@ func (r *CABundleReader) Refresh(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading configmap %s/%s: %w", ns, name, classify(err))
 	}
+	return r.adopt(cm)
+}
+
+// adopt switches to the bundle of cm when it is valid and differs.
+func (r *CABundleReader) adopt(cm *corev1.ConfigMap) error {
 	b, err := NormalizeCABundle([]byte(cm.Data[CABundleKey]))
 	if err != nil {
-		return fmt.Errorf("configmap %s/%s key %s: %w", ns, name, CABundleKey, err)
+		return fmt.Errorf("configmap %s/%s key %s: %w", cm.Namespace, cm.Name, CABundleKey, err)
 	}
 	if old := r.BundlePEM(); !bytes.Equal(old, b) {
 		r.cur.Store(&b)

@@ -3,13 +3,16 @@ package kube_test
 import (
 	"context"
 	"crypto/x509"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -184,4 +187,79 @@ func TestCABundleReaderKeepsTheLastGoodBundle(t *testing.T) {
 	require.NoError(t, err)
 	require.ErrorContains(t, r.Refresh(ctx), "not a CERTIFICATE")
 	require.Equal(t, string(ca.CertPEM), string(r.BundlePEM()))
+}
+
+// TestCAIsWatchedNotPolled runs a keeper (the proxy role) and a reader (a
+// CSI-only node) with their watches: a rotation of the Secret reaches the
+// keeper's signing CA and, through the ConfigMap the keeper publishes, the
+// reader, with no explicit read; the reader sends no request but its
+// watch; a deleted ConfigMap is published again while the reader keeps
+// its bundle; and once settled neither sends a request.
+func TestCAIsWatchedNotPolled(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "ca-watch")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const name = "connectors-proxy-ca"
+
+	type counts struct{ watches, other atomic.Int64 }
+	client := func(c *counts) kubernetes.Interface {
+		cfg := countingConfig(env.Config, func(r *http.Request) {
+			if r.URL.Query().Get("watch") == "true" {
+				c.watches.Add(1)
+			} else {
+				c.other.Add(1)
+			}
+		})
+		kc, err := kubernetes.NewForConfig(cfg)
+		require.NoError(t, err)
+		return kc
+	}
+	var kept, read counts
+	k, err := kube.NewCAKeeper(ctx, kube.CAOptions{Client: client(&kept), Namespace: ns, Secret: name})
+	require.NoError(t, err)
+	r, err := kube.NewCABundleReader(kube.CAOptions{Client: client(&read), Namespace: ns})
+	require.NoError(t, err)
+	go k.Run(ctx)
+	go r.Run(ctx)
+	require.Eventually(t, func() bool { return kept.watches.Load() >= 2 && read.watches.Load() >= 1 && r.Loaded() },
+		30*time.Second, 20*time.Millisecond, "the watches never opened")
+	oldCA, newCA := k.Signing(), newTestCA(t, "connectors-proxy-ca-2")
+	require.Equal(t, string(oldCA.CertPEM), string(r.BundlePEM()))
+
+	// Switch to the new key, the old certificate still trusted.
+	s, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	require.NoError(t, err)
+	s.Data = map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA), kube.CABundleKey: oldCA.CertPEM}
+	_, err = env.Kube.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	want := string(newCA.CertPEM) + string(oldCA.CertPEM)
+	require.Eventually(t, func() bool { return k.Signing().Key.Equal(newCA.Key) && string(r.BundlePEM()) == want },
+		30*time.Second, 20*time.Millisecond, "the rotation was never seen")
+
+	// The published ConfigMap is deleted: the keeper publishes it again;
+	// the reader keeps its bundle meanwhile.
+	require.NoError(t, env.Kube.CoreV1().ConfigMaps(ns).Delete(ctx, kube.DefaultCAConfigMap, metav1.DeleteOptions{}))
+	require.Eventually(t, func() bool {
+		cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+		return err == nil && cm.Data[kube.CABundleKey] == want
+	}, 30*time.Second, 20*time.Millisecond, "the ConfigMap was never published again")
+	require.Equal(t, want, string(r.BundlePEM()))
+	require.Zero(t, read.other.Load(), "the reader sent a request other than its watch")
+
+	// Settled: the ConfigMap the keeper wrote comes back through both
+	// watches and asks for nothing more.
+	require.Eventually(t, func() bool { return r.Loaded() && string(r.BundlePEM()) == want }, 30*time.Second, 20*time.Millisecond)
+	before := kept.other.Load()
+	s, err = env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	require.NoError(t, err)
+	s.Labels = map[string]string{"touched": "yes"} // a change that is no rotation
+	_, err = env.Kube.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		obj, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && obj.Labels["touched"] == "yes"
+	}, 30*time.Second, 20*time.Millisecond)
+	require.Equal(t, before, kept.other.Load(), "the keeper read or wrote although nothing was out of date")
+	require.Zero(t, read.other.Load())
 }

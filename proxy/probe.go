@@ -23,7 +23,8 @@ const modeProbe = "probe"
 // one of its address extensions (the same matching as injection); any other
 // URL, and the proxy's own address, is refused with an error wrapping
 // ErrNotConnectorAddress before anything is sent. The request gets c's
-// credential (registry token flow included), is verified with c's CA and
+// credential as the proxy injects it (the class's Rego generator when its
+// auth type has one, the registry token flow), is verified with c's CA and
 // the proxy's roots, and dials through the SSRF guard. Client Authorization
 // headers are dropped; redirects are returned, never followed. Errors never
 // carry the credential.
@@ -38,7 +39,7 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 	}
 	target := *r.URL
 	pl := &plan{mode: modeProbe, connector: c.Key(), target: &target}
-	if pl.credential, err = p.credential(ctx, c); err != nil {
+	if err := p.planCredential(ctx, pl, c); err != nil {
 		return nil, err
 	}
 	if pl.caPEM, err = p.connectorCA(ctx, c); err != nil {
@@ -50,8 +51,19 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 		return nil, err
 	}
 	out := r.Clone(ctx)
+	out.URL = pl.target
 	out.Header.Del("Authorization")
 	out.Header.Del("Proxy-Authorization")
+	if pl.generation != nil {
+		// The class's generator places the credential, as for proxied
+		// requests: a header, a query parameter or a body field.
+		if out, err = p.generate(out, pl); err != nil {
+			return nil, err
+		}
+		for _, v := range pl.headers {
+			out.Header.Set(v.Key, v.Value)
+		}
+	}
 	if pl.credential != "" {
 		out.Header.Set("Authorization", pl.credential)
 	}

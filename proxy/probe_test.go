@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -86,5 +87,67 @@ func TestSendAsInjectsOnlyForTheConnectorsAddresses(t *testing.T) {
 	}
 	if reqs := f.log.take(); len(reqs) != 1 {
 		t.Fatalf("the redirect was followed: %+v", reqs)
+	}
+}
+
+// Probes carry the credential the way proxied requests do: a class whose
+// auth type has a Rego generator gets the generator's header, query
+// parameter or body field, and the upstream that checks it exactly
+// answers 200. A broken generator is an error that sends nothing.
+func TestSendAsUsesTheClassGenerator(t *testing.T) {
+	f := newRegoFixture(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		connector, host, method, path, body string
+	}{
+		{"gitlab", "gitlab.example.test", http.MethodGet, "/api/v4/bearer", ""},
+		{"apikey", "keys.example.test", http.MethodGet, "/apikey", ""},
+		{"query", "keys.example.test", http.MethodGet, "/query?page=2", ""},
+		{"body", "keys.example.test", http.MethodPost, "/json", `{"name":"x"}`},
+	} {
+		t.Run(tc.connector, func(t *testing.T) {
+			c, err := f.objects.Connector(ctx, "team-a", tc.connector)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, err := http.NewRequestWithContext(ctx, tc.method, "https://"+tc.host+":"+f.pa+tc.path, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			resp, err := f.proxy.SendAs(ctx, c, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("the upstream answered %d: the probe did not carry the generator's credential", resp.StatusCode)
+			}
+		})
+	}
+
+	c, err := f.objects.Connector(ctx, "team-a", "broken-gen")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.log.take()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://broken.example.test:"+f.pa+"/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := f.proxy.SendAs(ctx, c, req); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("a broken generator sent the probe (%d)", resp.StatusCode)
+	} else if strings.Contains(err.Error(), regoUpstreamKey) {
+		t.Fatalf("the error carries the credential: %v", err)
+	}
+	if n := len(f.log.take()); n != 0 {
+		t.Fatalf("the upstream saw %d requests from a broken generator", n)
 	}
 }

@@ -23,6 +23,20 @@ const minScrubbed = 8
 type scrubber struct {
 	mu      sync.Mutex
 	needles []string
+	// folded holds the needles lowercased, for header names, which
+	// net/http canonicalizes; shortest is the length of the shortest
+	// needle, below which no value can hold one.
+	folded   []string
+	shortest int
+}
+
+// add records one needle; the caller holds s.mu.
+func (s *scrubber) add(n string) {
+	s.needles = append(s.needles, n)
+	s.folded = append(s.folded, strings.ToLower(n))
+	if s.shortest == 0 || len(n) < s.shortest {
+		s.shortest = len(n)
+	}
 }
 
 type scrubberKey struct{}
@@ -52,7 +66,7 @@ func (s *scrubber) addAuthorization(v string) {
 	defer s.mu.Unlock()
 	for _, f := range forms {
 		if len(f) >= minScrubbed {
-			s.needles = append(s.needles, f)
+			s.add(f)
 		}
 	}
 }
@@ -68,7 +82,7 @@ func (s *scrubber) addSecrets(values ...string) {
 	defer s.mu.Unlock()
 	for _, v := range values {
 		if v != "" {
-			s.needles = append(s.needles, v)
+			s.add(v)
 		}
 	}
 }
@@ -85,7 +99,7 @@ func (s *scrubber) header(h http.Header) {
 		return
 	}
 	for k, vs := range h {
-		if s.holds(strings.ToLower(k), true) {
+		if s.holds(k, true) {
 			delete(h, k)
 			continue
 		}
@@ -103,11 +117,18 @@ func (s *scrubber) header(h http.Header) {
 	}
 }
 
+// holds reports whether v holds a needle; folded compares without case
+// (header names). The caller holds s.mu.
 func (s *scrubber) holds(v string, folded bool) bool {
-	for _, n := range s.needles {
-		if folded {
-			n = strings.ToLower(n)
-		}
+	if len(v) < s.shortest {
+		return false
+	}
+	needles := s.needles
+	if folded {
+		v = strings.ToLower(v)
+		needles = s.folded
+	}
+	for _, n := range needles {
 		if strings.Contains(v, n) {
 			return true
 		}

@@ -4,7 +4,10 @@
 // One DaemonSet pod writes: a Reconciler campaigns for a Lease in the
 // service namespace (client-go leaderelection) and only while it holds the
 // lease does it reconcile; losing the lease cancels the reconcile context,
-// which stops every write at once. The leader reconciles from the node's
+// which stops every write at once. A node that does not lead watches the
+// Lease instead of polling it and enters the election only when the Lease
+// is absent, released or expired by its own clock, so at rest the leader's
+// renewals are the only Lease requests. The leader reconciles from the node's
 // informer cache through a rate-limited work queue and writes status with
 // merge patches that carry the cached resourceVersion, so a conflict is
 // retried from fresh data rather than overwriting it. Unchanged status is

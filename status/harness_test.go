@@ -63,6 +63,9 @@ type counter struct {
 	statusWrites atomic.Int64
 	// services and events count writes of those.
 	services, events atomic.Int64
+	// leases counts every request for Leases; leaseWatches the watches and
+	// leaseReads the reads of the one Lease (not lists) among them.
+	leases, leaseWatches, leaseReads atomic.Int64
 }
 
 type countingTransport struct {
@@ -71,6 +74,15 @@ type countingTransport struct {
 }
 
 func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, "/leases") {
+		t.c.leases.Add(1)
+		switch {
+		case r.URL.Query().Get("watch") == "true":
+			t.c.leaseWatches.Add(1)
+		case r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/leases/"):
+			t.c.leaseReads.Add(1)
+		}
+	}
 	switch r.Method {
 	case http.MethodGet:
 		t.c.reads.Add(1)

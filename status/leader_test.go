@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -83,4 +84,61 @@ func TestLosingTheLeaseStopsWrites(t *testing.T) {
 	c := getConnector(t, env, ns, "git")
 	require.Equal(t, status.True, condition(c, status.TypeReady).Status, "status was written without the lease")
 	require.Equal(t, writes, a.api.statusWrites.Load())
+}
+
+// TestNonLeaderMakesNoLeaseRequestsAtRest counts the API requests of a
+// node that does not lead: once its watch of the Lease is open it sends
+// none while the leader renews, and it still takes over when the leader
+// stops.
+func TestNonLeaderMakesNoLeaseRequestsAtRest(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "rest")
+	ctx := context.Background()
+
+	a := startNode(t, env, nodeOptions{identity: "node-a", leaseNS: ns})
+	eventually(t, "node-a leads", func() (bool, string) { return a.rec.Leading(), "" })
+	b := startNode(t, env, nodeOptions{identity: "node-b", leaseNS: ns})
+	eventually(t, "node-b watches the Lease", func() (bool, string) { return b.api.leaseWatches.Load() > 0, "" })
+
+	before, renewals := b.api.leases.Load(), a.api.leases.Load()
+	// Ten renewals of the leader: ten chances for a polling node to poll.
+	eventually(t, "node-a renews", func() (bool, string) { return a.api.leases.Load() >= renewals+10, "" })
+	require.Equal(t, before, b.api.leases.Load(), "a node without the lease sent Lease requests at rest")
+	require.False(t, b.rec.Leading())
+	require.Zero(t, b.api.leaseReads.Load(), "a node without the lease read the Lease")
+
+	// node-a stops (releasing the lease); node-b takes over.
+	a.stop()
+	eventually(t, "node-b takes over", func() (bool, string) { return b.rec.Leading(), "" })
+	lease, err := env.Kube.CoordinationV1().Leases(ns).Get(ctx, status.DefaultLeaseName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "node-b", *lease.Spec.HolderIdentity)
+}
+
+// TestExpiredLeaseIsTakenOnFirstRead leaves a Lease behind as a crashed
+// leader would (held, never renewed, never released). A node that watched
+// it go unrenewed for its whole duration takes it with its first read of
+// the Lease: it does not count the duration again from that read.
+func TestExpiredLeaseIsTakenOnFirstRead(t *testing.T) {
+	env := apitest.Shared(t)
+	ns := env.Namespace(t, "expired")
+	ctx := context.Background()
+	now := metav1.NewMicroTime(time.Now())
+	_, err := env.Kube.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: status.DefaultLeaseName},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity: ptr.To("crashed"), LeaseDurationSeconds: ptr.To(int32(2)),
+			AcquireTime: &now, RenewTime: &now,
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	b := startNode(t, env, nodeOptions{identity: "node-b", leaseNS: ns})
+	eventually(t, "node-b takes over", func() (bool, string) { return b.rec.Leading(), "" })
+	require.Equal(t, int64(1), b.api.leaseReads.Load(), "reads of the Lease before taking it over")
+	lease, err := env.Kube.CoordinationV1().Leases(ns).Get(ctx, status.DefaultLeaseName, metav1.GetOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "node-b", *lease.Spec.HolderIdentity)
+	require.Equal(t, int32(3), *lease.Spec.LeaseDurationSeconds, "the lease is written with the node's own duration")
+	require.Equal(t, int32(1), *lease.Spec.LeaseTransitions)
 }

@@ -25,7 +25,6 @@ func newCASource(ctx context.Context, cfg *config, client kubernetes.Interface, 
 		Namespace: cfg.namespace,
 		Secret:    cfg.caSecret,
 		ConfigMap: cfg.caConfigMap,
-		Refresh:   cfg.caRefresh,
 		Log:       log,
 	}
 	if cfg.serves(roleProxy) {

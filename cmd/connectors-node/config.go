@@ -57,7 +57,6 @@ type config struct {
 	// certificates.
 	serve       string
 	caConfigMap string
-	caRefresh   time.Duration
 	// Pod binding of tokens.
 	checkPodNode       bool
 	checkPodSource     bool
@@ -126,7 +125,6 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
 	fs.StringVar(&c.serve, "serve", roleCSI+","+roleProxy, "roles to serve, a comma list: csi (the node plugin; reads Connectors and the published CA certificates, never a Secret) and proxy (holds Secret access and the CA key; publishes the CA certificates)")
 	fs.StringVar(&c.caConfigMap, "ca-configmap", kube.DefaultCAConfigMap, "name of the ConfigMap in --namespace that publishes the proxy CA certificates without the key; the proxy role writes it, a csi-only node reads only it")
-	fs.DurationVar(&c.caRefresh, "ca-refresh", kube.DefaultCARefresh, "how often the CA Secret (proxy role) or the CA ConfigMap (csi-only) is read again, so a rotated CA takes effect without a restart")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
 	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
 	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")
@@ -170,9 +168,6 @@ func (c *config) validate() error {
 	}
 	if c.caConfigMap == "" {
 		bad("ca-configmap", "required")
-	}
-	if c.caRefresh <= 0 {
-		bad("ca-refresh", "must be positive, got %s", c.caRefresh)
 	}
 	if c.namespace == "" {
 		bad("namespace", "required")

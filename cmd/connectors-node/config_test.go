@@ -24,7 +24,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 		"status", "status-probe-interval",
-		"serve", "ca-configmap", "ca-refresh",
+		"serve", "ca-configmap",
 		"kube-api-qps", "kube-api-burst", "pprof",
 		"release-startup-pages",
 	} {
@@ -119,7 +119,6 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--serve=csi,web"}, "--serve"},
 		{[]string{"--serve=csi"}, "--node-id"},
 		{[]string{"--node-id=n", "--ca-configmap="}, "--ca-configmap"},
-		{[]string{"--node-id=n", "--ca-refresh=0s"}, "--ca-refresh"},
 		{[]string{"--node-id=n", "--kube-api-qps=0"}, "--kube-api-qps"},
 		{[]string{"--node-id=n", "--kube-api-burst=-1"}, "--kube-api-burst"},
 	} {

@@ -44,7 +44,7 @@ func startRole(t *testing.T, env *apitest.Env, sa string, args ...string) *syncB
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"--kubeconfig=" + kubeconfig, "--ops-listen=" + ops, "--ca-refresh=100ms", "--system-roots="}, args...), logs, logs)
+		done <- run(ctx, append([]string{"--kubeconfig=" + kubeconfig, "--ops-listen=" + ops, "--system-roots="}, args...), logs, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -12,7 +12,8 @@
 #
 # Environment: BENCH_IMAGE_MIB (default 512), BENCH_RUNS (default 3, medians
 # shown), BENCH_TIMEOUT (default 15m),
-# BENCH_KEEP=1 (keep the work directory).
+# BENCH_KEEP=1 (keep the work directory), BENCH_CPUPROFILE=FILE (the proxy
+# process writes its CPU profile of the whole run there).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -44,7 +44,7 @@ func startProxy(ctx context.Context, work string, spec proxySpec) (*proxyProc, e
 	}
 	p := &proxyProc{caFile: filepath.Join(dir, "ca.crt"), done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, self, "proxy", "-dir", dir) //nolint:gosec // G204: runs this binary
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "BENCH_CPUPROFILE=" + os.Getenv("BENCH_CPUPROFILE")}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
 		_ = logf.Close()

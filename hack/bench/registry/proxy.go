@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -39,6 +40,25 @@ type proxySpec struct {
 	UpstreamCA string `json:"upstreamCA"`
 }
 
+// startCPUProfile writes the proxy process's CPU profile to path until
+// the returned stop is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path) //nolint:gosec // a path the operator gives
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "cpu profile: %v\n", err)
+		}
+	}, nil
+}
+
 // Connector of the benchmark.
 const (
 	benchNS, benchName = "bench", "reg"
@@ -52,6 +72,13 @@ func runProxy(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "directory with spec.json; ca.crt and addr are written here")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if path := os.Getenv("BENCH_CPUPROFILE"); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	b, err := os.ReadFile(filepath.Join(*dir, "spec.json"))
 	if err != nil {

@@ -82,7 +82,7 @@ func quiet(ctx context.Context, c *fleet.Cluster, d, limit time.Duration) (time.
 		if err != nil {
 			return 0, err
 		}
-		if w.Get("PATCH connectors") == 0 && w.Get("GET secrets") <= w.Get("GET leases") {
+		if w.Get("PATCH connectors") == 0 && w.Get("GET secrets") == 0 {
 			break
 		}
 	}
@@ -168,7 +168,7 @@ func run(ctx context.Context, cfg config) error {
 		pods[i].Connectors = nil
 	}
 	targets := make([]string, len(pods))
-	// Each phase below subtracts the at-rest rate (leases, CA refreshes).
+	// Each phase below subtracts the at-rest rate (the leader's renewals).
 	bg := rest.Scale(1 / secs)
 	pub, err := window(ctx, c, bg, func() error {
 		for i := range pods {
