@@ -134,10 +134,10 @@ func TestDaemonSet(t *testing.T) {
 	goAndFile.Add(fileBacked)
 	require.Negative(t, goAndFile.Cmp(hard), "GOMEMLIMIT %s plus the binary's %s of mapped code is not below the limit %s", memLimit, fileBacked.String(), hard.String())
 	// The request covers the measured RSS with 1,000 Connectors cached, 100
-	// volumes and 100 connections of load: 58-61 MiB (GOGC=100, start-up pages
+	// volumes and 100 connections of load: 58-63 MiB (GOGC=100, start-up pages
 	// released).
 	req := node.Resources.Requests[corev1.ResourceMemory]
-	require.GreaterOrEqual(t, req.Cmp(resource.MustParse("61Mi")), 0, "memory request %s is below the measured 61Mi", req.String())
+	require.GreaterOrEqual(t, req.Cmp(resource.MustParse("64Mi")), 0, "memory request %s is below the measured 64Mi", req.String())
 	gogc := ""
 	for _, e := range node.Env {
 		if e.Name == "GOGC" {
