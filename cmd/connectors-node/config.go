@@ -65,6 +65,8 @@ type config struct {
 	kubeAPIQPS   float64
 	kubeAPIBurst int
 	pprof        bool
+	// Memory: drop the start-up pages of the executable once ready.
+	releaseStartupPages bool
 }
 
 // Roles --serve names.
@@ -135,6 +137,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 50, "most requests per second to the Kubernetes API (client-side, over every client of the process); reviews, pod and Secret reads of new tokens wait beyond it")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "requests to the Kubernetes API allowed in a burst above --kube-api-qps")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on --ops-listen (heap, goroutines, CPU); off by default, since anyone reaching the ops port could read them")
+	fs.BoolVar(&c.releaseStartupPages, "release-startup-pages", true, "once the caches are synced and the servers listen, drop the resident pages of the binary's own code and read-only data that start-up touched (madvise MADV_PAGEOUT, then MADV_DONTNEED; MADV_RANDOM against read-ahead): they fault back in from the file as serving needs them, so RSS holds the serving working set, not the whole binary (about 14 instead of 57 MiB of file-backed RSS). Linux only; off keeps them resident")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

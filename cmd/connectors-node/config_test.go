@@ -26,6 +26,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"status", "status-probe-interval",
 		"serve", "ca-configmap",
 		"kube-api-qps", "kube-api-burst", "pprof",
+		"release-startup-pages",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -55,6 +56,7 @@ func TestFlagsDefaults(t *testing.T) {
 	require.False(t, c.pprof, "profiles are served only when asked for")
 	require.InDelta(t, 50, c.kubeAPIQPS, 0, "client-go's 5 per second queued the reviews of 100 new tokens past their timeout")
 	require.Equal(t, 100, c.kubeAPIBurst)
+	require.True(t, c.releaseStartupPages, "the binary's start-up pages are released unless turned off")
 }
 
 func TestProxyOnlyNeedsNoNodeID(t *testing.T) {

@@ -37,6 +37,8 @@ type node struct {
 	ops   *http.Server
 	// status writes Connector status while it holds the lease; nil with --status=false.
 	status *status.Reconciler
+	// ready reports whether the caches are synced and the CA loaded.
+	ready func(context.Context) error
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -206,6 +208,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		}
 		return nil
 	}
+	n.ready = ready
 	n.ops = &http.Server{
 		Addr:              cfg.opsListen,
 		Handler:           newOpsHandler(ready, reg, cfg.pprof),
@@ -259,6 +262,7 @@ func (n *node) serve(ctx context.Context) error {
 		}
 	}
 	statusDone := n.runStatus(ctx)
+	go n.releaseStartupPages(ctx)
 	<-ctx.Done()
 	n.log.Info("shutting down")
 	// The status writer stops first and releases its lease, so another

@@ -17,7 +17,9 @@
 # BENCH_RUNS (default 3), BENCH_CONNS (default "50 100"), BENCH_STREAM_BYTES
 # (default 1 GiB), BENCH_PORT_BASE (nine ports from here, default 18400),
 # BENCH_SMALL_ONLY=1 (only the small-GET wrk rows, for quick comparisons),
-# BENCH_PPROF=1 (serve pprof on the proxy's ops port), BENCH_KEEP=1 (keep
+# BENCH_GOGC (the proxy's and the floors' GOGC, default 400: high enough
+# that the difference is the proxy's work, not the collector's; the
+# DaemonSet's 100 is measured with BENCH_GOGC=100), BENCH_PPROF=1 (serve pprof on the proxy's ops port), BENCH_KEEP=1 (keep
 # the work directory).
 set -euo pipefail
 
@@ -29,6 +31,7 @@ BASE=${BENCH_PORT_BASE:-18400}
 UP_HTTP=$BASE UP_HTTPS=$((BASE + 1)) PROXY=$((BASE + 2)) OPS=$((BASE + 3)) NGINX=$((BASE + 4))
 FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7)) HAPROXY=$((BASE + 8))
 SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
+NODE_GOGC=${BENCH_GOGC:-400}
 GO=${GO:-go}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -88,8 +91,9 @@ wait_port "$UP_HTTPS"
 
 pprof=()
 [[ ${BENCH_PPROF:-0} == 1 ]] && pprof=(-pprof)
-# GOGC and GOMEMLIMIT as deploy/base/daemonset.yaml sets them.
-GOGC=400 GOMEMLIMIT=200MiB "$work/bin/proxyd" -listen "127.0.0.1:$PROXY" -ops "127.0.0.1:$OPS" \
+# GOMEMLIMIT as deploy/base/daemonset.yaml sets it; GOGC as BENCH_GOGC
+# says, the same for the floors below.
+GOGC=$NODE_GOGC GOMEMLIMIT=192MiB "$work/bin/proxyd" -listen "127.0.0.1:$PROXY" -ops "127.0.0.1:$OPS" \
 	-upstream-http "127.0.0.1:$UP_HTTP" -upstream-https "127.0.0.1:$UP_HTTPS" \
 	-upstream-ca "$work/upstream-ca.pem" -ca-out "$work/proxy-ca.pem" -log "$work/proxy-audit.log" "${pprof[@]}" \
 	2>"$work/proxyd.log" &
@@ -166,13 +170,13 @@ wait_port "$HAPROXY"
 
 # The reference points: the standard library's floor, the same with a
 # synchronous upstream client, and the TCP ceiling.
-GOGC=400 "$work/bin/baseline" -mode reverseproxy -listen "127.0.0.1:$FLOOR" -upstream "127.0.0.1:$UP_HTTP" &
+GOGC=$NODE_GOGC "$work/bin/baseline" -mode reverseproxy -listen "127.0.0.1:$FLOOR" -upstream "127.0.0.1:$UP_HTTP" &
 floor_pid=$!
 pids+=("$floor_pid")
 "$work/bin/baseline" -mode relay -listen "127.0.0.1:$RELAY" -upstream "127.0.0.1:$UP_HTTP" &
 relay_pid=$!
 pids+=("$relay_pid")
-GOGC=400 "$work/bin/baseline" -mode syncproxy -listen "127.0.0.1:$SYNC" -upstream "127.0.0.1:$UP_HTTP" &
+GOGC=$NODE_GOGC "$work/bin/baseline" -mode syncproxy -listen "127.0.0.1:$SYNC" -upstream "127.0.0.1:$UP_HTTP" &
 sync_pid=$!
 pids+=("$sync_pid")
 wait_port "$FLOOR"

@@ -6,7 +6,9 @@
 // keep-alive connections of reverse-proxy load, under 1,000 and at
 // --max-connections. It prints one line per phase; RSS is split into its
 // anonymous part (the Go runtime's memory, which GOMEMLIMIT bounds) and its
-// file-backed part (the binary's mapped code and data). Run it as root (publishing mounts a tmpfs):
+// file-backed part (the binary's mapped code and data), and each load
+// phase counts the major page faults (pages read back from the binary
+// after --release-startup-pages). Run it as root (publishing mounts a tmpfs):
 //
 //	go run ./hack/bench/memory --binary bin/connectors-node
 package main
@@ -18,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -32,23 +36,28 @@ type config struct {
 	settle     time.Duration
 	loadFor    time.Duration
 	extraEnv   []string
+	extraArgs  []string
 	profiles   string
 }
 
 func main() {
 	var cfg config
-	var env string
+	var env, arg string
 	flag.StringVar(&cfg.binary, "binary", "bin/connectors-node", "the connectors-node binary")
 	flag.IntVar(&cfg.connectors, "connectors", 1000, "Connectors to create")
 	flag.IntVar(&cfg.volumes, "volumes", 100, "volumes to publish, one pod each")
 	flag.DurationVar(&cfg.settle, "settle", 5*time.Second, "wait before an idle reading")
 	flag.DurationVar(&cfg.loadFor, "load-for", 10*time.Second, "duration of each load phase")
 	flag.StringVar(&env, "env", "", "extra NAME=value for the node's environment, overriding the DaemonSet's (e.g. GOGC=100)")
+	flag.StringVar(&arg, "arg", "", "extra flag for the node (e.g. --release-startup-pages=false)")
 	flag.StringVar(&cfg.profiles, "profiles", "", "directory to write a heap profile of every phase into (runs the node with --pprof)")
 	flag.Parse()
 	cfg.loads = []int{100, 1000}
 	if env != "" {
 		cfg.extraEnv = []string{env}
+	}
+	if arg != "" {
+		cfg.extraArgs = []string{arg}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, cfg)
@@ -57,6 +66,42 @@ func main() {
 		fmt.Fprintf(os.Stderr, "memory: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// flushBinary writes a just-built binary's dirty page-cache pages to disk,
+// as an image layer's are long before a pod starts: MADV_PAGEOUT
+// (--release-startup-pages) skips dirty pages, which would leave them
+// resident.
+func flushBinary(path string) error {
+	f, err := os.Open(path) //nolint:gosec // the binary the Makefile built
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("flushing %s: %w", path, err)
+	}
+	return nil
+}
+
+// pageFaults is the major page faults (a page read from the file) of
+// process pid so far, from /proc/<pid>/stat.
+func pageFaults(pid int) (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name in parentheses: state is the
+	// first, majflt the tenth.
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 10 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	return strconv.ParseInt(f[9], 10, 64)
 }
 
 func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
@@ -73,6 +118,9 @@ func run(ctx context.Context, cfg config) error {
 	if ds.MaxConnections > cfg.loads[len(cfg.loads)-1] {
 		cfg.loads = append(cfg.loads, ds.MaxConnections) // the most the proxy serves
 	}
+	if err := flushBinary(cfg.binary); err != nil {
+		return err
+	}
 	c, err := fleet.Start()
 	if err != nil {
 		return err
@@ -82,7 +130,7 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	args := ds.Args
+	args := append(ds.Args, cfg.extraArgs...)
 	if cfg.profiles != "" {
 		if err := os.MkdirAll(cfg.profiles, 0o750); err != nil {
 			return err
@@ -149,14 +197,16 @@ func run(ctx context.Context, cfg config) error {
 
 	for _, conns := range cfg.loads {
 		peak := n.SamplePeak(ctx, 250*time.Millisecond)
+		before, _ := pageFaults(n.PID())
 		load := n.StartLoad(ctx, conns, pods, 0)
 		time.Sleep(cfg.loadFor)
 		during, _ := n.Memory(ctx)
 		profile(fmt.Sprintf("load-%d-connections", conns))
 		ok, failed, lerr := load.Stop()
 		p := peak.Stop()
-		say("phase=load-%d-connections requests=%d errors=%d rps=%.0f at_end: %s peak: %s",
-			conns, ok, failed, float64(ok)/cfg.loadFor.Seconds(), during, p)
+		after, _ := pageFaults(n.PID())
+		say("phase=load-%d-connections requests=%d errors=%d rps=%.0f major_faults=%d at_end: %s peak: %s",
+			conns, ok, failed, float64(ok)/cfg.loadFor.Seconds(), after-before, during, p)
 		if lerr != nil {
 			say("#   first error: %v; node log: %s", lerr, fleet.LastLines(n.LogPath, 3))
 		}
