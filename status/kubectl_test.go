@@ -14,14 +14,15 @@ import (
 	"github.com/connectors-node/connectors-node/status"
 )
 
-// TestKubectlGetConnectorsShowsStatus runs the real kubectl against the
+// TestKubectlGetConnectorsShowsStatus runs the pinned kubectl (make
+// testbin builds it, the API server's version) against the
 // real API server: once the node has written status, `kubectl get
 // connectors` prints Ready True, and `-o wide` the host-form address, by
 // the CRD's printer columns.
 func TestKubectlGetConnectorsShowsStatus(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
+	kubectl, err := apitest.Kubectl()
 	if err != nil {
-		testsupport.SkipOrFail(t, "kubectl not found (make deps installs it): %v", err)
+		testsupport.SkipOrFail(t, "%v", err)
 	}
 	env := apitest.Shared(t)
 	ns := env.Namespace(t, "kubectl")

@@ -30,7 +30,7 @@ func ListenSecondLoopback(t testing.TB) net.Listener {
 		}
 	}
 	if err != nil {
-		SkipOrFail(t, "no second loopback address %s: %v", addr, err)
+		SkipOrFail(t, "no second loopback address %s (as root the test adds it to lo): %v", addr, err)
 		return nil
 	}
 	return ln
