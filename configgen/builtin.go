@@ -29,22 +29,27 @@ const (
 // The forward proxy is the last Connector's class's own proxy when it has
 // one (upstream: "the proxy settings from the last ConnectorClass are
 // applied"), else the built-in proxy.
-func addBuiltins(in *Input, proxy *url.URL, files map[string][]byte) {
+func addBuiltins(in *Input, proxy *url.URL, files map[string][]byte) error {
 	if own := in.Connectors[len(in.Connectors)-1].ClassProxyURL; own != "" {
 		if u, err := url.Parse(own); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
 			proxy = &url.URL{Scheme: u.Scheme, Host: u.Host}
 		}
 	}
 	forward := forwardProxyURL(in, proxy)
+	env, err := envFile(forward, noProxy(in, proxy))
+	if err != nil {
+		return err
+	}
 	files[FileToken] = []byte(in.Token)
 	files[FileHTTPProxy] = []byte(forward)
 	files[FileHTTPSProxy] = []byte(forward)
-	files[FileEnv] = envFile(forward, noProxy(in, proxy))
+	files[FileEnv] = env
 	files[FileProxyAddress] = []byte(in.Connectors[len(in.Connectors)-1].ProxyAddress)
 	files[FileCACert] = bytes.Clone(in.CACertPEM)
 	files[FileContextCA] = bytes.Clone(in.CACertPEM)
 	files[FileCACertLegacy] = bytes.Clone(in.CACertPEM)
 	files[FileCABundle] = caBundle(in.SystemRootsPEM, in.CACertPEM)
+	return nil
 }
 
 // forwardProxyURL is the forward proxy with the credentials in userinfo:
@@ -66,31 +71,21 @@ func forwardProxyURL(in *Input, proxy *url.URL) string {
 // envFile is the .env file: lower-case then upper-case proxy variables,
 // one KEY='value' per line, readable by `set -a; . ./.env; set +a` and by
 // dotenv parsers.
-func envFile(forward, noProxy string) []byte {
+func envFile(forward, noProxy string) ([]byte, error) {
 	var b strings.Builder
 	for _, names := range [][3]string{
 		{"http_proxy", "https_proxy", "no_proxy"},
 		{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"},
 	} {
-		writeEnv(&b, names[0], forward)
-		writeEnv(&b, names[1], forward)
-		writeEnv(&b, names[2], noProxy)
+		for i, value := range []string{forward, forward, noProxy} {
+			quoted, err := shellQuote(value)
+			if err != nil {
+				return nil, &InvalidError{Field: FileEnv + " " + names[i], Reason: err.Error()}
+			}
+			b.WriteString(names[i] + "=" + quoted + "\n")
+		}
 	}
-	return []byte(b.String())
-}
-
-func writeEnv(b *strings.Builder, name, value string) {
-	b.WriteString(name)
-	b.WriteByte('=')
-	b.WriteString(shellQuote(value))
-	b.WriteByte('\n')
-}
-
-// shellQuote single-quotes s for POSIX shells. Nothing inside single quotes
-// is special except the quote itself, which closes the quoting, is written
-// escaped, and reopens it.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return []byte(b.String()), nil
 }
 
 // caBundle is the system roots followed by the proxy CA, with a newline

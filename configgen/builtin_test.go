@@ -90,20 +90,6 @@ func TestCABundle(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", "''"},
-		{"http://a%2Fb:t@h", "'http://a%2Fb:t@h'"},
-		{"it's", `'it'\''s'`},
-		{"$HOME `x` \\", "'$HOME `x` \\'"},
-	}
-	for _, tt := range tests {
-		if got := shellQuote(tt.in); got != tt.want {
-			t.Errorf("shellQuote(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestEnvFileSourcesInShell reads .env back through a real shell.
 func TestEnvFileSourcesInShell(t *testing.T) {
 	sh, err := exec.LookPath("sh")
@@ -111,7 +97,10 @@ func TestEnvFileSourcesInShell(t *testing.T) {
 		t.Skip("no sh")
 	}
 	tricky := "it's $HOME `id` \\"
-	env := envFile("http://a%2Fb:"+tricky+"@h", "localhost,.svc")
+	env, err := envFile("http://a%2Fb:"+tricky+"@h", "localhost,.svc")
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.CommandContext(t.Context(), sh, "-c", "set -a; eval \"$1\"; printf '%s|%s|%s' \"$https_proxy\" \"$NO_PROXY\" \"$HTTP_PROXY\"", "sh", string(env)).Output()
 	if err != nil {
 		t.Fatal(err)

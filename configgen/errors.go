@@ -12,8 +12,9 @@ var (
 	// ErrUnknownConfiguration: a configuration name that neither a mounted
 	// Connector's class nor a built-in generator provides (NotFound).
 	ErrUnknownConfiguration = errors.New("unknown configuration")
-	// ErrInvalid: a malformed volume attribute or a bad file name from a
-	// class (InvalidArgument).
+	// ErrInvalid: a malformed volume attribute, a bad file name from a
+	// class, or a value a template function cannot write
+	// (InvalidArgument).
 	ErrInvalid = errors.New("invalid input")
 	// ErrTemplate: a ConnectorClass template or param default that fails to
 	// parse or render (FailedPrecondition).
@@ -47,8 +48,9 @@ func (e *UnknownConfigurationError) Is(target error) bool {
 // InvalidError says which input is wrong and why. It matches ErrInvalid.
 type InvalidError struct {
 	// Field names the input: a volume attribute such as
-	// "configuration.names" or "configuration.params", or a class, its
-	// configuration and a data key.
+	// "configuration.names" or "configuration.params", a class, its
+	// configuration and a data key, or a field of a Connector
+	// (connector "<namespace>/<name>" spec.address).
 	Field string
 	// Reason says what is wrong, without the offending secret values.
 	Reason string
@@ -91,4 +93,10 @@ func (e *TemplateError) Unwrap() error { return e.Err }
 // classField names a data key of a class configuration in an InvalidError.
 func classField(class, configuration, key string) string {
 	return fmt.Sprintf("connectorclass %q configuration %q data key %q", class, configuration, key)
+}
+
+// connectorField names a field of a Connector in an *InvalidError:
+// connector "<namespace>/<name>" <path>.
+func connectorField(c Connector, path string) string {
+	return fmt.Sprintf("connector %q %s", c.Object.Key(), path)
 }

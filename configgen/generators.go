@@ -64,22 +64,25 @@ func builtinGenerator(name string) (generator, bool) {
 // boundary and git's per-URL http config never applies to other remotes. A
 // Connector without an address gets the header section only.
 func gitconfig(cs []Connector, token string) ([]byte, error) {
-	header := "Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token))
+	header, err := gitConfigValue("Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(":"+token)))
+	if err != nil {
+		return nil, err
+	}
 	var b strings.Builder
 	for _, c := range unique(cs) {
-		proxy := withSlash(c.ProxyAddress)
-		if hasControl(proxy) {
-			return nil, &InvalidError{Field: fmt.Sprintf("connector %q proxy address", c.Object.Key()), Reason: "contains a control character"}
+		proxy, err := gitConfigSubsection(withSlash(c.ProxyAddress))
+		if err != nil {
+			return nil, &InvalidError{Field: connectorField(c, "proxy address"), Reason: err.Error()}
 		}
-		fmt.Fprintf(&b, "[http %s]\n\textraHeader = %s\n\tfollowRedirects = false\n", gitSubsection(proxy), header)
+		fmt.Fprintf(&b, "[http %s]\n\textraHeader = %s\n\tfollowRedirects = false\n", proxy, header)
 		if c.Object.Spec.Address == "" {
 			continue
 		}
-		address := withSlash(c.Object.Spec.Address)
-		if hasControl(address) {
-			return nil, &InvalidError{Field: fmt.Sprintf("connector %q spec.address", c.Object.Key()), Reason: "contains a control character"}
+		address, err := gitConfigValue(withSlash(c.Object.Spec.Address))
+		if err != nil {
+			return nil, &InvalidError{Field: connectorField(c, "spec.address"), Reason: err.Error()}
 		}
-		fmt.Fprintf(&b, "[url %s]\n\tinsteadOf = %s\n", gitSubsection(proxy), gitValue(address))
+		fmt.Fprintf(&b, "[url %s]\n\tinsteadOf = %s\n", proxy, address)
 	}
 	return []byte(b.String()), nil
 }
@@ -137,7 +140,11 @@ func buildkitd(cs []Connector, _ string) ([]byte, error) {
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "[registry.%s]\n  http = true\n", tomlString(u.Host))
+		host, err := tomlString(u.Host)
+		if err != nil {
+			return nil, &InvalidError{Field: connectorField(c, "proxy address"), Reason: err.Error()}
+		}
+		fmt.Fprintf(&b, "[registry.%s]\n  http = true\n", host)
 	}
 	return []byte(b.String()), nil
 }
@@ -146,11 +153,8 @@ func buildkitd(cs []Connector, _ string) ([]byte, error) {
 // its host.
 func proxyAddressURL(c Connector) (*url.URL, error) {
 	u, err := url.Parse(c.ProxyAddress)
-	if err != nil {
-		return nil, fmt.Errorf("connector %s: parsing proxy address: %w", c.Object.Key(), err)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("connector %s: proxy address %q has no host", c.Object.Key(), c.ProxyAddress)
+	if err != nil || u.Host == "" {
+		return nil, &InvalidError{Field: connectorField(c, "proxy address"), Reason: "is not a URL with a host"}
 	}
 	u.Host = strings.ToLower(u.Host)
 	return u, nil
@@ -171,39 +175,3 @@ func unique(cs []Connector) []Connector {
 
 // withSlash returns u ending in exactly one '/'.
 func withSlash(u string) string { return strings.TrimRight(u, "/") + "/" }
-
-func hasControl(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
-}
-
-// gitSubsection quotes a git config subsection name.
-func gitSubsection(s string) string { return backslashQuote(s) }
-
-// gitValue quotes a git config value when it holds a character git would
-// read as a comment start, quote or escape.
-func gitValue(s string) string {
-	if !strings.ContainsAny(s, "#;\"\\") && strings.TrimSpace(s) == s {
-		return s
-	}
-	return gitSubsection(s)
-}
-
-// tomlString quotes s as a TOML basic string; s holds no control
-// characters (it is a host from a parsed URL).
-func tomlString(s string) string { return backslashQuote(s) }
-
-// backslashQuote wraps s in double quotes, escaping '"' and '\' with a
-// backslash: the quoting that git config and TOML share.
-func backslashQuote(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			b.WriteByte('\\')
-		}
-		b.WriteByte(s[i])
-	}
-	b.WriteByte('"')
-	return b.String()
-}

@@ -17,7 +17,8 @@ import "text/template"
 //
 // Checks come in this order: the Input itself, configuration names
 // (ErrUnknownConfiguration), class file names and configuration.params
-// (ErrInvalid), then class templates (ErrTemplate).
+// (ErrInvalid), then class templates (ErrTemplate, or ErrInvalid for a
+// value a template function cannot write).
 func Render(in Input) (map[string][]byte, error) {
 	proxy, err := checkInput(&in)
 	if err != nil {
@@ -33,7 +34,9 @@ func Render(in Input) (map[string][]byte, error) {
 
 	r := renderer{in: &in}
 	files := make(map[string][]byte, 16)
-	addBuiltins(&in, proxy, files)
+	if err := addBuiltins(&in, proxy, files); err != nil {
+		return nil, err
+	}
 	for _, u := range units {
 		if err := r.renderUnit(u, units, files); err != nil {
 			return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"text/template"
@@ -22,14 +23,56 @@ const MaxTemplateOutput = 1 << 20
 var errTooLarge = fmt.Errorf("output is larger than %d bytes", MaxTemplateOutput)
 
 // funcMap returns the template functions: sprig's text/template functions
-// minus nodeFuncs. Each call builds a new map.
+// minus nodeFuncs, with bounds, a urlParse that fails on what is not a
+// URL, keys and values in key order, and the escaping functions. Each call
+// builds a new map.
 func funcMap() template.FuncMap {
 	fm := sprig.TxtFuncMap()
 	for _, name := range nodeFuncs() {
 		delete(fm, name)
 	}
 	boundedFuncs(fm)
+	valueFuncs(fm)
+	for name, fn := range escapeFuncs() {
+		fm[name] = fn
+	}
 	return fm
+}
+
+// valueFuncs replaces sprig functions whose result the guard cannot
+// trust. urlParse panics on a value that is not a URL, and decodes %XX in
+// the host, path and fragment, where %0A or %C2%85 would become a line
+// break no check of the Connector's fields sees: this urlParse fails on
+// both with a *valueError. keys and values range over a map in random order: these
+// follow key order, so the same data always render the same bytes.
+func valueFuncs(fm template.FuncMap) {
+	parse, _ := fm["urlParse"].(func(string) map[string]any)
+	fm["urlParse"] = func(s string) (map[string]any, error) {
+		if _, err := url.Parse(s); err != nil {
+			return nil, &valueError{fn: "urlParse", reason: "is not a URL"}
+		}
+		parts := parse(s)
+		for _, part := range parts {
+			if s, ok := part.(string); ok && strings.IndexFunc(s, isControl) >= 0 {
+				return nil, &valueError{fn: "urlParse", reason: "holds or decodes to a control character"}
+			}
+		}
+		return parts, nil
+	}
+	fm["keys"] = func(dicts ...map[string]any) []string {
+		var out []string
+		for _, d := range dicts {
+			out = append(out, sortedKeys(d)...)
+		}
+		return out
+	}
+	fm["values"] = func(dict map[string]any) []any {
+		out := make([]any, 0, len(dict))
+		for _, k := range sortedKeys(dict) {
+			out = append(out, dict[k])
+		}
+		return out
+	}
 }
 
 // nodeFuncs are the sprig functions templates may not call: they read the
@@ -54,26 +97,41 @@ func nodeFuncs() []string {
 // another's.
 func (r *renderer) renderClassUnit(u *unit, units []*unit, files map[string][]byte) error {
 	for _, key := range sortedKeys(u.config.Data) {
-		fail := func(err error) error {
-			return &TemplateError{Class: u.class.Name, Configuration: u.name, File: key, Err: r.redact(err)}
-		}
 		// The default missingkey option, as upstream renders: a missing map
 		// key is nil, which tests false and prints "<no value>".
 		tpl, err := template.New(key).Option("missingkey=default").Funcs(r.funcs()).Parse(u.config.Data[key])
+		if err == nil {
+			files[key], err = r.execute(tpl, u, units)
+		}
 		if err != nil {
-			return fail(err)
+			return r.fileError(u, key, err)
 		}
-		data, err := r.templateData(u, units)
-		if err != nil {
-			return fail(err)
-		}
-		out := limitedBuffer{max: MaxTemplateOutput}
-		if err := tpl.Execute(&out, data); err != nil {
-			return fail(err)
-		}
-		files[key] = out.Bytes()
 	}
 	return nil
+}
+
+// fileError is the error of one class file: a value a template function
+// refused as an *InvalidError naming the file, anything else as a
+// *TemplateError without the token.
+func (r *renderer) fileError(u *unit, key string, err error) error {
+	var value *valueError
+	if errors.As(err, &value) {
+		return &InvalidError{Field: classField(u.class.Name, u.name, key), Reason: value.Error()}
+	}
+	return &TemplateError{Class: u.class.Name, Configuration: u.name, File: key, Err: r.redact(err)}
+}
+
+// execute renders tpl over the unit's template data.
+func (r *renderer) execute(tpl *template.Template, u *unit, units []*unit) ([]byte, error) {
+	data, err := r.templateData(u, units)
+	if err != nil {
+		return nil, err
+	}
+	out := limitedBuffer{max: MaxTemplateOutput}
+	if err := tpl.Execute(&out, data); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
 }
 
 // funcs builds the function map on first use.

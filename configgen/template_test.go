@@ -180,7 +180,6 @@ func TestTemplateErrorNeverCarriesToken(t *testing.T) {
 		`{{ fail (printf ":%s" .context.token | b64enc) }}`,
 		`{{ fail (.context.token | b64enc) }}`,
 		`{{ .context.token | int | fail }}`,
-		`{{ urlParse (printf "%%zz%s" .context.token) }}`,
 		// Regression: transformed tokens got past a redaction of exact strings.
 		`{{ fail (substr 1 -1 .context.token) }}`,
 		`{{ fail (.context.token | upper) }}`,
@@ -193,6 +192,34 @@ func TestTemplateErrorNeverCarriesToken(t *testing.T) {
 			_, err := Render(classInput(t, tpl, nil))
 			if !errors.Is(err, ErrTemplate) {
 				t.Fatalf("err = %v, want ErrTemplate", err)
+			}
+			requireNoTokenFragment(t, err.Error())
+		})
+	}
+}
+
+// TestValueErrorNeverCarriesToken pins that a template function refusing
+// a value made of the token (urlParse, an escaping function) fails with
+// ErrInvalid and does not repeat the value.
+func TestValueErrorNeverCarriesToken(t *testing.T) {
+	for _, tpl := range []string{
+		`{{ urlParse (printf "%%zz%s" .context.token) }}`,
+		`{{ urlParse (printf "http://h/%%0A%s" .context.token) }}`,
+		`{{ printf "%s\n" .context.token | gitConfigValue }}`,
+		`{{ printf "%s\n" .context.token | gitConfigSubsection }}`,
+		`{{ printf "%s\x00" .context.token | xmlText }}`,
+		`{{ printf "%s\x01" .context.token | xmlAttr }}`,
+		`{{ printf " %s" .context.token | iniValue }}`,
+		`{{ printf "%s\r" .context.token | npmrcValue }}`,
+		`{{ printf "%s\xff" .context.token | yamlString }}`,
+		`{{ printf "%s\xff" .context.token | yamlKey }}`,
+		`{{ printf "%s\xff" .context.token | tomlString }}`,
+		`{{ printf "%s\x00" .context.token | shellQuote }}`,
+	} {
+		t.Run(tpl, func(t *testing.T) {
+			_, err := Render(classInput(t, tpl, nil))
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
 			}
 			requireNoTokenFragment(t, err.Error())
 		})
