@@ -57,6 +57,21 @@
 // unset, so `{{ range .connector.spec.params }}` works on any Connector;
 // unset object fields (caCertSecretRef, status.proxy) stay missing.
 //
+// Templates also get escaping functions, one per file format the catalog
+// writes (gitConfigValue, gitConfigSubsection, xmlText, xmlAttr, iniValue,
+// npmrcValue, yamlString, yamlKey, tomlString, shellQuote; see escape.go):
+// each writes a value so that the format's reader reads back that value and
+// nothing else, or fails the render when it cannot. The built-in
+// generators use the same functions. urlParse fails on a value that is not
+// a URL or decodes to a control character; keys and values follow key
+// order.
+//
+// Rendered files are a trust boundary, also for classes that escape
+// nothing: a value from a Connector (spec, metadata, status),
+// configuration.params or the class's status proxy address that holds a
+// control character (C0, DEL, C1, U+2028, U+2029) and reaches a file fails
+// the volume (see guard.go). The token and the CA are the renderer's own.
+//
 // .configurations.<param> holds the rendered configuration's own params
 // (defaults, then configuration.params), as upstream documents it, and
 // .configurations.<name>.<param> the params of every rendered
@@ -68,9 +83,11 @@
 // # Errors
 //
 // Errors match one of three sentinels with errors.Is: ErrUnknownConfiguration
-// (a configuration name nothing provides), ErrInvalid (a bad volume attribute
-// or a bad file name in a class) and ErrTemplate (a class template or param
-// default that does not work). Any other error means the caller passed an
-// Input it should never pass (no Connectors, no token, no ProxyURL).
-// No error message carries the token.
+// (a configuration name nothing provides), ErrInvalid (a bad volume
+// attribute, a bad file name in a class, a control character a Connector or
+// configuration.params brings into a file, or a value a template function
+// cannot write) and ErrTemplate (a class template or param default that
+// does not work). Any other error means the caller passed an Input it
+// should never pass (no Connectors, no token, no ProxyURL). No error
+// message carries the token, and none repeats the value it refuses.
 package configgen

@@ -13,7 +13,8 @@ var (
 	// Connector's class nor a built-in generator provides (NotFound).
 	ErrUnknownConfiguration = errors.New("unknown configuration")
 	// ErrInvalid: a malformed volume attribute, a bad file name from a
-	// class, or a value a template function cannot write
+	// class, a control character a Connector or configuration.params
+	// brings into a file, or a value a template function cannot write
 	// (InvalidArgument).
 	ErrInvalid = errors.New("invalid input")
 	// ErrTemplate: a ConnectorClass template or param default that fails to

@@ -78,6 +78,9 @@ func gitconfig(cs []Connector, token string) ([]byte, error) {
 		if c.Object.Spec.Address == "" {
 			continue
 		}
+		if err := controlError(connectorField(c, "spec.address"), c.Object.Spec.Address); err != nil {
+			return nil, err
+		}
 		address, err := gitConfigValue(withSlash(c.Object.Spec.Address))
 		if err != nil {
 			return nil, &InvalidError{Field: connectorField(c, "spec.address"), Reason: err.Error()}

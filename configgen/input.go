@@ -77,6 +77,14 @@ func checkInput(in *Input) (*url.URL, error) {
 		if c.ProxyAddress == "" {
 			return nil, fmt.Errorf("connector %s has no proxy address", c.Object.Key())
 		}
+		// Every volume's files are made of these: the guard checks them
+		// up front.
+		if err := controlError(connectorField(c, "proxy address"), c.ProxyAddress); err != nil {
+			return nil, err
+		}
+		if err := controlError(connectorField(c, "class proxy address"), c.ClassProxyURL); err != nil {
+			return nil, err
+		}
 	}
 	if in.ProxyURL.IsZero() {
 		return nil, errNoProxyURL

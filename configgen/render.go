@@ -18,7 +18,8 @@ import "text/template"
 // Checks come in this order: the Input itself, configuration names
 // (ErrUnknownConfiguration), class file names and configuration.params
 // (ErrInvalid), then class templates (ErrTemplate, or ErrInvalid for a
-// value a template function cannot write).
+// control character from a Connector or configuration.params that reaches
+// a file, and for a value a template function cannot write).
 func Render(in Input) (map[string][]byte, error) {
 	proxy, err := checkInput(&in)
 	if err != nil {

@@ -96,12 +96,16 @@ func nodeFuncs() []string {
 // gets its own copy of the data, so one file's template cannot change
 // another's.
 func (r *renderer) renderClassUnit(u *unit, units []*unit, files map[string][]byte) error {
+	taints, err := r.taints(u)
+	if err != nil {
+		return err
+	}
 	for _, key := range sortedKeys(u.config.Data) {
 		// The default missingkey option, as upstream renders: a missing map
 		// key is nil, which tests false and prints "<no value>".
 		tpl, err := template.New(key).Option("missingkey=default").Funcs(r.funcs()).Parse(u.config.Data[key])
 		if err == nil {
-			files[key], err = r.execute(tpl, u, units)
+			files[key], err = r.renderFile(tpl, u, units, taints)
 		}
 		if err != nil {
 			return r.fileError(u, key, err)
@@ -110,10 +114,14 @@ func (r *renderer) renderClassUnit(u *unit, units []*unit, files map[string][]by
 	return nil
 }
 
-// fileError is the error of one class file: a value a template function
-// refused as an *InvalidError naming the file, anything else as a
-// *TemplateError without the token.
+// fileError is the error of one class file: the guard's *InvalidError as
+// it is, a value a template function refused as an *InvalidError naming
+// the file, anything else as a *TemplateError without the token.
 func (r *renderer) fileError(u *unit, key string, err error) error {
+	var invalid *InvalidError
+	if errors.As(err, &invalid) {
+		return invalid
+	}
 	var value *valueError
 	if errors.As(err, &value) {
 		return &InvalidError{Field: classField(u.class.Name, u.name, key), Reason: value.Error()}
@@ -121,11 +129,19 @@ func (r *renderer) fileError(u *unit, key string, err error) error {
 	return &TemplateError{Class: u.class.Name, Configuration: u.name, File: key, Err: r.redact(err)}
 }
 
-// execute renders tpl over the unit's template data.
-func (r *renderer) execute(tpl *template.Template, u *unit, units []*unit) ([]byte, error) {
+// execute renders tpl over the unit's template data, with the strings in
+// set (if any) scrubbed of control characters first.
+func (r *renderer) execute(tpl *template.Template, u *unit, units []*unit, set map[string]bool) ([]byte, error) {
 	data, err := r.templateData(u, units)
 	if err != nil {
 		return nil, err
+	}
+	if set != nil {
+		for k, v := range data {
+			if k != "context" {
+				data[k] = scrub(v, set)
+			}
+		}
 	}
 	out := limitedBuffer{max: MaxTemplateOutput}
 	if err := tpl.Execute(&out, data); err != nil {
