@@ -333,10 +333,11 @@ func classify(err error) error {
 // classifyReview is classify for TokenReview and SubjectAccessReview calls,
 // which the node makes as itself: a 401 or 403 says the node may not review
 // (its RBAC is missing, or still warming up on a restarted API server), not
-// that the caller is refused, so it is ErrUnavailable as well.
+// that the caller is refused, so it is ErrUnavailable as well; the API server
+// did answer, so it does not open the breaker.
 func classifyReview(err error) error {
 	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-		return fmt.Errorf("%w: the node may not review: %w", ErrUnavailable, err)
+		return &answeredError{why: "the node may not review", err: err}
 	}
 	return classify(err)
 }

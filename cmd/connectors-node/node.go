@@ -101,6 +101,8 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		CheckSource:  cfg.checkPodSource,
 		AllowUnbound: cfg.allowUnboundTokens,
 		PodTTL:       cfg.tokenCacheTTL,
+		OutageGrace:  cfg.apiOutageGrace,
+		Breaker:      breaker,
 	})
 	if err != nil {
 		return nil, err
