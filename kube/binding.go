@@ -174,6 +174,13 @@ func (b *PodBinding) Check(ctx context.Context, user User, source netip.Addr) er
 	return nil
 }
 
+// ForgetPod drops what the binding cached about pod, which was deleted.
+func (b *PodBinding) ForgetPod(pod PodRef) {
+	if b.pods != nil {
+		b.pods.forget(podKey(pod.Namespace, pod.Name, pod.UID))
+	}
+}
+
 func podKey(ns, name, uid string) string { return ns + "/" + name + "/" + uid }
 
 // pod reads the pod (cached), checking its UID against the token's.

@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -568,4 +570,80 @@ func TestRefusedReadsRightAfterAnOutageServeTheCache(t *testing.T) {
 		var be *kube.BindingError
 		return errors.As(cached["pod"](), &be) && be.Binding == kube.BindingPod
 	}, 10*time.Second, 10*time.Millisecond, "a pod found deleted ends its token")
+}
+
+// TestDeletedPodsTokenIsRefusedWithinSeconds pins the pod watch: before
+// it, a deleted pod's token that had been reviewed was accepted until the
+// review and pod caches expired (5 minutes), also from the pod's IP once
+// another pod had it. The watch of this node's pods (a field selector), or
+// of every pod for a central proxy, ends it within seconds, long before any
+// TTL.
+func TestDeletedPodsTokenIsRefusedWithinSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		watchNode string // "" watches every pod
+		podNode   string
+	}{
+		{"this node's pods", "node-a", "node-a"},
+		{"every pod, for a central proxy", "", "node-b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := apitest.Shared(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ns := env.Namespace(t, "podwatch")
+			env.ServiceAccount(t, ns, "builder")
+			for _, n := range []string{"node-a", "node-b"} {
+				require.NoError(t, kubelet.RegisterNode(ctx, env.Kube, n))
+			}
+			r := newReviewer(t, env.Kube, testingclock.NewFakeClock(time.Now()), func(o *kube.ReviewerOptions) { o.TokenTTL = time.Hour })
+			b, err := kube.NewPodBinding(kube.PodBindingOptions{Client: env.Kube, NodeName: tc.podNode, CheckNode: tc.watchNode != "",
+				CheckSource: true, PodTTL: time.Hour})
+			require.NoError(t, err)
+			var mu sync.Mutex
+			var seen []string
+			w, err := kube.NewPodWatch(kube.PodWatchOptions{Config: env.Config, NodeName: tc.watchNode, Deleted: func(p kube.PodRef) {
+				r.ForgetPod(p.UID)
+				b.ForgetPod(p)
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, p.Namespace+"/"+p.Name)
+			}})
+			require.NoError(t, err)
+			w.Start(ctx)
+			require.Eventually(t, w.Synced, 30*time.Second, 20*time.Millisecond)
+
+			elsewhere, err := kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: "elsewhere", ServiceAccount: "builder"}, "node-c", "127.0.0.9")
+			require.NoError(t, err)
+			token := podToken(t, env, ns, "app", tc.podNode)
+			user, err := r.Authenticate(ctx, token)
+			require.NoError(t, err)
+			src := netip.MustParseAddr("127.0.0.1")
+			require.NoError(t, b.Check(ctx, user, src))
+
+			require.NoError(t, env.Kube.CoreV1().Pods(ns).Delete(ctx, elsewhere.Name, *zeroGrace()))
+			require.NoError(t, env.Kube.CoreV1().Pods(ns).Delete(ctx, "app", *zeroGrace()))
+			deleted := time.Now()
+			require.Eventually(t, func() bool {
+				_, err := r.Authenticate(ctx, token)
+				return errors.Is(err, kube.ErrUnauthenticated)
+			}, 5*time.Second, 10*time.Millisecond, "the deleted pod's token is refused within seconds")
+			t.Logf("refused %s after the deletion", time.Since(deleted).Round(time.Millisecond))
+			_, err = r.Authenticate(ctx, token)
+			require.ErrorContains(t, err, "pod app was deleted")
+
+			// Another pod takes the name and the IP: the old token stays refused.
+			_, err = kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: "app", ServiceAccount: "builder"}, tc.podNode, "127.0.0.1")
+			require.NoError(t, err)
+			_, err = r.Authenticate(ctx, token)
+			require.ErrorIs(t, err, kube.ErrUnauthenticated)
+			var be *kube.BindingError
+			require.ErrorAs(t, b.Check(ctx, user, src), &be, "the binding read the pod again")
+
+			mu.Lock()
+			defer mu.Unlock()
+			require.Equal(t, tc.watchNode == "", slices.Contains(seen, ns+"/elsewhere"),
+				"the watch of a node sees only that node's pods (kubelet's scope): %v", seen)
+		})
+	}
 }
