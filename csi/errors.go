@@ -27,7 +27,10 @@ func codeOf(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
-	case errors.Is(err, errForeignMount), errors.Is(err, errTargetNotEmpty):
+	// What is at the target is not this volume's: the call may succeed once
+	// it is gone, so it is the node's state, not the request, that is wrong.
+	case errors.Is(err, errForeignMount), errors.Is(err, errOtherVolume),
+		errors.Is(err, errTargetNotEmpty), errors.Is(err, errNotDirectory):
 		return codes.FailedPrecondition
 	case errors.Is(err, kube.ErrForbidden):
 		return codes.PermissionDenied

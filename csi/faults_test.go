@@ -34,21 +34,32 @@ func TestAPIDeadlineIsUnavailable(t *testing.T) {
 
 // TestConcurrentPublishesToOneTargetNeverStack pins the target lock: before
 // it, publishes with different volume ids to one target_path stacked 6-8
-// tmpfs mounts there, and the unpublish failed and left mounts behind.
+// tmpfs mounts there, and the unpublish failed and left mounts behind. The
+// first volume id mounts; the others are refused.
 func TestConcurrentPublishesToOneTargetNeverStack(t *testing.T) {
 	h := newRealHarness(t, nil)
 	ctx := context.Background()
 	target := h.target("shared")
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var mounted []string
 	for i := range 16 {
 		wg.Go(func() {
-			err := publishRetrying(ctx, h, publishRequest(t, fmt.Sprintf("vol-%d", i), target))
-			assert.NoError(t, err)
+			id := fmt.Sprintf("vol-%d", i)
+			err := publishRetrying(ctx, h, publishRequest(t, id, target))
+			if err == nil {
+				mu.Lock()
+				mounted = append(mounted, id)
+				mu.Unlock()
+				return
+			}
+			assert.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
 		})
 	}
 	wg.Wait()
+	require.Len(t, mounted, 1, "one volume id owns the target")
 	assert.Len(t, mountsUnder(t, target), 1, "one tmpfs at the target, never stacked")
-	require.NoError(t, h.unpublish(ctx, "vol-0", target))
+	require.NoError(t, h.unpublish(ctx, mounted[0], target))
 	assert.Empty(t, mountsUnder(t, h.dir))
 	_, err := os.Lstat(target)
 	assert.ErrorIs(t, err, os.ErrNotExist)

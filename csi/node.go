@@ -42,8 +42,10 @@ func (n *nodeServer) NodeGetCapabilities(context.Context, *csi.NodeGetCapabiliti
 }
 
 // NodeUnpublishVolume unmounts the volume's tmpfs and removes the target
-// directory. A target that is already gone is success. It needs no memory of
-// the publish, so it works after a plugin restart.
+// directory. A target that is already gone is success. What the plugin did
+// not make for this volume (a file, another mount, another volume's tmpfs)
+// is refused with FailedPrecondition and left in place. The mount table
+// records the volume (volumeSource), so it works after a plugin restart.
 func (n *nodeServer) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	if req.GetVolumeId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "volume_id is required")
@@ -62,7 +64,7 @@ func (n *nodeServer) NodeUnpublishVolume(_ context.Context, req *csi.NodeUnpubli
 		return nil, err
 	}
 	defer release()
-	if err := n.unmountAndRemove(req.GetTargetPath()); err != nil {
+	if err := n.unpublish(req.GetVolumeId(), req.GetTargetPath()); err != nil {
 		return nil, statusError(err, "unpublishing volume %q", req.GetVolumeId())
 	}
 	n.log.V(2).Info("volume unpublished", "volume_id", req.GetVolumeId(), "target_path", req.GetTargetPath())

@@ -47,15 +47,15 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	log := n.log.WithValues("volume_id", volumeID, "target_path", target,
 		"pod", truncate(vc[AttrPodNamespace], 253)+"/"+truncate(vc[AttrPodName], 253), "pod_uid", truncate(vc[AttrPodUID], 64))
 
-	// Under the target's lock: a mount found here is this volume's (a
-	// republish, or a first publish that did not finish), never one to
-	// stack another on.
+	// Under the target's lock: a mount found here must be this volume's (a
+	// republish, or a first publish that did not finish), and is never one
+	// to stack another on.
 	mounted, err := n.isMounted(target)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %q: %v", volumeID, err)
 	}
 	if mounted {
-		if err := checkOwnMount(n.opts.Mounter, target); err != nil {
+		if err := checkOwnMount(n.opts.Mounter, target, volumeID); err != nil {
 			return nil, statusError(err, "volume %q: target_path %q", volumeID, target)
 		}
 	} else if err := checkEmptyTarget(target); err != nil {
@@ -69,11 +69,11 @@ func (n *nodeServer) NodePublishVolume(ctx context.Context, req *csi.NodePublish
 	}
 	if err != nil {
 		if mounted {
-			n.cleanup(target, log)
+			n.cleanup(volumeID, target, log)
 		}
 		return nil, err
 	}
-	if err := n.publishNew(target, files, p, mounted, log); err != nil {
+	if err := n.publishNew(volumeID, target, files, p, mounted, log); err != nil {
 		return nil, statusError(err, "publishing volume %q", volumeID)
 	}
 	log.V(2).Info("volume published", "files", len(files))
@@ -208,18 +208,18 @@ func hasFiles(target string) bool {
 	return err == nil
 }
 
-// publishNew mounts a tmpfs at target (unless mounted says a previous,
-// unfinished publish did) and writes files into it. On failure it unmounts
-// and removes the target.
-func (n *nodeServer) publishNew(target string, files map[string][]byte, p perms, mounted bool, log logr.Logger) error {
+// publishNew mounts volumeID's tmpfs at target (unless mounted says a
+// previous, unfinished publish did) and writes files into it. On failure it
+// unmounts and removes the target.
+func (n *nodeServer) publishNew(volumeID, target string, files map[string][]byte, p perms, mounted bool, log logr.Logger) error {
 	success := false
 	defer func() {
 		if !success {
-			n.cleanup(target, log)
+			n.cleanup(volumeID, target, log)
 		}
 	}()
 	if !mounted {
-		if err := n.mountTmpfs(target, p); err != nil {
+		if err := n.mountTmpfs(volumeID, target, p); err != nil {
 			return err
 		}
 	}
@@ -231,8 +231,8 @@ func (n *nodeServer) publishNew(target string, files map[string][]byte, p perms,
 }
 
 // cleanup unmounts and removes the target of a failed first publish.
-func (n *nodeServer) cleanup(target string, log logr.Logger) {
-	if err := n.unmountAndRemove(target); err != nil {
+func (n *nodeServer) cleanup(volumeID, target string, log logr.Logger) {
+	if err := n.unmountAndRemove(volumeID, target); err != nil {
 		log.Error(err, "cleaning up after a failed publish")
 	}
 }

@@ -88,10 +88,16 @@ func checkEmptyTarget(target string) error {
 // errForeignMount says the mount at a target is not the plugin's.
 var errForeignMount = errors.New("not a mount of this plugin")
 
+// errOtherVolume says the mount at a target is the plugin's, made for
+// another volume id.
+var errOtherVolume = errors.New("mounted by this plugin for another volume")
+
 // checkOwnMount returns an error wrapping errForeignMount unless the top
-// mount at target is a tmpfs whose source names the plugin, as the plugin
-// mounts them.
-func checkOwnMount(m mount.Interface, target string) error {
+// mount at target is a tmpfs the plugin mounted, and one wrapping
+// errOtherVolume unless it mounted it for volumeID. A tmpfs whose source is
+// the plugin's bare name was mounted by a version that did not record the
+// volume: it is taken to be volumeID's, so an upgrade leaks no volume.
+func checkOwnMount(m mount.Interface, target, volumeID string) error {
 	mps, err := m.List()
 	if err != nil {
 		return fmt.Errorf("listing mounts: %w", err)
@@ -102,12 +108,15 @@ func checkOwnMount(m mount.Interface, target string) error {
 			top = &mps[i]
 		}
 	}
-	if top == nil {
+	switch {
+	case top == nil:
 		return fmt.Errorf("the target path is mounted but not in the mount table: %w", errForeignMount)
-	}
-	if top.Type != "tmpfs" || top.Device != tmpfsSource {
+	case top.Type == "tmpfs" && (top.Device == volumeSource(volumeID) || top.Device == tmpfsSource):
+		return nil
+	case top.Type == "tmpfs" && strings.HasPrefix(top.Device, tmpfsSource+":"):
+		return fmt.Errorf("the tmpfs at the target path belongs to another volume id than %q: %w", truncate(volumeID, 256), errOtherVolume)
+	default:
 		return fmt.Errorf("the mount at the target path is %s from %q, not a tmpfs from %q: %w",
 			top.Type, truncate(top.Device, 256), tmpfsSource, errForeignMount)
 	}
-	return nil
 }

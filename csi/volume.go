@@ -1,6 +1,8 @@
 package csi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,9 +15,18 @@ import (
 	"github.com/connectors-node/connectors-node/csi/atomicwriter"
 )
 
-// tmpfsSource is the source of every volume tmpfs; it names the plugin in
-// /proc/self/mountinfo.
+// tmpfsSource names the plugin in the source of every volume tmpfs, in
+// /proc/self/mountinfo. Versions before volumeSource used it alone.
 const tmpfsSource = "connectors-csi"
+
+// volumeSource is the mount source of volumeID's tmpfs: the plugin's name
+// and a digest of the volume id. The mount table itself so records which
+// volume a target belongs to: the record is made with the mount, in one
+// step, and outlives a plugin killed at any point and restarted.
+func volumeSource(volumeID string) string {
+	sum := sha256.Sum256([]byte(volumeID))
+	return tmpfsSource + ":" + hex.EncodeToString(sum[:16])
+}
 
 // maxUnmounts bounds the unmounts of one target, in case mounts were
 // stacked there by something else.
@@ -57,9 +68,10 @@ func (n *nodeServer) isMounted(target string) (bool, error) {
 	return !notMount, nil
 }
 
-// mountTmpfs creates target and mounts a fresh tmpfs of the configured size
-// on it, with the root directory's mode and group set from p.
-func (n *nodeServer) mountTmpfs(target string, p perms) error {
+// mountTmpfs creates target and mounts a fresh tmpfs of volumeID, of the
+// configured size, on it, with the root directory's mode and group set
+// from p.
+func (n *nodeServer) mountTmpfs(volumeID, target string, p perms) error {
 	if err := os.MkdirAll(target, 0o750); err != nil {
 		return fmt.Errorf("creating the target path: %w", err)
 	}
@@ -71,7 +83,7 @@ func (n *nodeServer) mountTmpfs(target string, p perms) error {
 	if p.gid != nil {
 		options = append(options, "gid="+strconv.Itoa(*p.gid))
 	}
-	if err := n.mount(target, options); err != nil {
+	if err := n.mount(volumeSource(volumeID), target, options); err != nil {
 		return fmt.Errorf("mounting tmpfs: %w", err)
 	}
 	// The mount options set the same; this also covers mounters that do
@@ -87,13 +99,13 @@ func (n *nodeServer) mountTmpfs(target string, p perms) error {
 	return nil
 }
 
-// mount mounts a tmpfs at target. Mounts are serialized: mount-utils'
-// Mounter detects systemd lazily on its first Mount without a lock, so
-// concurrent Mount calls race.
-func (n *nodeServer) mount(target string, options []string) error {
+// mount mounts a tmpfs from source at target. Mounts are serialized:
+// mount-utils' Mounter detects systemd lazily on its first Mount without a
+// lock, so concurrent Mount calls race.
+func (n *nodeServer) mount(source, target string, options []string) error {
 	n.mountMu.Lock()
 	defer n.mountMu.Unlock()
-	return n.opts.Mounter.Mount(tmpfsSource, target, "tmpfs", options)
+	return n.opts.Mounter.Mount(source, target, "tmpfs", options)
 }
 
 // writeFiles publishes files into target atomically and reports whether
@@ -110,9 +122,30 @@ func writeFiles(target string, files map[string][]byte, p perms) (bool, error) {
 	return changed, nil
 }
 
-// unmountAndRemove unmounts target (every stacked mount, up to a bound) and
-// removes the directory. A missing target is success.
-func (n *nodeServer) unmountAndRemove(target string) error {
+// unpublish unmounts volumeID's tmpfs at target and removes the directory.
+// It touches only what the plugin made for that volume: a target that is
+// gone is success (unpublish is idempotent); a file, a mount of something
+// else or of another volume, or an unmounted directory holding files is
+// refused and left as it is.
+func (n *nodeServer) unpublish(volumeID, target string) error {
+	fi, err := os.Lstat(target)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case mount.IsCorruptedMnt(err):
+		// A mount that no longer answers: whose it is decides below.
+	case err != nil:
+		return fmt.Errorf("checking the target path: %w", err)
+	case !fi.IsDir():
+		return fmt.Errorf("refusing to remove %s: %w", target, errNotDirectory)
+	}
+	return n.unmountAndRemove(volumeID, target)
+}
+
+// unmountAndRemove unmounts volumeID's tmpfs at target (every stacked
+// mount, up to a bound, each of which must be that volume's) and removes
+// the directory. A missing target is success.
+func (n *nodeServer) unmountAndRemove(volumeID, target string) error {
 	for range maxUnmounts {
 		mounted, err := n.isMounted(target)
 		if err != nil {
@@ -121,7 +154,7 @@ func (n *nodeServer) unmountAndRemove(target string) error {
 		if !mounted {
 			break
 		}
-		if err := checkOwnMount(n.opts.Mounter, target); err != nil {
+		if err := checkOwnMount(n.opts.Mounter, target, volumeID); err != nil {
 			return fmt.Errorf("refusing to unmount %s: %w", target, err)
 		}
 		if err := n.opts.Mounter.Unmount(target); err != nil {
@@ -147,3 +180,7 @@ func (n *nodeServer) unmountAndRemove(target string) error {
 // errTargetNotEmpty says an unmounted target still holds files the plugin
 // did not write.
 var errTargetNotEmpty = errors.New("the target path is not mounted and not empty: its files are not the plugin's")
+
+// errNotDirectory says the target is not a directory: the plugin makes only
+// directories there.
+var errNotDirectory = errors.New("the target path is not a directory, so not the plugin's")

@@ -175,6 +175,10 @@ var (
 		"get connectorclasses.connectors.alauda.io",
 		"get connectors.connectors.alauda.io",
 		"get pods", // the pod a token is bound to
+		// Pods' names and UIDs, watched so that a deleted pod's tokens end
+		// within seconds (the node's own pods, by field selector).
+		"list pods",
+		"watch pods",
 		"get secrets",
 		"list connectorclasses.connectors.alauda.io",
 		"list connectors.connectors.alauda.io",

@@ -8,10 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/singleflight"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -67,17 +65,26 @@ type PodBindingOptions struct {
 	MaxEntries int
 	// APITimeout bounds one pod read. Default 10s.
 	APITimeout time.Duration
+	// OutageGrace is how long past PodTTL a pod read keeps serving while
+	// the API server is unavailable; a pod found gone is never served
+	// past MissTTL. Default DefaultOutageGrace.
+	OutageGrace time.Duration
+	// Breaker fails uncached pod reads fast while the API server is known
+	// unreachable. Default: a Breaker of its own that probes Client.
+	Breaker *Breaker
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
 
 // PodBinding checks that a reviewed token is used by its own pod: bound to
 // a pod, that pod on this node, and the connection from that pod's IP. One
-// GET of the pod is made per pod (cached), shared by concurrent callers.
+// GET of the pod is made per pod, cached like the reviews (served stale
+// through an outage, refreshed in the background), shared by concurrent
+// callers.
 type PodBinding struct {
-	opts  PodBindingOptions
-	pods  *utilcache.LRUExpireCache
-	group singleflight.Group
+	opts    PodBindingOptions
+	breaker *Breaker
+	pods    *staleCache
 }
 
 // NewPodBinding builds a PodBinding.
@@ -94,8 +101,20 @@ func NewPodBinding(opts PodBindingOptions) (*PodBinding, error) {
 	if opts.MissTTL <= 0 {
 		opts.MissTTL = 5 * time.Second
 	}
+	if opts.OutageGrace <= 0 {
+		opts.OutageGrace = DefaultOutageGrace
+	}
 	setCacheDefaults(&opts.MaxEntries, &opts.APITimeout, &opts.Now)
-	return &PodBinding{opts: opts, pods: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clockFunc(opts.Now))}, nil
+	b := &PodBinding{opts: opts}
+	if opts.Client == nil {
+		return b, nil // no check reads pods
+	}
+	if opts.Breaker == nil {
+		opts.Breaker = defaultBreaker(opts.Client, opts.Now)
+	}
+	b.opts, b.breaker = opts, opts.Breaker
+	b.pods = newStaleCache("pod", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now)
+	return b, nil
 }
 
 // podFacts is what a pod read tells.
@@ -155,26 +174,25 @@ func (b *PodBinding) Check(ctx context.Context, user User, source netip.Addr) er
 	return nil
 }
 
+// ForgetPod drops what the binding cached about pod, which was deleted.
+func (b *PodBinding) ForgetPod(pod PodRef) {
+	if b.pods != nil {
+		b.pods.forget(podKey(pod.Namespace, pod.Name, pod.UID))
+	}
+}
+
+func podKey(ns, name, uid string) string { return ns + "/" + name + "/" + uid }
+
 // pod reads the pod (cached), checking its UID against the token's.
 func (b *PodBinding) pod(ctx context.Context, ns, name, uid string) (podFacts, error) {
-	key := ns + "/" + name + "/" + uid
-	if v, ok := b.pods.Get(key); ok {
-		return v.(podFacts), nil
-	}
-	ch := b.group.DoChan(key, func() (any, error) {
-		if v, ok := b.pods.Get(key); ok {
-			return v, nil
-		}
-		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.APITimeout)
-		defer cancel()
-		p, err := b.opts.Client.CoreV1().Pods(ns).Get(callCtx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			f := podFacts{gone: "no longer exists"}
-			b.pods.Add(key, f, b.opts.MissTTL)
-			return f, nil
-		}
+	v, _, err := b.pods.get(ctx, podKey(ns, name, uid), func(ctx context.Context) (answer, error) {
+		p, err := b.opts.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("reading pod %s/%s: %w", ns, name, classify(err))
+			err = b.breaker.classifyRead(err)
+			if apierrors.IsNotFound(err) && !errors.Is(err, ErrUnavailable) {
+				return answer{val: podFacts{gone: "no longer exists"}, ttl: b.opts.MissTTL}, nil
+			}
+			return answer{}, fmt.Errorf("reading pod %s/%s: %w", ns, name, err)
 		}
 		f := podFacts{node: p.Spec.NodeName}
 		if uid != "" && string(p.UID) != uid {
@@ -188,22 +206,17 @@ func (b *PodBinding) pod(ctx context.Context, ns, name, uid string) (podFacts, e
 		if a, err := netip.ParseAddr(p.Status.PodIP); err == nil && len(f.ips) == 0 {
 			f.ips = append(f.ips, a.Unmap())
 		}
-		ttl := b.opts.PodTTL
 		if len(f.ips) == 0 || f.gone != "" {
-			ttl = b.opts.MissTTL // an IP comes once the sandbox runs
+			// An IP comes once the sandbox runs; another pod is never
+			// served past its TTL.
+			return answer{val: f, ttl: b.opts.MissTTL}, nil
 		}
-		b.pods.Add(key, f, ttl)
-		return f, nil
+		return answer{val: f, ttl: b.opts.PodTTL, keep: true}, nil
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return podFacts{}, res.Err
-		}
-		return res.Val.(podFacts), nil
-	case <-ctx.Done():
-		return podFacts{}, fmt.Errorf("waiting for a pod read: %w: %w", ErrUnavailable, ctx.Err())
+	if err != nil {
+		return podFacts{}, err
 	}
+	return v.(podFacts), nil
 }
 
 func first(vs []string) string {

@@ -29,14 +29,11 @@ func TestPodBindingWithRealTokens(t *testing.T) {
 	require.NoError(t, err)
 
 	mint := func(name, node string) kube.User {
-		pod, err := kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: name, ServiceAccount: "builder"}, node, "127.0.0.1")
-		require.NoError(t, err)
-		tok, err := kubelet.MintToken(ctx, env.Kube, pod, audience, time.Hour)
-		require.NoError(t, err)
-		u, err := reviewer.Authenticate(ctx, tok.Token)
-		require.NoError(t, err)
+		u := podUser(t, env, reviewer, ns, name, node)
 		require.Equal(t, []string{name}, u.Extra[kube.ExtraPodName])
-		require.Equal(t, []string{pod.UID}, u.Extra[kube.ExtraPodUID])
+		pod, err := env.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Equal(t, []string{string(pod.UID)}, u.Extra[kube.ExtraPodUID])
 		return u
 	}
 	here := mint("here", "node-a")

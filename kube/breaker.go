@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -17,8 +18,13 @@ const (
 	DefaultBreakerThreshold = 3
 	DefaultProbeInterval    = time.Second
 	DefaultProbeTimeout     = time.Second
+	// DefaultRecoveryWindow is how long after the API server was last found
+	// unavailable a refusal of the node's own reads is taken for an API
+	// server still loading its RBAC and caches.
+	DefaultRecoveryWindow = 30 * time.Second
 	// DefaultOutageGrace is how long past its TTL a cached allow decision,
-	// token review or Secret keeps serving while the API is unavailable.
+	// token review, pod or Secret keeps serving while the API is
+	// unavailable.
 	DefaultOutageGrace = 5 * time.Minute
 )
 
@@ -39,6 +45,13 @@ type BreakerOptions struct {
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds one probe. Default 1s.
 	ProbeTimeout time.Duration
+	// RecoveryWindow is how long after the API server was last found
+	// unavailable (a failed call, or a failed watch reported with
+	// Disrupted) a 401, 403 or 404 answering the node's own read of a pod or
+	// a Secret is ErrUnavailable rather than a refusal or a deletion: a
+	// restarted API server answers before its RBAC and caches are loaded.
+	// Default 30s.
+	RecoveryWindow time.Duration
 	// Registerer registers the breaker's metrics. Default: not registered.
 	Registerer prometheus.Registerer
 	// Now is the clock. Default time.Now.
@@ -60,6 +73,8 @@ type Breaker struct {
 	open      bool
 	probing   bool
 	lastProbe time.Time
+	// troubleAt is when the API server was last found unavailable.
+	troubleAt time.Time
 
 	openGauge prometheus.Gauge
 	fastFails prometheus.Counter
@@ -79,6 +94,9 @@ func NewBreaker(opts BreakerOptions) (*Breaker, error) {
 	}
 	if opts.ProbeTimeout <= 0 {
 		opts.ProbeTimeout = DefaultProbeTimeout
+	}
+	if opts.RecoveryWindow <= 0 {
+		opts.RecoveryWindow = DefaultRecoveryWindow
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -131,18 +149,26 @@ func defaultBreaker(client kubernetes.Interface, now func() time.Time) *Breaker 
 }
 
 // Allow returns nil while the breaker is closed. While it is open it returns
-// an error wrapping ErrUnavailable and, when one is due, starts a probe in
-// the background.
+// an error wrapping ErrUnavailable, counted as a fast failure, and, when one
+// is due, starts a probe in the background.
 func (b *Breaker) Allow() error {
-	b.mu.Lock()
-	if !b.open {
-		b.mu.Unlock()
+	if b.closed() {
 		return nil
 	}
-	b.startProbeLocked()
-	b.mu.Unlock()
 	b.fastFails.Inc()
 	return errBreakerOpen
+}
+
+// closed reports whether calls may go to the API server. While the breaker
+// is open it starts a probe in the background when one is due.
+func (b *Breaker) closed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open {
+		return true
+	}
+	b.startProbeLocked()
+	return false
 }
 
 // IsOpen reports whether the API server is known unreachable.
@@ -153,23 +179,80 @@ func (b *Breaker) IsOpen() bool {
 }
 
 // Record notes the result of one API call: err is the call's error after
-// classify. An answer of any kind (even an error status) closes the breaker;
-// ErrUnavailable counts toward opening it.
+// classify. An answer of any kind (even an error status, also one that is
+// ErrUnavailable to the caller, such as a review the node may not make)
+// closes the breaker; a call that got no answer counts toward opening it.
 func (b *Breaker) Record(err error) {
+	now := b.opts.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !errors.Is(err, ErrUnavailable) {
+	var answered *answeredError
+	if !errors.Is(err, ErrUnavailable) || errors.As(err, &answered) {
 		b.failures = 0
 		b.setOpenLocked(false)
 		return
 	}
+	b.troubleAt = now
 	b.failures++
 	if b.failures >= b.opts.Threshold || errors.Is(err, context.DeadlineExceeded) {
 		b.setOpenLocked(true)
 	}
 }
 
-// Stale counts one answer of kind served past its TTL.
+// Disrupted notes that the API server was found unavailable by something
+// other than a call (a watch that failed). It opens the recovery window
+// without counting toward opening the breaker.
+func (b *Breaker) Disrupted() {
+	now := b.opts.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.troubleAt = now
+}
+
+// recovering reports whether the API server was found unavailable less
+// than RecoveryWindow ago.
+func (b *Breaker) recovering() bool {
+	now := b.opts.Now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.troubleAt.IsZero() && now.Sub(b.troubleAt) < b.opts.RecoveryWindow
+}
+
+// classifyRead is classify for the node's own read of one named object (a
+// pod, a Secret). Within the recovery window a 401, 403 or 404 is
+// ErrUnavailable: a restarted API server refuses the node (its RBAC is not
+// loaded yet: "clusterrole ... not found") or misses objects before its
+// caches fill, and the cached object must keep serving. Outside the window
+// it is what it says: a refusal, or a deletion.
+func (b *Breaker) classifyRead(err error) error {
+	if (apierrors.IsNotFound(err) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)) && b.recovering() {
+		return &answeredError{
+			why: fmt.Sprintf("the API server came back less than %s ago and may still be loading its RBAC and caches", b.opts.RecoveryWindow),
+			err: err,
+		}
+	}
+	return classify(err)
+}
+
+// answeredError is an answer of the API server that is ErrUnavailable to
+// the caller (the node may not review yet; a read refused while the API
+// server recovers). The breaker counts it as an answer: the API server is
+// up.
+type answeredError struct {
+	why string
+	err error
+}
+
+func (e *answeredError) Error() string {
+	return ErrUnavailable.Error() + ": " + e.why + ": " + e.err.Error()
+}
+
+// Unwrap makes errors.Is(err, ErrUnavailable) true and keeps the API
+// status reachable.
+func (e *answeredError) Unwrap() []error { return []error{ErrUnavailable, e.err} }
+
+// Stale counts one answer of kind served past its TTL because the API
+// server was unavailable.
 func (b *Breaker) Stale(kind string) { b.stale.WithLabelValues(kind).Inc() }
 
 func (b *Breaker) setOpenLocked(open bool) {

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,7 @@ type Cache struct {
 	ttl       time.Duration
 	log       logr.Logger
 	secretLRU *staleCache
+	breaker   *Breaker
 	synced    atomic.Bool
 }
 
@@ -136,6 +138,7 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 		ttl:       opts.SecretTTL,
 		log:       opts.Log,
 		secretLRU: newStaleCache("secret", opts.MaxSecrets, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		breaker:   opts.Breaker,
 	}, nil
 }
 
@@ -198,17 +201,20 @@ func (c *Cache) ConnectorClass(ctx context.Context, name string) (*v1alpha1.Conn
 }
 
 // Secret implements Objects. Concurrent misses for one Secret make one
-// read. While the API server is unavailable a cached Secret keeps serving
-// for OutageGrace past its TTL; one found deleted (NotFound) is dropped.
+// read. A cached Secret keeps serving for OutageGrace past its TTL,
+// refreshed in the background; one found deleted (NotFound) is dropped,
+// except right after an outage, when a 403 or 404 may come from an API
+// server still loading its RBAC and caches (ErrUnavailable).
 func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	key := namespace + "/" + name
 	v, _, err := c.secretLRU.get(ctx, key, func(ctx context.Context) (answer, error) {
 		s, err := c.secrets.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return answer{}, &NotFoundError{Kind: "secret", Key: key}
-		case err != nil:
-			return answer{}, fmt.Errorf("reading secret %s: %w", key, classify(err))
+		if err != nil {
+			err = c.breaker.classifyRead(err)
+			if apierrors.IsNotFound(err) && !errors.Is(err, ErrUnavailable) {
+				return answer{}, &NotFoundError{Kind: "secret", Key: key}
+			}
+			return answer{}, fmt.Errorf("reading secret %s: %w", key, err)
 		}
 		s.ManagedFields = nil
 		return answer{val: s, ttl: c.ttl, keep: true}, nil

@@ -1,9 +1,17 @@
 package kube_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,15 +23,18 @@ import (
 	"k8s.io/client-go/rest"
 	testingclock "k8s.io/utils/clock/testing"
 
+	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 )
 
-// counterValue reads one sample of a counter or gauge from reg.
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
+// counterValue reads one sample of a counter or gauge from reg (0 when
+// there is none); it may run outside the test's goroutine.
+func counterValue(reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	families, err := reg.Gather()
-	require.NoError(t, err)
+	if err != nil {
+		return 0
+	}
 	for _, f := range families {
 		if f.GetName() != name {
 			continue
@@ -42,6 +53,11 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ma
 		}
 	}
 	return 0
+}
+
+// staleServes reads connectors_api_stale_serves_total{kind} from reg.
+func staleServes(reg *prometheus.Registry, kind string) float64 {
+	return counterValue(reg, "connectors_api_stale_serves_total", map[string]string{"kind": kind})
 }
 
 func newBreaker(t *testing.T, cs kubernetes.Interface, clock *testingclock.FakeClock, reg prometheus.Registerer) *kube.Breaker {
@@ -90,8 +106,13 @@ func TestReviewerServesStaleDecisionsWhileTheAPIServerIsKilled(t *testing.T) {
 	_, err = r.Authenticate(ctx, cached)
 	require.NoError(t, err, "an accepted token serves stale")
 	require.NoError(t, r.Authorize(ctx, user, ns, "git"), "an allow decision serves stale")
-	require.Positive(t, counterValue(t, reg, "connectors_api_stale_serves_total", map[string]string{"kind": "token"}))
-	require.Positive(t, counterValue(t, reg, "connectors_api_stale_serves_total", map[string]string{"kind": "access"}))
+	// Once their refreshes have found the API down, the stale answers are
+	// counted.
+	require.Eventually(t, func() bool {
+		_, err := r.Authenticate(ctx, cached)
+		return err == nil && r.Authorize(ctx, user, ns, "git") == nil &&
+			staleServes(reg, "token") > 0 && staleServes(reg, "access") > 0
+	}, 10*time.Second, 20*time.Millisecond)
 
 	err = r.Authorize(ctx, user, "default", "git")
 	require.ErrorIs(t, err, kube.ErrUnavailable, "a denial is never turned into an allow")
@@ -145,7 +166,7 @@ func TestBreakerFailsFastWhileTheAPIServerHangs(t *testing.T) {
 	_, err = r.Authenticate(ctx, first)
 	require.ErrorIs(t, err, kube.ErrUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the first call waits for its timeout")
-	require.EqualValues(t, 1, counterValue(t, reg, "connectors_api_breaker_open", nil))
+	require.EqualValues(t, 1, counterValue(reg, "connectors_api_breaker_open", nil))
 	before := calls.tokens.Load()
 
 	// A deadline well past the review timeout: without the breaker the call
@@ -157,7 +178,7 @@ func TestBreakerFailsFastWhileTheAPIServerHangs(t *testing.T) {
 	require.NotErrorIs(t, err, context.DeadlineExceeded, "the breaker answers without waiting")
 	require.NoError(t, waitCtx.Err())
 	require.Equal(t, before, calls.tokens.Load(), "no TokenReview while the breaker is open")
-	require.Positive(t, counterValue(t, reg, "connectors_api_fast_failures_total", nil))
+	require.Positive(t, counterValue(reg, "connectors_api_fast_failures_total", nil))
 
 	clock.Step(6 * time.Minute) // the cached token is past its TTL, within the grace
 	_, err = r.Authenticate(waitCtx, cached)
@@ -169,7 +190,7 @@ func TestBreakerFailsFastWhileTheAPIServerHangs(t *testing.T) {
 		_, err := r.Authenticate(ctx, second)
 		return err == nil
 	}, time.Minute, 100*time.Millisecond)
-	require.EqualValues(t, 0, counterValue(t, reg, "connectors_api_breaker_open", nil))
+	require.EqualValues(t, 0, counterValue(reg, "connectors_api_breaker_open", nil))
 }
 
 // TestReviewWithoutPermissionIsUnavailable pins that a TokenReview the node
@@ -199,11 +220,7 @@ func TestCacheServesStaleSecretsWhileTheAPIServerIsKilled(t *testing.T) {
 	env, ns := outageEnv(t)
 	ctx := context.Background()
 	for _, name := range []string{"kept", "deleted"} {
-		_, err := env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-			StringData: map[string]string{"password": "x"},
-		}, metav1.CreateOptions{})
-		require.NoError(t, err)
+		createSecret(t, env, ns, name)
 	}
 	clock := testingclock.NewFakeClock(time.Now())
 	reg := prometheus.NewRegistry()
@@ -221,15 +238,22 @@ func TestCacheServesStaleSecretsWhileTheAPIServerIsKilled(t *testing.T) {
 	}
 	require.NoError(t, env.Kube.CoreV1().Secrets(ns).Delete(ctx, "deleted", metav1.DeleteOptions{}))
 	clock.Step(11 * time.Second)
-	_, err = c.Secret(ctx, ns, "deleted")
-	require.ErrorIs(t, err, kube.ErrNotFound, "the refresh sees the deletion")
+	// Past its TTL the cached Secret is answered while the refresh runs;
+	// the refresh's answer, the deletion, replaces it.
+	require.Eventually(t, func() bool {
+		_, err := c.Secret(ctx, ns, "deleted")
+		return errors.Is(err, kube.ErrNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "the refresh sees the deletion")
 
 	require.NoError(t, env.Kill())
 	clock.Step(time.Minute)
 	s, err := c.Secret(ctx, ns, "kept")
 	require.NoError(t, err, "a cached Secret serves stale")
 	require.Equal(t, "kept", s.Name)
-	require.Positive(t, counterValue(t, reg, "connectors_api_stale_serves_total", map[string]string{"kind": "secret"}))
+	require.Eventually(t, func() bool {
+		_, err := c.Secret(ctx, ns, "kept")
+		return err == nil && staleServes(reg, "secret") > 0
+	}, 10*time.Second, 10*time.Millisecond, "once its refresh found the API down, the stale Secret is counted")
 	_, err = c.Secret(ctx, ns, "deleted")
 	require.ErrorIs(t, err, kube.ErrUnavailable, "a deleted Secret is not brought back")
 	_, err = c.Secret(ctx, ns, "never-read")
@@ -271,4 +295,355 @@ func TestInformerSyncTimeoutIsUnavailable(t *testing.T) {
 	require.ErrorIs(t, err, kube.ErrUnavailable)
 	_, err = c.ConnectorClass(readCtx, "git")
 	require.ErrorIs(t, err, kube.ErrUnavailable)
+}
+
+// TestExpiredDecisionIsServedAtOnceWhileTheAPIServerHangs pins the start of
+// an outage: before, a cached decision that expired after the API server
+// hung but before the breaker opened waited out the whole API timeout (the
+// battery's 10 s freeze, 8 s into the outage). An expired cached answer is
+// answered at once and refreshed in the background; the refresh that times
+// out opens the breaker.
+func TestExpiredDecisionIsServedAtOnceWhileTheAPIServerHangs(t *testing.T) {
+	env, ns := outageEnv(t)
+	clock := testingclock.NewFakeClock(time.Now())
+	reg := prometheus.NewRegistry()
+	breaker := newBreaker(t, env.Kube, clock, reg)
+	r := newReviewer(t, env.Kube, clock, func(o *kube.ReviewerOptions) {
+		o.APITimeout = 3 * time.Second
+		o.TokenTTL = time.Minute
+		o.Breaker = breaker
+	})
+	ctx := context.Background()
+	token := env.Token(t, ns, "builder", []string{audience}, time.Hour)
+	user, err := r.Authenticate(ctx, token)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return r.Authorize(ctx, user, ns, "git") == nil }, 10*time.Second, 50*time.Millisecond)
+
+	require.NoError(t, env.Pause())
+	t.Cleanup(func() { _ = env.Resume() })
+	clock.Step(2 * time.Minute) // past both TTLs, within the grace; the breaker knows nothing yet
+	require.False(t, breaker.IsOpen())
+	start := time.Now()
+	_, err = r.Authenticate(ctx, token)
+	require.NoError(t, err)
+	require.NoError(t, r.Authorize(ctx, user, ns, "git"))
+	require.Less(t, time.Since(start), kube.DefaultProbeInterval, "an expired cached answer is never waited on")
+
+	require.Eventually(t, breaker.IsOpen, 10*time.Second, 50*time.Millisecond, "the refresh that timed out opens the breaker")
+	require.NoError(t, r.Authorize(ctx, user, ns, "git"))
+	require.Positive(t, staleServes(reg, "access"))
+}
+
+// TestRefreshesWaitForTheBreakerWhileTheAPIServerRefuses pins the pacing of
+// refreshes: before, a node whose API server refused connections sent about
+// 33 access reviews a second, one refresh per request served stale. Now the
+// refreshes that find the API down open the breaker, and until its probe
+// closes it no request refreshes anything.
+func TestRefreshesWaitForTheBreakerWhileTheAPIServerRefuses(t *testing.T) {
+	env, ns := outageEnv(t)
+	var calls reviewCalls
+	cs := calls.client(t, env)
+	clock := testingclock.NewFakeClock(time.Now())
+	breaker := newBreaker(t, cs, clock, nil)
+	r := newReviewer(t, cs, clock, func(o *kube.ReviewerOptions) { o.Breaker = breaker })
+	ctx := context.Background()
+	user, err := r.Authenticate(ctx, env.Token(t, ns, "builder", []string{audience}, time.Hour))
+	require.NoError(t, err)
+	names := []string{"a", "b", "c", "d", "e"}
+	for _, n := range names {
+		require.Eventually(t, func() bool { return r.Authorize(ctx, user, ns, n) == nil }, 10*time.Second, 50*time.Millisecond)
+	}
+
+	require.NoError(t, env.Kill())
+	clock.Step(time.Minute) // every decision past its TTL, within the grace
+	before := calls.access.Load()
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		for _, n := range names {
+			require.NoError(t, r.Authorize(ctx, user, ns, n), "a cached decision serves stale")
+		}
+	}
+	require.True(t, breaker.IsOpen())
+	require.LessOrEqual(t, calls.access.Load()-before, int64(len(names)+kube.DefaultBreakerThreshold),
+		"the refreshes stop once the breaker opens; its probe decides when to ask again")
+}
+
+// TestPodBindingServesStalePodsWhileTheAPIServerIsKilled pins the grace of
+// the pod reads behind the token binding: before, they were cached for the
+// token TTL with no grace and outside the breaker, so a five-minute outage
+// broke every cached request at 278 s, each after waiting out the API
+// timeout.
+func TestPodBindingServesStalePodsWhileTheAPIServerIsKilled(t *testing.T) {
+	env, ns := outageEnv(t)
+	ctx := context.Background()
+	require.NoError(t, kubelet.RegisterNode(ctx, env.Kube, "node-a"))
+	clock := testingclock.NewFakeClock(time.Now())
+	reg := prometheus.NewRegistry()
+	breaker := newBreaker(t, env.Kube, clock, reg)
+	r := newReviewer(t, env.Kube, clock, func(o *kube.ReviewerOptions) { o.Breaker = breaker })
+	b, err := kube.NewPodBinding(kube.PodBindingOptions{
+		Client: env.Kube, NodeName: "node-a", CheckNode: true, CheckSource: true,
+		PodTTL: 5 * time.Minute, OutageGrace: 5 * time.Minute, Breaker: breaker, Now: clock.Now,
+	})
+	require.NoError(t, err)
+	src := netip.MustParseAddr("127.0.0.1")
+	cached := podUser(t, env, r, ns, "cached", "node-a")
+	uncached := podUser(t, env, r, ns, "uncached", "node-a")
+	require.NoError(t, b.Check(ctx, cached, src))
+
+	require.NoError(t, env.Kill())
+	clock.Step(6 * time.Minute) // past the pod's TTL, within the grace
+	start := time.Now()
+	require.NoError(t, b.Check(ctx, cached, src), "a cached pod serves stale")
+	require.Less(t, time.Since(start), kube.DefaultProbeInterval)
+	require.Eventually(t, func() bool {
+		return b.Check(ctx, cached, src) == nil && staleServes(reg, "pod") > 0
+	}, 10*time.Second, 20*time.Millisecond, "the refresh fails; the cached pod keeps serving, counted")
+	// Pods never read fail closed; the failures open the breaker.
+	require.Eventually(t, func() bool {
+		return errors.Is(b.Check(ctx, uncached, src), kube.ErrUnavailable) && breaker.IsOpen()
+	}, 10*time.Second, 20*time.Millisecond)
+
+	clock.Step(5 * time.Minute) // past the grace
+	start = time.Now()
+	err = b.Check(ctx, cached, src)
+	require.ErrorIs(t, err, kube.ErrUnavailable)
+	require.ErrorContains(t, err, "pod: kubernetes API unavailable", "the refusal names what failed")
+	require.Less(t, time.Since(start), kube.DefaultProbeInterval, "a refusal past the grace is fast")
+}
+
+// podToken runs a pod of ns's ServiceAccount builder on node, with IP
+// 127.0.0.1, and returns a token bound to it, as kubelet mints them.
+func podToken(t *testing.T, env *apitest.Env, ns, name, node string) string {
+	t.Helper()
+	ctx := context.Background()
+	pod, err := kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: name, ServiceAccount: "builder"}, node, "127.0.0.1")
+	require.NoError(t, err)
+	tok, err := kubelet.MintToken(ctx, env.Kube, pod, audience, time.Hour)
+	require.NoError(t, err)
+	return tok.Token
+}
+
+// podUser is the user r reviews podToken's token as.
+func podUser(t *testing.T, env *apitest.Env, r *kube.Reviewer, ns, name, node string) kube.User {
+	t.Helper()
+	u, err := r.Authenticate(context.Background(), podToken(t, env, ns, name, node))
+	require.NoError(t, err)
+	return u
+}
+
+// createSecret creates a Secret of one password in ns.
+func createSecret(t *testing.T, env *apitest.Env, ns, name string) {
+	t.Helper()
+	_, err := env.Kube.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		StringData: map[string]string{"password": "x"},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+}
+
+// apiFault answers the GETs a test selects, without reaching the API
+// server, with an error status while code is set.
+type apiFault struct {
+	code  atomic.Int32
+	reads atomic.Int64
+}
+
+func (f *apiFault) config(cfg *rest.Config, selects func(*http.Request) bool) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method != http.MethodGet || !selects(r) {
+				return rt.RoundTrip(r)
+			}
+			f.reads.Add(1)
+			code := int(f.code.Load())
+			if code == 0 {
+				return rt.RoundTrip(r)
+			}
+			reason := map[int]metav1.StatusReason{
+				http.StatusForbidden:          metav1.StatusReasonForbidden,
+				http.StatusNotFound:           metav1.StatusReasonNotFound,
+				http.StatusServiceUnavailable: metav1.StatusReasonServiceUnavailable,
+			}[code]
+			body, err := json.Marshal(metav1.Status{
+				TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+				Status:   metav1.StatusFailure, Code: int32(code), Reason: reason, //nolint:gosec // an HTTP status
+				// What a restarted API server answers before its RBAC
+				// informers have the node's ClusterRole.
+				Message: `the node cannot get this object: RBAC: clusterrole.rbac.authorization.k8s.io "connectors-node" not found`,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return &http.Response{StatusCode: code, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(bytes.NewReader(body)), Request: r}, nil
+		})
+	}
+	return c
+}
+
+// TestRefusedReadsRightAfterAnOutageServeTheCache pins the recovery window:
+// before it, a Secret read that a restarted API server answered 403 while
+// its RBAC loaded ("clusterrole ... not found") dropped the cached Secret
+// and failed the request with a 500. For a short window after the API was
+// last found unavailable, a 403 or 404 on the node's own reads (Secrets,
+// pods) is ErrUnavailable, and the cached object keeps serving; after the
+// window a 404 is a deletion again and a 403 a refusal.
+func TestRefusedReadsRightAfterAnOutageServeTheCache(t *testing.T) {
+	env := apitest.Shared(t)
+	ctx := context.Background()
+	ns := env.Namespace(t, "recovery")
+	env.ServiceAccount(t, ns, "builder")
+	createSecret(t, env, ns, "kept")
+	require.NoError(t, kubelet.RegisterNode(ctx, env.Kube, "node-a"))
+	plain := newReviewer(t, env.Kube, testingclock.NewFakeClock(time.Now()))
+	cachedPod := podUser(t, env, plain, ns, "cached", "node-a")
+	otherPod := podUser(t, env, plain, ns, "other", "node-a")
+
+	var fault apiFault
+	cfg := fault.config(env.Config, func(r *http.Request) bool {
+		return strings.Contains(r.URL.Path, "/namespaces/"+ns+"/")
+	})
+	cs, err := kubernetes.NewForConfig(cfg)
+	require.NoError(t, err)
+	clock := testingclock.NewFakeClock(time.Now())
+	reg := prometheus.NewRegistry()
+	// A high threshold: this test is about the window, not the breaker.
+	breaker, err := kube.NewBreaker(kube.BreakerOptions{Probe: kube.ProbeVersion(cs), Threshold: 100, Now: clock.Now, Registerer: reg})
+	require.NoError(t, err)
+	cache, err := kube.NewCache(kube.CacheOptions{Config: cfg, SecretTTL: 10 * time.Second, Breaker: breaker, Now: clock.Now})
+	require.NoError(t, err)
+	binding, err := kube.NewPodBinding(kube.PodBindingOptions{Client: cs, CheckSource: true, PodTTL: 10 * time.Second, Breaker: breaker, Now: clock.Now})
+	require.NoError(t, err)
+	src := netip.MustParseAddr("127.0.0.1")
+	cached := map[string]func() error{
+		"secret": func() error { _, err := cache.Secret(ctx, ns, "kept"); return err },
+		"pod":    func() error { return binding.Check(ctx, cachedPod, src) },
+	}
+	uncached := map[string]func() error{
+		"secret": func() error { _, err := cache.Secret(ctx, ns, "never-read"); return err },
+		"pod":    func() error { return binding.Check(ctx, otherPod, src) },
+	}
+	for kind, read := range cached {
+		require.NoError(t, read(), kind)
+	}
+	// refreshed waits until a read of kind past its TTL has gone to the
+	// API and come back, then checks that the cached object still serves.
+	refreshed := func(kind string) {
+		t.Helper()
+		before := fault.reads.Load()
+		require.NoError(t, cached[kind](), kind)
+		require.Eventually(t, func() bool { return fault.reads.Load() > before }, 10*time.Second, 10*time.Millisecond, kind)
+		require.Never(t, func() bool { return cached[kind]() != nil }, 300*time.Millisecond, 20*time.Millisecond, "%s: the cached object keeps serving", kind)
+	}
+
+	// The API server goes away: the refreshes fail, the cache serves.
+	fault.code.Store(http.StatusServiceUnavailable)
+	clock.Step(11 * time.Second)
+	for kind := range cached {
+		refreshed(kind)
+	}
+	// It comes back refusing the node, then missing objects, for a while.
+	for _, code := range []int{http.StatusForbidden, http.StatusNotFound} {
+		fault.code.Store(int32(code)) //nolint:gosec // an HTTP status
+		clock.Step(11 * time.Second)
+		for kind := range cached {
+			refreshed(kind)
+			err := uncached[kind]()
+			require.ErrorIs(t, err, kube.ErrUnavailable, "%s %d: a miss is unavailable, not an answer", kind, code)
+			require.ErrorContains(t, err, "came back less than")
+		}
+	}
+
+	// Past the window, a 403 is a refusal and a 404 a deletion.
+	clock.Step(31 * time.Second)
+	fault.code.Store(http.StatusForbidden)
+	for kind, read := range uncached {
+		err := read()
+		require.Error(t, err, kind)
+		require.NotErrorIs(t, err, kube.ErrUnavailable, kind)
+	}
+	fault.code.Store(http.StatusNotFound)
+	require.Eventually(t, func() bool { return errors.Is(cached["secret"](), kube.ErrNotFound) }, 10*time.Second, 10*time.Millisecond,
+		"a Secret found deleted is dropped")
+	require.Eventually(t, func() bool {
+		var be *kube.BindingError
+		return errors.As(cached["pod"](), &be) && be.Binding == kube.BindingPod
+	}, 10*time.Second, 10*time.Millisecond, "a pod found deleted ends its token")
+}
+
+// TestDeletedPodsTokenIsRefusedWithinSeconds pins the pod watch: before
+// it, a deleted pod's token that had been reviewed was accepted until the
+// review and pod caches expired (5 minutes), also from the pod's IP once
+// another pod had it. The watch of this node's pods (a field selector), or
+// of every pod for a central proxy, ends it within seconds, long before any
+// TTL.
+func TestDeletedPodsTokenIsRefusedWithinSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		watchNode string // "" watches every pod
+		podNode   string
+	}{
+		{"this node's pods", "node-a", "node-a"},
+		{"every pod, for a central proxy", "", "node-b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := apitest.Shared(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			ns := env.Namespace(t, "podwatch")
+			env.ServiceAccount(t, ns, "builder")
+			for _, n := range []string{"node-a", "node-b"} {
+				require.NoError(t, kubelet.RegisterNode(ctx, env.Kube, n))
+			}
+			r := newReviewer(t, env.Kube, testingclock.NewFakeClock(time.Now()), func(o *kube.ReviewerOptions) { o.TokenTTL = time.Hour })
+			b, err := kube.NewPodBinding(kube.PodBindingOptions{Client: env.Kube, NodeName: tc.podNode, CheckNode: tc.watchNode != "",
+				CheckSource: true, PodTTL: time.Hour})
+			require.NoError(t, err)
+			var mu sync.Mutex
+			var seen []string
+			w, err := kube.NewPodWatch(kube.PodWatchOptions{Config: env.Config, NodeName: tc.watchNode, Deleted: func(p kube.PodRef) {
+				r.ForgetPod(p.UID)
+				b.ForgetPod(p)
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, p.Namespace+"/"+p.Name)
+			}})
+			require.NoError(t, err)
+			w.Start(ctx)
+			require.Eventually(t, w.Synced, 30*time.Second, 20*time.Millisecond)
+
+			elsewhere, err := kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: "elsewhere", ServiceAccount: "builder"}, "node-c", "127.0.0.9")
+			require.NoError(t, err)
+			token := podToken(t, env, ns, "app", tc.podNode)
+			user, err := r.Authenticate(ctx, token)
+			require.NoError(t, err)
+			src := netip.MustParseAddr("127.0.0.1")
+			require.NoError(t, b.Check(ctx, user, src))
+
+			require.NoError(t, env.Kube.CoreV1().Pods(ns).Delete(ctx, elsewhere.Name, *zeroGrace()))
+			require.NoError(t, env.Kube.CoreV1().Pods(ns).Delete(ctx, "app", *zeroGrace()))
+			deleted := time.Now()
+			require.Eventually(t, func() bool {
+				_, err := r.Authenticate(ctx, token)
+				return errors.Is(err, kube.ErrUnauthenticated)
+			}, 5*time.Second, 10*time.Millisecond, "the deleted pod's token is refused within seconds")
+			t.Logf("refused %s after the deletion", time.Since(deleted).Round(time.Millisecond))
+			_, err = r.Authenticate(ctx, token)
+			require.ErrorContains(t, err, "pod app was deleted")
+
+			// Another pod takes the name and the IP: the old token stays refused.
+			_, err = kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: "app", ServiceAccount: "builder"}, tc.podNode, "127.0.0.1")
+			require.NoError(t, err)
+			_, err = r.Authenticate(ctx, token)
+			require.ErrorIs(t, err, kube.ErrUnauthenticated)
+			var be *kube.BindingError
+			require.ErrorAs(t, b.Check(ctx, user, src), &be, "the binding read the pod again")
+
+			mu.Lock()
+			defer mu.Unlock()
+			require.Equal(t, tc.watchNode == "", slices.Contains(seen, ns+"/elsewhere"),
+				"the watch of a node sees only that node's pods (kubelet's scope): %v", seen)
+		})
+	}
 }

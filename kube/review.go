@@ -14,6 +14,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
@@ -73,6 +74,9 @@ type Reviewer struct {
 	opts   ReviewerOptions
 	tokens *staleCache
 	access *staleCache
+	// deletedPods holds the UIDs of pods seen deleted (ForgetPod) for as
+	// long as a token review cached before the deletion may live.
+	deletedPods *utilcache.LRUExpireCache
 }
 
 // NewReviewer builds a Reviewer.
@@ -103,9 +107,10 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 		opts.Breaker = defaultBreaker(opts.Client, opts.Now)
 	}
 	return &Reviewer{
-		opts:   opts,
-		tokens: newStaleCache("token", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
-		access: newStaleCache("access", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		opts:        opts,
+		tokens:      newStaleCache("token", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		access:      newStaleCache("access", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		deletedPods: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clockFunc(opts.Now)),
 	}, nil
 }
 
@@ -152,7 +157,30 @@ func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error)
 		return User{}, err
 	}
 	res := v.(tokenResult)
+	if res.err == nil && r.podDeleted(res.user) {
+		r.tokens.forget(key)
+		return User{}, fmt.Errorf("token review: the token's pod %s was deleted: %w", first(res.user.Extra[ExtraPodName]), ErrUnauthenticated)
+	}
 	return res.user, res.err
+}
+
+// ForgetPod ends the tokens bound to the pod with uid, which was deleted:
+// their cached reviews are refused from now on, before their TTL, also
+// while the API server is unavailable.
+func (r *Reviewer) ForgetPod(uid string) {
+	if uid != "" {
+		r.deletedPods.Add(uid, struct{}{}, r.opts.TokenTTL+r.opts.OutageGrace)
+	}
+}
+
+// podDeleted reports whether user's token is bound to a pod seen deleted.
+func (r *Reviewer) podDeleted(user User) bool {
+	uid := first(user.Extra[ExtraPodUID])
+	if uid == "" {
+		return false
+	}
+	_, deleted := r.deletedPods.Get(uid)
+	return deleted
 }
 
 func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, time.Duration, error) {
@@ -333,10 +361,11 @@ func classify(err error) error {
 // classifyReview is classify for TokenReview and SubjectAccessReview calls,
 // which the node makes as itself: a 401 or 403 says the node may not review
 // (its RBAC is missing, or still warming up on a restarted API server), not
-// that the caller is refused, so it is ErrUnavailable as well.
+// that the caller is refused, so it is ErrUnavailable as well; the API server
+// did answer, so it does not open the breaker.
 func classifyReview(err error) error {
 	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
-		return fmt.Errorf("%w: the node may not review: %w", ErrUnavailable, err)
+		return &answeredError{why: "the node may not review", err: err}
 	}
 	return classify(err)
 }

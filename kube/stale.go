@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -15,9 +17,9 @@ type answer struct {
 	val any
 	// ttl is how long val is fresh.
 	ttl time.Duration
-	// keep lets val be served stale, within the grace period, when a refresh
-	// finds the API unavailable. Only allow decisions, accepted tokens and
-	// Secrets are kept; a deny is never served past its TTL.
+	// keep lets val be served stale, within the grace period, once its TTL
+	// is over. Only allow decisions, accepted tokens, pods and Secrets are
+	// kept; a deny or a deletion is never served past its TTL.
 	keep bool
 	// limit, when set, is a time val is never served after (a token's expiry).
 	limit time.Time
@@ -27,15 +29,19 @@ type answer struct {
 type entry struct {
 	val   any
 	fresh time.Time // served as a hit until then
-	until time.Time // served stale, during an outage, until then
+	until time.Time // served stale until then; fresh for an answer not kept
+	// failed is set once a refresh found the API unavailable: the stale
+	// answers that follow are counted as outage serves.
+	failed atomic.Bool
 }
 
 // staleCache caches answers for their TTL and, for a grace period after it,
-// serves kept answers stale when the API server is unavailable: at once while
-// the breaker is open (refreshing in the background), or after a refresh has
-// failed as unavailable. A refresh that answers (a deny, a missing object)
-// replaces the entry, so stale data never overrides it. Without a cached
-// answer, a call fails fast while the breaker is open.
+// serves kept answers stale: a kept answer past its TTL is answered at once
+// and refreshed in the background, so no caller waits on an API server that
+// is slow or gone, and the breaker, not the callers, paces the refreshes. A
+// refresh that answers (a deny, a missing object) replaces the entry, so
+// stale data never overrides it. Only a miss waits on the API; while the
+// breaker is open, a miss fails fast.
 type staleCache struct {
 	kind    string
 	lru     *utilcache.LRUExpireCache
@@ -44,6 +50,8 @@ type staleCache struct {
 	timeout time.Duration
 	breaker *Breaker
 	group   singleflight.Group
+	// refreshing holds the keys with a background refresh in flight.
+	refreshing sync.Map
 }
 
 func newStaleCache(kind string, size int, grace, timeout time.Duration, b *Breaker, now func() time.Time) *staleCache {
@@ -57,50 +65,43 @@ func newStaleCache(kind string, size int, grace, timeout time.Duration, b *Break
 	}
 }
 
-// lookup returns the cached value of key while now is before the time
-// that at picks from its entry: fresh, or until.
-func (c *staleCache) lookup(key string, at func(entry) time.Time) (any, bool) {
+// lookup returns the entry of key while it may be served, fresh or stale.
+func (c *staleCache) lookup(key string) *entry {
 	v, ok := c.lru.Get(key)
 	if !ok {
-		return nil, false
+		return nil
 	}
-	e := v.(entry)
-	if !c.now().Before(at(e)) {
-		return nil, false
+	e := v.(*entry)
+	if !c.now().Before(e.until) {
+		return nil
 	}
-	return e.val, true
+	return e
 }
 
-// fresh returns the cached value of key while it is fresh.
-func (c *staleCache) fresh(key string) (any, bool) {
-	return c.lookup(key, func(e entry) time.Time { return e.fresh })
-}
-
-// stale returns the cached value of key while it may be served stale.
-func (c *staleCache) stale(key string) (any, bool) {
-	return c.lookup(key, func(e entry) time.Time { return e.until })
-}
-
-// get returns the answer for key: fresh from the cache, else from fetch (one
-// call for all concurrent callers, detached from the caller's cancellation
-// and bounded by the timeout), else stale during an outage. hit reports a
-// fresh cache answer.
+// get returns the answer for key: fresh from the cache; stale within the
+// grace, at once, with a refresh started in the background; else from fetch
+// (one call for all concurrent callers, detached from the caller's
+// cancellation and bounded by the timeout). hit reports a fresh answer.
 func (c *staleCache) get(ctx context.Context, key string, fetch func(context.Context) (answer, error)) (val any, hit bool, err error) {
-	if v, ok := c.fresh(key); ok {
-		return v, true, nil
-	}
-	old, hasOld := c.stale(key)
-	if err := c.breaker.Allow(); err != nil {
-		if hasOld {
-			c.refreshInBackground(key, fetch)
-			c.breaker.Stale(c.kind)
-			return old, false, nil
+	if e := c.lookup(key); e != nil {
+		if c.now().Before(e.fresh) {
+			return e.val, true, nil
 		}
+		closed := c.breaker.closed()
+		if closed {
+			c.refresh(key, fetch)
+		}
+		if !closed || e.failed.Load() {
+			c.breaker.Stale(c.kind)
+		}
+		return e.val, false, nil
+	}
+	if err := c.breaker.Allow(); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", c.kind, err)
 	}
 	ch := c.group.DoChan(key, func() (any, error) {
-		if v, ok := c.fresh(key); ok {
-			return v, nil
+		if e := c.lookup(key); e != nil && c.now().Before(e.fresh) {
+			return e.val, nil
 		}
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
@@ -108,30 +109,47 @@ func (c *staleCache) get(ctx context.Context, key string, fetch func(context.Con
 	})
 	select {
 	case res := <-ch:
-		val, err = res.Val, res.Err
+		return res.Val, false, res.Err
 	case <-ctx.Done():
-		val, err = nil, fmt.Errorf("waiting for the API (%s): %w: %w", c.kind, ErrUnavailable, ctx.Err())
+		return nil, false, fmt.Errorf("waiting for the API (%s): %w: %w", c.kind, ErrUnavailable, ctx.Err())
 	}
-	if err != nil && errors.Is(err, ErrUnavailable) && hasOld {
-		c.breaker.Stale(c.kind)
-		return old, false, nil
+}
+
+// refresh fetches key again in the background unless a refresh of it is
+// in flight. It is called only while the breaker is closed: while it is
+// open, the breaker's probe decides when the API is asked again, not the
+// traffic.
+func (c *staleCache) refresh(key string, fetch func(context.Context) (answer, error)) {
+	if _, busy := c.refreshing.LoadOrStore(key, struct{}{}); busy {
+		return
 	}
-	return val, false, err
+	go func() {
+		defer c.refreshing.Delete(key)
+		// Do joins a miss of the same key that is already asking.
+		_, _, _ = c.group.Do(key, func() (any, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			defer cancel()
+			return c.fetchAndStore(ctx, key, fetch)
+		})
+	}()
 }
 
 // fetchAndStore calls fetch and caches what it answers. An error that is not
-// ErrUnavailable (such as a missing object) drops the cached entry.
+// ErrUnavailable (such as a missing object) drops the cached entry; one that
+// is marks it as served through an outage.
 func (c *staleCache) fetchAndStore(ctx context.Context, key string, fetch func(context.Context) (answer, error)) (any, error) {
 	a, err := fetch(ctx)
 	c.breaker.Record(err)
 	if err != nil {
 		if !errors.Is(err, ErrUnavailable) {
 			c.lru.Remove(key)
+		} else if e := c.lookup(key); e != nil {
+			e.failed.Store(true)
 		}
 		return nil, err
 	}
 	now := c.now()
-	e := entry{val: a.val, fresh: now.Add(a.ttl), until: now.Add(a.ttl)}
+	e := &entry{val: a.val, fresh: now.Add(a.ttl), until: now.Add(a.ttl)}
 	if a.keep {
 		e.until = e.until.Add(c.grace)
 	}
@@ -146,11 +164,5 @@ func (c *staleCache) fetchAndStore(ctx context.Context, key string, fetch func(c
 	return a.val, nil
 }
 
-// refreshInBackground refreshes key once (joining a refresh in flight).
-func (c *staleCache) refreshInBackground(key string, fetch func(context.Context) (answer, error)) {
-	c.group.DoChan(key, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		defer cancel()
-		return c.fetchAndStore(ctx, key, fetch)
-	})
-}
+// forget drops the entry of key.
+func (c *staleCache) forget(key string) { c.lru.Remove(key) }

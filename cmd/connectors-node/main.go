@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"k8s.io/klog/v2/textlogger"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,6 +47,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		audit = f
 	}
 	log := textlogger.NewLogger(textlogger.NewConfig(textlogger.Verbosity(cfg.verbosity), textlogger.Output(stderr)))
+	// controller-runtime's informers log through its package logger, which
+	// otherwise discards them and prints a stack trace after 30 s; this
+	// call is that library's one global.
+	ctrllog.SetLogger(log.WithName("controller-runtime"))
 	log.Info("starting connectors-node", "version", version, "node_id", cfg.nodeID)
 	n, err := newNode(ctx, cfg, log, audit)
 	if err != nil {

@@ -101,6 +101,8 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		CheckSource:  cfg.checkPodSource,
 		AllowUnbound: cfg.allowUnboundTokens,
 		PodTTL:       cfg.tokenCacheTTL,
+		OutageGrace:  cfg.apiOutageGrace,
+		Breaker:      breaker,
 	})
 	if err != nil {
 		return nil, err
@@ -125,6 +127,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 
 	n := &node{cfg: cfg, log: log, cache: cache}
 	var globalCAs *kube.GlobalCAs
+	var pods *kube.PodWatch
 	if cfg.serves(roleCSI) {
 		events, err := kube.NewEventRecorder(ctx, client, csi.DriverName)
 		if err != nil {
@@ -161,6 +164,9 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 			return nil, err
 		}
 		globalCAs.Start(ctx)
+		if pods, err = watchPods(ctx, cfg, rc, breaker, reviewer, binding, log); err != nil {
+			return nil, err
+		}
 		// A class whose Rego policy does not compile is reported when it is
 		// listed at startup and whenever it changes, not only on first use.
 		policies := policy.New(policy.Options{Log: log.WithName("policy"), Registerer: reg})
@@ -203,6 +209,9 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		if globalCAs != nil && !globalCAs.Synced() {
 			return errors.New("global CA secrets not synced")
 		}
+		if pods != nil && !pods.Synced() {
+			return errors.New("pod watch not synced")
+		}
 		if !cas.loaded() {
 			return errors.New("proxy CA certificates not loaded")
 		}
@@ -215,6 +224,32 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	return n, nil
+}
+
+// watchPods starts the watch that ends a deleted pod's tokens within
+// seconds: the pods of this node (kubelet's scope) with --check-pod-node,
+// else every pod, for a proxy that serves them all. Both are metadata
+// only, trimmed to names and UIDs.
+func watchPods(ctx context.Context, cfg *config, rc *rest.Config, breaker *kube.Breaker, reviewer *kube.Reviewer, binding *kube.PodBinding, log logr.Logger) (*kube.PodWatch, error) {
+	node := ""
+	if cfg.checkPodNode {
+		node = cfg.nodeID
+	}
+	w, err := kube.NewPodWatch(kube.PodWatchOptions{
+		Config:   rc,
+		NodeName: node,
+		Breaker:  breaker,
+		Log:      log.WithName("pods"),
+		Deleted: func(pod kube.PodRef) {
+			reviewer.ForgetPod(pod.UID)
+			binding.ForgetPod(pod)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	w.Start(ctx)
+	return w, nil
 }
 
 // serve runs every server until ctx ends or one fails, then stops them in

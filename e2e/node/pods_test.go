@@ -214,7 +214,7 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 			return false, err
 		}
 		for _, mi := range infos {
-			if mi.Source == "connectors-csi" && strings.Contains(mi.MountPoint, string(pod.UID)) {
+			if strings.HasPrefix(mi.Source, "connectors-csi") && strings.Contains(mi.MountPoint, string(pod.UID)) {
 				return false, fmt.Errorf("still mounted: %s", mi.MountPoint)
 			}
 		}

@@ -37,7 +37,7 @@ func (w *volumeWatch) scan() {
 		return
 	}
 	for _, mi := range infos {
-		if mi.Source != "connectors-csi" {
+		if !strings.HasPrefix(mi.Source, "connectors-csi") {
 			continue
 		}
 		_ = filepath.WalkDir(mi.MountPoint, func(p string, d fs.DirEntry, err error) error {

@@ -17,10 +17,14 @@ func FuzzMatch(f *testing.F) {
 	} {
 		f.Add(s[0], s[1])
 	}
+	f.Add("https://0..:1/", "https://0.:1/")
 	f.Fuzz(func(t *testing.T, address, target string) {
 		a, err := ParseAddress(address)
 		if err != nil {
 			return
+		}
+		if hasEmptyLabel(a.Host) || NormalizeHost(a.Host) != a.Host {
+			t.Fatalf("address %q parsed to host %q, which is not normalized", address, a.Host)
 		}
 		u, err := url.Parse(target)
 		if err != nil {

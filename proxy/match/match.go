@@ -109,10 +109,17 @@ func Authority(hostport, defPort string) (host, port string, err error) {
 		return "", "", fmt.Errorf("authority %q has a non-ASCII host", hostport)
 	}
 	host = NormalizeHost(host)
-	if host == "" || strings.ContainsAny(host, "/\\@ %") {
+	if host == "" || strings.ContainsAny(host, "/\\@ %") || hasEmptyLabel(host) {
 		return "", "", fmt.Errorf("authority %q has a bad host", hostport)
 	}
 	return host, port, nil
+}
+
+// hasEmptyLabel reports whether a normalized host has an empty label: a
+// leading or trailing dot (one trailing dot is dropped by NormalizeHost
+// before), or "..".
+func hasEmptyLabel(host string) bool {
+	return strings.HasPrefix(host, ".") || strings.HasSuffix(host, ".") || strings.Contains(host, "..")
 }
 
 // isASCII reports whether s has only ASCII bytes. Hosts outside ASCII are
@@ -127,7 +134,11 @@ func isASCII(s string) bool {
 	return true
 }
 
-// NormalizeHost lower-cases a host and drops one trailing dot.
+// NormalizeHost lower-cases a host and drops exactly one trailing dot: the
+// one grammar of hosts here allows one trailing dot (the root label) and no
+// other empty label. A host with another empty label ("a..b", ".a", "a..")
+// keeps it, so it equals no host that Authority accepts, and Authority
+// refuses it.
 func NormalizeHost(h string) string {
 	return strings.TrimSuffix(strings.ToLower(h), ".")
 }

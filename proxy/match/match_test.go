@@ -115,6 +115,43 @@ func TestParseAuthority(t *testing.T) {
 	}
 }
 
+// TestHostGrammarAllowsOneTrailingDotAndNoEmptyLabel pins one answer for
+// every parser: ParseAuthority("0..:1") returned host "0." because only
+// one trailing dot was dropped. Exactly one trailing dot is allowed and
+// dropped; any other empty label is refused by the authority, URL and
+// address parsers alike.
+func TestHostGrammarAllowsOneTrailingDotAndNoEmptyLabel(t *testing.T) {
+	for host, want := range map[string]string{
+		"h.test": "h.test", "H.Test.": "h.test", "0.": "0", "10.0.0.1.": "10.0.0.1",
+		"0..": "", "h.test..": "", ".h.test": "", "h..test": "", "..": "", ".": "",
+	} {
+		t.Run(host, func(t *testing.T) {
+			for name, parse := range map[string]func() (string, error){
+				"ParseAuthority": func() (string, error) { tg, err := ParseAuthority(host + ":1"); return tg.Host, err },
+				"ParseURL": func() (string, error) {
+					tg, err := ParseURL(&url.URL{Scheme: "https", Host: host, Path: "/"})
+					return tg.Host, err
+				},
+				"ParseAddress": func() (string, error) { a, err := ParseAddress("https://" + host + "/"); return a.Host, err },
+			} {
+				got, err := parse()
+				if want == "" {
+					if err == nil {
+						t.Errorf("%s accepted %q as host %q", name, host, got)
+					}
+					continue
+				}
+				if err != nil || got != want {
+					t.Errorf("%s(%q) = %q, %v; want %q", name, host, got, err, want)
+				}
+			}
+			if n := NormalizeHost(host); want == "" && n != "" && !hasEmptyLabel(n) {
+				t.Errorf("NormalizeHost(%q) = %q, a valid host", host, n)
+			}
+		})
+	}
+}
+
 func BenchmarkBest(b *testing.B) {
 	var cands []Candidate
 	for i, a := range []string{"https://github.example.test", "https://gitlab.example.test/group",
