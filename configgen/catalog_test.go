@@ -13,7 +13,7 @@ import (
 )
 
 // catalogClass reads a ConnectorClass of deploy/classes.
-func catalogClass(t *testing.T, file string) *v1alpha1.ConnectorClass {
+func catalogClass(t testing.TB, file string) *v1alpha1.ConnectorClass {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("..", "deploy", "classes", file))
 	if err != nil {
