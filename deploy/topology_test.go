@@ -282,6 +282,12 @@ func TestSplitTopology(t *testing.T) {
 	require.Empty(t, dep.Spec.Template.Spec.Volumes, "the proxy mounts nothing of the node")
 	require.True(t, *dep.Spec.Template.Spec.SecurityContext.RunAsNonRoot)
 
+	// Pods reach the central proxy from their own addresses (kube-proxy
+	// rewrites the Service's, not theirs): their tokens stay bound to them.
+	require.Contains(t, []string{"", "true"}, flagValue(proxy.Args, "--check-pod-source-address"),
+		"the central proxy checks a token's source address")
+	require.Equal(t, "false", flagValue(proxy.Args, "--check-pod-node"), "the central proxy serves every node's pods")
+
 	// The same public address is written by the CSI nodes and served by the proxy.
 	require.Equal(t, flagValue(node.Args, "--public-url"), flagValue(proxy.Args, "--public-url"))
 	require.Equal(t, flagValue(node.Args, "--audience"), flagValue(proxy.Args, "--audience"))
