@@ -24,8 +24,10 @@ const (
 	DefaultRecoveryWindow = 30 * time.Second
 	// DefaultOutageGrace is how long past its TTL a cached allow decision,
 	// token review, pod or Secret keeps serving while the API is
-	// unavailable.
-	DefaultOutageGrace = 5 * time.Minute
+	// unavailable. An answer refreshed just before an outage lasts at
+	// least this long into it, so a five-minute outage, plus the minutes
+	// an API server may take to come back, costs cached traffic nothing.
+	DefaultOutageGrace = 10 * time.Minute
 )
 
 // errBreakerOpen is the error of a call refused while the breaker is open.
