@@ -3,6 +3,7 @@ package testsupport
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -44,12 +45,15 @@ func LoopbackDialer(t testing.TB, host string) *net.Dialer {
 // missing and the test runs as root on Linux.
 func listenLoopback(t testing.TB, host string) (net.Listener, error) {
 	t.Helper()
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() || !ip.IsLoopback() {
+		t.Fatalf("%q is not an address in 127.0.0.0/8", host)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 	if err != nil && runtime.GOOS == "linux" && os.Geteuid() == 0 {
-		if out, aerr := exec.CommandContext(context.Background(), "ip", "addr", "add", host+"/32", "dev", "lo").CombinedOutput(); aerr == nil {
+		if out, aerr := exec.CommandContext(context.Background(), "ip", "addr", "add", host+"/32", "dev", "lo").CombinedOutput(); aerr == nil { //nolint:gosec // G204: an address in 127.0.0.0/8, checked above
 			t.Cleanup(func() {
-				_ = exec.CommandContext(context.Background(), "ip", "addr", "del", host+"/32", "dev", "lo").Run()
+				_ = exec.CommandContext(context.Background(), "ip", "addr", "del", host+"/32", "dev", "lo").Run() //nolint:gosec // G204: as above
 			})
 			ln, err = lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 		} else {
