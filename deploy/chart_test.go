@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
@@ -106,6 +107,13 @@ func TestChartValues(t *testing.T) {
 	require.NotContains(t, node.Args, "--allow-unmatched-tunnels")
 	require.Equal(t, "512Mi", proxy.Resources.Limits.Memory().String())
 	find[corev1.ServiceAccount](t, objs, "ServiceAccount", "connectors-proxy")
+
+	for _, u := range render(t, "networkPolicy.enabled=false") {
+		require.NotEqual(t, "NetworkPolicy", u.GetKind(), "networkPolicy.enabled=false still installs one")
+	}
+	np := find[networkingv1.NetworkPolicy](t, render(t, "networkPolicy.metricsNamespaceSelector.matchLabels.team=monitoring"),
+		"NetworkPolicy", "connectors-node")
+	require.Equal(t, "monitoring", np.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels["team"])
 
 	node2 := find[appsv1.DaemonSet](t, render(t, "serviceName=px", "publicURL=https://proxy.example:8443"), "DaemonSet", "connectors-node")
 	require.Equal(t, "https://proxy.example:8443", flagValue(node2.Spec.Template.Spec.Containers[0].Args, "--public-url"))

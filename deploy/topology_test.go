@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -432,4 +433,50 @@ func mustJSON(t *testing.T, v any) string {
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestNetworkPolicyAdmitsOnlyClientsAndScrapers checks, for each topology,
+// that the NetworkPolicy covers every pod serving the proxy, admits any
+// pod in the cluster to the port the Service sends to and only the
+// namespaces labelled for metrics to the ops port, and nothing else.
+func TestNetworkPolicyAdmitsOnlyClientsAndScrapers(t *testing.T) {
+	for _, dir := range []string{"overlays/node", "overlays/split"} {
+		t.Run(dir, func(t *testing.T) {
+			objs := kustomize(t, dir)
+			np := find[networkingv1.NetworkPolicy](t, objs, "NetworkPolicy", "connectors-node")
+			require.Equal(t, "connectors-system", np.Namespace)
+			require.Equal(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}, np.Spec.PolicyTypes)
+			sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+			require.NoError(t, err)
+
+			pods := map[string]corev1.PodTemplateSpec{"DaemonSet": find[appsv1.DaemonSet](t, objs, "DaemonSet", "connectors-node").Spec.Template}
+			if dir == "overlays/split" {
+				pods["Deployment"] = find[appsv1.Deployment](t, objs, "Deployment", "connectors-proxy").Spec.Template
+			}
+			svc := find[corev1.Service](t, objs, "Service", "connectors-proxy")
+			require.Equal(t, "proxy", svc.Spec.Ports[0].TargetPort.String(), "the Service sends to the port the policy admits")
+
+			require.Len(t, np.Spec.Ingress, 2, "one rule for the proxy port, one for the ops port")
+			clients, scrapers := np.Spec.Ingress[0], np.Spec.Ingress[1]
+			require.Equal(t, []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}}, clients.From,
+				"any pod in the cluster is a client; no IP block, nothing outside the cluster")
+			require.Equal(t, []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"connectors.alauda.io/metrics": "true"}}}}, scrapers.From,
+				"only namespaces labelled for metrics reach the ops port")
+			for kind, pod := range pods {
+				require.True(t, sel.Matches(labels.Set(pod.Labels)), "the policy does not cover the %s's pods", kind)
+				ports := map[string]corev1.ContainerPort{}
+				for _, p := range pod.Spec.Containers[0].Ports {
+					ports[p.Name] = p
+				}
+				for rule, want := range map[string]networkingv1.NetworkPolicyIngressRule{"proxy": clients, "metrics": scrapers} {
+					require.Len(t, want.Ports, 1)
+					port := want.Ports[0]
+					require.Equal(t, rule, port.Port.String())
+					require.Equal(t, corev1.ProtocolTCP, *port.Protocol)
+					require.Contains(t, ports, rule, "the %s's container names no port %q", kind, rule)
+				}
+			}
+		})
+	}
 }

@@ -73,6 +73,9 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	if err := p.checkBinding(ctx, e, user, ch); err != nil {
 		return nil, err
 	}
+	// The connection has carried a reviewed token from its own pod: it is
+	// no longer held to the unauthenticated limits.
+	markAuthenticated(ctx)
 	c := &caller{user: user, token: token, keys: keys, connectors: make([]*v1alpha1.Connector, 0, len(keys))}
 	for _, k := range keys {
 		if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {

@@ -132,7 +132,7 @@ func TestConnectionsBeyondTheLimitGet503(t *testing.T) {
 	if !strings.HasPrefix(string(b), "HTTP/1.1 503 ") {
 		t.Fatalf("third connection got %q, want a 503", b)
 	}
-	if n := testutil.ToFloat64(e.proxy.metrics.connsRefused); n != 1 {
+	if n := testutil.ToFloat64(e.proxy.metrics.connsRefused.WithLabelValues(reasonTotal)); n != 1 {
 		t.Errorf("refused connections counted %v, want 1", n)
 	}
 	_ = held[0].Close()

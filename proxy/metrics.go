@@ -14,10 +14,12 @@ type metrics struct {
 	leaves     prometheus.Gauge
 	leafIssued prometheus.Counter
 	tunnels    prometheus.Gauge
-	// connsOpen and connsRefused count client connections against
-	// ServerOptions.MaxConnections.
+	// connsOpen, connsRefused and connsClosed count client connections
+	// against the ServerOptions limits; the reason label is one of the
+	// reason constants in limit.go.
 	connsOpen    prometheus.Gauge
-	connsRefused prometheus.Counter
+	connsRefused *prometheus.CounterVec
+	connsClosed  *prometheus.CounterVec
 	// requestSeries and byteSeries keep the resolved series of requests
 	// and bytes: resolving labels costs more than the increment.
 	requestSeries  memo[requestLabels, prometheus.Counter]
@@ -64,13 +66,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "connectors_proxy_connections_open",
 			Help: "Client connections currently open, tunnels included.",
 		}),
-		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+		connsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "connectors_proxy_connections_refused_total",
-			Help: "Client connections answered 503 and closed because MaxConnections were open.",
-		}),
+			Help: "Client connections answered 503 and closed, by the limit that refused them: total, source or unauthenticated.",
+		}, []string{"reason"}),
+		connsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "connectors_proxy_connections_closed_total",
+			Help: "Idle client connections the proxy closed early: evicted (to admit a lighter source at the connection limit) or unauthenticated_idle.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{reasonTotal, reasonSource, reasonUnauthenticated} {
+		m.connsRefused.WithLabelValues(r)
+	}
+	for _, r := range []string{reasonEvicted, reasonUnauthenticatedIdle} {
+		m.connsClosed.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.upstream, m.bytes, m.leaves, m.leafIssued, m.tunnels, m.connsOpen, m.connsRefused)
+		reg.MustRegister(m.requests, m.upstream, m.bytes, m.leaves, m.leafIssued, m.tunnels, m.connsOpen, m.connsRefused, m.connsClosed)
 	}
 	return m
 }

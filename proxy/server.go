@@ -31,17 +31,37 @@ type ServerOptions struct {
 	// sized for this many. A connection beyond it is answered 503 and
 	// closed. Default DefaultMaxConnections.
 	MaxConnections int
+	// MaxConnectionsPerSource bounds the connections open at once from
+	// one client address (an IPv4-mapped IPv6 address counts as the IPv4
+	// one). A connection beyond it is answered 503 and closed. Default
+	// DefaultMaxConnectionsPerSource.
+	MaxConnectionsPerSource int
+	// MaxUnauthenticatedPerSource bounds the connections of one client
+	// address that have not yet carried a request whose token passed
+	// review and its pod binding. A connection beyond it is answered 503
+	// and closed. Default DefaultMaxUnauthenticatedPerSource.
+	MaxUnauthenticatedPerSource int
+	// UnauthenticatedIdleTimeout closes a connection that never
+	// authenticated once it has waited this long for a request;
+	// authenticated connections keep IdleTimeout. Default
+	// DefaultUnauthenticatedIdleTimeout.
+	UnauthenticatedIdleTimeout time.Duration
 }
 
-// DefaultMaxConnections is the default of ServerOptions.MaxConnections.
-const DefaultMaxConnections = 1500
+// Defaults of ServerOptions.
+const (
+	DefaultMaxConnections              = 1500
+	DefaultMaxConnectionsPerSource     = 256
+	DefaultMaxUnauthenticatedPerSource = 64
+	DefaultUnauthenticatedIdleTimeout  = 10 * time.Second
+)
 
 // Server serves a Proxy on one listener and drains it on Shutdown.
 type Server struct {
 	// HTTP is the underlying server; adjust it before Serve if needed.
-	HTTP     *http.Server
-	proxy    *Proxy
-	maxConns int
+	HTTP   *http.Server
+	proxy  *Proxy
+	limits connLimits
 }
 
 // NewServer builds the HTTP server for p.
@@ -55,10 +75,17 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 	if opts.MaxHeaderBytes <= 0 {
 		opts.MaxHeaderBytes = defaultMaxHeaderBytes
 	}
-	if opts.MaxConnections <= 0 {
-		opts.MaxConnections = DefaultMaxConnections
+	setInt(&opts.MaxConnections, DefaultMaxConnections)
+	setInt(&opts.MaxConnectionsPerSource, DefaultMaxConnectionsPerSource)
+	setInt(&opts.MaxUnauthenticatedPerSource, DefaultMaxUnauthenticatedPerSource)
+	setDuration(&opts.UnauthenticatedIdleTimeout, DefaultUnauthenticatedIdleTimeout)
+	lim := connLimits{
+		total:           opts.MaxConnections,
+		perSource:       opts.MaxConnectionsPerSource,
+		unauthPerSource: opts.MaxUnauthenticatedPerSource,
+		unauthIdle:      opts.UnauthenticatedIdleTimeout,
 	}
-	return &Server{proxy: p, maxConns: opts.MaxConnections, HTTP: &http.Server{
+	return &Server{proxy: p, limits: lim, HTTP: &http.Server{
 		Addr:              opts.Addr,
 		Handler:           p,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
@@ -67,12 +94,26 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 		MaxHeaderBytes:    opts.MaxHeaderBytes,
 		ErrorLog:          p.errorLog("proxy server"),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if lc := limitConnOf(c); lc != nil {
+				ctx = context.WithValue(ctx, limitConnKey{}, lc)
+			}
 			if hc, ok := c.(*headConn); ok {
 				return context.WithValue(ctx, headConnKey{}, hc)
 			}
 			return ctx
 		},
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if lc := limitConnOf(c); lc != nil {
+				lc.setState(s)
+			}
+		},
 	}}
+}
+
+func setInt(n *int, def int) {
+	if *n <= 0 {
+		*n = def
+	}
 }
 
 // Serve serves on ln until Shutdown. ln's address becomes one the SSRF
@@ -81,7 +122,7 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 func (s *Server) Serve(ln net.Listener) error {
 	s.proxy.guard.addSelf(ln.Addr())
 	s.refusePublicAddresses()
-	return s.HTTP.Serve(headListener{newLimitListener(ln, s.maxConns, s.proxy.metrics, s.proxy.log)})
+	return s.HTTP.Serve(headListener{newLimitListener(ln, s.limits, s.proxy.metrics, s.proxy.log)})
 }
 
 // RefuseAddr adds another address of this process, such as the ops

@@ -50,6 +50,10 @@ type config struct {
 	apiOutageGrace time.Duration
 	kubeletRoot    string
 	maxConnections int
+	// Per-source limits of the proxy's client connections.
+	maxConnectionsPerSource     int
+	maxUnauthenticatedPerSource int
+	unauthenticatedIdleTimeout  time.Duration
 	// Status reconciler.
 	status              bool
 	statusProbeInterval time.Duration
@@ -129,6 +133,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
 	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")
 	fs.IntVar(&c.maxConnections, "max-connections", proxy.DefaultMaxConnections, "most client connections (tunnels included) the proxy serves at once; beyond it a connection is answered 503 and closed")
+	fs.IntVar(&c.maxConnectionsPerSource, "max-connections-per-source", proxy.DefaultMaxConnectionsPerSource, "most client connections the proxy serves at once from one source IP address (an IPv4-mapped IPv6 address counts as the IPv4 one); beyond it a connection is answered 503 and closed. At most --max-connections")
+	fs.IntVar(&c.maxUnauthenticatedPerSource, "max-unauthenticated-per-source", proxy.DefaultMaxUnauthenticatedPerSource, "most client connections from one source IP address that have not yet carried a request whose token passed review; beyond it a connection is answered 503 and closed. At most --max-connections-per-source")
+	fs.DurationVar(&c.unauthenticatedIdleTimeout, "unauthenticated-idle-timeout", proxy.DefaultUnauthenticatedIdleTimeout, "close a client connection that never authenticated once it has waited this long for a request; authenticated keep-alive connections stay open for 2m")
 	fs.BoolVar(&c.status, "status", true, "write Connector and ConnectorClass status (addresses, conditions, probes) and the host-form Services c-<name>, from the one node that holds the status Lease; turn off when an upstream controller owns status")
 	fs.DurationVar(&c.statusProbeInterval, "status-probe-interval", 5*time.Minute, "time between liveness and auth probes of a healthy Connector (with jitter; failures retry sooner with backoff), and between status resyncs")
 	fs.BoolVar(&c.checkPodNode, "check-pod-node", true, "refuse a token whose pod is bound to another node than --node-id; turn off only for a proxy that serves pods of other nodes (a central proxy)")
@@ -210,6 +217,21 @@ func (c *config) validate() error {
 	}
 	if c.maxConnections <= 0 {
 		bad("max-connections", "must be positive, got %d", c.maxConnections)
+	}
+	switch {
+	case c.maxConnectionsPerSource <= 0:
+		bad("max-connections-per-source", "must be positive, got %d", c.maxConnectionsPerSource)
+	case c.maxConnections > 0 && c.maxConnectionsPerSource > c.maxConnections:
+		bad("max-connections-per-source", "%d is more than --max-connections=%d", c.maxConnectionsPerSource, c.maxConnections)
+	}
+	switch {
+	case c.maxUnauthenticatedPerSource <= 0:
+		bad("max-unauthenticated-per-source", "must be positive, got %d", c.maxUnauthenticatedPerSource)
+	case c.maxConnectionsPerSource > 0 && c.maxUnauthenticatedPerSource > c.maxConnectionsPerSource:
+		bad("max-unauthenticated-per-source", "%d is more than --max-connections-per-source=%d", c.maxUnauthenticatedPerSource, c.maxConnectionsPerSource)
+	}
+	if c.unauthenticatedIdleTimeout <= 0 {
+		bad("unauthenticated-idle-timeout", "must be positive, got %s", c.unauthenticatedIdleTimeout)
 	}
 	if c.kubeAPIQPS <= 0 {
 		bad("kube-api-qps", "must be positive, got %g", c.kubeAPIQPS)

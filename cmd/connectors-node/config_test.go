@@ -6,6 +6,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -27,6 +28,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"serve", "ca-configmap",
 		"kube-api-qps", "kube-api-burst", "pprof",
 		"release-startup-pages",
+		"max-connections", "max-connections-per-source", "max-unauthenticated-per-source", "unauthenticated-idle-timeout",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -57,6 +59,10 @@ func TestFlagsDefaults(t *testing.T) {
 	require.InDelta(t, 50, c.kubeAPIQPS, 0, "client-go's 5 per second queued the reviews of 100 new tokens past their timeout")
 	require.Equal(t, 100, c.kubeAPIBurst)
 	require.True(t, c.releaseStartupPages, "the binary's start-up pages are released unless turned off")
+	require.Equal(t, 1500, c.maxConnections)
+	require.Equal(t, 256, c.maxConnectionsPerSource)
+	require.Equal(t, 64, c.maxUnauthenticatedPerSource)
+	require.Equal(t, 10*time.Second, c.unauthenticatedIdleTimeout)
 }
 
 func TestProxyOnlyNeedsNoNodeID(t *testing.T) {
@@ -121,6 +127,11 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--ca-configmap="}, "--ca-configmap"},
 		{[]string{"--node-id=n", "--kube-api-qps=0"}, "--kube-api-qps"},
 		{[]string{"--node-id=n", "--kube-api-burst=-1"}, "--kube-api-burst"},
+		{[]string{"--node-id=n", "--max-connections-per-source=0"}, "--max-connections-per-source: must be positive"},
+		{[]string{"--node-id=n", "--max-connections=100", "--max-connections-per-source=101", "--max-unauthenticated-per-source=10"}, "--max-connections-per-source: 101 is more than --max-connections=100"},
+		{[]string{"--node-id=n", "--max-unauthenticated-per-source=-1"}, "--max-unauthenticated-per-source: must be positive"},
+		{[]string{"--node-id=n", "--max-connections-per-source=32"}, "--max-unauthenticated-per-source: 64 is more than --max-connections-per-source=32"},
+		{[]string{"--node-id=n", "--unauthenticated-idle-timeout=0s"}, "--unauthenticated-idle-timeout: must be positive"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Setenv("NODE_NAME", "")

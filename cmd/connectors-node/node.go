@@ -193,7 +193,13 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		if err != nil {
 			return nil, err
 		}
-		n.proxy = p.NewServer(proxy.ServerOptions{Addr: cfg.proxyListen, MaxConnections: cfg.maxConnections})
+		n.proxy = p.NewServer(proxy.ServerOptions{
+			Addr:                        cfg.proxyListen,
+			MaxConnections:              cfg.maxConnections,
+			MaxConnectionsPerSource:     cfg.maxConnectionsPerSource,
+			MaxUnauthenticatedPerSource: cfg.maxUnauthenticatedPerSource,
+			UnauthenticatedIdleTimeout:  cfg.unauthenticatedIdleTimeout,
+		})
 		// Probes send the Connector's credential, so the status writer
 		// runs where the proxy (and its Secret access) does.
 		if cfg.status {

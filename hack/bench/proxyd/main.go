@@ -129,7 +129,11 @@ func serve(ctx context.Context, cfg config, p *proxy.Proxy, ops http.Handler) er
 	if err != nil {
 		return err
 	}
-	srv := p.NewServer(proxy.ServerOptions{})
+	// The load connects from one loopback address in place of many pods.
+	srv := p.NewServer(proxy.ServerOptions{
+		MaxConnectionsPerSource:     proxy.DefaultMaxConnections,
+		MaxUnauthenticatedPerSource: proxy.DefaultMaxConnections,
+	})
 	opsSrv := &http.Server{Handler: ops, ReadHeaderTimeout: 5 * time.Second}
 	errs := make(chan error, 2)
 	go func() { errs <- srv.Serve(pl) }()

@@ -112,7 +112,11 @@ func runProxy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := p.NewServer(proxy.ServerOptions{})
+	// The load connects from one loopback address in place of many pods.
+	srv := p.NewServer(proxy.ServerOptions{
+		MaxConnectionsPerSource:     proxy.DefaultMaxConnections,
+		MaxUnauthenticatedPerSource: proxy.DefaultMaxConnections,
+	})
 	if err := os.WriteFile(filepath.Join(*dir, "ca.crt"), ca.CertPEM, 0o600); err != nil {
 		return err
 	}

@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
+	"github.com/connectors-node/connectors-node/proxy"
 )
 
 // Node is a running connectors-node process and a kubelet stand-in
@@ -89,6 +91,7 @@ func (c *Cluster) StartNode(ctx context.Context, opts NodeOptions) (*Node, error
 		"--allow-loopback-upstreams",
 		"--audit-log=/dev/null",
 	}, opts.Args...)
+	args = append(args, onePlaysManyPods(args)...)
 	n.cmd = exec.Command(opts.Binary, args...) //nolint:gosec,noctx // the binary the Makefile built; stopped by Stop
 	n.cmd.Env = append(os.Environ(), opts.Env...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
@@ -157,4 +160,17 @@ func LastLines(path string, n int) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], " | ")
+}
+
+// onePlaysManyPods lifts the per-source connection limits to
+// --max-connections: every load connects from one loopback address in
+// place of many pods, each with its own.
+func onePlaysManyPods(args []string) []string {
+	most := strconv.Itoa(proxy.DefaultMaxConnections)
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--max-connections="); ok {
+			most = v
+		}
+	}
+	return []string{"--max-connections-per-source=" + most, "--max-unauthenticated-per-source=" + most}
 }
