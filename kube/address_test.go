@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/proxy/match"
@@ -102,15 +104,18 @@ var addressCases = []struct {
 }
 
 // TestAddressGrammarAgreesWithTheAPIServer creates a Connector with each
-// address as spec.address on a real API server with the generated CRDs,
-// and parses it with the node's grammar (match.ParseAddress, which the
-// proxy matches with, and Connector.CheckAddresses, which the CSI plugin
-// and the status writer use). The API server never accepts what the node
-// refuses, nor refuses what it accepts.
+// address, as spec.address and as an address extension, on a real API
+// server with the generated CRDs and the shipped admission policy for
+// address extensions, and parses it with the node's grammar
+// (match.ParseAddress, which the proxy matches with, and
+// Connector.CheckAddresses, which the CSI plugin and the status writer
+// use). The API server never accepts what the node refuses, nor refuses
+// what it accepts.
 func TestAddressGrammarAgreesWithTheAPIServer(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apitest.Start(t, apitest.Options{})
 	ctx := context.Background()
 	ns := env.Namespace(t, "address")
+	installAddressPolicy(t, env, ns)
 	for i, c := range addressCases {
 		t.Run(c.name, func(t *testing.T) {
 			_, goErr := match.ParseAddress(c.value)
@@ -127,16 +132,12 @@ func TestAddressGrammarAgreesWithTheAPIServer(t *testing.T) {
 				assert.Contains(t, err.Error(), "spec.address")
 			}
 
-			ext := &v1alpha1.Connector{
-				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("extension-%d", i)},
-				Spec: v1alpha1.ConnectorSpec{
-					ConnectorClassName: "oci",
-					Address:            "https://registry.example.test",
-					AddressExtensions: []v1alpha1.Param{
-						{Name: "mirrors", Value: js(t, []string{"not checked: not a string value"})},
-						{Name: "tokenRealm", Value: js(t, c.value)},
-					},
-				},
+			ext := extensionConnector(t, ns, fmt.Sprintf("extension-%d", i), c.value)
+			err = env.Client.Create(ctx, ext)
+			assert.Equal(t, c.want, err == nil, "the API server on spec.addressExtensions: %v", err)
+			if err != nil {
+				require.True(t, apierrors.IsInvalid(err), "%v", err)
+				assert.Contains(t, err.Error(), "spec.addressExtensions[tokenRealm]")
 			}
 			if c.want {
 				assert.NoError(t, ext.CheckAddresses())
@@ -150,8 +151,76 @@ func TestAddressGrammarAgreesWithTheAPIServer(t *testing.T) {
 	}
 }
 
+// extensionConnector is a Connector with a good address, a list value in
+// one address extension (not an address: not checked) and value in
+// another.
+func extensionConnector(t *testing.T, ns, name, value string) *v1alpha1.Connector {
+	return &v1alpha1.Connector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ConnectorSpec{
+			ConnectorClassName: "oci",
+			Address:            "https://registry.example.test",
+			AddressExtensions: []v1alpha1.Param{
+				{Name: "mirrors", Value: js(t, []string{"not checked: not a string value"})},
+				{Name: "tokenRealm", Value: js(t, value)},
+			},
+		},
+	}
+}
+
+// addressPolicyFile is the shipped admission policy for address extensions.
+func addressPolicyFile() string {
+	return filepath.Join(apitest.RepoRoot(), "deploy", "base", "admission-address.yaml")
+}
+
+// installAddressPolicy creates the shipped policy and its binding and waits
+// until the API server enforces it.
+func installAddressPolicy(t *testing.T, env *apitest.Env, ns string) {
+	t.Helper()
+	objs, err := manifests.Load(addressPolicyFile())
+	require.NoError(t, err)
+	require.NoError(t, manifests.Create(context.Background(), env.Client, objs))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := env.Client.Create(context.Background(), extensionConnector(t, ns, "policy-probe", "https://h.test/a b"))
+		if apierrors.IsInvalid(err) {
+			return
+		}
+		if err == nil {
+			require.NoError(t, env.Client.Delete(context.Background(), extensionConnector(t, ns, "policy-probe", "")))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the address policy is not enforced: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestAddressPolicyKeepsStoredValues pins the policy's ratcheting: a
+// Connector stored with a bad extension value before the policy can still
+// be updated (and so have its finalizers removed) as long as the value
+// stays; a new bad value is refused.
+func TestAddressPolicyKeepsStoredValues(t *testing.T) {
+	env := apitest.Start(t, apitest.Options{})
+	ctx := context.Background()
+	ns := env.Namespace(t, "address-keep")
+	old := extensionConnector(t, ns, "old", "https://auth.example.test/<x>")
+	require.NoError(t, env.Client.Create(ctx, old))
+	installAddressPolicy(t, env, ns)
+
+	old.Spec.Params = []v1alpha1.Param{{Name: "note", Value: js(t, "kept")}}
+	require.NoError(t, env.Client.Update(ctx, old), "an update that keeps the stored value")
+	old.Spec.AddressExtensions[1].Value = js(t, "https://auth.example.test/<y>")
+	err := env.Client.Update(ctx, old)
+	require.True(t, apierrors.IsInvalid(err), "%v", err)
+	require.Contains(t, err.Error(), "spec.addressExtensions[tokenRealm]")
+	old.Spec.AddressExtensions[1].Value = js(t, "https://auth.example.test/y")
+	require.NoError(t, env.Client.Update(ctx, old), "fixing the value")
+}
+
 // TestGeneratedCRDsCarryTheAddressGrammar pins that the CRD's pattern and
-// CEL rules are the Go grammar's own strings, so the two cannot drift.
+// CEL rules, and the admission policy's, are the Go grammar's own strings,
+// so they cannot drift.
 func TestGeneratedCRDsCarryTheAddressGrammar(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds", "connectors.alauda.io_connectors.yaml"))
 	require.NoError(t, err)
@@ -173,6 +242,12 @@ func TestGeneratedCRDsCarryTheAddressGrammar(t *testing.T) {
 	assert.EqualValues(t, v1alpha1.MaxAddressLength, address["maxLength"])
 	rules := celRules(t, address)
 	assert.Contains(t, rules, `!self.matches(r"`+v1alpha1.DotSegmentPattern+`")`)
+
+	policy, err := os.ReadFile(addressPolicyFile())
+	require.NoError(t, err)
+	assert.Contains(t, string(policy), `e.value.matches(r"`+v1alpha1.AddressPattern+`")`)
+	assert.Contains(t, string(policy), `!e.value.matches(r"`+v1alpha1.DotSegmentPattern+`")`)
+	assert.Contains(t, string(policy), fmt.Sprintf("size(e.value) <= %d", v1alpha1.MaxAddressLength))
 
 }
 
