@@ -149,6 +149,14 @@ func TestAddressGrammarAgreesWithTheAPIServer(t *testing.T) {
 			}
 		})
 	}
+	// An empty string value of an address extension (an optional one a
+	// form left blank) is not an address: the proxy ignores it, and both
+	// accept it.
+	t.Run("empty extension", func(t *testing.T) {
+		c := extensionConnector(t, ns, "empty-extension", "")
+		require.NoError(t, env.Client.Create(ctx, c))
+		require.NoError(t, c.CheckAddresses())
+	})
 }
 
 // extensionConnector is a Connector with a good address, a list value in

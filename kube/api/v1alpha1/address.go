@@ -135,7 +135,8 @@ func uriChar(c byte) bool {
 // CheckAddresses checks spec.address (when set) and the string values of
 // spec.addressExtensions against the grammar the CRDs enforce, and returns
 // an *AddressError naming the first field that breaks it. Values of other
-// JSON types are not addresses and are not checked.
+// JSON types and empty strings are not addresses and are not checked, as
+// the proxy does not read them.
 func (c *Connector) CheckAddresses() error {
 	if c.Spec.Address != "" {
 		if r := addressReason(c.Spec.Address); r != "" {
@@ -144,7 +145,7 @@ func (c *Connector) CheckAddresses() error {
 	}
 	for i, ext := range c.Spec.AddressExtensions {
 		var s string
-		if json.Unmarshal(ext.Value.Raw, &s) != nil {
+		if json.Unmarshal(ext.Value.Raw, &s) != nil || s == "" {
 			continue
 		}
 		if r := addressReason(s); r != "" {
