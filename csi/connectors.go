@@ -12,8 +12,8 @@ import (
 	"github.com/connectors-node/connectors-node/kube"
 )
 
-// resolve checks that user may get each Connector and reads it and its
-// class, in order. Access is checked before the read so that a pod learns
+// resolve checks that user may get each Connector, reads it, checks its
+// addresses and reads its class, in order. Access is checked before the read so that a pod learns
 // nothing about Connectors it may not get. Errors are gRPC statuses.
 func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.NamespacedName) ([]configgen.Connector, error) {
 	out := make([]configgen.Connector, 0, len(refs))
@@ -30,6 +30,11 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.N
 		}
 		if err != nil {
 			return nil, statusError(err, "reading connector %q", ref.String())
+		}
+		// The CRD refuses such an address; one stored before that rule is
+		// refused here, as the proxy refuses to match it.
+		if err := obj.CheckAddresses(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "connector %q %v", ref.String(), err)
 		}
 		className := obj.Spec.ConnectorClassName
 		if className == "" {

@@ -179,3 +179,14 @@ func TestJobsMountConnectorsVolumes(t *testing.T) {
 		require.Equal(t, csi.DriverName, driver)
 	}
 }
+
+// TestConnectorAddressesFollowTheGrammar checks every example Connector
+// against the address grammar the CRDs and the admission policy enforce
+// (kube/address_test.go holds the two to one answer).
+func TestConnectorAddressesFollowTheGrammar(t *testing.T) {
+	ex := load(t)
+	require.NotEmpty(t, ex.connectors)
+	for name, c := range ex.connectors {
+		require.NoError(t, c.CheckAddresses(), "example connector %s", name)
+	}
+}

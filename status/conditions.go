@@ -29,6 +29,7 @@ const (
 // NonAuthProbe, NonLivenessProbe, NonProxy, NonAPI); the failure reasons
 // say what to fix.
 const (
+	ReasonInvalidAddress         = "InvalidAddress"
 	ReasonConnectorClassNotFound = "ConnectorClassNotFound"
 	ReasonAuthTypeNotFound       = "AuthTypeNotFound"
 	ReasonSecretOptional         = "SecretOptional"

@@ -132,6 +132,14 @@ func (c *controller) secretCondition(ctx context.Context, conn *v1alpha1.Connect
 // connectorStatus computes the conditions (Ready last) and the proxy
 // address, creating or fixing the host-form Service on the way.
 func (c *controller) connectorStatus(ctx context.Context, conn *v1alpha1.Connector) ([]v1alpha1.Condition, *v1alpha1.ProxyStatus, error) {
+	// An address outside the grammar the CRD enforces was stored before
+	// the rule: the node neither mounts nor proxies the Connector, and
+	// nothing is probed at such an address.
+	if err := conn.CheckAddresses(); err != nil {
+		c.forgetProbes(connectorKey(conn))
+		return []v1alpha1.Condition{cond(TypeReady, False, ReasonInvalidAddress,
+			err.Error()+"; the node mounts and proxies this connector again once the address is fixed")}, nil, nil
+	}
 	in, missing, err := c.load(ctx, conn)
 	if err != nil {
 		return nil, nil, err

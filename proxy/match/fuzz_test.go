@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
 func FuzzMatch(f *testing.F) {
@@ -49,6 +51,33 @@ func FuzzMatch(f *testing.F) {
 		}
 		if _, unsafe := Segments(u.EscapedPath()); unsafe {
 			t.Fatalf("%q matched with an unsafe path", target)
+		}
+	})
+}
+
+// FuzzAddressGrammar checks that ParseAddress refuses nothing the address
+// grammar of the CRDs (v1alpha1.CheckAddress) accepts, so the API server
+// never stores an address the proxy cannot match; and that an accepted
+// address holds only characters RFC 3986 allows unencoded.
+func FuzzAddressGrammar(f *testing.F) {
+	for _, s := range []string{
+		"https://git.example.com/group", "http://[::1]:8080/a", "https://h.test./a%20b?x=1",
+		"https://h/a\nb", "https://u@h/", "https://h/a/%2e%2E/b", "https://h:65535", "http://[1]/",
+		"https://h/a;b", "https://h?%zz", "https://a..b/",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if v1alpha1.CheckAddress(s) != nil {
+			return
+		}
+		if _, err := ParseAddress(s); err != nil {
+			t.Fatalf("the grammar accepts %q but ParseAddress refuses it: %v", s, err)
+		}
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`<>"\{}|^`+"`", c) >= 0 {
+				t.Fatalf("the grammar accepts %q with byte %#x", s, c)
+			}
 		}
 	})
 }

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
 // Address is a parsed Connector address (spec.address or an address
@@ -36,9 +38,14 @@ type Target struct {
 // ErrUserinfo is returned for URLs that carry userinfo.
 var ErrUserinfo = errors.New("userinfo in URL")
 
-// ParseAddress parses a Connector address.
+// ParseAddress parses a Connector address. It first checks the grammar the
+// CRDs enforce at the API server (v1alpha1.CheckAddress), so that an
+// address stored before that rule, and refused by it, matches nothing.
 func ParseAddress(raw string) (Address, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
+	if err := v1alpha1.CheckAddress(raw); err != nil {
+		return Address{}, fmt.Errorf("address %q %w", raw, err)
+	}
+	u, err := url.Parse(raw)
 	if err != nil {
 		return Address{}, fmt.Errorf("address %q: %w", raw, err)
 	}

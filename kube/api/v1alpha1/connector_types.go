@@ -35,11 +35,21 @@ type ConnectorSpec struct {
 	// ConnectorClassName names the cluster-scoped ConnectorClass.
 	// +optional
 	ConnectorClassName string `json:"connectorClassName,omitempty"`
-	// Address is the tool's URL; it may carry a path prefix.
+	// Address is the tool's URL; it may carry a path prefix. It is an
+	// absolute http or https URL with a host, without userinfo, fragment,
+	// "." or ".." path segments, whitespace, control characters or
+	// characters RFC 3986 does not allow unencoded.
 	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:/(?:[A-Za-z0-9._~!$&'()*+,=:@-]|%(?:[0146-9A-Fa-f][0-9A-Fa-f]|2[0-46-9A-Ea-e]|3[0-9ACDEFacdef]|5[0-9ABDEFabdef]))*)*(?:\?(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})*)?$`
+	// +kubebuilder:validation:XValidation:rule=`self.matches(r"^[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]*$")`,message="spec.address must not hold whitespace, control characters or characters RFC 3986 does not allow unencoded"
+	// +kubebuilder:validation:XValidation:rule=`isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''`,message="spec.address must be an absolute http or https URL with a host"
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r"^[^?]*/(?:\.|%2[Ee]){1,2}(?:[/?]|$)")`,message="spec.address must not have a . or .. path segment"
 	Address string `json:"address,omitempty"`
 	// AddressExtensions are further addresses of the same tool (a token
-	// realm, a blob host). Credentials are injected for these too.
+	// realm, a blob host). Credentials are injected for these too. A value
+	// that is a string must follow the grammar of Address; values of other
+	// JSON types are not addresses.
 	// +optional
 	// +listType=atomic
 	AddressExtensions []Param `json:"addressExtensions,omitempty"`
