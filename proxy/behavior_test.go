@@ -366,3 +366,29 @@ func TestIdleBlindTunnelIsClosed(t *testing.T) {
 		t.Errorf("idle tunnel: read %v, want EOF from the proxy closing it", err)
 	}
 }
+
+// A Connector stored before the CRDs checked addresses, with an address
+// the grammar refuses, is a misconfigured gateway: 502 naming the field
+// and the rule, never the value, and nothing is sent anywhere.
+func TestInvalidStoredAddressIs502(t *testing.T) {
+	f := newFixture(t)
+	f.objects.connector("team-a", "bad", "https://api.example.test:"+f.pa+"/x\n[core]\n\tsshCommand = touch /tmp/pwned", "basic")
+	var all bodies
+	code, _, body := do(t, f.reverseClient(), func() *http.Request {
+		r := newRequest(t, "GET", f.url+"/namespaces/team-a/connectors/bad/", nil)
+		r.Header.Set("Authorization", bearer(tokA).Get("Authorization"))
+		return r
+	}(), &all)
+	if code != http.StatusBadGateway {
+		t.Fatalf("got %d %q, want 502", code, body)
+	}
+	if !strings.Contains(body, `"team-a/bad"`) || !strings.Contains(body, "spec.address holds control character") {
+		t.Errorf("502 body does not name the connector, field and rule: %q", body)
+	}
+	if strings.Contains(body, "sshCommand") {
+		t.Errorf("502 body repeats the address: %q", body)
+	}
+	if reqs := f.log.take(); len(reqs) != 0 {
+		t.Errorf("an upstream was reached: %v", reqs)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -108,8 +109,16 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 	conn := c.connectors[0]
 	pa := p.memos.address(conn.Spec.Address)
 	if pa.err != nil {
-		p.fail(w, r, &statusError{status: http.StatusInternalServerError,
-			msg: "connector " + quote(conn.Key()) + " has no valid address", err: pa.err})
+		// A Connector stored before the CRDs checked addresses: the
+		// gateway is misconfigured, and the message names the rule (the
+		// error never holds the value).
+		reason := "is not a valid address"
+		var ae *v1alpha1.AddressError
+		if errors.As(pa.err, &ae) {
+			reason = ae.Reason
+		}
+		p.fail(w, r, &statusError{status: http.StatusBadGateway,
+			msg: "connector " + quote(conn.Key()) + ": spec.address " + reason, err: pa.err})
 		return
 	}
 	addr := pa.addr
