@@ -35,16 +35,29 @@ func TestAccessKeysAreDistinct(t *testing.T) {
 	}
 	seen := map[string]int{}
 	for i, d := range ds {
-		k := accessKey(d.u, d.ns, d.name, d.subresource)
+		k := accessKey(d.u, "connector", d.ns, d.name, d.subresource)
 		if j, ok := seen[k]; ok {
 			t.Errorf("decisions %d and %d share a key", j, i)
 		}
 		seen[k] = i
 	}
+	// A non-resource URL never shares a key with a connector.
+	for _, k := range []string{
+		accessKey(u("a", "", nil, nil), "path", "get", "/metrics"),
+		accessKey(u("a", "", nil, nil), "path", "get", "/metrics", ""),
+		accessKey(u("a", "", nil, nil), "path", "get/metrics", ""),
+		accessKey(u("a", "", nil, nil), "path", "get", "/debug/pprof/heap"),
+		accessKey(u("a", "", nil, nil), "connector", "get", "/metrics"),
+	} {
+		if j, ok := seen[k]; ok {
+			t.Errorf("a path decision shares a key with decision %d", j)
+		}
+		seen[k] = -1
+	}
 	// The same decision, extra keys in any order, has one key.
-	a := accessKey(u("a", "", nil, map[string][]string{"x": {"1"}, "y": {"2"}, "z": {"3"}}), "ns", "c", "")
+	a := accessKey(u("a", "", nil, map[string][]string{"x": {"1"}, "y": {"2"}, "z": {"3"}}), "connector", "ns", "c", "")
 	for range 20 {
-		if b := accessKey(u("a", "", nil, map[string][]string{"z": {"3"}, "y": {"2"}, "x": {"1"}}), "ns", "c", ""); b != a {
+		if b := accessKey(u("a", "", nil, map[string][]string{"z": {"3"}, "y": {"2"}, "x": {"1"}}), "connector", "ns", "c", ""); b != a {
 			t.Fatal("one decision has two keys")
 		}
 	}
@@ -58,6 +71,6 @@ func BenchmarkCacheKeys(b *testing.B) {
 	for b.Loop() {
 		sum := sha256.Sum256([]byte(token))
 		_ = string(sum[:])
-		_ = accessKey(user, "team-a", "git", "")
+		_ = accessKey(user, "connector", "team-a", "git", "")
 	}
 }
