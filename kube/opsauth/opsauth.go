@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -29,13 +31,23 @@ type Options struct {
 	// Reviewer checks tokens and access. Required.
 	Reviewer Reviewer
 	// Log records refused requests at verbosity 2 (user and path, never
-	// the token), API server failures at verbosity 1. Default: discarded.
+	// the token), and a request the API server could not check as an
+	// error, at most once per ErrorLogInterval (verbosity 1 for the
+	// rest). Default: discarded.
 	Log logr.Logger
 }
+
+// ErrorLogInterval is the least time between two errors logged for
+// requests the API server could not check: a scraper, or anyone reaching
+// the port, repeats them during an outage.
+const ErrorLogInterval = 30 * time.Second
 
 // Guard wraps handlers so that only allowed users reach them.
 type Guard struct {
 	opts Options
+	// lastError is when an unavailable API server was last logged as an
+	// error, in Unix nanoseconds.
+	lastError atomic.Int64
 }
 
 // New builds a Guard.
@@ -80,7 +92,11 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 		case err == nil:
 			next.ServeHTTP(w, r)
 		case errors.Is(err, kube.ErrUnavailable):
-			log.V(1).Info("refused: cannot check access", "err", err.Error())
+			if g.errorDue() {
+				log.Error(err, "cannot check access to the ops endpoint; answering 503")
+			} else {
+				log.V(1).Info("cannot check access to the ops endpoint; answering 503", "err", err.Error())
+			}
 			w.Header().Set("Retry-After", "5")
 			refuse(w, http.StatusServiceUnavailable)
 		case errors.Is(err, kube.ErrUnauthenticated):
@@ -95,6 +111,14 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			refuse(w, http.StatusInternalServerError)
 		}
 	})
+}
+
+// errorDue reports whether an unavailable API server may be logged as an
+// error now, and if so records that it was.
+func (g *Guard) errorDue() bool {
+	now := time.Now().UnixNano()
+	last := g.lastError.Load()
+	return now-last >= int64(ErrorLogInterval) && g.lastError.CompareAndSwap(last, now)
 }
 
 // refuse writes status with its text as the body, and nothing else.

@@ -84,15 +84,19 @@ func TestGuardWhenTheAPIServerIsUnavailable(t *testing.T) {
 	auth.AllowPath(reader, "get", "/metrics")
 	auth.SetErr(fmt.Errorf("token review: %w: connection refused", kube.ErrUnavailable))
 	logs := &testsupport.LogBuffer{}
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+readerToken)
-	guarded(t, auth, logs).ServeHTTP(rec, req)
-	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
-	require.NotEmpty(t, rec.Header().Get("Retry-After"))
-	require.False(t, strings.Contains(rec.Body.String(), "secret metrics"))
+	h := guarded(t, auth, logs)
+	for range 3 {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+readerToken)
+		h.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+		require.NotEmpty(t, rec.Header().Get("Retry-After"))
+		require.False(t, strings.Contains(rec.Body.String(), "secret metrics"))
+	}
 	require.NotContains(t, logs.String(), readerToken)
-	require.Contains(t, logs.String(), "connection refused", "the cause is logged")
+	require.Equal(t, 3, strings.Count(logs.String(), "connection refused"), "the cause of each 503 is logged")
+	require.Equal(t, 1, strings.Count(logs.String(), `"error"=`), "a repeated 503 is an error once per interval")
 }
 
 func TestNewNeedsAReviewer(t *testing.T) {
