@@ -54,7 +54,9 @@ func newOpsHandler(ready func(context.Context) error, gatherer prometheus.Gather
 // and its decision cached; a refused token is asked again after 10 s. They
 // go through a client and breaker of their own, whose small rate limit is
 // all that requests to the ops port with made-up tokens can spend: the
-// proxy's reviews keep the node's --kube-api-qps.
+// proxy's reviews keep the node's --kube-api-qps, and a flood that times
+// out on this limiter opens this breaker (new ops tokens get 503 at once,
+// cached readers keep scraping), never the one the proxy's reviews share.
 const (
 	opsTokenTTL   = 30 * time.Second
 	opsAllowTTL   = 30 * time.Second
