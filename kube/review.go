@@ -258,29 +258,59 @@ func (r *Reviewer) Authorize(ctx context.Context, user User, namespace, name str
 // (such as get /metrics), as the API server's RBAC decides for its own
 // paths. Errors wrap ErrForbidden, naming the path, or ErrUnavailable.
 func (r *Reviewer) AuthorizePath(ctx context.Context, user User, verb, path string) error {
-	return r.decide(ctx, accessKey(user, "path", verb, path), user, &authorizationv1.SubjectAccessReviewSpec{
-		NonResourceAttributes: &authorizationv1.NonResourceAttributes{Verb: verb, Path: path},
-	})
+	return r.decide(ctx, user, decision{verb: verb, path: path})
 }
 
 func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subresource string) error {
-	return r.decide(ctx, accessKey(user, "connector", namespace, name, subresource), user, &authorizationv1.SubjectAccessReviewSpec{
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace:   namespace,
-			Verb:        "get",
-			Group:       v1alpha1.GroupVersion.Group,
-			Resource:    v1alpha1.ConnectorResource,
-			Subresource: subresource,
-			Name:        name,
-		},
-	})
+	return r.decide(ctx, user, decision{verb: "get", namespace: namespace, name: name, subresource: subresource})
 }
 
-// decide answers the access decision of spec (its user fields are set
-// here) from the access cache, or with a SubjectAccessReview.
-func (r *Reviewer) decide(ctx context.Context, key string, user User, spec *authorizationv1.SubjectAccessReviewSpec) error {
-	v, hit, err := r.access.get(ctx, key, func(ctx context.Context) (answer, error) {
-		deny, err := r.review(ctx, user, spec)
+// decision is what an access review asks: verb on a Connector (and its
+// subresource), or on a non-resource URL when path is set. It is a value,
+// so that asking a cached decision allocates nothing for it.
+type decision struct {
+	verb, namespace, name, subresource string
+	path                               string
+}
+
+func (d decision) key(u User) string {
+	if d.path != "" {
+		return accessKey(u, "path", d.verb, d.path)
+	}
+	return accessKey(u, "connector", d.verb, d.namespace, d.name, d.subresource)
+}
+
+func (d decision) attributes(spec *authorizationv1.SubjectAccessReviewSpec) {
+	if d.path != "" {
+		spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Verb: d.verb, Path: d.path}
+		return
+	}
+	spec.ResourceAttributes = &authorizationv1.ResourceAttributes{
+		Namespace:   d.namespace,
+		Verb:        d.verb,
+		Group:       v1alpha1.GroupVersion.Group,
+		Resource:    v1alpha1.ConnectorResource,
+		Subresource: d.subresource,
+		Name:        d.name,
+	}
+}
+
+func (d decision) forbidden(user string) *ForbiddenError {
+	if d.path != "" {
+		return &ForbiddenError{User: user, Verb: d.verb, Path: d.path}
+	}
+	what := v1alpha1.ConnectorResource
+	if d.subresource != "" {
+		what += "/" + d.subresource
+	}
+	return &ForbiddenError{User: user, Resource: what, Namespace: d.namespace, Name: d.name}
+}
+
+// decide answers d for user from the access cache, or with a
+// SubjectAccessReview.
+func (r *Reviewer) decide(ctx context.Context, user User, d decision) error {
+	v, hit, err := r.access.get(ctx, d.key(user), func(ctx context.Context) (answer, error) {
+		deny, err := r.review(ctx, user, d)
 		if err != nil {
 			return answer{}, err
 		}
@@ -299,30 +329,27 @@ func (r *Reviewer) decide(ctx context.Context, key string, user User, spec *auth
 	return nil
 }
 
-func (r *Reviewer) review(ctx context.Context, user User, spec *authorizationv1.SubjectAccessReviewSpec) (deny, err error) {
+func (r *Reviewer) review(ctx context.Context, user User, d decision) (deny, err error) {
 	extra := make(map[string]authorizationv1.ExtraValue, len(user.Extra))
 	for k, v := range user.Extra {
 		extra[k] = v
 	}
-	sar := &authorizationv1.SubjectAccessReview{Spec: *spec}
-	sar.Spec.User, sar.Spec.UID, sar.Spec.Groups, sar.Spec.Extra = user.Name, user.UID, user.Groups, extra
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user.Name,
+		UID:    user.UID,
+		Groups: user.Groups,
+		Extra:  extra,
+	}}
+	d.attributes(&sar.Spec)
 	out, err := r.opts.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
 	r.opts.Metrics.call(r.accessKind, err)
 	if err != nil {
 		return nil, fmt.Errorf("access review: %w", classifyReview(err))
 	}
-	if out.Status.Allowed && !out.Status.Denied {
-		return nil, nil
+	if !out.Status.Allowed || out.Status.Denied {
+		return d.forbidden(user.Name), nil
 	}
-	if a := spec.NonResourceAttributes; a != nil {
-		return &ForbiddenError{User: user.Name, Verb: a.Verb, Path: a.Path}, nil
-	}
-	a := spec.ResourceAttributes
-	what := a.Resource
-	if a.Subresource != "" {
-		what += "/" + a.Subresource
-	}
-	return &ForbiddenError{User: user.Name, Resource: what, Namespace: a.Namespace, Name: a.Name}, nil
+	return nil, nil
 }
 
 // ForbiddenError says who may not get which connector, or use which
