@@ -40,8 +40,13 @@ func ServiceAccountUser(namespace, name string) User {
 type ReviewerOptions struct {
 	// Client calls TokenReview and SubjectAccessReview. Required.
 	Client kubernetes.Interface
-	// Audience a token must be issued for. Required.
+	// Audience a token must be issued for. Required unless APIAudiences.
 	Audience string
+	// APIAudiences reviews tokens for the API server's own audiences (a
+	// TokenReview that names none), as the API server authenticates its
+	// own clients, such as a ServiceAccount token mounted into a pod.
+	// Audience must then be empty.
+	APIAudiences bool
 	// ProxyPermission also requires `get` on the connectors/proxy subresource.
 	ProxyPermission bool
 	// TokenTTL bounds how long a token review is cached; a token is never
@@ -57,6 +62,11 @@ type ReviewerOptions struct {
 	APITimeout time.Duration
 	// Metrics counts cache hits, misses and API calls. Default: not counted.
 	Metrics *ReviewMetrics
+	// MetricsPrefix prefixes the review label of this Reviewer's series in
+	// Metrics and in the Breaker's stale serves ("ops-" gives ops-token and
+	// ops-access), so that two Reviewers may share one ReviewMetrics.
+	// Default none: token and access.
+	MetricsPrefix string
 	// OutageGrace is how long past its TTL an accepted token or an allowed
 	// access decision keeps serving while the API server is unavailable.
 	// Denials are never served past their TTL. Default DefaultOutageGrace.
@@ -74,6 +84,8 @@ type Reviewer struct {
 	opts   ReviewerOptions
 	tokens *staleCache
 	access *staleCache
+	// tokenKind and accessKind label the two caches in metrics.
+	tokenKind, accessKind string
 	// deletedPods holds the UIDs of pods seen deleted (ForgetPod) for as
 	// long as a token review cached before the deletion may live.
 	deletedPods *utilcache.LRUExpireCache
@@ -84,8 +96,11 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 	if opts.Client == nil {
 		return nil, errors.New("reviewer: Client is required")
 	}
-	if opts.Audience == "" {
+	switch {
+	case opts.Audience == "" && !opts.APIAudiences:
 		return nil, errors.New("reviewer: Audience is required")
+	case opts.Audience != "" && opts.APIAudiences:
+		return nil, errors.New("reviewer: Audience and APIAudiences exclude each other")
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 5 * time.Minute
@@ -106,10 +121,13 @@ func NewReviewer(opts ReviewerOptions) (*Reviewer, error) {
 	if opts.Breaker == nil {
 		opts.Breaker = defaultBreaker(opts.Client, opts.Now)
 	}
+	tokenKind, accessKind := opts.MetricsPrefix+"token", opts.MetricsPrefix+"access"
 	return &Reviewer{
 		opts:        opts,
-		tokens:      newStaleCache("token", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
-		access:      newStaleCache("access", opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		tokens:      newStaleCache(tokenKind, opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		access:      newStaleCache(accessKind, opts.MaxEntries, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		tokenKind:   tokenKind,
+		accessKind:  accessKind,
 		deletedPods: utilcache.NewLRUExpireCacheWithClock(opts.MaxEntries, clockFunc(opts.Now)),
 	}, nil
 }
@@ -137,7 +155,7 @@ type tokenResult struct {
 	err  error
 }
 
-// Authenticate reviews a token for the proxy audience. Errors wrap
+// Authenticate reviews a token for the Reviewer's audience. Errors wrap
 // ErrUnauthenticated or ErrUnavailable. The token never appears in an error.
 func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error) {
 	if token == "" {
@@ -152,7 +170,7 @@ func (r *Reviewer) Authenticate(ctx context.Context, token string) (User, error)
 		exp, _ := tokenExpiry(token)
 		return answer{val: res, ttl: ttl, keep: res.err == nil, limit: exp}, err
 	})
-	r.opts.Metrics.lookup("token", hit)
+	r.opts.Metrics.lookup(r.tokenKind, hit)
 	if err != nil {
 		return User{}, err
 	}
@@ -184,16 +202,16 @@ func (r *Reviewer) podDeleted(user User) bool {
 }
 
 func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, time.Duration, error) {
-	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{
-		Token:     token,
-		Audiences: []string{r.opts.Audience},
-	}}
+	tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}
+	if !r.opts.APIAudiences {
+		tr.Spec.Audiences = []string{r.opts.Audience}
+	}
 	out, err := r.opts.Client.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
-	r.opts.Metrics.call("token", err)
+	r.opts.Metrics.call(r.tokenKind, err)
 	if err != nil {
 		return tokenResult{}, 0, fmt.Errorf("token review: %w", classifyReview(err))
 	}
-	if !out.Status.Authenticated || !slices.Contains(out.Status.Audiences, r.opts.Audience) {
+	if !out.Status.Authenticated || !r.opts.APIAudiences && !slices.Contains(out.Status.Audiences, r.opts.Audience) {
 		return tokenResult{err: fmt.Errorf("token review: %w", ErrUnauthenticated)}, r.opts.DenyTTL, nil
 	}
 	u := out.Status.User
@@ -236,10 +254,63 @@ func (r *Reviewer) Authorize(ctx context.Context, user User, namespace, name str
 	return nil
 }
 
+// AuthorizePath checks that user may use verb on the non-resource URL path
+// (such as get /metrics), as the API server's RBAC decides for its own
+// paths. Errors wrap ErrForbidden, naming the path, or ErrUnavailable.
+func (r *Reviewer) AuthorizePath(ctx context.Context, user User, verb, path string) error {
+	return r.decide(ctx, user, decision{verb: verb, path: path})
+}
+
 func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subresource string) error {
-	key := accessKey(user, namespace, name, subresource)
-	v, hit, err := r.access.get(ctx, key, func(ctx context.Context) (answer, error) {
-		deny, err := r.review(ctx, user, namespace, name, subresource)
+	return r.decide(ctx, user, decision{verb: "get", namespace: namespace, name: name, subresource: subresource})
+}
+
+// decision is what an access review asks: verb on a Connector (and its
+// subresource), or on a non-resource URL when path is set. It is a value,
+// so that asking a cached decision allocates nothing for it.
+type decision struct {
+	verb, namespace, name, subresource string
+	path                               string
+}
+
+func (d decision) key(u User) string {
+	if d.path != "" {
+		return accessKey(u, "path", d.verb, d.path)
+	}
+	return accessKey(u, "connector", d.verb, d.namespace, d.name, d.subresource)
+}
+
+func (d decision) attributes(spec *authorizationv1.SubjectAccessReviewSpec) {
+	if d.path != "" {
+		spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Verb: d.verb, Path: d.path}
+		return
+	}
+	spec.ResourceAttributes = &authorizationv1.ResourceAttributes{
+		Namespace:   d.namespace,
+		Verb:        d.verb,
+		Group:       v1alpha1.GroupVersion.Group,
+		Resource:    v1alpha1.ConnectorResource,
+		Subresource: d.subresource,
+		Name:        d.name,
+	}
+}
+
+func (d decision) forbidden(user string) *ForbiddenError {
+	if d.path != "" {
+		return &ForbiddenError{User: user, Verb: d.verb, Path: d.path}
+	}
+	what := v1alpha1.ConnectorResource
+	if d.subresource != "" {
+		what += "/" + d.subresource
+	}
+	return &ForbiddenError{User: user, Resource: what, Namespace: d.namespace, Name: d.name}
+}
+
+// decide answers d for user from the access cache, or with a
+// SubjectAccessReview.
+func (r *Reviewer) decide(ctx context.Context, user User, d decision) error {
+	v, hit, err := r.access.get(ctx, d.key(user), func(ctx context.Context) (answer, error) {
+		deny, err := r.review(ctx, user, d)
 		if err != nil {
 			return answer{}, err
 		}
@@ -248,7 +319,7 @@ func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subr
 		}
 		return answer{ttl: r.opts.AllowTTL, keep: true}, nil
 	})
-	r.opts.Metrics.lookup("access", hit)
+	r.opts.Metrics.lookup(r.accessKind, hit)
 	if err != nil {
 		return err
 	}
@@ -258,7 +329,7 @@ func (r *Reviewer) allowed(ctx context.Context, user User, namespace, name, subr
 	return nil
 }
 
-func (r *Reviewer) review(ctx context.Context, user User, namespace, name, subresource string) (deny, err error) {
+func (r *Reviewer) review(ctx context.Context, user User, d decision) (deny, err error) {
 	extra := make(map[string]authorizationv1.ExtraValue, len(user.Extra))
 	for k, v := range user.Extra {
 		extra[k] = v
@@ -268,56 +339,59 @@ func (r *Reviewer) review(ctx context.Context, user User, namespace, name, subre
 		UID:    user.UID,
 		Groups: user.Groups,
 		Extra:  extra,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace:   namespace,
-			Verb:        "get",
-			Group:       v1alpha1.GroupVersion.Group,
-			Resource:    v1alpha1.ConnectorResource,
-			Subresource: subresource,
-			Name:        name,
-		},
 	}}
+	d.attributes(&sar.Spec)
 	out, err := r.opts.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-	r.opts.Metrics.call("access", err)
+	r.opts.Metrics.call(r.accessKind, err)
 	if err != nil {
 		return nil, fmt.Errorf("access review: %w", classifyReview(err))
 	}
 	if !out.Status.Allowed || out.Status.Denied {
-		what := v1alpha1.ConnectorResource
-		if subresource != "" {
-			what += "/" + subresource
-		}
-		return &ForbiddenError{User: user.Name, Resource: what, Namespace: namespace, Name: name}, nil
+		return d.forbidden(user.Name), nil
 	}
 	return nil, nil
 }
 
-// ForbiddenError says who may not get which connector. It wraps ErrForbidden.
+// ForbiddenError says who may not get which connector, or use which
+// non-resource URL. It wraps ErrForbidden.
 type ForbiddenError struct {
 	User      string
 	Resource  string // connectors or connectors/proxy
 	Namespace string
 	Name      string
+	// Verb and Path are set, and the fields above empty, for a
+	// non-resource URL.
+	Verb, Path string
 }
 
 func (e *ForbiddenError) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("%s may not %s %q", e.User, e.Verb, e.Path)
+	}
 	return fmt.Sprintf("%s may not get %s %q", e.User, e.Resource, e.Namespace+"/"+e.Name)
 }
 
 // Unwrap makes errors.Is(err, ErrForbidden) true.
 func (e *ForbiddenError) Unwrap() error { return ErrForbidden }
 
-// accessKey is the access cache's key: every field of the decision,
-// each prefixed by its length so that no two decisions share a key. It
-// holds no secret, so it needs no hashing.
-func accessKey(u User, namespace, name, subresource string) string {
-	n := len(u.Name) + len(u.UID) + len(namespace) + len(name) + len(subresource) + 8*(6+len(u.Groups))
+// accessKey is the access cache's key: every field of the decision, its
+// kind (connector or path) first in attrs, each prefixed by its length, and
+// their count, so that no two decisions share a key. It holds no secret, so
+// it needs no hashing.
+func accessKey(u User, attrs ...string) string {
+	n := len(u.Name) + len(u.UID) + 8*(4+len(attrs)+len(u.Groups))
+	for _, a := range attrs {
+		n += len(a)
+	}
 	for _, g := range u.Groups {
 		n += len(g)
 	}
 	b := make([]byte, 0, n)
-	for _, s := range []string{u.Name, u.UID, namespace, name, subresource} {
-		b = appendField(b, s)
+	b = appendField(b, u.Name)
+	b = appendField(b, u.UID)
+	b = binary.AppendUvarint(b, uint64(len(attrs)))
+	for _, a := range attrs {
+		b = appendField(b, a)
 	}
 	b = binary.AppendUvarint(b, uint64(len(u.Groups)))
 	for _, g := range u.Groups {

@@ -69,6 +69,9 @@ type config struct {
 	kubeAPIQPS   float64
 	kubeAPIBurst int
 	pprof        bool
+	// metricsAuth guards /metrics and the profiles with a TokenReview and
+	// a SubjectAccessReview.
+	metricsAuth bool
 	// Memory: drop the start-up pages of the executable once ready.
 	releaseStartupPages bool
 }
@@ -113,7 +116,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.caSecret, "ca-secret", "connectors-proxy-ca", "name of the Secret holding the proxy CA; created on first start if absent")
 	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; a stale socket is removed at start")
 	fs.StringVar(&c.proxyListen, "proxy-listen", ":8080", "address the forward and reverse proxy listens on")
-	fs.StringVar(&c.opsListen, "ops-listen", ":9090", "address serving /healthz, /readyz and /metrics")
+	fs.StringVar(&c.opsListen, "ops-listen", ":9090", "address serving /healthz, /readyz and /metrics (see --metrics-auth)")
 	fs.StringVar(&c.publicURL, "public-url", publicurl.Default, "public address of the proxy as pods reach it, http(s)://host[:port]; written into volumes and the base of path-form Connector addresses")
 	fs.StringVar(&c.audience, "audience", csi.DefaultAudience, "token audience of the proxy; must match the CSIDriver's tokenRequests")
 	fs.StringVar(&c.clusterDomain, "cluster-domain", publicurl.DefaultClusterDomain, "cluster DNS domain, for host-form addresses c-<name>.<ns>.svc.<domain> and the cluster-local no_proxy suffixes written into volumes")
@@ -143,7 +146,8 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.allowUnboundTokens, "allow-unbound-tokens", false, "accept tokens bound to no pod (TokenRequest without a bound object); off, they get 401/407")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 50, "most requests per second to the Kubernetes API (client-side, over every client of the process); reviews, pod and Secret reads of new tokens wait beyond it")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "requests to the Kubernetes API allowed in a burst above --kube-api-qps")
-	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on --ops-listen (heap, goroutines, CPU); off by default, since anyone reaching the ops port could read them")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on --ops-listen (heap, goroutines, CPU), to the users --metrics-auth allows; off by default")
+	fs.BoolVar(&c.metricsAuth, "metrics-auth", true, "serve /metrics (and /debug/pprof/ with --pprof) only to a bearer token the API server accepts (TokenReview) whose user may get the path (a SubjectAccessReview on the non-resource URL, such as the ClusterRole connectors-node-metrics-reader grants); /healthz and /readyz stay open. Off serves them to anyone who reaches --ops-listen")
 	fs.BoolVar(&c.releaseStartupPages, "release-startup-pages", true, "once the caches are synced and the servers listen, drop the resident pages of the binary's own code and read-only data that start-up touched (madvise MADV_PAGEOUT, then MADV_DONTNEED; MADV_RANDOM against read-ahead): they fault back in from the file as serving needs them, so RSS holds the serving working set, not the whole binary (about 14 instead of 57 MiB of file-backed RSS). Linux only; off keeps them resident")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

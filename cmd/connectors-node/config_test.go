@@ -26,7 +26,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 		"status", "status-probe-interval",
 		"serve", "ca-configmap",
-		"kube-api-qps", "kube-api-burst", "pprof",
+		"kube-api-qps", "kube-api-burst", "pprof", "metrics-auth",
 		"release-startup-pages",
 		"max-connections", "max-connections-per-source", "max-unauthenticated-per-source", "unauthenticated-idle-timeout",
 	} {
@@ -56,6 +56,7 @@ func TestFlagsDefaults(t *testing.T) {
 	require.True(t, c.serves(roleCSI) && c.serves(roleProxy), "one process serves both roles by default")
 	require.Equal(t, "connectors-proxy-ca.crt", c.caConfigMap)
 	require.False(t, c.pprof, "profiles are served only when asked for")
+	require.True(t, c.metricsAuth, "/metrics needs a token and RBAC unless turned off")
 	require.InDelta(t, 50, c.kubeAPIQPS, 0, "client-go's 5 per second queued the reviews of 100 new tokens past their timeout")
 	require.Equal(t, 100, c.kubeAPIBurst)
 	require.True(t, c.releaseStartupPages, "the binary's start-up pages are released unless turned off")

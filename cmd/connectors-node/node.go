@@ -82,12 +82,13 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	if err := cache.Start(ctx); err != nil {
 		return nil, err
 	}
+	reviewMetrics := kube.NewReviewMetrics(reg)
 	reviewer, err := kube.NewReviewer(kube.ReviewerOptions{
 		Client:          client,
 		Audience:        cfg.audience,
 		ProxyPermission: cfg.proxyPermissions,
 		TokenTTL:        cfg.tokenCacheTTL,
-		Metrics:         kube.NewReviewMetrics(reg),
+		Metrics:         reviewMetrics,
 		OutageGrace:     cfg.apiOutageGrace,
 		Breaker:         breaker,
 	})
@@ -224,9 +225,15 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		return nil
 	}
 	n.ready = ready
+	var guard func(http.Handler) http.Handler
+	if cfg.metricsAuth {
+		if guard, err = newOpsGuard(cfg, rc, reviewMetrics, log.WithName("ops")); err != nil {
+			return nil, err
+		}
+	}
 	n.ops = &http.Server{
 		Addr:              cfg.opsListen,
-		Handler:           newOpsHandler(ready, reg, cfg.pprof),
+		Handler:           newOpsHandler(ready, reg, cfg.pprof, guard),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	return n, nil

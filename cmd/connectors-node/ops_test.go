@@ -9,6 +9,10 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/connectors-node/connectors-node/internal/testsupport"
+	"github.com/connectors-node/connectors-node/kube/opsauth"
 )
 
 func TestOpsHandler(t *testing.T) {
@@ -16,7 +20,7 @@ func TestOpsHandler(t *testing.T) {
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total", Help: "x"}))
 	notReady := errors.New("caches not synced")
 	ready := notReady
-	h := newOpsHandler(func(context.Context) error { return ready }, reg, false)
+	h := newOpsHandler(func(context.Context) error { return ready }, reg, false, nil)
 	get := func(path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, path, nil))
@@ -44,10 +48,41 @@ func TestOpsHandler(t *testing.T) {
 
 // Profiles are served only when asked for: they show the process's memory.
 func TestOpsHandlerProfiles(t *testing.T) {
-	h := newOpsHandler(func(context.Context) error { return nil }, prometheus.NewRegistry(), true)
+	h := newOpsHandler(func(context.Context) error { return nil }, prometheus.NewRegistry(), true, nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/debug/pprof/heap?debug=1", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "heap profile") {
 		t.Errorf("/debug/pprof/heap with profiles: %d %.80q", rec.Code, rec.Body.String())
 	}
+}
+
+// With the guard, /metrics and every profile need an allowed token; the
+// probes kubelet sends without one stay open.
+func TestOpsHandlerGuardsMetricsAndProfiles(t *testing.T) {
+	auth := testsupport.NewAuth()
+	reader := auth.AddToken("reader-token", "monitoring", "prometheus")
+	auth.AllowPath(reader, "get", "/metrics")
+	auth.AllowPath(reader, "get", "/debug/pprof/heap")
+	g, err := opsauth.New(opsauth.Options{Reviewer: auth})
+	require.NoError(t, err)
+	h := newOpsHandler(func(context.Context) error { return nil }, prometheus.NewRegistry(), true, g.Wrap)
+	get := func(path, token string) int {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for _, path := range []string{"/healthz", "/readyz"} {
+		require.Equal(t, http.StatusOK, get(path, ""), path)
+	}
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline",
+		"/debug/pprof/profile", "/debug/pprof/symbol", "/debug/pprof/trace"} {
+		require.Equal(t, http.StatusUnauthorized, get(path, ""), path)
+	}
+	require.Equal(t, http.StatusOK, get("/metrics", "reader-token"))
+	require.Equal(t, http.StatusOK, get("/debug/pprof/heap?debug=1", "reader-token"))
+	require.Equal(t, http.StatusForbidden, get("/debug/pprof/cmdline", "reader-token"), "each profile is its own path")
 }

@@ -244,6 +244,8 @@ func (d *demo) startNode(ctx context.Context) error {
 		"--ops-listen=" + opsAddr,
 		"--public-url=http://" + proxyAddr,
 		"--allow-loopback-upstreams",
+		// The metrics the demo points at are read on loopback, without a token.
+		"--metrics-auth=false",
 		// No cluster DNS here: host-form status addresses (c-<name>.<ns>.svc)
 		// would not resolve for the tools the stories run.
 		"--status=false",

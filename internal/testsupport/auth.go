@@ -9,15 +9,17 @@ import (
 )
 
 // Auth is an in-memory token reviewer and access checker for unit tests,
-// with the methods of *kube.Reviewer that the CSI plugin and the proxy
-// use. Tokens map to ServiceAccount users; a user may get the Connectors
-// granted to it (or every Connector after AllowAll) except the denied
-// ones. It is safe for concurrent use.
+// with the methods of *kube.Reviewer that the CSI plugin, the proxy and the
+// ops endpoints use. Tokens map to ServiceAccount users; a user may get the
+// Connectors granted to it (or every Connector after AllowAll) except the
+// denied ones, and the paths granted with AllowPath. It is safe for
+// concurrent use.
 type Auth struct {
 	mu       sync.Mutex
 	users    map[string]kube.User
 	grants   map[string]map[string]bool // user name -> ns/name or ns/*
 	denied   map[string]bool            // ns/name
+	paths    map[string]map[string]bool // user name -> "verb path"
 	allowAll bool
 	err      error
 	authn    int
@@ -26,7 +28,7 @@ type Auth struct {
 
 // NewAuth returns an Auth that knows no token and allows nothing.
 func NewAuth() *Auth {
-	return &Auth{users: map[string]kube.User{}, grants: map[string]map[string]bool{}, denied: map[string]bool{}}
+	return &Auth{users: map[string]kube.User{}, grants: map[string]map[string]bool{}, denied: map[string]bool{}, paths: map[string]map[string]bool{}}
 }
 
 // AddToken makes token the ServiceAccount namespace/sa, which may get the
@@ -103,4 +105,29 @@ func (a *Auth) Authorize(_ context.Context, user kube.User, namespace, name stri
 		return nil
 	}
 	return &kube.ForbiddenError{User: user.Name, Resource: "connectors", Namespace: namespace, Name: name}
+}
+
+// AllowPath lets user use verb on the non-resource URL path.
+func (a *Auth) AllowPath(user kube.User, verb, path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.paths[user.Name] == nil {
+		a.paths[user.Name] = map[string]bool{}
+	}
+	a.paths[user.Name][verb+" "+path] = true
+}
+
+// AuthorizePath checks that user may use verb on path; a refusal is a
+// *kube.ForbiddenError.
+func (a *Auth) AuthorizePath(_ context.Context, user kube.User, verb, path string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.authz++
+	if a.err != nil {
+		return a.err
+	}
+	if a.paths[user.Name][verb+" "+path] {
+		return nil
+	}
+	return &kube.ForbiddenError{User: user.Name, Verb: verb, Path: path}
 }

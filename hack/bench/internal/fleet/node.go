@@ -90,6 +90,8 @@ func (c *Cluster) StartNode(ctx context.Context, opts NodeOptions) (*Node, error
 		"--audience=" + Audience,
 		"--allow-loopback-upstreams",
 		"--audit-log=/dev/null",
+		// The bench reads /metrics without a token, on loopback.
+		"--metrics-auth=false",
 	}, opts.Args...)
 	args = append(args, onePlaysManyPods(args)...)
 	n.cmd = exec.Command(opts.Binary, args...) //nolint:gosec,noctx // the binary the Makefile built; stopped by Stop
