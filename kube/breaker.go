@@ -236,6 +236,22 @@ func (b *Breaker) classifyRead(err error) error {
 	return classify(err)
 }
 
+// doubtRefusal is classifyRead for a review the API server answered with
+// a refusal (a token not authenticated, access not allowed): within the
+// recovery window it is ErrUnavailable, since a restarted API server
+// refuses everyone until its RBAC and caches are loaded, and the cached
+// answer must keep serving. Outside the window it is nil: the refusal
+// stands.
+func (b *Breaker) doubtRefusal(refusal string) error {
+	if !b.recovering() {
+		return nil
+	}
+	return &answeredError{
+		why: fmt.Sprintf("the API server came back less than %s ago and may still be loading its RBAC and caches", b.opts.RecoveryWindow),
+		err: errors.New(refusal),
+	}
+}
+
 // answeredError is an answer of the API server that is ErrUnavailable to
 // the caller (the node may not review yet; a read refused while the API
 // server recovers). The breaker counts it as an answer: the API server is

@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -136,6 +138,10 @@ func TestReviewerServesStaleDecisionsWhileTheAPIServerIsKilled(t *testing.T) {
 		return err == nil
 	}, time.Minute, 100*time.Millisecond)
 	require.NoError(t, r.Authorize(ctx, user, ns, "git"))
+	// Right after the restart a refusal may be RBAC still loading; past
+	// the recovery window it stands.
+	require.ErrorIs(t, r.Authorize(ctx, user, "default", "git"), kube.ErrUnavailable)
+	clock.Step(kube.DefaultRecoveryWindow)
 	require.ErrorIs(t, r.Authorize(ctx, user, "default", "git"), kube.ErrForbidden)
 }
 
@@ -646,4 +652,121 @@ func TestDeletedPodsTokenIsRefusedWithinSeconds(t *testing.T) {
 				"the watch of a node sees only that node's pods (kubelet's scope): %v", seen)
 		})
 	}
+}
+
+// reviewFault answers TokenReviews and SubjectAccessReviews without
+// reaching the API server: unavailable (503), or with a refusal as a
+// restarted API server gives before its RBAC and caches are loaded (not
+// authenticated, not allowed), while mode is set.
+type reviewFault struct{ mode atomic.Int32 }
+
+const (
+	reviewsPass = iota
+	reviewsUnavailable
+	reviewsRefused
+)
+
+func (f *reviewFault) config(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	// JSON both ways, so that the fault can read and answer the reviews.
+	c.ContentType, c.AcceptContentTypes = "application/json", "application/json"
+	c.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			tokens := strings.HasSuffix(r.URL.Path, "/tokenreviews")
+			if r.Method != http.MethodPost || !tokens && !strings.HasSuffix(r.URL.Path, "/subjectaccessreviews") {
+				return rt.RoundTrip(r)
+			}
+			var (
+				code = http.StatusCreated
+				out  any
+			)
+			switch f.mode.Load() {
+			case reviewsPass:
+				return rt.RoundTrip(r)
+			case reviewsUnavailable:
+				code = http.StatusServiceUnavailable
+				out = metav1.Status{TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
+					Code: int32(code), Reason: metav1.StatusReasonServiceUnavailable, Message: "starting"}
+			default:
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					return nil, err
+				}
+				if tokens {
+					var tr authenticationv1.TokenReview
+					if err := json.Unmarshal(body, &tr); err != nil {
+						return nil, err
+					}
+					tr.Status = authenticationv1.TokenReviewStatus{Authenticated: false}
+					out = tr
+				} else {
+					var sar authorizationv1.SubjectAccessReview
+					if err := json.Unmarshal(body, &sar); err != nil {
+						return nil, err
+					}
+					sar.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: false}
+					out = sar
+				}
+			}
+			body, err := json.Marshal(out)
+			if err != nil {
+				return nil, err
+			}
+			return &http.Response{StatusCode: code, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(bytes.NewReader(body)), Request: r}, nil
+		})
+	}
+	return c
+}
+
+// TestRefusedReviewsRightAfterAnOutageServeTheCache pins the recovery
+// window for reviews: before it, a SubjectAccessReview that a restarted API
+// server answered "not allowed" while its RBAC loaded replaced the cached
+// allow, and requests 2 s after the restart failed with 403 (the battery,
+// killed for 5 minutes). Within the window after the API was last found
+// unavailable, a token not authenticated or access not allowed is
+// ErrUnavailable and the cached answers keep serving; after it a refusal
+// stands, and an explicit denial always does.
+func TestRefusedReviewsRightAfterAnOutageServeTheCache(t *testing.T) {
+	env, ns := outageEnv(t)
+	ctx := context.Background()
+	require.NoError(t, kubelet.RegisterNode(ctx, env.Kube, "node-a"))
+	var fault reviewFault
+	cs, err := kubernetes.NewForConfig(fault.config(env.Config))
+	require.NoError(t, err)
+	clock := testingclock.NewFakeClock(time.Now())
+	breaker, err := kube.NewBreaker(kube.BreakerOptions{Probe: kube.ProbeVersion(env.Kube), Threshold: 100, Now: clock.Now,
+		Registerer: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	r := newReviewer(t, cs, clock, func(o *kube.ReviewerOptions) {
+		o.TokenTTL, o.AllowTTL, o.Breaker = 10*time.Second, 10*time.Second, breaker
+	})
+	cachedToken, newToken := podToken(t, env, ns, "cached", "node-a"), podToken(t, env, ns, "new", "node-a")
+	request := func(token string) error {
+		u, err := r.Authenticate(ctx, token)
+		if err != nil {
+			return err
+		}
+		return r.Authorize(ctx, u, ns, "git")
+	}
+	require.NoError(t, request(cachedToken))
+
+	// The API server goes away, then answers refusals while it loads.
+	for _, mode := range []int32{reviewsUnavailable, reviewsRefused} {
+		fault.mode.Store(mode)
+		clock.Step(11 * time.Second)
+		require.NoError(t, request(cachedToken), "mode %d: a refresh starts", mode)
+		require.Never(t, func() bool { return request(cachedToken) != nil }, 300*time.Millisecond, 20*time.Millisecond,
+			"mode %d: the cached token and decision keep serving", mode)
+		err := request(newToken)
+		require.ErrorIs(t, err, kube.ErrUnavailable, "mode %d: a miss is unavailable, not a refusal", mode)
+		require.NotErrorIs(t, err, kube.ErrUnauthenticated)
+	}
+
+	// Past the window a refusal stands: a new token is not authenticated,
+	// and the refreshed cached one ends.
+	clock.Step(31 * time.Second)
+	require.ErrorIs(t, request(newToken), kube.ErrUnauthenticated)
+	require.Eventually(t, func() bool { return errors.Is(request(cachedToken), kube.ErrUnauthenticated) }, 10*time.Second, 10*time.Millisecond,
+		"a refusal past the window replaces the cached review")
 }

@@ -211,6 +211,11 @@ func (r *Reviewer) reviewToken(ctx context.Context, token string) (tokenResult, 
 	if err != nil {
 		return tokenResult{}, 0, fmt.Errorf("token review: %w", classifyReview(err))
 	}
+	if !out.Status.Authenticated {
+		if err := r.opts.Breaker.doubtRefusal("token review: not authenticated"); err != nil {
+			return tokenResult{}, 0, fmt.Errorf("token review: %w", err)
+		}
+	}
 	if !out.Status.Authenticated || !r.opts.APIAudiences && !slices.Contains(out.Status.Audiences, r.opts.Audience) {
 		return tokenResult{err: fmt.Errorf("token review: %w", ErrUnauthenticated)}, r.opts.DenyTTL, nil
 	}
@@ -347,6 +352,13 @@ func (r *Reviewer) review(ctx context.Context, user User, d decision) (deny, err
 		return nil, fmt.Errorf("access review: %w", classifyReview(err))
 	}
 	if !out.Status.Allowed || out.Status.Denied {
+		// An explicit denial stands; no opinion right after an outage may
+		// be RBAC still loading.
+		if !out.Status.Denied {
+			if err := r.opts.Breaker.doubtRefusal("access review: not allowed"); err != nil {
+				return nil, fmt.Errorf("access review: %w", err)
+			}
+		}
 		return d.forbidden(user.Name), nil
 	}
 	return nil, nil
