@@ -115,18 +115,18 @@ func (n *nodeServer) hostFormService(ctx context.Context, c *v1alpha1.Connector,
 	}
 	svc, err := n.opts.Services.Service(ctx, c.Namespace, name)
 	if errors.Is(err, kube.ErrNotFound) {
-		return fmt.Errorf("Service %s/%s does not exist", c.Namespace, name) //nolint:staticcheck // Service is the kind's name
+		return fmt.Errorf("service %s/%s does not exist", c.Namespace, name)
 	}
 	if err != nil {
-		return fmt.Errorf("reading Service %s/%s: %w", c.Namespace, name, err)
+		return fmt.Errorf("reading service %s/%s: %w", c.Namespace, name, err)
 	}
 	if svc.Labels[v1alpha1.HostFormManagedByLabel] != v1alpha1.HostFormManagedByValue || svc.Labels[v1alpha1.HostFormConnectorLabel] != c.Name {
-		return fmt.Errorf("Service %s/%s lacks the labels %s=%s and %s=%s", c.Namespace, name, //nolint:staticcheck // Service is the kind's name
+		return fmt.Errorf("service %s/%s lacks the labels %s=%s and %s=%s", c.Namespace, name,
 			v1alpha1.HostFormManagedByLabel, v1alpha1.HostFormManagedByValue, v1alpha1.HostFormConnectorLabel, c.Name)
 	}
 	ref := metav1.GetControllerOf(svc)
 	if ref == nil || ref.UID != c.UID || ref.Kind != "Connector" || ref.APIVersion != v1alpha1.GroupVersion.String() {
-		return fmt.Errorf("Service %s/%s is not controlled by this connector (uid %s)", c.Namespace, name, c.UID) //nolint:staticcheck // Service is the kind's name
+		return fmt.Errorf("service %s/%s is not controlled by this connector (uid %s)", c.Namespace, name, c.UID)
 	}
 	want, err := class.HostFormTarget(n.opts.PublicURL.String(), n.opts.ClusterDomain)
 	if err != nil {
@@ -134,7 +134,7 @@ func (n *nodeServer) hostFormService(ctx context.Context, c *v1alpha1.Connector,
 	}
 	got := strings.TrimSuffix(strings.ToLower(svc.Spec.ExternalName), ".")
 	if svc.Spec.Type != corev1.ServiceTypeExternalName || got != want {
-		return fmt.Errorf("Service %s/%s is not an ExternalName Service to the proxy %s", c.Namespace, name, want) //nolint:staticcheck // Service is the kind's name
+		return fmt.Errorf("service %s/%s is not an ExternalName Service to the proxy %s", c.Namespace, name, want)
 	}
 	return nil
 }

@@ -126,7 +126,7 @@ func WaitForServicePolicy(ctx context.Context, c client.Client) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the Service admission policy is not enforced (last answer: %v): %w", err, ctx.Err())
+			return fmt.Errorf("the Service admission policy is not enforced (last answer: %w): %w", err, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
