@@ -26,8 +26,8 @@ import (
 // ValidatingAdmissionPolicy, in a real API server and writes Services as
 // the status writer's ServiceAccount (with its own token), as an ordinary
 // user allowed to write Services, and as the admin: the status writer may
-// write only labelled ExternalName Services; nobody else may set the
-// label, nor change a labelled Service's labels or spec.
+// write only labelled ExternalName Services named c-<connector>; nobody
+// else may set the label, nor change a labelled Service's labels or spec.
 func TestServicePolicyOnARealAPIServer(t *testing.T) {
 	for _, tc := range []struct{ dir, writer string }{
 		{"overlays/node", "connectors-node"},
@@ -62,6 +62,8 @@ func TestServicePolicyOnARealAPIServer(t *testing.T) {
 			refused(err, tc.writer, "creating an unlabelled Service")
 			_, err = writer.CoreV1().Services(ns).Create(ctx, service("c-clusterip", true, corev1.ServiceTypeClusterIP, ""), metav1.CreateOptions{})
 			refused(err, tc.writer, "creating a labelled ClusterIP Service")
+			_, err = writer.CoreV1().Services(ns).Create(ctx, service("database", true, corev1.ServiceTypeExternalName, "proxy.example"), metav1.CreateOptions{})
+			refused(err, tc.writer, "creating a labelled Service not named c-<connector>")
 			ours, err := writer.CoreV1().Services(ns).Get(ctx, "c-git", metav1.GetOptions{})
 			require.NoError(t, err)
 			ours.Spec.ExternalName = "proxy2.example"
