@@ -76,9 +76,10 @@ type CacheOptions struct {
 	Log logr.Logger
 }
 
-// Cache serves Connectors and ConnectorClasses from informers and Secrets
-// from on-demand reads with a short TTL. There is no Secret informer: the node
-// reads only the Secrets its Connectors name.
+// Cache serves Connectors and ConnectorClasses from informers, and Secrets
+// and Services from on-demand reads with a short TTL. There is no Secret or
+// Service informer: the node reads only the Secrets its Connectors name and
+// their host-form Services.
 type Cache struct {
 	informers crcache.Cache
 	secrets   kubernetes.Interface
