@@ -186,3 +186,15 @@ func service(name string, labelled bool, typ corev1.ServiceType, externalName st
 	}
 	return s
 }
+
+// TestChartServicePolicyFollowsTheNamespace pins that the chart's policy
+// names the status writer in the chart's namespace, for each topology.
+func TestChartServicePolicyFollowsTheNamespace(t *testing.T) {
+	for topology, sa := range map[string]string{"node": "connectors-node", "split": "connectors-proxy"} {
+		objs := render(t, "topology="+topology, "namespace=platform")
+		vap := find[admissionregistrationv1.ValidatingAdmissionPolicy](t, objs, "ValidatingAdmissionPolicy", "connectors-node-services")
+		require.Equal(t, "request.userInfo.username == 'system:serviceaccount:platform:"+sa+"'", vap.Spec.Variables[0].Expression, topology)
+		crb := find[rbacv1.ClusterRoleBinding](t, objs, "ClusterRoleBinding", "connectors-node-status")
+		require.Equal(t, rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: "platform"}, crb.Subjects[0], topology)
+	}
+}
