@@ -50,7 +50,7 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.N
 		out = append(out, configgen.Connector{
 			Object:        obj,
 			Class:         class,
-			ProxyAddress:  n.proxyAddress(n.log, obj, class),
+			ProxyAddress:  n.proxyAddress(ctx, n.log, obj, class),
 			ClassProxyURL: class.OwnProxy(n.opts.PublicURL.String()),
 		})
 	}

@@ -98,6 +98,7 @@ func newHarness(t testing.TB, edit func(*csi.Options)) *harness {
 		Endpoint:   "unix://" + filepath.Join(dir, "plugin", "csi.sock"),
 		Version:    "v0.0.0-test",
 		Objects:    h.objects,
+		Services:   h.objects,
 		Authorizer: h.auth,
 		CACertPEM:  []byte(testCAPEM),
 		Mounter:    newFakeMounter(),

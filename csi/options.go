@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/mount-utils"
 
@@ -55,6 +56,15 @@ const (
 	ReasonConfigurationNotFound = "ConfigurationNotFound"
 )
 
+// Services reads the host-form Services c-<name> that Connector addresses
+// name. *kube.Cache satisfies it. Errors wrap kube.ErrNotFound for a
+// missing Service.
+type Services interface {
+	Service(ctx context.Context, namespace, name string) (*corev1.Service, error)
+}
+
+var _ Services = (*kube.Cache)(nil)
+
 // Options configure NewServer. Zero values take the documented defaults.
 type Options struct {
 	// NodeID is this node's name, reported by NodeGetInfo. Required.
@@ -67,6 +77,12 @@ type Options struct {
 	Version string
 	// Objects reads Connectors and ConnectorClasses. Required.
 	Objects kube.Objects
+	// Services reads a Connector's host-form Service before a volume is
+	// given its host-form address: only the project's Service, controlled
+	// by the Connector and leading to the proxy, is trusted. Default: none,
+	// so no host-form address is trusted and those volumes use the path
+	// form.
+	Services Services
 	// Authorizer checks the pod's ServiceAccount against each named
 	// Connector. Required.
 	Authorizer Authorizer

@@ -168,6 +168,9 @@ var (
 		"connectors-system: get configmaps/connectors-proxy-ca.crt",
 		"connectors-system: list configmaps/connectors-proxy-ca.crt",
 		"connectors-system: watch configmaps/connectors-proxy-ca.crt",
+		// A Connector's host-form Service, read by name before its
+		// host-form address is written.
+		"get services",
 		// Warning Events on pods for configuration.names not found.
 		"create events.events.k8s.io",
 		"patch events.events.k8s.io",

@@ -55,6 +55,12 @@ type CacheOptions struct {
 	SecretTTL time.Duration
 	// MaxSecrets bounds the Secret cache. Default 1024.
 	MaxSecrets int
+	// ServiceTTL is how long a Service read (Service) stays cached. A
+	// Service is never served past it, not even while the API server is
+	// unavailable. Default 10s.
+	ServiceTTL time.Duration
+	// MaxServices bounds the Service cache. Default 1024.
+	MaxServices int
 	// APITimeout bounds one Secret read. Default 10s.
 	APITimeout time.Duration
 	// OutageGrace is how long past SecretTTL a Secret keeps serving while
@@ -70,15 +76,18 @@ type CacheOptions struct {
 	Log logr.Logger
 }
 
-// Cache serves Connectors and ConnectorClasses from informers and Secrets
-// from on-demand reads with a short TTL. There is no Secret informer: the node
-// reads only the Secrets its Connectors name.
+// Cache serves Connectors and ConnectorClasses from informers, and Secrets
+// and Services from on-demand reads with a short TTL. There is no Secret or
+// Service informer: the node reads only the Secrets its Connectors name and
+// their host-form Services.
 type Cache struct {
 	informers crcache.Cache
 	secrets   kubernetes.Interface
 	ttl       time.Duration
 	log       logr.Logger
 	secretLRU *staleCache
+	svcTTL    time.Duration
+	svcLRU    *staleCache
 	breaker   *Breaker
 	synced    atomic.Bool
 }
@@ -95,6 +104,12 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 	}
 	if opts.MaxSecrets <= 0 {
 		opts.MaxSecrets = 1024
+	}
+	if opts.ServiceTTL <= 0 {
+		opts.ServiceTTL = 10 * time.Second
+	}
+	if opts.MaxServices <= 0 {
+		opts.MaxServices = 1024
 	}
 	if opts.APITimeout <= 0 {
 		opts.APITimeout = 10 * time.Second
@@ -138,6 +153,8 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 		ttl:       opts.SecretTTL,
 		log:       opts.Log,
 		secretLRU: newStaleCache("secret", opts.MaxSecrets, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		svcTTL:    opts.ServiceTTL,
+		svcLRU:    newStaleCache("service", opts.MaxServices, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
 		breaker:   opts.Breaker,
 	}, nil
 }
@@ -223,6 +240,30 @@ func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Sec
 		return nil, err
 	}
 	return v.(*corev1.Secret), nil
+}
+
+// Service returns the Service namespace/name, read on demand and cached
+// for ServiceTTL, or an error wrapping ErrNotFound. The plugin reads only
+// the host-form Services c-<name> its Connectors' addresses name; there is
+// no Service informer. A Service is never served stale.
+func (c *Cache) Service(ctx context.Context, namespace, name string) (*corev1.Service, error) {
+	key := namespace + "/" + name
+	v, _, err := c.svcLRU.get(ctx, key, func(ctx context.Context) (answer, error) {
+		s, err := c.secrets.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			err = c.breaker.classifyRead(err)
+			if apierrors.IsNotFound(err) && !errors.Is(err, ErrUnavailable) {
+				return answer{}, &NotFoundError{Kind: "service", Key: key}
+			}
+			return answer{}, fmt.Errorf("reading service %s: %w", key, err)
+		}
+		s.ManagedFields = nil
+		return answer{val: s, ttl: c.svcTTL}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*corev1.Service), nil
 }
 
 // AddEventHandler registers h on the informer of obj (a Connector or a

@@ -30,54 +30,18 @@ type classProxy struct {
 // Service reference, with spec.proxy.uri as a path below it, or an absolute
 // spec.proxy.uri), else the node proxy. Errors name the field.
 func (c *controller) resolveClassProxy(cls *v1alpha1.ConnectorClass) (classProxy, error) {
-	p := cls.Spec.Proxy
-	if p == nil || (p.Ref == nil && p.URI == "") {
-		node := classProxy{url: c.opts.PublicURL.String(), audience: c.opts.Audience, node: true}
-		if c.opts.PublicURL.Scheme() == "https" {
-			node.caCerts = string(c.opts.ProxyCACert)
-		}
-		return node, nil
-	}
-	u, err := c.resolveDestination("spec.proxy", p.Destination)
+	u, node, err := cls.ServingProxyURL(c.opts.PublicURL.String(), c.opts.ClusterDomain)
 	if err != nil {
 		return classProxy{}, err
 	}
-	return classProxy{url: u, audience: p.Audience, caCerts: p.CACerts}, nil
-}
-
-// resolveDestination resolves a class's proxy or API address, at field:
-// a Service reference as http://<name>.<namespace>.svc.<domain> with uri as
-// a path below it, or an absolute http(s) uri. The URL has no trailing
-// slash; errors name the field.
-func (c *controller) resolveDestination(field string, d v1alpha1.Destination) (string, error) {
-	switch {
-	case d.Ref != nil:
-		if d.Ref.Kind != "Service" {
-			return "", fmt.Errorf("%s.ref.kind: %q is not Service", field, d.Ref.Kind)
+	if node {
+		p := classProxy{url: u, audience: c.opts.Audience, node: true}
+		if c.opts.PublicURL.Scheme() == "https" {
+			p.caCerts = string(c.opts.ProxyCACert)
 		}
-		if d.Ref.Name == "" || d.Ref.Namespace == "" {
-			return "", fmt.Errorf("%s.ref: name and namespace are required", field)
-		}
-		if d.Ref.Address != "" {
-			return "", fmt.Errorf("%s.ref.address: not supported", field)
-		}
-		path := ""
-		if d.URI != "" {
-			u, err := url.Parse(d.URI)
-			if err != nil || u.IsAbs() || u.Host != "" {
-				return "", fmt.Errorf("%s.uri: %q must be a path when %s.ref is set", field, d.URI, field)
-			}
-			path = strings.TrimSuffix(u.Path, "/")
-		}
-		return "http://" + d.Ref.Name + "." + d.Ref.Namespace + ".svc." + c.opts.ClusterDomain + path, nil
-	case d.URI != "":
-		u, err := url.Parse(d.URI)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
-			return "", fmt.Errorf("%s.uri: %q is not an absolute http(s) URL", field, d.URI)
-		}
-		return strings.TrimSuffix(u.Scheme+"://"+u.Host+u.Path, "/"), nil
+		return p, nil
 	}
-	return "", fmt.Errorf("%s: ref or uri is required", field)
+	return classProxy{url: u, audience: cls.Spec.Proxy.Audience, caCerts: cls.Spec.Proxy.CACerts}, nil
 }
 
 // resolveAPI returns the class's API address (status.api.address) from
@@ -86,7 +50,7 @@ func (c *controller) resolveAPI(cls *v1alpha1.ConnectorClass) (*v1alpha1.Address
 	if cls.Spec.API == nil {
 		return nil, nil
 	}
-	u, err := c.resolveDestination("spec.api", cls.Spec.API.Destination)
+	u, err := v1alpha1.ResolveDestination("spec.api", cls.Spec.API.Destination, c.opts.ClusterDomain)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +72,7 @@ func resolver(cls *v1alpha1.ConnectorClass) (string, error) {
 // serviceName is the host-form Service of a Connector, c-<name>, or an
 // error when the name cannot be a Service name (a DNS-1035 label).
 func serviceName(connector string) (string, error) {
-	name := "c-" + connector
+	name := v1alpha1.HostFormServiceName(connector)
 	if errs := validation.IsDNS1035Label(name); len(errs) > 0 {
 		return "", fmt.Errorf("metadata.name: %q cannot name the Service %q: %s", connector, name, strings.Join(errs, "; "))
 	}
@@ -132,16 +96,5 @@ func (c *controller) hostAddress(p classProxy, svc, namespace string) (string, e
 // externalName is the DNS name the host-form Service points at: the class
 // proxy's host, completed with the cluster domain when it is a Service name.
 func (c *controller) externalName(p classProxy) (string, error) {
-	u, err := url.Parse(p.url)
-	if err != nil {
-		return "", err
-	}
-	host := strings.TrimSuffix(u.Hostname(), ".")
-	if strings.HasSuffix(host, ".svc") {
-		host += "." + c.opts.ClusterDomain
-	}
-	if errs := validation.IsDNS1123Subdomain(host); len(errs) > 0 {
-		return "", fmt.Errorf("proxy host %q cannot be an ExternalName: %s", host, strings.Join(errs, "; "))
-	}
-	return host, nil
+	return v1alpha1.HostFormExternalName(p.url, c.opts.ClusterDomain)
 }

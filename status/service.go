@@ -16,9 +16,9 @@ import (
 // managedByLabel=managedByValue are ever changed or deleted, and only when
 // their controller reference is the Connector itself.
 const (
-	managedByLabel  = "app.kubernetes.io/managed-by"
-	managedByValue  = "connectors-node"
-	connectorLabel  = "connectors.alauda.io/connector"
+	managedByLabel  = v1alpha1.HostFormManagedByLabel
+	managedByValue  = v1alpha1.HostFormManagedByValue
+	connectorLabel  = v1alpha1.HostFormConnectorLabel
 	managedSelector = managedByLabel + "=" + managedByValue
 )
 
@@ -115,7 +115,7 @@ func (c *controller) serviceError(name string, conn *v1alpha1.Connector, err err
 // namespace/name if there is one: the Connector is gone or no longer uses
 // the host form. uid, when set, must be the Connector's.
 func (c *controller) removeService(ctx context.Context, namespace, name string, keep func(*corev1.Service) bool) error {
-	svcName := "c-" + name
+	svcName := v1alpha1.HostFormServiceName(name)
 	cur, err := c.services.Services(namespace).Get(svcName)
 	if apierrors.IsNotFound(err) {
 		return nil

@@ -139,6 +139,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 			Endpoint:        cfg.csiEndpoint,
 			Version:         version,
 			Objects:         cache,
+			Services:        cache,
 			Authorizer:      reviewer,
 			Ready:           func() bool { return cache.Synced() && cas.loaded() },
 			Audience:        cfg.audience,

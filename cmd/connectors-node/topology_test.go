@@ -96,13 +96,15 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	var objs []*unstructured.Unstructured
 	for _, o := range all {
 		switch o.GetKind() {
-		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		case "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			objs = append(objs, o)
 		}
 	}
 	class, err := manifests.Load(filepath.Join(root, "examples", "connectorclass-api.yaml"))
 	require.NoError(t, err)
 	require.NoError(t, manifests.Create(ctx, env.Client, append(objs, class...)))
+	require.NoError(t, manifests.WaitForServicePolicy(ctx, env.Client))
 	const sysNS = "connectors-system"
 
 	// An HTTPS API that wants a bearer token, its Connector and a pod's
@@ -156,6 +158,9 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	for _, l := range []*syncBuffer{proxyLog, csiLog} {
 		t.Cleanup(func() { require.NotContains(t, l.String(), apiToken, "a credential reached a log") })
 	}
+	t.Cleanup(func() {
+		require.NotContains(t, proxyLog.String(), "connectors-node-services", "the Service admission policy refused the status writer")
+	})
 
 	kl, err := kubelet.Dial(socket)
 	require.NoError(t, err)

@@ -153,7 +153,7 @@ func (d *demo) startAPIServer() error {
 	if err := manifests.InstallBase(context.Background(), env.Client, repoRoot()); err != nil {
 		return err
 	}
-	d.say("installed deploy/base/crds, deploy/base/namespace.yaml, deploy/base/rbac.yaml, the deploy/classes catalog and examples/connectorclass-api.yaml")
+	d.say("installed deploy/base/crds, deploy/base/namespace.yaml, deploy/base/rbac.yaml, deploy/base/admission.yaml, the deploy/classes catalog and examples/connectorclass-api.yaml")
 	return nil
 }
 

@@ -11,13 +11,14 @@ import (
 )
 
 // Objects is an in-memory kube.Objects for unit tests: Connectors,
-// ConnectorClasses and Secrets from maps, a missing one as the
+// ConnectorClasses, Secrets and Services from maps, a missing one as the
 // kube.NotFoundError the real cache returns. It is safe for concurrent use.
 type Objects struct {
 	mu         sync.RWMutex
 	connectors map[string]*v1alpha1.Connector
 	classes    map[string]*v1alpha1.ConnectorClass
 	secrets    map[string]*corev1.Secret
+	services   map[string]*corev1.Service
 	// err, when set, is returned by every read.
 	err error
 }
@@ -30,6 +31,7 @@ func NewObjects() *Objects {
 		connectors: map[string]*v1alpha1.Connector{},
 		classes:    map[string]*v1alpha1.ConnectorClass{},
 		secrets:    map[string]*corev1.Secret{},
+		services:   map[string]*corev1.Service{},
 	}
 }
 
@@ -60,6 +62,13 @@ func (o *Objects) AddSecret(s *corev1.Secret) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.secrets[s.Namespace+"/"+s.Name] = s
+}
+
+// AddService adds or replaces s.
+func (o *Objects) AddService(s *corev1.Service) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.services[s.Namespace+"/"+s.Name] = s
 }
 
 // SetErr makes every read return err; nil reads the maps again.
@@ -106,4 +115,17 @@ func (o *Objects) Secret(_ context.Context, namespace, name string) (*corev1.Sec
 		return s, nil
 	}
 	return nil, &kube.NotFoundError{Kind: "secret", Key: namespace + "/" + name}
+}
+
+// Service reads a Service as kube.Cache.Service does.
+func (o *Objects) Service(_ context.Context, namespace, name string) (*corev1.Service, error) {
+	o.mu.RLock()
+	defer o.mu.RUnlock()
+	if o.err != nil {
+		return nil, o.err
+	}
+	if s, ok := o.services[namespace+"/"+name]; ok {
+		return s, nil
+	}
+	return nil, &kube.NotFoundError{Kind: "service", Key: namespace + "/" + name}
 }

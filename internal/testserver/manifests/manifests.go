@@ -12,11 +12,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
 // Load reads every non-empty document of the files, in order.
@@ -71,13 +77,15 @@ func Create(ctx context.Context, c client.Client, objs []*unstructured.Unstructu
 }
 
 // InstallBase creates what a node service needs besides the CRDs, as a
-// cluster would have it: deploy/'s namespace and RBAC, the ConnectorClass
-// catalog of deploy/classes and the example bearer-token API class, all
-// read from the repository at root.
+// cluster would have it: deploy/'s namespace, RBAC and Service admission
+// policy, the ConnectorClass catalog of deploy/classes and the example
+// bearer-token API class, all read from the repository at root. It returns
+// once the API server enforces the policy.
 func InstallBase(ctx context.Context, c client.Client, root string) error {
 	objs, err := Load(
 		filepath.Join(root, "deploy", "base", "namespace.yaml"),
 		filepath.Join(root, "deploy", "base", "rbac.yaml"),
+		filepath.Join(root, "deploy", "base", "admission.yaml"),
 		filepath.Join(root, "examples", "connectorclass-api.yaml"),
 	)
 	if err != nil {
@@ -91,7 +99,37 @@ func InstallBase(ctx context.Context, c client.Client, root string) error {
 	if err != nil {
 		return err
 	}
-	return Create(ctx, c, append(objs, catalog...))
+	if err := Create(ctx, c, append(objs, catalog...)); err != nil {
+		return err
+	}
+	return WaitForServicePolicy(ctx, c)
+}
+
+// WaitForServicePolicy waits until the API server enforces deploy/'s
+// ValidatingAdmissionPolicy on Services (it compiles a new policy in the
+// background): until c, which is not the status writer, is refused a
+// dry-run create of a Service with the project's managed-by label.
+func WaitForServicePolicy(ctx context.Context, c client.Client) error {
+	probe := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "default", Name: "connectors-policy-probe",
+			Labels: map[string]string{v1alpha1.HostFormManagedByLabel: v1alpha1.HostFormManagedByValue},
+		},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "probe.invalid"},
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		if apierrors.IsForbidden(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the Service admission policy is not enforced (last answer: %w): %w", err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // CatalogDir is the ConnectorClass catalog's directory, relative to the

@@ -108,6 +108,12 @@ func (c *Connector) ProxyAddress(public string) string {
 	if c.Status.Proxy != nil && c.Status.Proxy.HTTPAddress != nil && c.Status.Proxy.HTTPAddress.URL != "" {
 		return c.Status.Proxy.HTTPAddress.URL
 	}
+	return c.PathAddress(public)
+}
+
+// PathAddress is the Connector's path-form address under the proxy at
+// public: <public>/namespaces/<ns>/connectors/<name>.
+func (c *Connector) PathAddress(public string) string {
 	return strings.TrimSuffix(public, "/") + PathPrefix(c.Namespace, c.Name)
 }
 
