@@ -196,6 +196,11 @@ func start(opts Options) (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// envtest leaves etcd and the API server running when a step after
+		// their start (the CRD install) fails.
+		if stopErr := env.Stop(); stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stopping the control plane after the failed start: %w", stopErr))
+		}
 		return nil, err
 	}
 	e := &Env{Config: cfg, env: env}
