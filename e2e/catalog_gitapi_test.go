@@ -110,7 +110,7 @@ func TestCatalogGitLabAPIAndClone(t *testing.T) {
 	tok := s.token(s.ns, "ci")
 	v := s.publish("ci", map[string]string{"connectors": "gitlab", "configuration.names": "gitlabconfig"}, tok)
 
-	// curl, as the README shows it.
+	// curl, as docs/catalog.md shows it.
 	env := append(gitserver.Env(t.TempDir()), "CONNECTORS="+v.target)
 	out, err := s.shell(t.TempDir(), env,
 		`curl -fsS -H "PRIVATE-TOKEN: $(cat "$CONNECTORS/context.token")" "$(cat "$CONNECTORS/connector.status.proxyAddress")/api/v4/user"`)
@@ -196,7 +196,7 @@ func TestCatalogGitHubAPIAndClone(t *testing.T) {
 	}
 
 	env := append(gitserver.Env(t.TempDir()), "CONNECTORS="+v.target, "API="+api.URL(), "GH_HOST="+apiHost)
-	// gh, as the README shows it. A host other than github.com is GitHub
+	// gh, as docs/catalog.md shows it. A host other than github.com is GitHub
 	// Enterprise to gh: it calls https://<host>/api/v3/.
 	out, err := s.shell(t.TempDir(), env, `set -a; . "$CONNECTORS/.env"; set +a
 export SSL_CERT_FILE="$CONNECTORS/ca-bundle.crt" GH_CONFIG_DIR="$CONNECTORS" GH_NO_UPDATE_NOTIFIER=1 GH_PROMPT_DISABLED=1

@@ -123,8 +123,8 @@ type Options struct {
 	// 1 MiB.
 	PolicyBodyLimit int64
 
-	// AuditLog receives one JSON line per proxied request (see README,
-	// "Audit"). Default: none are written.
+	// AuditLog receives one JSON line per proxied request (see
+	// docs/operations.md, "The audit log"). Default: none are written.
 	AuditLog io.Writer
 	// Log receives error details. Default: discarded.
 	Log logr.Logger

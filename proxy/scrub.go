@@ -19,7 +19,7 @@ const minScrubbed = 8
 // token), and the decoded Basic password, and every other value it
 // injected (addSecrets). It is the one rule for every mode: the recorder
 // applies it to each header block written. Bodies are not filtered; see
-// the README's security model.
+// docs/security.md.
 type scrubber struct {
 	mu      sync.Mutex
 	needles []string
