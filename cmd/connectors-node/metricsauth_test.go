@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
 	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/apitest"
@@ -55,36 +53,8 @@ func installRBAC(t *testing.T, env *apitest.Env, overlay string, extra ...string
 func startCSINode(t *testing.T, env *apitest.Env, sa string, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	require.NoError(t, env.WriteKubeconfig(kubeconfig, env.Token(t, "connectors-system", sa, nil, time.Hour)))
-	ops, err := loopback.FreeAddr()
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &syncBuffer{}
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"--kubeconfig=" + kubeconfig, "--ops-listen=" + ops, "--system-roots=",
-			"--serve=csi", "--node-id=node-a", "--csi-endpoint=unix://" + filepath.Join(dir, "csi.sock"),
-			"--kubelet-root=" + dir}, args...), logs, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s stopped with %v", sa, err)
-		}
-		if t.Failed() {
-			t.Logf("%s log:\n%s", sa, logs.String())
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + ops + "/healthz") //nolint:noctx // a test probe
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, time.Minute, 50*time.Millisecond, "%s never served /healthz; log:\n%s", sa, logs)
-	return ops, logs
+	return runRole(t, env, sa, "/healthz", append([]string{"--serve=csi", "--node-id=node-a",
+		"--csi-endpoint=unix://" + filepath.Join(dir, "csi.sock"), "--kubelet-root=" + dir}, args...)...)
 }
 
 type scrape struct {

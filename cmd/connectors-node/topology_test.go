@@ -33,8 +33,17 @@ import (
 type syncBuffer = testsupport.LogBuffer
 
 // startRole runs connectors-node in this process with a ServiceAccount's
-// own kubeconfig, until the test ends.
+// own kubeconfig, until the test ends, and returns its log once /readyz
+// answers.
 func startRole(t *testing.T, env *apitest.Env, sa string, args ...string) *syncBuffer {
+	t.Helper()
+	_, logs := runRole(t, env, sa, "/readyz", args...)
+	return logs
+}
+
+// runRole runs connectors-node with sa's own kubeconfig until the test
+// ends, and returns its ops address and log once probe answers 200 there.
+func runRole(t *testing.T, env *apitest.Env, sa, probe string, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, env.WriteKubeconfig(kubeconfig, env.Token(t, "connectors-system", sa, nil, time.Hour)))
@@ -56,14 +65,14 @@ func startRole(t *testing.T, env *apitest.Env, sa string, args ...string) *syncB
 		}
 	})
 	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + ops + "/readyz") //nolint:noctx // a test probe
+		resp, err := http.Get("http://" + ops + probe) //nolint:noctx // a test probe
 		if err != nil {
 			return false
 		}
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, time.Minute, 50*time.Millisecond, "%s never became ready; log:\n%s", sa, logs)
-	return logs
+	}, time.Minute, 50*time.Millisecond, "%s never answered %s; log:\n%s", sa, probe, logs)
+	return ops, logs
 }
 
 // TestSplitTopologyAcrossACARotation runs the split topology as deployed:
