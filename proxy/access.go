@@ -12,6 +12,7 @@ import (
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
 // caller is an authenticated client and the Connectors it may use.
@@ -174,23 +175,37 @@ func (p *Proxy) forwardCaller(r *http.Request, t match.Target) (*caller, error) 
 	return c, nil
 }
 
-// connectorCA returns the certificates of a Connector's caCertSecretRef as
-// PEM, or nil: those of keys ending in .crt or .pem and of values holding a
-// PEM block (kube.CACertsFromSecret). Other keys are never read into the
-// pool or named in an error.
-func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte, error) {
-	ref := c.Spec.CACertSecretRef
-	if ref == nil || ref.Name == "" {
-		return nil, nil
-	}
-	s, err := p.opts.Objects.Secret(ctx, c.Namespace, ref.Name)
+// reverseClientToken finds the client's token of a reverse request: with
+// the class's authExtractor when it has one and it yields a token, else in
+// Authorization. A broken extractor answers 401 naming the class and rule.
+func (p *Proxy) reverseClientToken(r *http.Request, key types.NamespacedName) (string, error) {
+	x, err := p.extractor(r.Context(), key)
 	if err != nil {
-		return nil, objectError(c.Key(), "CA secret", err)
+		return "", err
 	}
-	pem := kube.CACertsFromSecret(s)
-	if len(pem) == 0 {
-		return nil, statusErrorf(http.StatusInternalServerError,
-			"connector %q: CA secret holds no PEM certificate (in a key ending .crt or .pem)", c.Key())
+	if x != nil {
+		req := &policy.Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, Query: r.URL.Query()}
+		if x.ReadsBody() {
+			if req.Body, err = p.bufferBody(r, "the class's authExtractor reads the request body"); err != nil {
+				return "", err
+			}
+		}
+		tok, err := x.Extract(r.Context(), req)
+		if err != nil {
+			return "", reverseChallenge.fail(err.Error(), nil)
+		}
+		if tok != "" {
+			if x.ReadsBody() {
+				if err := removeFromBody(r, tok); err != nil {
+					return "", err
+				}
+			}
+			return tok, nil
+		}
 	}
-	return pem, nil
+	tok, err := reverseToken(r)
+	if err != nil {
+		return "", reverseChallenge.credentialError(err)
+	}
+	return tok, nil
 }

@@ -303,21 +303,6 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	}
 }
 
-// carriesToken reports whether an Authorization value holds token, as
-// Bearer or as a Basic password.
-func carriesToken(values []string, token string) bool {
-	for _, v := range values {
-		scheme, rest, _ := strings.Cut(v, " ")
-		if strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) == token {
-			return true
-		}
-		if _, pass, ok := parseBasic(v); ok && pass == token {
-			return true
-		}
-	}
-	return false
-}
-
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		// The request's protocol was checked; httputil.ReverseProxy makes
