@@ -76,27 +76,3 @@ func objectError(connector, what string, err error) error {
 			msg: fmt.Sprintf("connector %q: reading %s failed", connector, what), err: err}
 	}
 }
-
-// planCredential decides how a Connector's credential is injected: by its
-// auth type's generator when the class has one, else as the Authorization
-// value of its Secret type.
-func (p *Proxy) planCredential(ctx context.Context, pl *plan, c *v1alpha1.Connector) error {
-	gen, err := p.generator(ctx, c)
-	if err != nil {
-		return err
-	}
-	if gen == nil {
-		pl.credential, err = p.credential(ctx, c)
-		return err
-	}
-	s, err := p.secret(ctx, c)
-	if err != nil || s == nil {
-		return err
-	}
-	data := make(map[string]string, len(s.Data))
-	for k, v := range s.Data {
-		data[k] = string(v)
-	}
-	pl.generation = &generation{gen: gen, data: data}
-	return nil
-}

@@ -94,43 +94,51 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 
 // serveInner checks one request inside an intercepted tunnel and proxies it.
 func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request, tun *tunnel) {
+	p.exchange(w, r, tun.resolve(p))
+}
+
+// resolve routes a request inside the tunnel to the CONNECT target, which
+// its URL and Host must name, and admits the tunnel's caller again: a
+// tunnel may outlive both its token and the caller's access.
+func (tun *tunnel) resolve(p *Proxy) resolver {
+	return func(r *http.Request) (*routed, error) {
+		if err := tun.checkTarget(r); err != nil {
+			return nil, err
+		}
+		c, err := p.admit(r.Context(), tun.caller.token, tun.caller.keys, tunnelChallenge)
+		if err != nil {
+			return nil, err
+		}
+		t := tun.target
+		target := &url.URL{Scheme: "https", Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		it, err := match.ParseURL(target)
+		if err != nil {
+			return nil, statusErrorf(http.StatusBadRequest, "bad request target")
+		}
+		return p.forwardRoute(c, it, target, modeMITM)
+	}
+}
+
+// checkTarget answers 421 to a request that the TLS server name, its URL
+// or its Host sends elsewhere than the CONNECT target.
+func (tun *tunnel) checkTarget(r *http.Request) error {
 	t := tun.target
 	if tun.sniMismatch != "" {
-		p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest,
-			"TLS server name does not match the CONNECT host %s", t.Host))
-		return
+		return statusErrorf(http.StatusMisdirectedRequest,
+			"TLS server name does not match the CONNECT host %s", t.Host)
 	}
 	if r.URL.IsAbs() || r.URL.Host != "" {
 		if u, err := match.ParseURL(r.URL); err != nil || u.Scheme != "https" || u.Host != t.Host || u.Port != t.Port {
-			p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest, "request target does not match the CONNECT host %s", t.Host))
-			return
+			return statusErrorf(http.StatusMisdirectedRequest, "request target does not match the CONNECT host %s", t.Host)
 		}
 	}
 	if r.Host != "" {
 		host, port, err := match.Authority(r.Host, "443")
 		if err != nil || host != t.Host || port != t.Port {
-			p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest, "Host does not match the CONNECT host %s", t.Host))
-			return
+			return statusErrorf(http.StatusMisdirectedRequest, "Host does not match the CONNECT host %s", t.Host)
 		}
 	}
-	// Re-check the token and access: a tunnel may outlive both.
-	c, err := p.admit(r.Context(), tun.caller.token, tun.caller.keys, tunnelChallenge)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	target := &url.URL{Scheme: "https", Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-	it, err := match.ParseURL(target)
-	if err != nil {
-		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request target"))
-		return
-	}
-	pl, err := p.forwardPlan(r, c, it, target, modeMITM)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	p.proxy(w, r, pl)
+	return nil
 }
 
 func hostPort(t match.Target) string {
