@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 
@@ -53,7 +54,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 	sc := &scrubber{}
 	rec := &recorder{ResponseWriter: w, e: e, scrub: sc}
 	defer p.recoverPanic(rec, e)
-	r = r.WithContext(withScrubber(withEntry(r.Context(), e), sc))
+	r = r.WithContext(context.WithValue(r.Context(), inflightKey{}, &inflight{entry: e, scrub: sc}))
 	if hc := headConnFrom(r.Context()); hc != nil {
 		mixed := hc.take(r)
 		defer hc.resume()
@@ -73,6 +74,46 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 	h(rec, r)
 	// Trailers are in the header map until the handler returns.
 	sc.header(rec.Header())
+}
+
+// inflight is what the stages of one request share through its context,
+// the only way into httputil.ReverseProxy's hooks: the audit entry and the
+// scrubber, which serve sets, and the plan, which send sets.
+type inflight struct {
+	entry *entry
+	scrub *scrubber
+	plan  *plan
+}
+
+type inflightKey struct{}
+
+func inflightFrom(ctx context.Context) *inflight {
+	f, _ := ctx.Value(inflightKey{}).(*inflight)
+	return f
+}
+
+// entryFrom returns the request's audit entry, or nil outside serve.
+func entryFrom(ctx context.Context) *entry {
+	if f := inflightFrom(ctx); f != nil {
+		return f.entry
+	}
+	return nil
+}
+
+// scrubberFrom returns the request's scrubber, or nil outside serve.
+func scrubberFrom(ctx context.Context) *scrubber {
+	if f := inflightFrom(ctx); f != nil {
+		return f.scrub
+	}
+	return nil
+}
+
+// planFrom returns the request's plan, or nil before send.
+func planFrom(ctx context.Context) *plan {
+	if f := inflightFrom(ctx); f != nil {
+		return f.plan
+	}
+	return nil
 }
 
 // A resolver is a mode's route, identify and admit stages: it names the

@@ -53,13 +53,6 @@ func (pl *plan) injectedSecrets() []string {
 	return append([]string{pl.credential}, pl.secrets...)
 }
 
-type planKey struct{}
-
-func planFrom(ctx context.Context) *plan {
-	pl, _ := ctx.Value(planKey{}).(*plan)
-	return pl
-}
-
 // planCredential decides how a Connector's credential is injected: by its
 // auth type's generator when the class has one, else as the Authorization
 // value of its Secret type.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httputil"
@@ -15,10 +14,9 @@ import (
 
 // send sends r upstream as planned.
 func (p *Proxy) send(w http.ResponseWriter, r *http.Request, pl *plan) {
-	if e := entryFrom(r.Context()); e != nil {
-		e.connector = pl.connector
-		e.injected = pl.injects()
-	}
+	f := inflightFrom(r.Context())
+	f.entry.connector = pl.connector
+	f.entry.injected = pl.injects()
 	// The client's token leaves the request in whatever parameter it came.
 	removeTokenQuery(pl.target, pl.token)
 	if pl.generation != nil {
@@ -31,8 +29,9 @@ func (p *Proxy) send(w http.ResponseWriter, r *http.Request, pl *plan) {
 	}
 	// Every value injected is removed from the response headers that echo
 	// it (scrub.go), whoever writes them.
-	scrubberFrom(r.Context()).addSecrets(pl.injectedSecrets()...)
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
+	f.scrub.addSecrets(pl.injectedSecrets()...)
+	f.plan = pl
+	p.rp.ServeHTTP(w, r)
 }
 
 // rewrite builds the outbound request. httputil.ReverseProxy has already
