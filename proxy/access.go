@@ -186,7 +186,7 @@ func (p *Proxy) reverseClientToken(r *http.Request, key types.NamespacedName) (s
 	if x != nil {
 		req := &policy.Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, Query: r.URL.Query()}
 		if x.ReadsBody() {
-			if req.Body, err = p.bufferBody(r, "the class's authExtractor reads the request body"); err != nil {
+			if req.Body, err = bufferBody(r, p.opts.PolicyBodyLimit, "the class's authExtractor reads the request body"); err != nil {
 				return "", err
 			}
 		}

@@ -16,11 +16,11 @@ import (
 // it whole, up to Options.PolicyBodyLimit, and the upstream gets the bytes
 // the hook saw.
 
-// bufferBody reads the request body up to PolicyBodyLimit, leaves it
-// readable again for the upstream, and decodes it for a policy: a JSON
-// value or form fields; nil for an empty body or another content type.
-func (p *Proxy) bufferBody(r *http.Request, why string) (any, error) {
-	raw, err := p.readBody(r, why)
+// bufferBody reads the request body up to limit bytes, leaves it readable
+// again for the upstream, and decodes it for a policy: a JSON value or form
+// fields; nil for an empty body or another content type.
+func bufferBody(r *http.Request, limit int64, why string) (any, error) {
+	raw, err := readBody(r, limit, why)
 	if err != nil || len(raw) == 0 {
 		return nil, err
 	}
@@ -55,16 +55,15 @@ func formValue(q url.Values) map[string]any {
 	return out
 }
 
-// readBody reads the whole body, at most PolicyBodyLimit bytes (413
-// beyond), and puts the bytes back as the request body.
-func (p *Proxy) readBody(r *http.Request, why string) ([]byte, error) {
+// readBody reads the whole body, at most limit bytes (413 beyond), and
+// puts the bytes back as the request body.
+func readBody(r *http.Request, limit int64, why string) ([]byte, error) {
 	if b, ok := r.Body.(*bufferedBody); ok {
 		return b.raw, nil
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	limit := p.opts.PolicyBodyLimit
 	raw, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, &statusError{status: http.StatusBadRequest, msg: "reading the request body failed", err: err}
@@ -81,6 +80,8 @@ type bufferedBody struct {
 	*bytes.Reader
 	raw []byte
 }
+
+func (b *bufferedBody) Close() error { return nil }
 
 func setBody(r *http.Request, raw []byte) {
 	r.Body = &bufferedBody{Reader: bytes.NewReader(raw), raw: raw}
@@ -99,10 +100,10 @@ func mediaType(v string) string {
 }
 
 // mergeBody merges a generator's values into a JSON object or form body of
-// the declared content type (or the request's, or JSON). A body over the
-// limit is refused (413), never sent without the credential.
-func (p *Proxy) mergeBody(r *http.Request, in *policy.Injection) error {
-	raw, err := p.readBody(r, "the generator injects into the request body")
+// the declared content type (or the request's, or JSON). A body over limit
+// is refused (413), never sent without the credential.
+func mergeBody(r *http.Request, in *policy.Injection, limit int64) error {
+	raw, err := readBody(r, limit, "the generator injects into the request body")
 	if err != nil {
 		return err
 	}
@@ -118,41 +119,51 @@ func (p *Proxy) mergeBody(r *http.Request, in *policy.Injection) error {
 		return statusErrorf(http.StatusBadGateway,
 			"the generator injects into a %s body, but the request body is %q", want, have)
 	}
-	var out []byte
-	switch want {
-	case policy.ContentTypeJSON:
-		obj := map[string]any{}
-		if len(bytes.TrimSpace(raw)) > 0 {
-			d := json.NewDecoder(bytes.NewReader(raw))
-			d.UseNumber()
-			if d.Decode(&obj) != nil {
-				return statusErrorf(http.StatusBadRequest, "request body is not a JSON object")
-			}
-		}
-		for _, v := range in.Values {
-			obj[v.Key] = v.Value
-		}
-		out, err = json.Marshal(obj)
-		if err != nil {
-			return &statusError{status: http.StatusInternalServerError, msg: "encoding the request body failed", err: err}
-		}
-	default:
-		q, err := url.ParseQuery(string(raw))
-		if err != nil {
-			return statusErrorf(http.StatusBadRequest, "request body is not a valid form")
-		}
-		for _, v := range in.Values {
-			q.Set(v.Key, v.Value)
-		}
-		out = []byte(q.Encode())
+	merge := mergeForm
+	if want == policy.ContentTypeJSON {
+		merge = mergeJSON
 	}
-	if int64(len(out)) > p.opts.PolicyBodyLimit {
+	out, err := merge(raw, in.Values)
+	if err != nil {
+		return err
+	}
+	if int64(len(out)) > limit {
 		return statusErrorf(http.StatusRequestEntityTooLarge,
-			"request body over %d bytes with the injected credential", p.opts.PolicyBodyLimit)
+			"request body over %d bytes with the injected credential", limit)
 	}
 	r.Header.Set("Content-Type", want)
 	setBody(r, out)
 	return nil
 }
 
-func (b *bufferedBody) Close() error { return nil }
+// mergeJSON sets vals as fields of the JSON object raw (empty: {}).
+func mergeJSON(raw []byte, vals []policy.Value) ([]byte, error) {
+	obj := map[string]any{}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.UseNumber()
+		if d.Decode(&obj) != nil {
+			return nil, statusErrorf(http.StatusBadRequest, "request body is not a JSON object")
+		}
+	}
+	for _, v := range vals {
+		obj[v.Key] = v.Value
+	}
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return nil, &statusError{status: http.StatusInternalServerError, msg: "encoding the request body failed", err: err}
+	}
+	return out, nil
+}
+
+// mergeForm sets vals as fields of the form raw.
+func mergeForm(raw []byte, vals []policy.Value) ([]byte, error) {
+	q, err := url.ParseQuery(string(raw))
+	if err != nil {
+		return nil, statusErrorf(http.StatusBadRequest, "request body is not a valid form")
+	}
+	for _, v := range vals {
+		q.Set(v.Key, v.Value)
+	}
+	return []byte(q.Encode()), nil
+}

@@ -101,7 +101,7 @@ func (p *Proxy) generate(r *http.Request, pl *plan) (*http.Request, error) {
 	removeTokenHeaders(h, pl.token)
 	req := &policy.Request{Method: r.Method, Path: pl.target.Path, Host: pl.target.Host, Header: h, Query: pl.target.Query()}
 	if g.gen.ReadsBody() {
-		body, err := p.bufferBody(r, "the generator reads the request body")
+		body, err := bufferBody(r, p.opts.PolicyBodyLimit, "the generator reads the request body")
 		if err != nil {
 			return nil, err
 		}
@@ -118,7 +118,7 @@ func (p *Proxy) generate(r *http.Request, pl *plan) (*http.Request, error) {
 	case policy.PositionQuery:
 		pl.target.RawQuery = setQuery(pl.target.RawQuery, in.Values)
 	case policy.PositionBody:
-		if err := p.mergeBody(r, in); err != nil {
+		if err := mergeBody(r, in, p.opts.PolicyBodyLimit); err != nil {
 			return nil, err
 		}
 	}
