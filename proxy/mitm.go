@@ -41,9 +41,36 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 	}
 	defer func() { _ = conn.Close() }()
 	tun := &tunnel{caller: c, target: t}
+	tlsConn := tls.Server(conn, tun.tlsConfig(leaf))
+	ctx, cancel := context.WithTimeout(r.Context(), p.opts.TLSHandshakeTimeout)
+	err = tlsConn.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		e.err = fmt.Errorf("client TLS handshake: %w", err)
+		return
+	}
+	hc := &headConn{Conn: tlsConn, on: true}
+	srv := p.innerServer(r.Context(), tun, hc)
+	if !p.tunnels.add(conn, srv) {
+		return
+	}
+	defer p.tunnels.remove(conn, srv)
+	p.metrics.tunnels.Inc()
+	defer p.metrics.tunnels.Dec()
+	l := newOneConnListener(hc)
+	_ = srv.Serve(l)
+	// Serve returns as soon as Shutdown closes the listener; the in-flight
+	// request on the connection still finishes before it closes.
+	<-l.connDone
+}
+
+// tlsConfig answers the client's handshake with leaf, the certificate of
+// the CONNECT host, and notes a server name that differs from that host.
+func (tun *tunnel) tlsConfig(leaf *tls.Certificate) *tls.Config {
+	t := tun.target
 	_, ipErr := netip.ParseAddr(t.Host)
 	hostIsIP := ipErr == nil
-	tlsConn := tls.Server(conn, &tls.Config{
+	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"http/1.1"},
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -56,16 +83,14 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 			}
 			return leaf, nil
 		},
-	})
-	ctx, cancel := context.WithTimeout(r.Context(), p.opts.TLSHandshakeTimeout)
-	err = tlsConn.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
-		e.err = fmt.Errorf("client TLS handshake: %w", err)
-		return
 	}
-	hc := &headConn{Conn: tlsConn, on: true}
-	srv := &http.Server{
+}
+
+// innerServer is the HTTP/1.1 server of the requests inside one tunnel:
+// each runs through serve and exchange like any other request. ctx is the
+// CONNECT request's context.
+func (p *Proxy) innerServer(ctx context.Context, tun *tunnel, hc *headConn) *http.Server {
+	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			p.serve(w, r, modeMITM, func(w http.ResponseWriter, r *http.Request) { p.serveInner(w, r, tun) })
 		}),
@@ -74,22 +99,11 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 		MaxHeaderBytes:    defaultMaxHeaderBytes,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          p.errorLog("intercepted tunnel"),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(r.Context()) },
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
 			return context.WithValue(ctx, headConnKey{}, hc)
 		},
 	}
-	if !p.tunnels.add(conn, srv) {
-		return
-	}
-	defer p.tunnels.remove(conn, srv)
-	p.metrics.tunnels.Inc()
-	defer p.metrics.tunnels.Dec()
-	l := newOneConnListener(hc)
-	_ = srv.Serve(l)
-	// Serve returns as soon as Shutdown closes the listener; the in-flight
-	// request on the connection still finishes before it closes.
-	<-l.connDone
 }
 
 // serveInner checks one request inside an intercepted tunnel and proxies it.
