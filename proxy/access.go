@@ -61,7 +61,7 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	user, err := p.opts.Auth.Authenticate(ctx, token)
 	switch {
 	case errors.Is(err, kube.ErrUnavailable):
-		return nil, &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+		return nil, apiUnavailable(err)
 	case errors.Is(err, kube.ErrUnauthenticated):
 		return nil, ch.fail("token rejected", nil)
 	case err != nil:
@@ -79,30 +79,40 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	markAuthenticated(ctx)
 	c := &caller{user: user, token: token, keys: keys, connectors: make([]*v1alpha1.Connector, 0, len(keys))}
 	for _, k := range keys {
-		if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
-			if errors.Is(err, kube.ErrUnavailable) {
-				return nil, &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
-			}
-			if errors.Is(err, kube.ErrForbidden) {
-				return nil, &statusError{status: http.StatusForbidden,
-					msg: fmt.Sprintf("access to connector %q denied", k.String()), err: err}
-			}
-			return nil, &statusError{status: http.StatusInternalServerError, msg: "access review failed", err: err}
-		}
-		conn, err := p.opts.Objects.Connector(ctx, k.Namespace, k.Name)
+		conn, err := p.authorizedConnector(ctx, user, k)
 		if err != nil {
-			if errors.Is(err, kube.ErrNotFound) {
-				return nil, &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("connector %q not found", k.String())}
-			}
-			return nil, objectError(k.String(), "connector", err)
-		}
-		if err := p.checkServedHere(ctx, conn); err != nil {
 			return nil, err
 		}
 		c.cands = append(c.cands, p.memos.candidates(len(c.connectors), conn)...)
 		c.connectors = append(c.connectors, conn)
 	}
 	return c, nil
+}
+
+// authorizedConnector checks that user may use the Connector k names and
+// that this proxy serves it, and loads it.
+func (p *Proxy) authorizedConnector(ctx context.Context, user kube.User, k types.NamespacedName) (*v1alpha1.Connector, error) {
+	if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
+		if errors.Is(err, kube.ErrUnavailable) {
+			return nil, apiUnavailable(err)
+		}
+		if errors.Is(err, kube.ErrForbidden) {
+			return nil, &statusError{status: http.StatusForbidden,
+				msg: fmt.Sprintf("access to connector %q denied", k.String()), err: err}
+		}
+		return nil, &statusError{status: http.StatusInternalServerError, msg: "access review failed", err: err}
+	}
+	conn, err := p.opts.Objects.Connector(ctx, k.Namespace, k.Name)
+	if err != nil {
+		if errors.Is(err, kube.ErrNotFound) {
+			return nil, &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("connector %q not found", k.String())}
+		}
+		return nil, objectError(k.String(), "connector", err)
+	}
+	if err := p.checkServedHere(ctx, conn); err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 // checkServedHere refuses a Connector whose class has a proxy of its own
@@ -152,7 +162,7 @@ func (p *Proxy) checkBinding(ctx context.Context, e *entry, user kube.User, ch c
 		se.err = be
 		return se
 	case errors.Is(err, kube.ErrUnavailable):
-		return &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+		return apiUnavailable(err)
 	default:
 		return &statusError{status: http.StatusInternalServerError, msg: "pod binding check failed", err: err}
 	}
