@@ -16,8 +16,8 @@
 // inside intercepted tunnels; pipeline.go states them in code (ServeHTTP,
 // serve, exchange):
 //
-//	stage     what it does                                   where
-//	serve     audit entry, scrubber, framing, method rules   pipeline.go, framing.go, rules.go
+//	stage     what it does                                    where
+//	serve     audit entry, scrubber, framing, method rules    pipeline.go, framing.go, rules.go
 //	route     the Connector and target the request names      reverse.go, registry.go, forward.go, mitm.go
 //	identify  the client's token                              access.go, rego.go (a class's authExtractor)
 //	admit     token review, pod binding, RBAC, Connectors     access.go
@@ -29,10 +29,15 @@
 // Each mode has a resolver for route, identify and admit (resolveReverse,
 // resolveForward, tunnel.resolve); exchange runs it and then plan
 // (planConnector) and send, which all modes share. SendAs, the status
-// probes' way out, uses the same plan and transport. CONNECT is the mode
-// that sends nothing itself: it routes and admits the tunnel (connect.go)
-// and intercepts it (mitm.go), or copies bytes blindly to an unmatched
-// host when that is allowed.
+// probes' way out, uses the same plan and registry round trip. CONNECT is
+// the mode that sends nothing itself: it routes and admits the tunnel
+// (connect.go) and intercepts it (mitm.go), or copies bytes blindly to an
+// unmatched host when that is allowed.
+//
+// The stages share one value through the request's context, inflight: the
+// audit entry and the scrubber, which serve sets, and the plan, which send
+// sets for httputil.ReverseProxy's hooks. The framing and limit state of
+// the client connection ride its connection context.
 //
 // The package owns the proxy handler (Proxy) and the listener and its
 // graceful shutdown (Server). Address matching lives in the match

@@ -76,6 +76,39 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 	sc.header(rec.Header())
 }
 
+// A resolver is a mode's route, identify and admit stages: it names the
+// Connector the request goes to and the plan so far, or the error that
+// answers the request.
+type resolver func(r *http.Request) (*routed, error)
+
+// routed is a request its mode has resolved.
+type routed struct {
+	// plan holds the target, the client's token and what the mode drops.
+	plan *plan
+	// conn is the Connector whose address the target falls under; nil when
+	// none does (an unmatched tunnel, when allowed).
+	conn *v1alpha1.Connector
+	// addr is the address of conn the target matched.
+	addr match.Address
+	// injects is false when the target is only on conn's host, outside its
+	// addresses: conn's CA verifies the host, and nothing is injected.
+	injects bool
+}
+
+// exchange runs one request through the stages after serve: the mode's
+// resolver, the plan and the send. Every error answers the request.
+func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, resolve resolver) {
+	rt, err := resolve(r)
+	if err == nil {
+		err = p.planConnector(r.Context(), rt, r.Method)
+	}
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	p.send(w, r, rt.plan)
+}
+
 // inflight is what the stages of one request share through its context,
 // the only way into httputil.ReverseProxy's hooks: the audit entry and the
 // scrubber, which serve sets, and the plan, which send sets.
@@ -114,37 +147,4 @@ func planFrom(ctx context.Context) *plan {
 		return f.plan
 	}
 	return nil
-}
-
-// A resolver is a mode's route, identify and admit stages: it names the
-// Connector the request goes to and the plan so far, or the error that
-// answers the request.
-type resolver func(r *http.Request) (*routed, error)
-
-// routed is a request its mode has resolved.
-type routed struct {
-	// plan holds the target, the client's token and what the mode drops.
-	plan *plan
-	// conn is the Connector whose address the target falls under; nil when
-	// none does (an unmatched tunnel, when allowed).
-	conn *v1alpha1.Connector
-	// addr is the address of conn the target matched.
-	addr match.Address
-	// injects is false when the target is only on conn's host, outside its
-	// addresses: conn's CA verifies the host, and nothing is injected.
-	injects bool
-}
-
-// exchange runs one request through the stages after serve: the mode's
-// resolver, the plan and the send. Every error answers the request.
-func (p *Proxy) exchange(w http.ResponseWriter, r *http.Request, resolve resolver) {
-	rt, err := resolve(r)
-	if err == nil {
-		err = p.planConnector(r.Context(), rt, r.Method)
-	}
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	p.send(w, r, rt.plan)
 }
