@@ -31,7 +31,7 @@ type plan struct {
 	// (package registryauth) instead of sending credential as it is.
 	registry *registryauth.Flow
 	// generation, when set, is the class generator that injects the
-	// credential instead of credential (hooks.go).
+	// credential instead of credential (rego.go).
 	generation *generation
 	// headers are set on the outbound request: a generator's header values.
 	headers []policy.Value
