@@ -53,30 +53,6 @@ func (pl *plan) injectedSecrets() []string {
 	return append([]string{pl.credential}, pl.secrets...)
 }
 
-// planCredential decides how a Connector's credential is injected: by its
-// auth type's generator when the class has one, else as the Authorization
-// value of its Secret type.
-func (p *Proxy) planCredential(ctx context.Context, pl *plan, c *v1alpha1.Connector) error {
-	gen, err := p.generator(ctx, c)
-	if err != nil {
-		return err
-	}
-	if gen == nil {
-		pl.credential, err = p.credential(ctx, c)
-		return err
-	}
-	s, err := p.secret(ctx, c)
-	if err != nil || s == nil {
-		return err
-	}
-	data := make(map[string]string, len(s.Data))
-	for k, v := range s.Data {
-		data[k] = string(v)
-	}
-	pl.generation = &generation{gen: gen, data: data}
-	return nil
-}
-
 // planConnector plans what the routed Connector adds to the request: its
 // credential (planCredential), the CA that verifies its host (connectorCA)
 // and, on a registry API path, the registry token flow (registryPlan). A
@@ -99,5 +75,29 @@ func (p *Proxy) planConnector(ctx context.Context, rt *routed, method string) er
 	if rt.injects {
 		p.registryPlan(pl, rt.conn, rt.addr, method)
 	}
+	return nil
+}
+
+// planCredential decides how a Connector's credential is injected: by its
+// auth type's generator when the class has one, else as the Authorization
+// value of its Secret type.
+func (p *Proxy) planCredential(ctx context.Context, pl *plan, c *v1alpha1.Connector) error {
+	gen, err := p.generator(ctx, c)
+	if err != nil {
+		return err
+	}
+	if gen == nil {
+		pl.credential, err = p.credential(ctx, c)
+		return err
+	}
+	s, err := p.secret(ctx, c)
+	if err != nil || s == nil {
+		return err
+	}
+	data := make(map[string]string, len(s.Data))
+	for k, v := range s.Data {
+		data[k] = string(v)
+	}
+	pl.generation = &generation{gen: gen, data: data}
 	return nil
 }
