@@ -38,7 +38,7 @@ func TestMergeBody(t *testing.T) {
 			status: http.StatusRequestEntityTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodPost, "http://upstream.example/", strings.NewReader(tc.body))
+			r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "http://upstream.example/", strings.NewReader(tc.body))
 			if tc.contentType != "" {
 				r.Header.Set("Content-Type", tc.contentType)
 			}
