@@ -12,6 +12,7 @@ import (
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
 // caller is an authenticated client and the Connectors it may use.
@@ -60,7 +61,7 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	user, err := p.opts.Auth.Authenticate(ctx, token)
 	switch {
 	case errors.Is(err, kube.ErrUnavailable):
-		return nil, &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+		return nil, apiUnavailable(err)
 	case errors.Is(err, kube.ErrUnauthenticated):
 		return nil, ch.fail("token rejected", nil)
 	case err != nil:
@@ -78,30 +79,40 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	markAuthenticated(ctx)
 	c := &caller{user: user, token: token, keys: keys, connectors: make([]*v1alpha1.Connector, 0, len(keys))}
 	for _, k := range keys {
-		if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
-			if errors.Is(err, kube.ErrUnavailable) {
-				return nil, &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
-			}
-			if errors.Is(err, kube.ErrForbidden) {
-				return nil, &statusError{status: http.StatusForbidden,
-					msg: fmt.Sprintf("access to connector %q denied", k.String()), err: err}
-			}
-			return nil, &statusError{status: http.StatusInternalServerError, msg: "access review failed", err: err}
-		}
-		conn, err := p.opts.Objects.Connector(ctx, k.Namespace, k.Name)
+		conn, err := p.authorizedConnector(ctx, user, k)
 		if err != nil {
-			if errors.Is(err, kube.ErrNotFound) {
-				return nil, &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("connector %q not found", k.String())}
-			}
-			return nil, objectError(k.String(), "connector", err)
-		}
-		if err := p.checkServedHere(ctx, conn); err != nil {
 			return nil, err
 		}
 		c.cands = append(c.cands, p.memos.candidates(len(c.connectors), conn)...)
 		c.connectors = append(c.connectors, conn)
 	}
 	return c, nil
+}
+
+// authorizedConnector checks that user may use the Connector k names and
+// that this proxy serves it, and loads it.
+func (p *Proxy) authorizedConnector(ctx context.Context, user kube.User, k types.NamespacedName) (*v1alpha1.Connector, error) {
+	if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
+		if errors.Is(err, kube.ErrUnavailable) {
+			return nil, apiUnavailable(err)
+		}
+		if errors.Is(err, kube.ErrForbidden) {
+			return nil, &statusError{status: http.StatusForbidden,
+				msg: fmt.Sprintf("access to connector %q denied", k.String()), err: err}
+		}
+		return nil, &statusError{status: http.StatusInternalServerError, msg: "access review failed", err: err}
+	}
+	conn, err := p.opts.Objects.Connector(ctx, k.Namespace, k.Name)
+	if err != nil {
+		if errors.Is(err, kube.ErrNotFound) {
+			return nil, &statusError{status: http.StatusNotFound, msg: fmt.Sprintf("connector %q not found", k.String())}
+		}
+		return nil, objectError(k.String(), "connector", err)
+	}
+	if err := p.checkServedHere(ctx, conn); err != nil {
+		return nil, err
+	}
+	return conn, nil
 }
 
 // checkServedHere refuses a Connector whose class has a proxy of its own
@@ -151,7 +162,7 @@ func (p *Proxy) checkBinding(ctx context.Context, e *entry, user kube.User, ch c
 		se.err = be
 		return se
 	case errors.Is(err, kube.ErrUnavailable):
-		return &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+		return apiUnavailable(err)
 	default:
 		return &statusError{status: http.StatusInternalServerError, msg: "pod binding check failed", err: err}
 	}
@@ -174,23 +185,37 @@ func (p *Proxy) forwardCaller(r *http.Request, t match.Target) (*caller, error) 
 	return c, nil
 }
 
-// connectorCA returns the certificates of a Connector's caCertSecretRef as
-// PEM, or nil: those of keys ending in .crt or .pem and of values holding a
-// PEM block (kube.CACertsFromSecret). Other keys are never read into the
-// pool or named in an error.
-func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte, error) {
-	ref := c.Spec.CACertSecretRef
-	if ref == nil || ref.Name == "" {
-		return nil, nil
-	}
-	s, err := p.opts.Objects.Secret(ctx, c.Namespace, ref.Name)
+// reverseClientToken finds the client's token of a reverse request: with
+// the class's authExtractor when it has one and it yields a token, else in
+// Authorization. A broken extractor answers 401 naming the class and rule.
+func (p *Proxy) reverseClientToken(r *http.Request, key types.NamespacedName) (string, error) {
+	x, err := p.extractor(r.Context(), key)
 	if err != nil {
-		return nil, objectError(c.Key(), "CA secret", err)
+		return "", err
 	}
-	pem := kube.CACertsFromSecret(s)
-	if len(pem) == 0 {
-		return nil, statusErrorf(http.StatusInternalServerError,
-			"connector %q: CA secret holds no PEM certificate (in a key ending .crt or .pem)", c.Key())
+	if x != nil {
+		req := &policy.Request{Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, Query: r.URL.Query()}
+		if x.ReadsBody() {
+			if req.Body, err = bufferBody(r, p.opts.PolicyBodyLimit, "the class's authExtractor reads the request body"); err != nil {
+				return "", err
+			}
+		}
+		tok, err := x.Extract(r.Context(), req)
+		if err != nil {
+			return "", reverseChallenge.fail(err.Error(), nil)
+		}
+		if tok != "" {
+			if x.ReadsBody() {
+				if err := removeFromBody(r, tok); err != nil {
+					return "", err
+				}
+			}
+			return tok, nil
+		}
 	}
-	return pem, nil
+	tok, err := reverseToken(r)
+	if err != nil {
+		return "", reverseChallenge.credentialError(err)
+	}
+	return tok, nil
 }

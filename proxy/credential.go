@@ -69,8 +69,7 @@ func objectError(connector, what string, err error) error {
 		return &statusError{status: http.StatusInternalServerError,
 			msg: fmt.Sprintf("connector %q: %s not found", connector, what), err: err}
 	case errors.Is(err, kube.ErrUnavailable):
-		return &statusError{status: http.StatusServiceUnavailable,
-			msg: "kubernetes API unavailable, try again", err: err}
+		return apiUnavailable(err)
 	default:
 		return &statusError{status: http.StatusInternalServerError,
 			msg: fmt.Sprintf("connector %q: reading %s failed", connector, what), err: err}

@@ -10,6 +10,35 @@
 // SSRF guard that refuses link-local, metadata and the proxy's own addresses
 // after DNS resolution and dials the checked IP.
 //
+// # The request pipeline
+//
+// Every request runs the same stages in the same order, in every mode and
+// inside intercepted tunnels; pipeline.go states them in code (ServeHTTP,
+// serve, exchange):
+//
+//	stage     what it does                                    where
+//	serve     audit entry, scrubber, framing, method rules    pipeline.go, framing.go, rules.go
+//	route     the Connector and target the request names      reverse.go, registry.go, forward.go, mitm.go
+//	identify  the client's token                              access.go, rego.go (a class's authExtractor)
+//	admit     token review, pod binding, RBAC, Connectors     access.go
+//	plan      credential, the Connector's CA, registry flow   plan.go, credential.go, secret.go, registry.go
+//	send      token stripping, generator, rewrite, transport  send.go, striptoken.go, body.go, upstream.go, guard.go
+//	scrub     response headers that echo an injected value    scrub.go
+//	audit     one line and the metrics per request            record.go, audit.go, metrics.go
+//
+// Each mode has a resolver for route, identify and admit (resolveReverse,
+// resolveForward, tunnel.resolve); exchange runs it and then plan
+// (planConnector) and send, which all modes share. SendAs, the status
+// probes' way out, uses the same plan and registry round trip. CONNECT is
+// the mode that sends nothing itself: it routes and admits the tunnel
+// (connect.go) and intercepts it (mitm.go), or copies bytes blindly to an
+// unmatched host when that is allowed.
+//
+// The stages share one value through the request's context, inflight: the
+// audit entry and the scrubber, which serve sets, and the plan, which send
+// sets for httputil.ReverseProxy's hooks. The framing and limit state of
+// the client connection ride its connection context.
+//
 // The package owns the proxy handler (Proxy) and the listener and its
 // graceful shutdown (Server). Address matching lives in the match
 // subpackage and the registry token flow in registryauth.

@@ -102,3 +102,9 @@ func classifyUpstream(err error) *statusError {
 		return &statusError{status: http.StatusBadGateway, msg: "upstream unreachable", err: err}
 	}
 }
+
+// apiUnavailable answers a request the Kubernetes API could not serve: 503,
+// for the client to retry.
+func apiUnavailable(err error) *statusError {
+	return &statusError{status: http.StatusServiceUnavailable, msg: "kubernetes API unavailable, try again", err: err}
+}

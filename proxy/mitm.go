@@ -41,22 +41,7 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 	}
 	defer func() { _ = conn.Close() }()
 	tun := &tunnel{caller: c, target: t}
-	_, ipErr := netip.ParseAddr(t.Host)
-	hostIsIP := ipErr == nil
-	tlsConn := tls.Server(conn, &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			sni := match.NormalizeHost(hello.ServerName)
-			if sni != t.Host && (sni != "" || !hostIsIP) {
-				tun.sniMismatch = hello.ServerName
-				if tun.sniMismatch == "" {
-					tun.sniMismatch = "(none)"
-				}
-			}
-			return leaf, nil
-		},
-	})
+	tlsConn := tls.Server(conn, tun.tlsConfig(leaf))
 	ctx, cancel := context.WithTimeout(r.Context(), p.opts.TLSHandshakeTimeout)
 	err = tlsConn.HandshakeContext(ctx)
 	cancel()
@@ -65,20 +50,7 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 		return
 	}
 	hc := &headConn{Conn: tlsConn, on: true}
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p.serve(w, r, modeMITM, func(w http.ResponseWriter, r *http.Request) { p.serveInner(w, r, tun) })
-		}),
-		ReadHeaderTimeout: p.opts.TunnelIdleTimeout,
-		IdleTimeout:       p.opts.TunnelIdleTimeout,
-		MaxHeaderBytes:    defaultMaxHeaderBytes,
-		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
-		ErrorLog:          p.errorLog("intercepted tunnel"),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(r.Context()) },
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, headConnKey{}, hc)
-		},
-	}
+	srv := p.innerServer(r.Context(), tun, hc)
 	if !p.tunnels.add(conn, srv) {
 		return
 	}
@@ -92,45 +64,95 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 	<-l.connDone
 }
 
+// tlsConfig answers the client's handshake with leaf, the certificate of
+// the CONNECT host, and notes a server name that differs from that host.
+func (tun *tunnel) tlsConfig(leaf *tls.Certificate) *tls.Config {
+	t := tun.target
+	_, ipErr := netip.ParseAddr(t.Host)
+	hostIsIP := ipErr == nil
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"http/1.1"},
+		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			sni := match.NormalizeHost(hello.ServerName)
+			if sni != t.Host && (sni != "" || !hostIsIP) {
+				tun.sniMismatch = hello.ServerName
+				if tun.sniMismatch == "" {
+					tun.sniMismatch = "(none)"
+				}
+			}
+			return leaf, nil
+		},
+	}
+}
+
+// innerServer is the HTTP/1.1 server of the requests inside one tunnel:
+// each runs through serve and exchange like any other request. ctx is the
+// CONNECT request's context.
+func (p *Proxy) innerServer(ctx context.Context, tun *tunnel, hc *headConn) *http.Server {
+	return &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.serve(w, r, modeMITM, func(w http.ResponseWriter, r *http.Request) { p.serveInner(w, r, tun) })
+		}),
+		ReadHeaderTimeout: p.opts.TunnelIdleTimeout,
+		IdleTimeout:       p.opts.TunnelIdleTimeout,
+		MaxHeaderBytes:    defaultMaxHeaderBytes,
+		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
+		ErrorLog:          p.errorLog("intercepted tunnel"),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+			return context.WithValue(ctx, headConnKey{}, hc)
+		},
+	}
+}
+
 // serveInner checks one request inside an intercepted tunnel and proxies it.
 func (p *Proxy) serveInner(w http.ResponseWriter, r *http.Request, tun *tunnel) {
+	p.exchange(w, r, tun.resolve(p))
+}
+
+// resolve routes a request inside the tunnel to the CONNECT target, which
+// its URL and Host must name, and admits the tunnel's caller again: a
+// tunnel may outlive both its token and the caller's access.
+func (tun *tunnel) resolve(p *Proxy) resolver {
+	return func(r *http.Request) (*routed, error) {
+		if err := tun.checkTarget(r); err != nil {
+			return nil, err
+		}
+		c, err := p.admit(r.Context(), tun.caller.token, tun.caller.keys, tunnelChallenge)
+		if err != nil {
+			return nil, err
+		}
+		t := tun.target
+		target := &url.URL{Scheme: "https", Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		it, err := match.ParseURL(target)
+		if err != nil {
+			return nil, statusErrorf(http.StatusBadRequest, "bad request target")
+		}
+		return p.forwardRoute(c, it, target, modeMITM)
+	}
+}
+
+// checkTarget answers 421 to a request that the TLS server name, its URL
+// or its Host sends elsewhere than the CONNECT target.
+func (tun *tunnel) checkTarget(r *http.Request) error {
 	t := tun.target
 	if tun.sniMismatch != "" {
-		p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest,
-			"TLS server name does not match the CONNECT host %s", t.Host))
-		return
+		return statusErrorf(http.StatusMisdirectedRequest,
+			"TLS server name does not match the CONNECT host %s", t.Host)
 	}
 	if r.URL.IsAbs() || r.URL.Host != "" {
 		if u, err := match.ParseURL(r.URL); err != nil || u.Scheme != "https" || u.Host != t.Host || u.Port != t.Port {
-			p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest, "request target does not match the CONNECT host %s", t.Host))
-			return
+			return statusErrorf(http.StatusMisdirectedRequest, "request target does not match the CONNECT host %s", t.Host)
 		}
 	}
 	if r.Host != "" {
 		host, port, err := match.Authority(r.Host, "443")
 		if err != nil || host != t.Host || port != t.Port {
-			p.fail(w, r, statusErrorf(http.StatusMisdirectedRequest, "Host does not match the CONNECT host %s", t.Host))
-			return
+			return statusErrorf(http.StatusMisdirectedRequest, "Host does not match the CONNECT host %s", t.Host)
 		}
 	}
-	// Re-check the token and access: a tunnel may outlive both.
-	c, err := p.admit(r.Context(), tun.caller.token, tun.caller.keys, tunnelChallenge)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	target := &url.URL{Scheme: "https", Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
-	it, err := match.ParseURL(target)
-	if err != nil {
-		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request target"))
-		return
-	}
-	pl, err := p.forwardPlan(r, c, it, target, modeMITM)
-	if err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	p.proxy(w, r, pl)
+	return nil
 }
 
 func hostPort(t match.Target) string {

@@ -38,14 +38,10 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 		return nil, fmt.Errorf("%s://%s:%s: %w", t.Scheme, t.Host, t.Port, ErrNotConnectorAddress)
 	}
 	target := *r.URL
-	pl := &plan{mode: modeProbe, connector: c.Key(), target: &target}
-	if err := p.planCredential(ctx, pl, c); err != nil {
+	pl := &plan{mode: modeProbe, target: &target}
+	if err := p.planConnector(ctx, &routed{plan: pl, conn: c, addr: cand.Address, injects: true}, r.Method); err != nil {
 		return nil, err
 	}
-	if pl.caPEM, err = p.connectorCA(ctx, c); err != nil {
-		return nil, err
-	}
-	p.registryPlan(pl, c, cand.Address, r.Method, target.EscapedPath(), target.RawQuery)
 	tr, err := p.upstreams.transport(pl.caPEM)
 	if err != nil {
 		return nil, err
@@ -67,5 +63,5 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 	if pl.credential != "" {
 		out.Header.Set("Authorization", pl.credential)
 	}
-	return p.send(tr, out, pl)
+	return p.roundTrip(tr, out, pl)
 }

@@ -1,15 +1,12 @@
 package proxy
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httputil"
-	"net/netip"
-	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -17,7 +14,6 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/connectors-node/connectors-node/proxy/match"
-	"github.com/connectors-node/connectors-node/proxy/policy"
 	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 
@@ -86,65 +82,6 @@ func New(opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// ServeHTTP dispatches CONNECT and absolute-form requests to the forward
-// proxy and origin-form requests to the reverse proxy.
-func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	mode := modeReverse
-	switch {
-	case r.Method == http.MethodConnect:
-		mode = modeConnect
-	case r.URL.IsAbs() || r.URL.Host != "":
-		mode = modeForward
-	}
-	p.serve(w, r, mode, func(w http.ResponseWriter, r *http.Request) {
-		switch mode {
-		case modeConnect:
-			p.serveConnect(w, r)
-		case modeForward:
-			p.serveForward(w, r)
-		default:
-			p.serveReverse(w, r)
-		}
-	})
-}
-
-// serve wraps one request: audit entry, status recorder, body counter, the
-// framing check and the method and upgrade rules (rules.go), then h. Every
-// request passes here, in every mode and inside intercepted tunnels.
-func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h http.HandlerFunc) {
-	e := &entry{start: p.opts.Now(), mode: mode, method: r.Method, host: r.Host, path: r.URL.Path}
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		e.source = ap.Addr().Unmap()
-	}
-	if mode == modeConnect {
-		e.path = ""
-	}
-	defer p.finish(e)
-	sc := &scrubber{}
-	rec := &recorder{ResponseWriter: w, e: e, scrub: sc}
-	defer p.recoverPanic(rec, e)
-	r = r.WithContext(withScrubber(withEntry(r.Context(), e), sc))
-	if hc := headConnFrom(r.Context()); hc != nil {
-		mixed := hc.take(r)
-		defer hc.resume()
-		if mixed {
-			p.fail(rec, r, statusErrorf(http.StatusBadRequest, "request has both Content-Length and Transfer-Encoding"))
-			return
-		}
-	}
-	if err := checkRules(r); err != nil {
-		p.fail(rec, r, err)
-		return
-	}
-	if r.Body != nil && r.Body != http.NoBody {
-		e.body = &countingBody{ReadCloser: r.Body}
-		r.Body = e.body
-	}
-	h(rec, r)
-	// Trailers are in the header map until the handler returns.
-	sc.header(rec.Header())
-}
-
 // errResponseAborted is the audit error of a response cut off mid-way: the
 // upstream failed during the body (httputil.ReverseProxy then aborts the
 // handler) or the client went away.
@@ -199,150 +136,6 @@ func (w errorLogWriter) Write(b []byte) (int, error) {
 	}
 	w.log.Info("net/http", "source", w.source, "message", msg)
 	return len(b), nil
-}
-
-// plan is what the rewrite step needs to send one request upstream.
-type plan struct {
-	mode      string
-	connector string
-	// target is the upstream URL: scheme, host, path and query.
-	target *url.URL
-	// credential is the Authorization value to inject ("" for none).
-	credential string
-	// dropAuthorization removes the client's Authorization (reverse mode,
-	// where it carries the client's token).
-	dropAuthorization bool
-	// token is the client's token; an Authorization header carrying it is
-	// removed (forward modes).
-	token string
-	// caPEM are extra roots for the upstream's certificate.
-	caPEM []byte
-	// location rewrites backend Location headers (reverse mode).
-	location *locationRewrite
-	// registry, when set, authenticates to a registry with its token flow
-	// (package registryauth) instead of sending credential as it is.
-	registry *registryauth.Flow
-	// generation, when set, is the class generator that injects the
-	// credential instead of credential (hooks.go).
-	generation *generation
-	// headers are set on the outbound request: a generator's header values.
-	headers []policy.Value
-	// secrets are the injected values besides credential (a generator's
-	// values in any position).
-	secrets []string
-}
-
-// injects reports whether the plan injects a credential.
-func (pl *plan) injects() bool { return pl.credential != "" || pl.generation != nil }
-
-// injectedSecrets are the credential values this request carries upstream:
-// the Authorization value and a generator's values. The scrubber removes
-// a response header value that echoes one of them.
-func (pl *plan) injectedSecrets() []string {
-	if pl.credential == "" {
-		return pl.secrets
-	}
-	return append([]string{pl.credential}, pl.secrets...)
-}
-
-type planKey struct{}
-
-func planFrom(ctx context.Context) *plan {
-	pl, _ := ctx.Value(planKey{}).(*plan)
-	return pl
-}
-
-// proxy sends r upstream as planned.
-func (p *Proxy) proxy(w http.ResponseWriter, r *http.Request, pl *plan) {
-	if e := entryFrom(r.Context()); e != nil {
-		e.connector = pl.connector
-		e.injected = pl.injects()
-	}
-	// The client's token leaves the request in whatever parameter it came.
-	removeTokenQuery(pl.target, pl.token)
-	if pl.generation != nil {
-		out, err := p.generate(r, pl)
-		if err != nil {
-			p.fail(w, r, err)
-			return
-		}
-		r = out
-	}
-	// Every value injected is removed from the response headers that echo
-	// it (scrub.go), whoever writes them.
-	scrubberFrom(r.Context()).addSecrets(pl.injectedSecrets()...)
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), planKey{}, pl)))
-}
-
-// rewrite builds the outbound request. httputil.ReverseProxy has already
-// removed hop-by-hop headers (and those named in Connection) and the
-// X-Forwarded-For/Host/Proto and Forwarded headers, so the credential set
-// here cannot be stripped by the client.
-func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	pl := planFrom(pr.In.Context())
-	u := *pl.target
-	pr.Out.URL = &u
-	pr.Out.Host = ""
-	h := pr.Out.Header
-	h.Del("Proxy-Authorization")
-	h.Del("X-Real-Ip")
-	for k := range h {
-		if strings.HasPrefix(k, "X-Forwarded-") {
-			delete(h, k)
-		}
-	}
-	if pl.dropAuthorization {
-		h.Del("Authorization")
-	}
-	removeTokenHeaders(h, pl.token)
-	if pl.credential != "" {
-		h.Set("Authorization", pl.credential)
-	}
-	for _, v := range pl.headers {
-		h.Set(v.Key, v.Value)
-	}
-}
-
-// carriesToken reports whether an Authorization value holds token, as
-// Bearer or as a Basic password.
-func carriesToken(values []string, token string) bool {
-	for _, v := range values {
-		scheme, rest, _ := strings.Cut(v, " ")
-		if strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(rest) == token {
-			return true
-		}
-		if _, pass, ok := parseBasic(v); ok && pass == token {
-			return true
-		}
-	}
-	return false
-}
-
-func (p *Proxy) modifyResponse(resp *http.Response) error {
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		// The request's protocol was checked; httputil.ReverseProxy makes
-		// the answer name the same one. This holds it even so.
-		if proto, refused := refusedUpgrade(resp.Header); refused {
-			return &statusError{status: http.StatusBadGateway,
-				msg: fmt.Sprintf("upstream switched to %q, which is not proxied", printable(proto))}
-		}
-		// httputil.ReverseProxy writes the 101 on the hijacked connection,
-		// past the recorder: the audit line takes it from here.
-		if e := entryFrom(resp.Request.Context()); e != nil {
-			e.status = http.StatusSwitchingProtocols
-		}
-	}
-	pl := planFrom(resp.Request.Context())
-	if pl != nil && pl.location != nil {
-		pl.location.apply(resp)
-	}
-	if pl != nil && pl.injects() {
-		// A session the upstream opens for the injected credential would be
-		// a credential of its own in the workload's hands, usable without
-		// the proxy and beyond the pod token's life.
-		resp.Header.Del("Set-Cookie")
-	}
-	return nil
 }
 
 // copyBufferSize is the size of the copy buffers of streamed bodies.

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/netip"
@@ -44,17 +43,6 @@ func (e *entry) modeOr(def string) string {
 		return def
 	}
 	return e.mode
-}
-
-type entryKey struct{}
-
-func withEntry(ctx context.Context, e *entry) context.Context {
-	return context.WithValue(ctx, entryKey{}, e)
-}
-
-func entryFrom(ctx context.Context) *entry {
-	e, _ := ctx.Value(entryKey{}).(*entry)
-	return e
 }
 
 // finish writes the audit line and updates the metrics.

@@ -128,11 +128,12 @@ func registryLocation(base, prefix, below string) (string, bool) {
 // registryPlan turns on the registry token flow for a planned request to a
 // registry API path when the Connector injects a username and password
 // (basic-auth and registry-token Secrets). addr is the matched address of
-// conn and escapedPath the outbound path.
-func (p *Proxy) registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Address, method, escapedPath, rawQuery string) {
+// conn.
+func (p *Proxy) registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Address, method string) {
 	if !strings.HasPrefix(pl.credential, "Basic ") {
 		return
 	}
+	escapedPath, rawQuery := pl.target.EscapedPath(), pl.target.RawQuery
 	below := addr.Below(escapedPath)
 	if below != "/v2" && !strings.HasPrefix(below, registryPathPrefix) {
 		return
@@ -145,19 +146,6 @@ func (p *Proxy) registryPlan(pl *plan, conn *v1alpha1.Connector, addr match.Addr
 		Ping:      pl.target.Scheme + "://" + pl.target.Host + root + registryPathPrefix,
 		Scopes:    registryauth.Scopes(method, below, rawQuery),
 	}
-}
-
-// send sends a planned request upstream, through the registry token flow
-// when the plan has one.
-func (p *Proxy) send(t http.RoundTripper, r *http.Request, pl *plan) (*http.Response, error) {
-	if pl.registry == nil {
-		return t.RoundTrip(r)
-	}
-	resp, err := p.registryAuth.Transport(t, pl.registry).RoundTrip(r)
-	if err != nil {
-		return nil, registryError(err)
-	}
-	return resp, nil
 }
 
 // registryError gives a failure of the registry token flow its status: a

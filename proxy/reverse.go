@@ -80,10 +80,19 @@ func hostRoute(hostport, clusterDomain string) (types.NamespacedName, bool) {
 	return k, connref.Valid(k)
 }
 
+// serveReverse handles an origin-form request: the registry ping, or a
+// request to a Connector named by host form or path form.
 func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 	if p.serveRegistryPing(w, r) {
 		return
 	}
+	p.exchange(w, r, p.resolveReverse)
+}
+
+// resolveReverse routes an origin-form request to its Connector, finds the
+// client's token (the class's authExtractor, else Authorization), admits
+// the caller and joins the request path onto the Connector's address.
+func (p *Proxy) resolveReverse(r *http.Request) (*routed, error) {
 	rt, registryPrefix, ok := p.registryRoute(r)
 	rawQuery := r.URL.RawQuery
 	if ok {
@@ -92,21 +101,31 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		rt, ok = p.reverseRoute(r)
 	}
 	if !ok {
-		p.fail(w, r, statusErrorf(http.StatusNotFound,
-			"no connector route: use /namespaces/<ns>/connectors/<name>/ or host c-<name>.<ns>"))
-		return
+		return nil, statusErrorf(http.StatusNotFound,
+			"no connector route: use /namespaces/<ns>/connectors/<name>/ or host c-<name>.<ns>")
 	}
 	token, err := p.reverseClientToken(r, rt.key)
 	if err != nil {
-		p.fail(w, r, err)
-		return
+		return nil, err
 	}
 	c, err := p.admit(r.Context(), token, []types.NamespacedName{rt.key}, reverseChallenge)
 	if err != nil {
-		p.fail(w, r, err)
-		return
+		return nil, err
 	}
 	conn := c.connectors[0]
+	addr, target, err := p.reverseTarget(conn, rt.rest, rawQuery)
+	if err != nil {
+		return nil, err
+	}
+	pl := &plan{mode: modeReverse, target: target, dropAuthorization: true, token: token,
+		location: &locationRewrite{backend: addr, base: rt.base, registryPrefix: registryPrefix}}
+	return &routed{plan: pl, conn: conn, addr: addr, injects: true}, nil
+}
+
+// reverseTarget joins the escaped path rest and the query onto the
+// Connector's address. The result must still fall under that address: dot
+// segments or encoded slashes in the path could otherwise escape it.
+func (p *Proxy) reverseTarget(conn *v1alpha1.Connector, rest, rawQuery string) (match.Address, *url.URL, error) {
 	pa := p.memos.address(conn.Spec.Address)
 	if pa.err != nil {
 		// A Connector stored before the CRDs checked addresses: the
@@ -117,35 +136,18 @@ func (p *Proxy) serveReverse(w http.ResponseWriter, r *http.Request) {
 		if errors.As(pa.err, &ae) {
 			reason = ae.Reason
 		}
-		p.fail(w, r, &statusError{status: http.StatusBadGateway,
-			msg: "connector " + quote(conn.Key()) + ": spec.address " + reason, err: pa.err})
-		return
+		return match.Address{}, nil, &statusError{status: http.StatusBadGateway,
+			msg: "connector " + quote(conn.Key()) + ": spec.address " + reason, err: pa.err}
 	}
-	addr := pa.addr
-	target, err := pa.join(rt.rest, rawQuery)
+	target, err := pa.join(rest, rawQuery)
 	if err != nil {
-		p.fail(w, r, statusErrorf(http.StatusBadRequest, "bad request path"))
-		return
+		return match.Address{}, nil, statusErrorf(http.StatusBadRequest, "bad request path")
 	}
-	// The joined URL must still fall under the Connector's address: dot
-	// segments or encoded slashes in the path could otherwise escape it.
 	t, err := match.ParseURL(target)
-	if _, ok := addr.Matches(t); err != nil || !ok {
-		p.fail(w, r, statusErrorf(http.StatusBadRequest, "request path escapes the connector's address"))
-		return
+	if _, ok := pa.addr.Matches(t); err != nil || !ok {
+		return match.Address{}, nil, statusErrorf(http.StatusBadRequest, "request path escapes the connector's address")
 	}
-	pl := &plan{mode: modeReverse, connector: conn.Key(), target: target, dropAuthorization: true, token: token,
-		location: &locationRewrite{backend: addr, base: rt.base, registryPrefix: registryPrefix}}
-	if err = p.planCredential(r.Context(), pl, conn); err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	if pl.caPEM, err = p.connectorCA(r.Context(), conn); err != nil {
-		p.fail(w, r, err)
-		return
-	}
-	p.registryPlan(pl, conn, addr, r.Method, target.EscapedPath(), target.RawQuery)
-	p.proxy(w, r, pl)
+	return pa.addr, target, nil
 }
 
 // join appends the escaped path rest and the query to the address.

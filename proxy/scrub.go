@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -37,17 +36,6 @@ func (s *scrubber) add(n string) {
 	if s.shortest == 0 || len(n) < s.shortest {
 		s.shortest = len(n)
 	}
-}
-
-type scrubberKey struct{}
-
-func withScrubber(ctx context.Context, s *scrubber) context.Context {
-	return context.WithValue(ctx, scrubberKey{}, s)
-}
-
-func scrubberFrom(ctx context.Context) *scrubber {
-	s, _ := ctx.Value(scrubberKey{}).(*scrubber)
-	return s
 }
 
 // addAuthorization records an Authorization value the proxy sends upstream.

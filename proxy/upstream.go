@@ -148,34 +148,3 @@ func (u *upstreams) closeIdle() {
 		t.CloseIdleConnections()
 	}
 }
-
-// roundTripper sends a planned request with the transport its plan needs
-// and measures the time to response headers.
-type roundTripper struct{ p *Proxy }
-
-func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	pl := planFrom(r.Context())
-	if pl == nil {
-		return nil, fmt.Errorf("request without a plan")
-	}
-	t, err := rt.p.upstreams.transport(pl.caPEM)
-	if err != nil {
-		return nil, &statusError{status: http.StatusInternalServerError,
-			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
-	}
-	if r.Header.Get("Upgrade") != "" {
-		// The rules let only websocket and SPDY/3.1 this far.
-		t = http1Only(t)
-	}
-	var base http.RoundTripper = t
-	if pl.credential != "" {
-		// Every Authorization sent upstream for an injecting plan (the
-		// credential, or a registry token fetched with it) is looked for
-		// in the response headers.
-		base = recordingTransport{base: t, scrub: scrubberFrom(r.Context())}
-	}
-	start := rt.p.opts.Now()
-	resp, err := rt.p.send(base, r, pl)
-	rt.p.metrics.upstreamSeries(pl.mode).Observe(rt.p.opts.Now().Sub(start).Seconds())
-	return resp, err
-}

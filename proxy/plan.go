@@ -1,0 +1,103 @@
+package proxy
+
+import (
+	"context"
+	"net/url"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/proxy/policy"
+	"github.com/connectors-node/connectors-node/proxy/registryauth"
+)
+
+// plan is what the rewrite step needs to send one request upstream.
+type plan struct {
+	mode      string
+	connector string
+	// target is the upstream URL: scheme, host, path and query.
+	target *url.URL
+	// credential is the Authorization value to inject ("" for none).
+	credential string
+	// dropAuthorization removes the client's Authorization (reverse mode,
+	// where it carries the client's token).
+	dropAuthorization bool
+	// token is the client's token; an Authorization header carrying it is
+	// removed (forward modes).
+	token string
+	// caPEM are extra roots for the upstream's certificate.
+	caPEM []byte
+	// location rewrites backend Location headers (reverse mode).
+	location *locationRewrite
+	// registry, when set, authenticates to a registry with its token flow
+	// (package registryauth) instead of sending credential as it is.
+	registry *registryauth.Flow
+	// generation, when set, is the class generator that injects the
+	// credential instead of credential (rego.go).
+	generation *generation
+	// headers are set on the outbound request: a generator's header values.
+	headers []policy.Value
+	// secrets are the injected values besides credential (a generator's
+	// values in any position).
+	secrets []string
+}
+
+// injects reports whether the plan injects a credential.
+func (pl *plan) injects() bool { return pl.credential != "" || pl.generation != nil }
+
+// injectedSecrets are the credential values this request carries upstream:
+// the Authorization value and a generator's values. The scrubber removes
+// a response header value that echoes one of them.
+func (pl *plan) injectedSecrets() []string {
+	if pl.credential == "" {
+		return pl.secrets
+	}
+	return append([]string{pl.credential}, pl.secrets...)
+}
+
+// planConnector plans what the routed Connector adds to the request: its
+// credential (planCredential), the CA that verifies its host (connectorCA)
+// and, on a registry API path, the registry token flow (registryPlan). A
+// request no Connector serves gets none of them.
+func (p *Proxy) planConnector(ctx context.Context, rt *routed, method string) error {
+	if rt.conn == nil {
+		return nil
+	}
+	pl := rt.plan
+	pl.connector = rt.conn.Key()
+	if rt.injects {
+		if err := p.planCredential(ctx, pl, rt.conn); err != nil {
+			return err
+		}
+	}
+	var err error
+	if pl.caPEM, err = p.connectorCA(ctx, rt.conn); err != nil {
+		return err
+	}
+	if rt.injects {
+		p.registryPlan(pl, rt.conn, rt.addr, method)
+	}
+	return nil
+}
+
+// planCredential decides how a Connector's credential is injected: by its
+// auth type's generator when the class has one, else as the Authorization
+// value of its Secret type.
+func (p *Proxy) planCredential(ctx context.Context, pl *plan, c *v1alpha1.Connector) error {
+	gen, err := p.generator(ctx, c)
+	if err != nil {
+		return err
+	}
+	if gen == nil {
+		pl.credential, err = p.credential(ctx, c)
+		return err
+	}
+	s, err := p.secret(ctx, c)
+	if err != nil || s == nil {
+		return err
+	}
+	data := make(map[string]string, len(s.Data))
+	for k, v := range s.Data {
+		data[k] = string(v)
+	}
+	pl.generation = &generation{gen: gen, data: data}
+	return nil
+}
