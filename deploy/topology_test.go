@@ -28,10 +28,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // needTool skips without the named program, except in CI.
@@ -39,7 +39,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		testsupport.SkipOrFail(t, "%s is not installed: run `make deps`", name)
+		fake.SkipOrFail(t, "%s is not installed: run `make deps`", name)
 	}
 	return p
 }
@@ -338,7 +338,7 @@ func TestTopologiesApplyToARealAPIServer(t *testing.T) {
 	for _, dir := range []string{"overlays/node", "overlays/split"} {
 		t.Run(dir, func(t *testing.T) {
 			objs := kustomize(t, dir)
-			env := apitest.Start(t, apitest.Options{NoCRDs: true})
+			env := apiserver.Start(t, apiserver.Options{NoCRDs: true})
 			require.NoError(t, manifests.Create(context.Background(), env.Client, objs))
 		})
 	}
@@ -350,7 +350,7 @@ func TestTopologiesApplyToARealAPIServer(t *testing.T) {
 // or the CA key: it cannot; the proxy role can.
 func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 	objs := kustomize(t, "overlays/split")
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
 	require.NoError(t, manifests.Create(ctx, env.Client, slices.DeleteFunc(objs, func(u *unstructured.Unstructured) bool {
 		return u.GetKind() == "CustomResourceDefinition" // the API server has them already

@@ -12,11 +12,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 func TestLoadOrCreateCAConcurrentNodesShareOneCA(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca")
 	const nodes = 8
 	cas := make([]*kube.CA, nodes)
@@ -53,7 +53,7 @@ func TestLoadOrCreateCAConcurrentNodesShareOneCA(t *testing.T) {
 }
 
 func TestLoadOrCreateCANeverOverwritesABadSecret(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-bad")
 	ctx := context.Background()
 	bad := &corev1.Secret{

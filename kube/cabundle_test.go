@@ -15,7 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 func newTestCA(t *testing.T, name string) *kube.CA {
@@ -60,7 +60,7 @@ func TestNormalizeCABundle(t *testing.T) {
 // the key publishes the certificate, never the key, in the ConfigMap, and
 // that a reader of the ConfigMap alone gets the same certificates.
 func TestCAKeeperPublishesTheCertificatesAlone(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-publish")
 	ctx := context.Background()
 	opts := kube.CAOptions{Client: env.Kube, Namespace: ns, Secret: "connectors-proxy-ca"}
@@ -116,7 +116,7 @@ func keys(m map[string]string) []string {
 // certificate a leaf could be signed with, and a bad Secret is never
 // adopted.
 func TestCARotationSteps(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-rotate")
 	ctx := context.Background()
 	const name = "connectors-proxy-ca"
@@ -169,7 +169,7 @@ func TestCARotationSteps(t *testing.T) {
 // TestCABundleReaderKeepsTheLastGoodBundle checks that a ConfigMap that
 // stops holding valid certificates (or holds a key) is not adopted.
 func TestCABundleReaderKeepsTheLastGoodBundle(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-reader")
 	ctx := context.Background()
 	ca := newTestCA(t, "c")
@@ -196,7 +196,7 @@ func TestCABundleReaderKeepsTheLastGoodBundle(t *testing.T) {
 // watch; a deleted ConfigMap is published again while the reader keeps
 // its bundle; and once settled neither sends a request.
 func TestCAIsWatchedNotPolled(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-watch")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -8,7 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 )
 
 func TestCACertsFromSecret(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // countingConfig returns a copy of cfg whose requests are counted by method
@@ -35,7 +35,7 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestCacheServesConnectorsAndClasses(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := env.Namespace(t, "cache")
@@ -109,7 +109,7 @@ func TestCacheServesConnectorsAndClasses(t *testing.T) {
 }
 
 func TestCacheSecretErrorsAreTyped(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx := context.Background()
 	c, err := kube.NewCache(kube.CacheOptions{Config: env.Config})
 	require.NoError(t, err)

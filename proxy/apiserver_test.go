@@ -14,14 +14,14 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // Token and RBAC decisions end to end against a real API server: minted
 // ServiceAccount tokens, TokenReview, SubjectAccessReview, the informer
 // cache and an on-demand Secret read.
 func TestRealAPIServerDecisions(t *testing.T) {
-	api := apitest.Start(t, apitest.Options{})
+	api := apiserver.Start(t, apiserver.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ns := api.Namespace(t, "proxy")
@@ -89,7 +89,7 @@ func TestRealAPIServerDecisions(t *testing.T) {
 // serveWithAPI starts a proxy on loopback whose Connectors come from an
 // informer cache and whose tokens and access are reviewed by the real API
 // server, and returns its address. edit adjusts the options.
-func serveWithAPI(ctx context.Context, t *testing.T, api *apitest.Env, edit func(*Options)) string {
+func serveWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit func(*Options)) string {
 	t.Helper()
 	cache, err := kube.NewCache(kube.CacheOptions{Config: api.Config})
 	if err != nil {

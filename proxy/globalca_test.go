@@ -14,7 +14,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // TestGlobalCASecretsWhileServing: a TLS upstream signed by a CA that only
@@ -23,7 +23,7 @@ import (
 // along. A Secret with the CA but without the label, and a labelled one in
 // another namespace, change nothing.
 func TestGlobalCASecretsWhileServing(t *testing.T) {
-	api := apitest.Start(t, apitest.Options{})
+	api := apiserver.Start(t, apiserver.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	serviceNS := api.Namespace(t, "connectors-system")

@@ -19,16 +19,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // Secrets used by the fixtures; TestSecretsNeverLeak scans for them.
@@ -49,7 +49,7 @@ func basicValue(user, pass string) string {
 
 // newFakeAuth is the shared token reviewer with the fixture tokens.
 func newFakeAuth() *fakeAuth {
-	a := &fakeAuth{testsupport.NewAuth()}
+	a := &fakeAuth{fake.NewAuth()}
 	a.AddToken(tokA, "team-a", "default", "team-a/*")
 	a.AddToken(tokB, "team-b", "default", "team-b/*")
 	a.AddToken(tokNoAccess, "team-a", "nobody")
@@ -57,7 +57,7 @@ func newFakeAuth() *fakeAuth {
 }
 
 // fakeAuth is the shared token reviewer, with an outage switch.
-type fakeAuth struct{ *testsupport.Auth }
+type fakeAuth struct{ *fake.Auth }
 
 func (a *fakeAuth) setUnavailable(v bool) {
 	if v {
@@ -69,9 +69,9 @@ func (a *fakeAuth) setUnavailable(v bool) {
 
 // fakeObjects is the shared in-memory kube.Objects with this package's
 // fixture builders.
-type fakeObjects struct{ *testsupport.Objects }
+type fakeObjects struct{ *fake.Objects }
 
-func newFakeObjects() *fakeObjects { return &fakeObjects{testsupport.NewObjects()} }
+func newFakeObjects() *fakeObjects { return &fakeObjects{fake.NewObjects()} }
 
 // class adds a ConnectorClass.
 func (o *fakeObjects) class(c *v1alpha1.ConnectorClass) { o.AddClass(c) }
@@ -270,7 +270,7 @@ func testResolver(_ context.Context, host string) ([]netip.Addr, error) {
 }
 
 // logBuffer is the shared log and audit buffer the leak scans read.
-type logBuffer = testsupport.LogBuffer
+type logBuffer = fake.LogBuffer
 
 // env is a running proxy with fakes.
 type env struct {
