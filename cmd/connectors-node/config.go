@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
 	"github.com/connectors-node/connectors-node/proxy"
 )
 
