@@ -58,8 +58,11 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 	$(GO) vet ./...
 	golangci-lint run ./...
 
+.PHONY: verify
+verify: lint check-generated ## Run go vet, golangci-lint and the generated-code check.
+
 .PHONY: test
-test: deps lint check-generated testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run.
+test: verify testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run. Install the packages first with make deps: a test whose program is missing skips, and fails in CI.
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 -timeout=30m ./...
 	@if [ "$${CI:-}" = true ]; then $(MAKE) fuzz FUZZTIME=3s; fi
 
