@@ -28,7 +28,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
 	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
@@ -380,7 +380,7 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 		}
 	}
 	for _, verb := range []string{"get", "list", "watch"} {
-		require.True(t, can("connectors-csi", verb, "configmaps", ns, kube.DefaultCAConfigMap), verb)
+		require.True(t, can("connectors-csi", verb, "configmaps", ns, ca.DefaultConfigMap), verb)
 		require.False(t, can("connectors-csi", verb, "configmaps", ns, ""), "the CSI-only role may %s every ConfigMap", verb)
 	}
 	require.False(t, can("connectors-csi", "get", "configmaps", ns, "other"))
@@ -398,7 +398,7 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "reading the CA Secret: %v", err)
 	_, err = csiClient.CoreV1().Secrets(other).List(ctx, metav1.ListOptions{})
 	require.True(t, apierrors.IsForbidden(err), "listing Secrets: %v", err)
-	_, err = csiClient.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	_, err = csiClient.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "the CA ConfigMap is readable (not yet written): %v", err)
 
 	// The proxy role, with its own token, creates the CA and publishes its
@@ -407,14 +407,14 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 	proxyCfg.BearerToken = env.Token(t, ns, "connectors-proxy", nil, time.Hour)
 	proxyClient, err := kubernetes.NewForConfig(proxyCfg)
 	require.NoError(t, err)
-	keeper, err := kube.NewCAKeeper(ctx, kube.CAOptions{Client: proxyClient, Namespace: ns, Secret: "connectors-proxy-ca"})
+	keeper, err := ca.NewKeeper(ctx, ca.Options{Client: proxyClient, Namespace: ns, Secret: "connectors-proxy-ca"})
 	require.NoError(t, err, "the proxy role's RBAC is enough to create and publish the CA")
 	keyDER, err := x509.MarshalECPrivateKey(keeper.Signing().Key)
 	require.NoError(t, err)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 
 	var readable []string
-	cm, err := csiClient.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	cm, err := csiClient.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.NoError(t, err)
 	readable = append(readable, mustJSON(t, cm))
 	for _, res := range []string{"connectors", "connectorclasses"} {
@@ -423,7 +423,7 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 		require.NoError(t, err, "the CSI-only role lists %s", res)
 		readable = append(readable, mustJSON(t, &list))
 	}
-	require.Equal(t, string(keeper.Signing().CertPEM), cm.Data[kube.CABundleKey])
+	require.Equal(t, string(keeper.Signing().CertPEM), cm.Data[ca.BundleKey])
 	for _, text := range readable {
 		require.NotContains(t, text, "PRIVATE KEY")
 		require.NotContains(t, text, string(keyPEM))

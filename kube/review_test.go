@@ -26,7 +26,7 @@ const audience = "connectors-proxy"
 type reviewCalls struct{ tokens, access atomic.Int64 }
 
 func (c *reviewCalls) client(t *testing.T, env *apiserver.Env) kubernetes.Interface {
-	cfg := countingConfig(env.Config, func(r *http.Request) {
+	cfg := apiserver.CountingConfig(env.Config, func(r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/tokenreviews"):
 			c.tokens.Add(1)

@@ -28,7 +28,7 @@ func TestCacheReadsServicesByNameForTheirTTL(t *testing.T) {
 
 	var mu sync.Mutex
 	var services []string
-	cfg := countingConfig(env.Config, func(r *http.Request) {
+	cfg := apiserver.CountingConfig(env.Config, func(r *http.Request) {
 		if strings.Contains(r.URL.Path, "/services") {
 			mu.Lock()
 			defer mu.Unlock()

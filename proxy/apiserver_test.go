@@ -14,6 +14,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
@@ -105,11 +106,11 @@ func serveWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit fu
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := kube.NewCA("t", time.Now())
+	authority, err := ca.NewCA("t", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Objects: cache, Auth: reviewer, CA: ca, AllowLoopback: true, Resolver: testResolver}
+	opts := Options{Objects: cache, Auth: reviewer, CA: authority, AllowLoopback: true, Resolver: testResolver}
 	if edit != nil {
 		edit(&opts)
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -215,11 +216,11 @@ type testCA struct {
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	ca, err := testpki.NewCA("upstream-test-ca")
+	authority, err := testpki.NewCA("upstream-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: ca.Cert, pki: ca}
+	return &testCA{cert: authority.Cert, pki: authority}
 }
 
 func (ca *testCA) serverCert(t testing.TB, names ...string) tls.Certificate {
@@ -280,7 +281,7 @@ type env struct {
 	url      string // http://addr
 	auth     *fakeAuth
 	objects  *fakeObjects
-	ca       *kube.CA
+	ca       *ca.CA
 	caFile   string
 	logs     *logBuffer
 	registry *prometheus.Registry
@@ -299,15 +300,15 @@ func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opt
 // startEnvServer is startEnv with the server's options.
 func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, so ServerOptions, opts ...envOption) *env {
 	t.Helper()
-	ca, err := kube.NewCA("proxy-test-ca", time.Now())
+	authority, err := ca.NewCA("proxy-test-ca", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{auth: newFakeAuth(), objects: objects, ca: ca, logs: &logBuffer{}, registry: prometheus.NewRegistry()}
+	e := &env{auth: newFakeAuth(), objects: objects, ca: authority, logs: &logBuffer{}, registry: prometheus.NewRegistry()}
 	o := Options{
 		Objects:       objects,
 		Auth:          e.auth,
-		CA:            ca,
+		CA:            authority,
 		AllowLoopback: true,
 		Resolver:      testResolver,
 		UpstreamRoots: roots,
@@ -343,7 +344,7 @@ func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificat
 		<-done
 	})
 	e.caFile = filepath.Join(t.TempDir(), "proxy-ca.crt")
-	if err := os.WriteFile(e.caFile, ca.CertPEM, 0o600); err != nil {
+	if err := os.WriteFile(e.caFile, authority.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return e

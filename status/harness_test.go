@@ -29,6 +29,7 @@ import (
 	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/status"
 	"github.com/connectors-node/connectors-node/test/apiserver"
@@ -160,9 +161,9 @@ func startNode(t testing.TB, env *apiserver.Env, o nodeOptions) *node {
 	require.NoError(t, err)
 	require.NoError(t, cache.Start(ctx))
 	require.True(t, cache.WaitForSync(ctx))
-	ca, err := kube.NewCA("status-test-ca", time.Now())
+	authority, err := ca.NewCA("status-test-ca", time.Now())
 	require.NoError(t, err)
-	p, err := proxy.New(proxy.Options{Objects: cache, Auth: noAuth{}, CA: ca, AllowLoopback: true, Log: log})
+	p, err := proxy.New(proxy.Options{Objects: cache, Auth: noAuth{}, CA: authority, AllowLoopback: true, Log: log})
 	require.NoError(t, err)
 	kc, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)

@@ -20,8 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
 	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/kubelet"
@@ -215,7 +215,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	s, err := secrets.Get(ctx, "connectors-proxy-ca", metav1.GetOptions{})
 	require.NoError(t, err)
 	oldCert, oldKey := s.Data["tls.crt"], s.Data["tls.key"]
-	newCA, err := kube.NewCA("connectors-proxy-ca-2", time.Now())
+	newCA, err := ca.NewCA("connectors-proxy-ca-2", time.Now())
 	require.NoError(t, err)
 	der, err := x509.MarshalECPrivateKey(newCA.Key)
 	require.NoError(t, err)

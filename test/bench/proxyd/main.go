@@ -26,6 +26,7 @@ import (
 	"k8s.io/klog/v2/textlogger"
 
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
 )
 
@@ -94,17 +95,17 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ca, err := kube.NewCA("bench proxy CA", time.Now())
+	authority, err := ca.NewCA("bench proxy CA", time.Now())
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(cfg.caOut, ca.CertPEM, 0o600); err != nil {
+	if err := os.WriteFile(cfg.caOut, authority.CertPEM, 0o600); err != nil {
 		return err
 	}
 	p, err := proxy.New(proxy.Options{
 		Objects:       newObjects("http://up.bench.test:"+portOf(cfg.upHTTP), "https://up.bench.test:"+portOf(cfg.upHTTPS)),
 		Auth:          reviewer,
-		CA:            ca,
+		CA:            authority,
 		AllowLoopback: true,
 		Resolver:      resolveBench,
 		UpstreamRoots: roots,

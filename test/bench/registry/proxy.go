@@ -22,6 +22,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
 )
 
@@ -88,7 +89,7 @@ func runProxy(ctx context.Context, args []string) error {
 	if err := json.Unmarshal(b, &spec); err != nil {
 		return fmt.Errorf("spec.json: %w", err)
 	}
-	ca, err := kube.NewCA("bench-proxy-ca", time.Now())
+	authority, err := ca.NewCA("bench-proxy-ca", time.Now())
 	if err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func runProxy(ctx context.Context, args []string) error {
 		return err
 	}
 	p, err := proxy.New(proxy.Options{
-		Objects: newObjects(spec), Auth: auth{token: spec.Token}, CA: ca,
+		Objects: newObjects(spec), Auth: auth{token: spec.Token}, CA: authority,
 		AllowLoopback: true, Resolver: benchResolver, UpstreamRoots: []*x509.Certificate{root},
 	})
 	if err != nil {
@@ -117,7 +118,7 @@ func runProxy(ctx context.Context, args []string) error {
 		MaxConnectionsPerSource:     proxy.DefaultMaxConnections,
 		MaxUnauthenticatedPerSource: proxy.DefaultMaxConnections,
 	})
-	if err := os.WriteFile(filepath.Join(*dir, "ca.crt"), ca.CertPEM, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(*dir, "ca.crt"), authority.CertPEM, 0o600); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(*dir, "addr"), []byte(ln.Addr().String()), 0o600); err != nil {

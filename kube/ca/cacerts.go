@@ -1,4 +1,4 @@
-package kube
+package ca
 
 import (
 	"bytes"
@@ -10,12 +10,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// CACertsFromSecret returns the CA certificates of a Secret as PEM, as
+// CertsFromSecret returns the CA certificates of a Secret as PEM, as
 // upstream loads them: every key ending in .crt or .pem, and any value
 // holding a PEM block. Only CERTIFICATE blocks that parse are kept, so a
 // private key or token in the same Secret is never returned; other keys
 // are ignored. Keys are read in sorted order, so the result is stable.
-func CACertsFromSecret(s *corev1.Secret) []byte {
+func CertsFromSecret(s *corev1.Secret) []byte {
 	keys := make([]string, 0, len(s.Data))
 	for k := range s.Data {
 		keys = append(keys, k)

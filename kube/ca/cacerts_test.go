@@ -1,4 +1,4 @@
-package kube
+package ca
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func TestCACertsFromSecret(t *testing.T) {
 		"notes.crt":  []byte("plain text, no PEM"),
 		"tls.key":    keyPEM,
 	}}
-	got := CACertsFromSecret(s)
+	got := CertsFromSecret(s)
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(got) {
 		t.Fatal("no certificate loaded")
@@ -48,7 +48,7 @@ func TestCACertsFromSecret(t *testing.T) {
 	if strings.Contains(string(got), "PRIVATE KEY") || strings.Contains(string(got), token) {
 		t.Error("a private key or a non-certificate value was loaded")
 	}
-	if len(CACertsFromSecret(&corev1.Secret{Data: map[string][]byte{"token": []byte(token)}})) != 0 {
+	if len(CertsFromSecret(&corev1.Secret{Data: map[string][]byte{"token": []byte(token)}})) != 0 {
 		t.Error("a Secret without certificates gave some")
 	}
 }

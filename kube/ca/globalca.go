@@ -1,4 +1,4 @@
-package kube
+package ca
 
 import (
 	"context"
@@ -115,7 +115,7 @@ func (g *GlobalCAs) set(obj any) {
 	if !ok {
 		return
 	}
-	certs := CACertsFromSecret(s)
+	certs := CertsFromSecret(s)
 	if len(certs) == 0 {
 		// The name only: the Secret's keys and values are never logged.
 		g.log.Info("global CA secret holds no PEM certificate in a .crt or .pem key", "secret", s.Namespace+"/"+s.Name)

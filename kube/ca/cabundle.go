@@ -1,4 +1,4 @@
-package kube
+package ca
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/connectors-node/connectors-node/kube"
 )
 
 // The proxy CA's certificates are published without the key in a ConfigMap
@@ -24,12 +26,12 @@ import (
 // The process that holds the key (the proxy) writes it; a CSI-only node
 // reads only that ConfigMap and never the CA Secret.
 const (
-	// CABundleKey is the key, in the published ConfigMap and in the CA
+	// BundleKey is the key, in the published ConfigMap and in the CA
 	// Secret, of a PEM bundle of CA certificates. In the Secret it holds
 	// the certificates kept trusted beside tls.crt during a rotation.
-	CABundleKey = "ca.crt"
-	// DefaultCAConfigMap is the name of the published ConfigMap.
-	DefaultCAConfigMap = "connectors-proxy-ca.crt"
+	BundleKey = "ca.crt"
+	// DefaultConfigMap is the name of the published ConfigMap.
+	DefaultConfigMap = "connectors-proxy-ca.crt"
 )
 
 // Bundle returns the certificates pods are to trust, in PEM: BundlePEM, or
@@ -48,17 +50,17 @@ func caFromSecret(s *corev1.Secret) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	bundle := append(bytes.Clone(ca.CertPEM), s.Data[CABundleKey]...)
-	if ca.BundlePEM, err = NormalizeCABundle(bundle); err != nil {
-		return nil, fmt.Errorf("%s: %w", CABundleKey, err)
+	bundle := append(bytes.Clone(ca.CertPEM), s.Data[BundleKey]...)
+	if ca.BundlePEM, err = NormalizeBundle(bundle); err != nil {
+		return nil, fmt.Errorf("%s: %w", BundleKey, err)
 	}
 	return ca, nil
 }
 
-// NormalizeCABundle checks that b holds one or more PEM certificates, each a
+// NormalizeBundle checks that b holds one or more PEM certificates, each a
 // CA certificate, and nothing else (no key, no other block, no stray text),
 // and returns them re-encoded in order with duplicates dropped.
-func NormalizeCABundle(b []byte) ([]byte, error) {
+func NormalizeBundle(b []byte) ([]byte, error) {
 	var out []byte
 	seen := map[string]bool{}
 	rest := b
@@ -93,11 +95,11 @@ func NormalizeCABundle(b []byte) ([]byte, error) {
 	return out, nil
 }
 
-// PublishCABundle writes bundle (certificates only) to the ConfigMap
+// PublishBundle writes bundle (certificates only) to the ConfigMap
 // namespace/name under ca.crt, creating it when absent and updating it only
 // when it differs. Concurrent writers retry on conflicts.
-func PublishCABundle(ctx context.Context, client kubernetes.Interface, namespace, name string, bundle []byte) error {
-	if _, err := NormalizeCABundle(bundle); err != nil {
+func PublishBundle(ctx context.Context, client kubernetes.Interface, namespace, name string, bundle []byte) error {
+	if _, err := NormalizeBundle(bundle); err != nil {
 		return fmt.Errorf("publishing the proxy CA certificates: %w", err)
 	}
 	cms := client.CoreV1().ConfigMaps(namespace)
@@ -111,31 +113,31 @@ func PublishCABundle(ctx context.Context, client kubernetes.Interface, namespace
 					Name:      name,
 					Labels:    map[string]string{"app.kubernetes.io/name": "connectors-node"},
 				},
-				Data: map[string]string{CABundleKey: string(bundle)},
+				Data: map[string]string{BundleKey: string(bundle)},
 			}
 			_, err = cms.Create(ctx, cm, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("creating configmap %s/%s: %w", namespace, name, classify(err))
+				return fmt.Errorf("creating configmap %s/%s: %w", namespace, name, kube.Classify(err))
 			}
 			return nil
 		case err != nil:
-			return fmt.Errorf("reading configmap %s/%s: %w", namespace, name, classify(err))
+			return fmt.Errorf("reading configmap %s/%s: %w", namespace, name, kube.Classify(err))
 		}
 		if holdsBundle(cm, bundle) {
 			return nil
 		}
 		// Only the bundle: nothing else may sit beside it.
-		cm.Data = map[string]string{CABundleKey: string(bundle)}
+		cm.Data = map[string]string{BundleKey: string(bundle)}
 		cm.BinaryData = nil
 		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("updating configmap %s/%s: %w", namespace, name, classify(err))
+			return fmt.Errorf("updating configmap %s/%s: %w", namespace, name, kube.Classify(err))
 		}
 		return nil
 	}
@@ -144,27 +146,27 @@ func PublishCABundle(ctx context.Context, client kubernetes.Interface, namespace
 
 // holdsBundle reports whether cm holds bundle under ca.crt and nothing else.
 func holdsBundle(cm *corev1.ConfigMap, bundle []byte) bool {
-	return cm.Data[CABundleKey] == string(bundle) && len(cm.BinaryData) == 0 && len(cm.Data) == 1
+	return cm.Data[BundleKey] == string(bundle) && len(cm.BinaryData) == 0 && len(cm.Data) == 1
 }
 
-// CAOptions configure NewCAKeeper and NewCABundleReader.
-type CAOptions struct {
+// Options configure NewKeeper and NewBundleReader.
+type Options struct {
 	// Client reaches the API server. Required.
 	Client kubernetes.Interface
 	// Namespace is the service's namespace. Required.
 	Namespace string
 	// Secret is the name of the CA Secret (tls.crt, tls.key and, during a
-	// rotation, ca.crt). Required by NewCAKeeper; NewCABundleReader never
+	// rotation, ca.crt). Required by NewKeeper; NewBundleReader never
 	// reads it.
 	Secret string
 	// ConfigMap is the name of the ConfigMap that publishes the
-	// certificates. Default DefaultCAConfigMap.
+	// certificates. Default DefaultConfigMap.
 	ConfigMap string
 	// Log receives the changes seen and the failures. Default: discarded.
 	Log logr.Logger
 }
 
-func (o *CAOptions) defaults(needSecret bool) error {
+func (o *Options) defaults(needSecret bool) error {
 	var missing []error
 	if o.Client == nil {
 		missing = append(missing, errors.New("option Client is required"))
@@ -179,7 +181,7 @@ func (o *CAOptions) defaults(needSecret bool) error {
 		return fmt.Errorf("proxy CA: %w", err)
 	}
 	if o.ConfigMap == "" {
-		o.ConfigMap = DefaultCAConfigMap
+		o.ConfigMap = DefaultConfigMap
 	}
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
@@ -187,7 +189,7 @@ func (o *CAOptions) defaults(needSecret bool) error {
 	return nil
 }
 
-// CAKeeper is the proxy CA as the process that holds its key sees it. It
+// Keeper is the proxy CA as the process that holds its key sees it. It
 // loads (or creates) the CA Secret, publishes the certificates in the
 // ConfigMap, and watches both (one watch each, selected by name), so that a
 // rotation takes effect at once without a restart: leaves are signed with
@@ -196,8 +198,8 @@ func (o *CAOptions) defaults(needSecret bool) error {
 // published by a replica that saw an older Secret) is published again
 // after a fresh read of the Secret, so replicas never publish over each
 // other from stale views. At rest nothing is requested.
-type CAKeeper struct {
-	opts CAOptions
+type Keeper struct {
+	opts Options
 	cur  atomic.Pointer[CA]
 
 	secret, configMap cache.SharedIndexInformer
@@ -206,9 +208,9 @@ type CAKeeper struct {
 	queue workqueue.TypedRateLimitingInterface[string]
 }
 
-// NewCAKeeper loads or creates the CA and publishes its certificates. Call
+// NewKeeper loads or creates the CA and publishes its certificates. Call
 // Run to follow rotations.
-func NewCAKeeper(ctx context.Context, opts CAOptions) (*CAKeeper, error) {
+func NewKeeper(ctx context.Context, opts Options) (*Keeper, error) {
 	if err := opts.defaults(true); err != nil {
 		return nil, err
 	}
@@ -216,13 +218,13 @@ func NewCAKeeper(ctx context.Context, opts CAOptions) (*CAKeeper, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := PublishCABundle(ctx, opts.Client, opts.Namespace, opts.ConfigMap, ca.Bundle()); err != nil {
+	if err := PublishBundle(ctx, opts.Client, opts.Namespace, opts.ConfigMap, ca.Bundle()); err != nil {
 		return nil, err
 	}
-	k := &CAKeeper{opts: opts}
+	k := &Keeper{opts: opts}
 	k.cur.Store(ca)
-	sf := NamedInformers(opts.Client, opts.Namespace, opts.Secret)
-	cf := NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)
+	sf := kube.NamedInformers(opts.Client, opts.Namespace, opts.Secret)
+	cf := kube.NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)
 	k.factories = []informers.SharedInformerFactory{sf, cf}
 	k.secret = sf.Core().V1().Secrets().Informer()
 	k.configMap = cf.Core().V1().ConfigMaps().Informer()
@@ -250,15 +252,15 @@ func watchOne(inf cache.SharedIndexInformer, what string, h cache.ResourceEventH
 }
 
 // Signing returns the CA that signs new leaf certificates.
-func (k *CAKeeper) Signing() *CA { return k.cur.Load() }
+func (k *Keeper) Signing() *CA { return k.cur.Load() }
 
 // BundlePEM returns the certificates pods are to trust.
-func (k *CAKeeper) BundlePEM() []byte { return k.cur.Load().Bundle() }
+func (k *Keeper) BundlePEM() []byte { return k.cur.Load().Bundle() }
 
 // Run watches the Secret and the ConfigMap until ctx ends. A Secret that
 // has become invalid or was deleted is logged and the CA in use is kept; a
 // failed publish is retried with backoff.
-func (k *CAKeeper) Run(ctx context.Context) {
+func (k *Keeper) Run(ctx context.Context) {
 	// The handlers send to the queue only once the informers run.
 	k.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.DefaultTypedControllerRateLimiter[string](),
@@ -293,7 +295,7 @@ func (k *CAKeeper) Run(ctx context.Context) {
 
 // sync adopts the watched Secret's CA and, when the watched ConfigMap does
 // not hold its bundle, reads the Secret afresh and publishes.
-func (k *CAKeeper) sync(ctx context.Context) error {
+func (k *Keeper) sync(ctx context.Context) error {
 	obj, ok, err := k.secret.GetStore().GetByKey(k.opts.Namespace + "/" + k.opts.Secret)
 	switch s, isSecret := obj.(*corev1.Secret); {
 	case err != nil:
@@ -317,20 +319,20 @@ func (k *CAKeeper) sync(ctx context.Context) error {
 
 // Refresh reads the Secret once, switches to its CA when it changed, and
 // publishes the bundle.
-func (k *CAKeeper) Refresh(ctx context.Context) error {
+func (k *Keeper) Refresh(ctx context.Context) error {
 	s, err := k.opts.Client.CoreV1().Secrets(k.opts.Namespace).Get(ctx, k.opts.Secret, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("reading proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, classify(err))
+		return fmt.Errorf("reading proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, kube.Classify(err))
 	}
 	if err := k.adopt(s); err != nil {
 		return err
 	}
-	return PublishCABundle(ctx, k.opts.Client, k.opts.Namespace, k.opts.ConfigMap, k.cur.Load().Bundle())
+	return PublishBundle(ctx, k.opts.Client, k.opts.Namespace, k.opts.ConfigMap, k.cur.Load().Bundle())
 }
 
 // adopt switches to the CA of s when it is valid and differs from the one
 // in use.
-func (k *CAKeeper) adopt(s *corev1.Secret) error {
+func (k *Keeper) adopt(s *corev1.Secret) error {
 	ca, err := caFromSecret(s)
 	if err != nil {
 		return fmt.Errorf("proxy CA secret %s/%s: %w", k.opts.Namespace, k.opts.Secret, err)
@@ -343,22 +345,22 @@ func (k *CAKeeper) adopt(s *corev1.Secret) error {
 	return nil
 }
 
-// CABundleReader follows the published ConfigMap with one watch: the proxy
+// BundleReader follows the published ConfigMap with one watch: the proxy
 // CA's certificates as a CSI-only node sees them, without the key.
-type CABundleReader struct {
-	opts     CAOptions
+type BundleReader struct {
+	opts     Options
 	cur      atomic.Pointer[[]byte]
 	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 }
 
-// NewCABundleReader builds a reader; it holds no bundle until Run has seen
+// NewBundleReader builds a reader; it holds no bundle until Run has seen
 // the ConfigMap.
-func NewCABundleReader(opts CAOptions) (*CABundleReader, error) {
+func NewBundleReader(opts Options) (*BundleReader, error) {
 	if err := opts.defaults(false); err != nil {
 		return nil, err
 	}
-	r := &CABundleReader{opts: opts, factory: NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)}
+	r := &BundleReader{opts: opts, factory: kube.NamedInformers(opts.Client, opts.Namespace, opts.ConfigMap)}
 	r.informer = r.factory.Core().V1().ConfigMaps().Informer()
 	seen := func(obj any) {
 		cm, ok := obj.(*corev1.ConfigMap)
@@ -381,7 +383,7 @@ func NewCABundleReader(opts CAOptions) (*CABundleReader, error) {
 }
 
 // BundlePEM returns the certificates, or nil before the first read.
-func (r *CABundleReader) BundlePEM() []byte {
+func (r *BundleReader) BundlePEM() []byte {
 	if b := r.cur.Load(); b != nil {
 		return *b
 	}
@@ -389,32 +391,32 @@ func (r *CABundleReader) BundlePEM() []byte {
 }
 
 // Loaded reports whether a bundle was read.
-func (r *CABundleReader) Loaded() bool { return r.cur.Load() != nil }
+func (r *BundleReader) Loaded() bool { return r.cur.Load() != nil }
 
 // Run watches the ConfigMap until ctx ends: it is adopted when it is
 // created and whenever it changes. A ConfigMap that stops holding valid
 // certificates, or is deleted, keeps the bundle in use.
-func (r *CABundleReader) Run(ctx context.Context) {
+func (r *BundleReader) Run(ctx context.Context) {
 	r.factory.Start(ctx.Done())
 	<-ctx.Done()
 	r.factory.Shutdown()
 }
 
 // Refresh reads the ConfigMap once.
-func (r *CABundleReader) Refresh(ctx context.Context) error {
+func (r *BundleReader) Refresh(ctx context.Context) error {
 	ns, name := r.opts.Namespace, r.opts.ConfigMap
 	cm, err := r.opts.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return fmt.Errorf("reading configmap %s/%s: %w", ns, name, classify(err))
+		return fmt.Errorf("reading configmap %s/%s: %w", ns, name, kube.Classify(err))
 	}
 	return r.adopt(cm)
 }
 
 // adopt switches to the bundle of cm when it is valid and differs.
-func (r *CABundleReader) adopt(cm *corev1.ConfigMap) error {
-	b, err := NormalizeCABundle([]byte(cm.Data[CABundleKey]))
+func (r *BundleReader) adopt(cm *corev1.ConfigMap) error {
+	b, err := NormalizeBundle([]byte(cm.Data[BundleKey]))
 	if err != nil {
-		return fmt.Errorf("configmap %s/%s key %s: %w", cm.Namespace, cm.Name, CABundleKey, err)
+		return fmt.Errorf("configmap %s/%s key %s: %w", cm.Namespace, cm.Name, BundleKey, err)
 	}
 	if old := r.BundlePEM(); !bytes.Equal(old, b) {
 		r.cur.Store(&b)

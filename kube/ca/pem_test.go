@@ -1,4 +1,4 @@
-package kube_test
+package ca_test
 
 import "encoding/pem"
 

@@ -1,4 +1,4 @@
-package kube_test
+package ca_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
@@ -19,7 +19,7 @@ func TestLoadOrCreateCAConcurrentNodesShareOneCA(t *testing.T) {
 	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca")
 	const nodes = 8
-	cas := make([]*kube.CA, nodes)
+	cas := make([]*ca.CA, nodes)
 	errs := make([]error, nodes)
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -28,7 +28,7 @@ func TestLoadOrCreateCAConcurrentNodesShareOneCA(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			cas[i], errs[i] = kube.LoadOrCreateCA(context.Background(), env.Kube, ns, "connectors-proxy-ca")
+			cas[i], errs[i] = ca.LoadOrCreateCA(context.Background(), env.Kube, ns, "connectors-proxy-ca")
 		}()
 	}
 	close(start)
@@ -38,14 +38,14 @@ func TestLoadOrCreateCAConcurrentNodesShareOneCA(t *testing.T) {
 		require.Equal(t, string(cas[0].CertPEM), string(cas[i].CertPEM), "node %d signs with another CA", i)
 		require.True(t, cas[0].Key.Equal(cas[i].Key))
 	}
-	ca := cas[0]
-	require.True(t, ca.Cert.IsCA)
-	require.Equal(t, x509.ECDSA, ca.Cert.PublicKeyAlgorithm)
+	authority := cas[0]
+	require.True(t, authority.Cert.IsCA)
+	require.Equal(t, x509.ECDSA, authority.Cert.PublicKeyAlgorithm)
 
 	// A restart reads the same CA.
-	again, err := kube.LoadOrCreateCA(context.Background(), env.Kube, ns, "connectors-proxy-ca")
+	again, err := ca.LoadOrCreateCA(context.Background(), env.Kube, ns, "connectors-proxy-ca")
 	require.NoError(t, err)
-	require.Equal(t, string(ca.CertPEM), string(again.CertPEM))
+	require.Equal(t, string(authority.CertPEM), string(again.CertPEM))
 
 	s, err := env.Kube.CoreV1().Secrets(ns).Get(context.Background(), "connectors-proxy-ca", metav1.GetOptions{})
 	require.NoError(t, err)
@@ -62,7 +62,7 @@ func TestLoadOrCreateCANeverOverwritesABadSecret(t *testing.T) {
 	}
 	_, err := env.Kube.CoreV1().Secrets(ns).Create(ctx, bad, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = kube.LoadOrCreateCA(ctx, env.Kube, ns, "connectors-proxy-ca")
+	_, err = ca.LoadOrCreateCA(ctx, env.Kube, ns, "connectors-proxy-ca")
 	require.ErrorContains(t, err, ns+"/connectors-proxy-ca")
 	require.ErrorContains(t, err, "tls.crt")
 	s, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, "connectors-proxy-ca", metav1.GetOptions{})
@@ -71,30 +71,30 @@ func TestLoadOrCreateCANeverOverwritesABadSecret(t *testing.T) {
 }
 
 func TestParseCA(t *testing.T) {
-	ca, err := kube.NewCA("test", time.Now())
+	authority, err := ca.NewCA("test", time.Now())
 	require.NoError(t, err)
-	other, err := kube.NewCA("other", time.Now())
+	other, err := ca.NewCA("other", time.Now())
 	require.NoError(t, err)
-	keyPEM := func(c *kube.CA) []byte {
+	keyPEM := func(c *ca.CA) []byte {
 		der, err := x509.MarshalPKCS8PrivateKey(c.Key)
 		require.NoError(t, err)
 		return pemBlock("PRIVATE KEY", der)
 	}
-	got, err := kube.ParseCA(ca.CertPEM, keyPEM(ca))
+	got, err := ca.ParseCA(authority.CertPEM, keyPEM(authority))
 	require.NoError(t, err)
-	require.True(t, got.Key.Equal(ca.Key))
+	require.True(t, got.Key.Equal(authority.Key))
 
 	for name, tc := range map[string]struct {
 		cert, key []byte
 		want      string
 	}{
-		"no cert":        {nil, keyPEM(ca), "tls.crt"},
-		"no key":         {ca.CertPEM, nil, "tls.key"},
-		"mismatched key": {ca.CertPEM, keyPEM(other), "does not match"},
-		"garbage key":    {ca.CertPEM, pemBlock("EC PRIVATE KEY", []byte("x")), "tls.key"},
+		"no cert":        {nil, keyPEM(authority), "tls.crt"},
+		"no key":         {authority.CertPEM, nil, "tls.key"},
+		"mismatched key": {authority.CertPEM, keyPEM(other), "does not match"},
+		"garbage key":    {authority.CertPEM, pemBlock("EC PRIVATE KEY", []byte("x")), "tls.key"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := kube.ParseCA(tc.cert, tc.key)
+			_, err := ca.ParseCA(tc.cert, tc.key)
 			require.ErrorContains(t, err, tc.want)
 		})
 	}

@@ -1,4 +1,4 @@
-package kube_test
+package ca_test
 
 import (
 	"context"
@@ -14,27 +14,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
-func newTestCA(t *testing.T, name string) *kube.CA {
+func newTestCA(t *testing.T, name string) *ca.CA {
 	t.Helper()
-	ca, err := kube.NewCA(name, time.Now())
+	authority, err := ca.NewCA(name, time.Now())
 	require.NoError(t, err)
-	return ca
+	return authority
 }
 
-func caKeyPEM(t *testing.T, ca *kube.CA) []byte {
+func caKeyPEM(t *testing.T, authority *ca.CA) []byte {
 	t.Helper()
-	der, err := x509.MarshalECPrivateKey(ca.Key)
+	der, err := x509.MarshalECPrivateKey(authority.Key)
 	require.NoError(t, err)
 	return pemBlock("EC PRIVATE KEY", der)
 }
 
 func TestNormalizeCABundle(t *testing.T) {
 	a, b := newTestCA(t, "a"), newTestCA(t, "b")
-	got, err := kube.NormalizeCABundle(append(append(append([]byte{}, a.CertPEM...), b.CertPEM...), a.CertPEM...))
+	got, err := ca.NormalizeBundle(append(append(append([]byte{}, a.CertPEM...), b.CertPEM...), a.CertPEM...))
 	require.NoError(t, err)
 	require.Equal(t, string(a.CertPEM)+string(b.CertPEM), string(got), "duplicates are dropped, order kept")
 
@@ -50,7 +50,7 @@ func TestNormalizeCABundle(t *testing.T) {
 		"second block bad": {append(append([]byte{}, a.CertPEM...), pemBlock("CERTIFICATE", []byte("x"))...), "PEM block 2"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := kube.NormalizeCABundle(tc.in)
+			_, err := ca.NormalizeBundle(tc.in)
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
@@ -63,42 +63,42 @@ func TestCAKeeperPublishesTheCertificatesAlone(t *testing.T) {
 	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-publish")
 	ctx := context.Background()
-	opts := kube.CAOptions{Client: env.Kube, Namespace: ns, Secret: "connectors-proxy-ca"}
-	k, err := kube.NewCAKeeper(ctx, opts)
+	opts := ca.Options{Client: env.Kube, Namespace: ns, Secret: "connectors-proxy-ca"}
+	k, err := ca.NewKeeper(ctx, opts)
 	require.NoError(t, err)
-	ca := k.Signing()
-	require.Equal(t, string(ca.CertPEM), string(k.BundlePEM()))
+	authority := k.Signing()
+	require.Equal(t, string(authority.CertPEM), string(k.BundlePEM()))
 
-	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.NoError(t, err)
-	require.Equal(t, map[string]string{kube.CABundleKey: string(ca.CertPEM)}, cm.Data)
+	require.Equal(t, map[string]string{ca.BundleKey: string(authority.CertPEM)}, cm.Data)
 	require.Empty(t, cm.BinaryData)
-	require.NotContains(t, cm.Data[kube.CABundleKey], "PRIVATE KEY")
+	require.NotContains(t, cm.Data[ca.BundleKey], "PRIVATE KEY")
 
 	// A second keeper (another replica) reads the same CA and leaves the
 	// ConfigMap as it is.
-	k2, err := kube.NewCAKeeper(ctx, opts)
+	k2, err := ca.NewKeeper(ctx, opts)
 	require.NoError(t, err)
-	require.True(t, k2.Signing().Key.Equal(ca.Key))
-	cm2, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	require.True(t, k2.Signing().Key.Equal(authority.Key))
+	cm2, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.NoError(t, err)
 	require.Equal(t, cm.ResourceVersion, cm2.ResourceVersion, "an unchanged bundle is not written again")
 
-	r, err := kube.NewCABundleReader(kube.CAOptions{Client: env.Kube, Namespace: ns})
+	r, err := ca.NewBundleReader(ca.Options{Client: env.Kube, Namespace: ns})
 	require.NoError(t, err)
 	require.False(t, r.Loaded())
 	require.Nil(t, r.BundlePEM())
 	require.NoError(t, r.Refresh(ctx))
-	require.Equal(t, string(ca.CertPEM), string(r.BundlePEM()))
+	require.Equal(t, string(authority.CertPEM), string(r.BundlePEM()))
 
 	// Something written beside the bundle is removed by the next publish.
 	cm2.Data["extra"] = "x"
 	_, err = env.Kube.CoreV1().ConfigMaps(ns).Update(ctx, cm2, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	require.NoError(t, k.Refresh(ctx))
-	cm3, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	cm3, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.NoError(t, err)
-	require.Equal(t, []string{kube.CABundleKey}, keys(cm3.Data))
+	require.Equal(t, []string{ca.BundleKey}, keys(cm3.Data))
 }
 
 func keys(m map[string]string) []string {
@@ -120,10 +120,10 @@ func TestCARotationSteps(t *testing.T) {
 	ns := env.Namespace(t, "ca-rotate")
 	ctx := context.Background()
 	const name = "connectors-proxy-ca"
-	opts := kube.CAOptions{Client: env.Kube, Namespace: ns, Secret: name}
-	k, err := kube.NewCAKeeper(ctx, opts)
+	opts := ca.Options{Client: env.Kube, Namespace: ns, Secret: name}
+	k, err := ca.NewKeeper(ctx, opts)
 	require.NoError(t, err)
-	r, err := kube.NewCABundleReader(kube.CAOptions{Client: env.Kube, Namespace: ns})
+	r, err := ca.NewBundleReader(ca.Options{Client: env.Kube, Namespace: ns})
 	require.NoError(t, err)
 	oldCA, newCA := k.Signing(), newTestCA(t, "connectors-proxy-ca-2")
 
@@ -140,12 +140,12 @@ func TestCARotationSteps(t *testing.T) {
 	oldKey := caKeyPEM(t, oldCA)
 
 	// 1. Publish the new certificate beside the old one; the old key signs.
-	step("publish", map[string][]byte{corev1.TLSCertKey: oldCA.CertPEM, corev1.TLSPrivateKeyKey: oldKey, kube.CABundleKey: newCA.CertPEM})
+	step("publish", map[string][]byte{corev1.TLSCertKey: oldCA.CertPEM, corev1.TLSPrivateKeyKey: oldKey, ca.BundleKey: newCA.CertPEM})
 	require.True(t, k.Signing().Key.Equal(oldCA.Key))
 	require.Equal(t, string(oldCA.CertPEM)+string(newCA.CertPEM), string(r.BundlePEM()))
 
 	// 2. Switch: the new key signs, the old certificate stays trusted.
-	step("switch", map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA), kube.CABundleKey: oldCA.CertPEM})
+	step("switch", map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA), ca.BundleKey: oldCA.CertPEM})
 	require.True(t, k.Signing().Key.Equal(newCA.Key))
 	require.Equal(t, string(newCA.CertPEM)+string(oldCA.CertPEM), string(r.BundlePEM()))
 
@@ -172,21 +172,21 @@ func TestCABundleReaderKeepsTheLastGoodBundle(t *testing.T) {
 	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "ca-reader")
 	ctx := context.Background()
-	ca := newTestCA(t, "c")
-	require.NoError(t, kube.PublishCABundle(ctx, env.Kube, ns, kube.DefaultCAConfigMap, ca.CertPEM))
-	r, err := kube.NewCABundleReader(kube.CAOptions{Client: env.Kube, Namespace: ns})
+	authority := newTestCA(t, "c")
+	require.NoError(t, ca.PublishBundle(ctx, env.Kube, ns, ca.DefaultConfigMap, authority.CertPEM))
+	r, err := ca.NewBundleReader(ca.Options{Client: env.Kube, Namespace: ns})
 	require.NoError(t, err)
 	require.NoError(t, r.Refresh(ctx))
 
-	require.ErrorContains(t, kube.PublishCABundle(ctx, env.Kube, ns, kube.DefaultCAConfigMap, append(append([]byte{}, ca.CertPEM...), caKeyPEM(t, ca)...)),
+	require.ErrorContains(t, ca.PublishBundle(ctx, env.Kube, ns, ca.DefaultConfigMap, append(append([]byte{}, authority.CertPEM...), caKeyPEM(t, authority)...)),
 		"PRIVATE KEY", "a key is never published")
-	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.NoError(t, err)
-	cm.Data[kube.CABundleKey] = string(ca.CertPEM) + string(caKeyPEM(t, ca))
+	cm.Data[ca.BundleKey] = string(authority.CertPEM) + string(caKeyPEM(t, authority))
 	_, err = env.Kube.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	require.ErrorContains(t, r.Refresh(ctx), "not a CERTIFICATE")
-	require.Equal(t, string(ca.CertPEM), string(r.BundlePEM()))
+	require.Equal(t, string(authority.CertPEM), string(r.BundlePEM()))
 }
 
 // TestCAIsWatchedNotPolled runs a keeper (the proxy role) and a reader (a
@@ -204,7 +204,7 @@ func TestCAIsWatchedNotPolled(t *testing.T) {
 
 	type counts struct{ watches, other atomic.Int64 }
 	client := func(c *counts) kubernetes.Interface {
-		cfg := countingConfig(env.Config, func(r *http.Request) {
+		cfg := apiserver.CountingConfig(env.Config, func(r *http.Request) {
 			if r.URL.Query().Get("watch") == "true" {
 				c.watches.Add(1)
 			} else {
@@ -216,9 +216,9 @@ func TestCAIsWatchedNotPolled(t *testing.T) {
 		return kc
 	}
 	var kept, read counts
-	k, err := kube.NewCAKeeper(ctx, kube.CAOptions{Client: client(&kept), Namespace: ns, Secret: name})
+	k, err := ca.NewKeeper(ctx, ca.Options{Client: client(&kept), Namespace: ns, Secret: name})
 	require.NoError(t, err)
-	r, err := kube.NewCABundleReader(kube.CAOptions{Client: client(&read), Namespace: ns})
+	r, err := ca.NewBundleReader(ca.Options{Client: client(&read), Namespace: ns})
 	require.NoError(t, err)
 	go k.Run(ctx)
 	go r.Run(ctx)
@@ -230,7 +230,7 @@ func TestCAIsWatchedNotPolled(t *testing.T) {
 	// Switch to the new key, the old certificate still trusted.
 	s, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
 	require.NoError(t, err)
-	s.Data = map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA), kube.CABundleKey: oldCA.CertPEM}
+	s.Data = map[string][]byte{corev1.TLSCertKey: newCA.CertPEM, corev1.TLSPrivateKeyKey: caKeyPEM(t, newCA), ca.BundleKey: oldCA.CertPEM}
 	_, err = env.Kube.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
 	require.NoError(t, err)
 	want := string(newCA.CertPEM) + string(oldCA.CertPEM)
@@ -239,10 +239,10 @@ func TestCAIsWatchedNotPolled(t *testing.T) {
 
 	// The published ConfigMap is deleted: the keeper publishes it again;
 	// the reader keeps its bundle meanwhile.
-	require.NoError(t, env.Kube.CoreV1().ConfigMaps(ns).Delete(ctx, kube.DefaultCAConfigMap, metav1.DeleteOptions{}))
+	require.NoError(t, env.Kube.CoreV1().ConfigMaps(ns).Delete(ctx, ca.DefaultConfigMap, metav1.DeleteOptions{}))
 	require.Eventually(t, func() bool {
-		cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
-		return err == nil && cm.Data[kube.CABundleKey] == want
+		cm, err := env.Kube.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
+		return err == nil && cm.Data[ca.BundleKey] == want
 	}, 30*time.Second, 20*time.Millisecond, "the ConfigMap was never published again")
 	require.Equal(t, want, string(r.BundlePEM()))
 	require.Zero(t, read.other.Load(), "the reader sent a request other than its watch")

@@ -1,4 +1,4 @@
-package kube
+package ca
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/connectors-node/connectors-node/kube"
 )
 
 // CA is the proxy's certificate authority. It signs the leaf certificates of
@@ -135,7 +137,7 @@ func LoadOrCreateCA(ctx context.Context, client kubernetes.Interface, namespace,
 			return ca, nil
 		}
 		if !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("reading proxy CA secret %s/%s: %w", namespace, name, classify(err))
+			return nil, fmt.Errorf("reading proxy CA secret %s/%s: %w", namespace, name, kube.Classify(err))
 		}
 		ca, err := NewCA("connectors-proxy-ca", time.Now())
 		if err != nil {
@@ -159,7 +161,7 @@ func LoadOrCreateCA(ctx context.Context, client kubernetes.Interface, namespace,
 			return ca, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating proxy CA secret %s/%s: %w", namespace, name, classify(err))
+			return nil, fmt.Errorf("creating proxy CA secret %s/%s: %w", namespace, name, kube.Classify(err))
 		}
 		// Another node created it first: read theirs.
 	}
