@@ -23,7 +23,7 @@ PUSH ?=
 
 .PHONY: image
 image: ## Build the image tarballs into bin/images without Docker (PUSH=registry/path also pushes them).
-	$(GO) run ./hack/image --out $(BIN)/images --tag $(IMAGE_TAG) --version $(VERSION) $(if $(PUSH),--push $(PUSH))
+	$(GO) run ./build/image --out $(BIN)/images --tag $(IMAGE_TAG) --version $(VERSION) $(if $(PUSH),--push $(PUSH))
 
 .PHONY: deps
 deps: ## Install the Debian packages the demo and tests use (git, curl, ...), when missing.
@@ -31,7 +31,7 @@ deps: ## Install the Debian packages the demo and tests use (git, curl, ...), wh
 
 .PHONY: demo
 demo: deps build testbin ## Run the end-to-end demo: a real git clone through the proxy (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/demo --binary $(BIN)/connectors-node
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./test/demo --binary $(BIN)/connectors-node
 
 $(TOOLS) &: hack/tools/go.mod hack/tools/go.sum
 	cd hack/tools && GOBIN=$(BIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen github.com/golangci/golangci-lint/v2/cmd/golangci-lint github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm
@@ -58,8 +58,11 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 	$(GO) vet ./...
 	golangci-lint run ./...
 
+.PHONY: verify
+verify: lint check-generated ## Run go vet, golangci-lint and the generated-code check.
+
 .PHONY: test
-test: deps lint check-generated testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run.
+test: verify testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run. Install the packages first with make deps: a test whose program is missing skips, and fails in CI.
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 -timeout=30m ./...
 	@if [ "$${CI:-}" = true ]; then $(MAKE) fuzz FUZZTIME=3s; fi
 
@@ -87,18 +90,18 @@ bench-go: ## Run the Go benchmarks (CSI publish, rendering, matching, leaves, ro
 .PHONY: bench-proxy
 bench-proxy: ## Load the proxy on loopback against direct and nginx with wrk (installs nginx and wrk).
 	@hack/install-deps.sh bench
-	hack/bench/proxy.sh
+	test/bench/proxy.sh
 
 .PHONY: bench-registry
 bench-registry: deps tools ## Push and pull a 512 MiB image directly and through both proxy modes.
-	hack/bench/registry.sh
+	test/bench/registry.sh
 
 .PHONY: bench-memory
 bench-memory: build testbin ## Measure bin/connectors-node's RSS, heap and goroutines with the DaemonSet's settings: idle, 1,000 Connectors, 100 volumes, 100 / 1,000 / --max-connections connections (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/bench/memory --binary $(BIN)/connectors-node
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./test/bench/memory --binary $(BIN)/connectors-node
 
 SCALE_NODES ?= 20
 
 .PHONY: bench-scale
 bench-scale: build testbin ## Run SCALE_NODES (20) node processes against one API server with 1,000 Connectors and count API requests at rest, per publish and per proxied request (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./hack/bench/scale --binary $(BIN)/connectors-node --nodes $(SCALE_NODES)
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./test/bench/scale --binary $(BIN)/connectors-node --nodes $(SCALE_NODES)

@@ -7,7 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/connectors-node/connectors-node/kube/connref"
+	"github.com/connectors-node/connectors-node/grammar/connref"
 )
 
 // Names of the built-in files.
@@ -53,7 +53,7 @@ func addBuiltins(in *Input, proxy *url.URL, files map[string][]byte) error {
 }
 
 // forwardProxyURL is the forward proxy with the credentials in userinfo:
-// the Connectors as a connector list (kube/connref), '/' escaped as %2F,
+// the Connectors as a connector list (grammar/connref), '/' escaped as %2F,
 // as the user and the token as the password.
 func forwardProxyURL(in *Input, proxy *url.URL) string {
 	keys := make([]types.NamespacedName, 0, len(in.Connectors))

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 )
 
 func TestBuiltinFilesAlwaysWritten(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from the current output")

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 )
 
 // defaultNoProxy is where no_proxy starts: loopback, then the cluster-local

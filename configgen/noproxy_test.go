@@ -3,7 +3,7 @@ package configgen
 import (
 	"testing"
 
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 )
 
 func TestNoProxy(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 func TestRenderErrors(t *testing.T) {

@@ -15,15 +15,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	apitest.StopShared()
+	apiserver.StopShared()
 	os.Exit(code)
 }
 
@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 // informer cache and access decided by SubjectAccessReview on a real API
 // server with RBAC.
 func TestAgainstAPIServer(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/connectors-node/connectors-node/configgen"
-	"github.com/connectors-node/connectors-node/kube/connref"
+	"github.com/connectors-node/connectors-node/grammar/connref"
 )
 
 // Volume attributes (volume_context keys) of a Connectors volume.
@@ -163,7 +163,7 @@ func parseConnectors(attrs map[string]string, podNamespace string) ([]types.Name
 }
 
 // parseConnectorList parses the connectors attribute in the connector
-// list grammar (kube/connref), the pod namespace implied for bare names.
+// list grammar (grammar/connref), the pod namespace implied for bare names.
 func parseConnectorList(list, podNamespace string) ([]types.NamespacedName, error) {
 	refs, err := connref.Parse(list, podNamespace)
 	if err != nil {

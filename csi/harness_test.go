@@ -16,8 +16,8 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // Fixture values shared by the tests.
@@ -32,9 +32,9 @@ const (
 
 // fakeObjects is the shared in-memory kube.Objects with this package's
 // fixture builder.
-type fakeObjects struct{ *testsupport.Objects }
+type fakeObjects struct{ *fake.Objects }
 
-func newFakeObjects() *fakeObjects { return &fakeObjects{testsupport.NewObjects()} }
+func newFakeObjects() *fakeObjects { return &fakeObjects{fake.NewObjects()} }
 
 func (f *fakeObjects) addConnector(ns, name, class, address string) *v1alpha1.Connector {
 	return f.AddConnector(&v1alpha1.Connector{
@@ -44,8 +44,8 @@ func (f *fakeObjects) addConnector(ns, name, class, address string) *v1alpha1.Co
 }
 
 // newAuthorizer allows every Connector until a test denies one.
-func newAuthorizer() *testsupport.Auth {
-	a := testsupport.NewAuth()
+func newAuthorizer() *fake.Auth {
+	a := fake.NewAuth()
 	a.AllowAll()
 	return a
 }
@@ -69,7 +69,7 @@ type harness struct {
 	conn     *grpc.ClientConn
 	mounter  mount.Interface
 	objects  *fakeObjects
-	auth     *testsupport.Auth
+	auth     *fake.Auth
 	registry *prometheus.Registry
 	// dir holds the socket and the volume targets.
 	dir string

@@ -17,11 +17,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // TestHostFormServiceOfAUserOnAPIServer reproduces issue 22 finding 4 on a
@@ -34,10 +34,10 @@ import (
 // Service, made with that token under the policy, is trusted; the user
 // cannot forge its label.
 func TestHostFormServiceOfAUserOnAPIServer(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	require.NoError(t, manifests.InstallBase(ctx, env.Client, apitest.RepoRoot()))
+	require.NoError(t, manifests.InstallBase(ctx, env.Client, apiserver.RepoRoot()))
 	ns := env.Namespace(t, "team")
 
 	// The user: Services and Connector status in their namespace.
@@ -57,7 +57,7 @@ func TestHostFormServiceOfAUserOnAPIServer(t *testing.T) {
 	userCfg := tokenConfig(env, env.Token(t, ns, "dev", nil, time.Hour))
 	user, err := kubernetes.NewForConfig(userCfg)
 	require.NoError(t, err)
-	userClient, err := client.New(userCfg, client.Options{Scheme: apitest.Scheme()})
+	userClient, err := client.New(userCfg, client.Options{Scheme: apiserver.Scheme()})
 	require.NoError(t, err)
 	nodeCfg := tokenConfig(env, env.Token(t, "connectors-system", "connectors-node", nil, time.Hour))
 	node, err := kubernetes.NewForConfig(nodeCfg)
@@ -152,7 +152,7 @@ func TestHostFormServiceOfAUserOnAPIServer(t *testing.T) {
 	}
 }
 
-func tokenConfig(env *apitest.Env, token string) *rest.Config {
+func tokenConfig(env *apiserver.Env, token string) *rest.Config {
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = token
 	return cfg

@@ -16,11 +16,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 func TestTokenNeverLogged(t *testing.T) {
-	var logs testsupport.LogBuffer
+	var logs fake.LogBuffer
 	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	ctx := context.Background()
 	tokenParts := strings.Split(testToken, ".")
@@ -51,7 +51,7 @@ func TestTokenNeverLogged(t *testing.T) {
 }
 
 func TestLongTokenExpirationOnlyWarns(t *testing.T) {
-	var logs testsupport.LogBuffer
+	var logs fake.LogBuffer
 	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	req := publishRequest(t, "vol", h.target("vol"))
 	req.VolumeContext[csi.AttrTokenExpiration] = "48h"
@@ -63,7 +63,7 @@ func TestLongTokenExpirationOnlyWarns(t *testing.T) {
 // transformed token into its error does not bring it into the logs or the
 // gRPC message (which kubelet turns into pod events).
 func TestTemplateErrorDoesNotLogTheToken(t *testing.T) {
-	var logs testsupport.LogBuffer
+	var logs fake.LogBuffer
 	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	h.objects.addConnector(podNamespace, "leaky", "leaky", "https://leaky.example.com")
 	h.objects.AddClass(&v1alpha1.ConnectorClass{

@@ -15,8 +15,8 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi/mounter"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
 )
 
 // DriverName is the CSI driver name, as in the CSIDriver object.

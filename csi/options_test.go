@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 )
 
 // The public URL and the cluster domain the command parsed reach the

@@ -13,9 +13,9 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // TestStatusProxyAddressIsTrustedOnlyForTheProxy pins that a Connector's
@@ -51,7 +51,7 @@ func TestStatusProxyAddressIsTrustedOnlyForTheProxy(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var logs testsupport.LogBuffer
+			var logs fake.LogBuffer
 			h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 			class := gitClass()
 			class.Spec.Proxy = c.proxy
@@ -131,7 +131,7 @@ func TestHostFormAddressIsTrustedOnlyForTheProjectsService(t *testing.T) {
 	for _, from := range []string{"status", "derived"} {
 		for _, c := range cases {
 			t.Run(from+"/"+c.name, func(t *testing.T) {
-				var logs testsupport.LogBuffer
+				var logs fake.LogBuffer
 				h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 				class := gitClass()
 				conn := h.objects.addConnector(podNamespace, "git", "git", "https://git.example.com/org")

@@ -18,8 +18,8 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/grammar/connref"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/connref"
 )
 
 func TestNodePublishVolumeCodes(t *testing.T) {

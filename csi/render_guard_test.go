@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // TestControlCharacterInAConnectorIsInvalidArgument pins the renderer's
@@ -24,7 +24,7 @@ import (
 // InvalidArgument naming the Connector and the field. Neither the message
 // nor the logs hold the value or the token, and nothing is mounted.
 func TestControlCharacterInAConnectorIsInvalidArgument(t *testing.T) {
-	var logs testsupport.LogBuffer
+	var logs fake.LogBuffer
 	h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 	h.objects.AddClass(&v1alpha1.ConnectorClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "params"},
@@ -71,7 +71,7 @@ func TestAddressOutsideTheGrammarIsInvalidArgument(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			var logs testsupport.LogBuffer
+			var logs fake.LogBuffer
 			h := newHarness(t, func(o *csi.Options) { o.Log = logs.Logger() })
 			conn := h.objects.addConnector(podNamespace, "bad", "git", c.address)
 			if c.extension != "" {

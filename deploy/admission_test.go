@@ -17,9 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // TestServicePolicyOnARealAPIServer installs each topology, with its
@@ -35,7 +35,7 @@ func TestServicePolicyOnARealAPIServer(t *testing.T) {
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			objs := kustomize(t, tc.dir)
-			env := apitest.Start(t, apitest.Options{})
+			env := apiserver.Start(t, apiserver.Options{})
 			ctx := context.Background()
 			require.NoError(t, manifests.Create(ctx, env.Client, slices.DeleteFunc(objs, func(u *unstructured.Unstructured) bool {
 				return u.GetKind() == "CustomResourceDefinition"
@@ -142,7 +142,7 @@ func TestServicePolicyNamesTheStatusWriter(t *testing.T) {
 	}
 }
 
-func clientFor(t *testing.T, env *apitest.Env, token string) kubernetes.Interface {
+func clientFor(t *testing.T, env *apiserver.Env, token string) kubernetes.Interface {
 	t.Helper()
 	cfg := rest.AnonymousClientConfig(env.Config)
 	cfg.BearerToken = token
@@ -152,7 +152,7 @@ func clientFor(t *testing.T, env *apitest.Env, token string) kubernetes.Interfac
 }
 
 // grantServices lets the ServiceAccount ns/sa write every Service in ns.
-func grantServices(t *testing.T, env *apitest.Env, ns, sa string) {
+func grantServices(t *testing.T, env *apiserver.Env, ns, sa string) {
 	t.Helper()
 	ctx := context.Background()
 	_, err := env.Kube.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{

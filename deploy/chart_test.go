@@ -14,9 +14,9 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // chartDir is the Helm chart, beside deploy/.
@@ -25,9 +25,9 @@ var chartDir = filepath.Join("..", "charts", "connectors-node")
 // helm runs the pinned helm of bin/ (make tools) and returns its output.
 func helm(t *testing.T, args ...string) []byte {
 	t.Helper()
-	bin := filepath.Join(apitest.RepoRoot(), "bin", "helm")
+	bin := filepath.Join(apiserver.RepoRoot(), "bin", "helm")
 	if _, err := os.Stat(bin); err != nil {
-		testsupport.SkipOrFail(t, "bin/helm is missing: run `make tools`")
+		fake.SkipOrFail(t, "bin/helm is missing: run `make tools`")
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), bin, args...) //nolint:gosec // the pinned helm with the test's own arguments
@@ -55,7 +55,7 @@ func TestChartLints(t *testing.T) {
 			helm(t, "lint", "--strict", chartDir, "--set", "topology="+topology)
 		})
 	}
-	out, err := exec.CommandContext(t.Context(), filepath.Join(apitest.RepoRoot(), "bin", "helm"), "template", "x", chartDir, "--set", "topology=central").CombinedOutput() //nolint:gosec // the pinned helm
+	out, err := exec.CommandContext(t.Context(), filepath.Join(apiserver.RepoRoot(), "bin", "helm"), "template", "x", chartDir, "--set", "topology=central").CombinedOutput() //nolint:gosec // the pinned helm
 	require.Error(t, err, "an unknown topology must fail")
 	require.Contains(t, string(out), `topology "central"`)
 }
@@ -125,7 +125,7 @@ func TestChartAppliesToARealAPIServer(t *testing.T) {
 	for _, topology := range []string{"node", "split"} {
 		t.Run(topology, func(t *testing.T) {
 			objs := render(t, "topology="+topology)
-			env := apitest.Start(t, apitest.Options{NoCRDs: true})
+			env := apiserver.Start(t, apiserver.Options{NoCRDs: true})
 			require.NoError(t, manifests.Create(context.Background(), env.Client, objs))
 		})
 	}

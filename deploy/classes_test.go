@@ -15,11 +15,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/configgen"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
 	"github.com/connectors-node/connectors-node/proxy/policy"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // catalog renders deploy/classes with kustomize, after checking that its
@@ -61,7 +61,7 @@ func catalog(t *testing.T) []*v1alpha1.ConnectorClass {
 // the CRD does not know or a value of the wrong type fails here.
 func TestCatalogIsValidOnARealAPIServer(t *testing.T) {
 	classes := catalog(t)
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
 	for _, u := range kustomize(t, "classes") {
 		err := env.Client.Create(ctx, u, &client.CreateOptions{Raw: &metav1.CreateOptions{FieldValidation: metav1.FieldValidationStrict}})

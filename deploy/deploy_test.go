@@ -19,9 +19,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/connectors-node/connectors-node/csi"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/kube/apitest"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // loadAll reads the objects `kubectl apply -k deploy/` installs, checking
@@ -195,7 +195,7 @@ func TestServiceIsNodeLocal(t *testing.T) {
 // TestManifestsApplyToARealAPIServer creates every object in a real API
 // server, in file order, as `kubectl apply -k deploy/` would.
 func TestManifestsApplyToARealAPIServer(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{NoCRDs: true})
+	env := apiserver.Start(t, apiserver.Options{NoCRDs: true})
 	ctx := context.Background()
 	require.NoError(t, manifests.Create(ctx, env.Client, loadAll(t)))
 }

@@ -16,8 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // opsPods are the pod templates of objs that serve an ops port, with the
@@ -84,7 +84,7 @@ func TestOpsPortRBACOnARealAPIServer(t *testing.T) {
 			example, err := manifests.Load(filepath.Join("..", "examples", "prometheus", "rbac.yaml"))
 			require.NoError(t, err)
 			objs := kustomize(t, "overlays/"+topology)
-			env := apitest.Start(t, apitest.Options{NoCRDs: true})
+			env := apiserver.Start(t, apiserver.Options{NoCRDs: true})
 			ctx := context.Background()
 			require.NoError(t, manifests.Create(ctx, env.Client, append(slices.Clone(objs), example...)))
 			can := func(ns, sa string, attrs authorizationv1.SubjectAccessReviewSpec) bool {

@@ -28,10 +28,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/ca"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // needTool skips without the named program, except in CI.
@@ -39,7 +39,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		testsupport.SkipOrFail(t, "%s is not installed: run `make deps`", name)
+		fake.SkipOrFail(t, "%s is not installed: run `make deps`", name)
 	}
 	return p
 }
@@ -338,7 +338,7 @@ func TestTopologiesApplyToARealAPIServer(t *testing.T) {
 	for _, dir := range []string{"overlays/node", "overlays/split"} {
 		t.Run(dir, func(t *testing.T) {
 			objs := kustomize(t, dir)
-			env := apitest.Start(t, apitest.Options{NoCRDs: true})
+			env := apiserver.Start(t, apiserver.Options{NoCRDs: true})
 			require.NoError(t, manifests.Create(context.Background(), env.Client, objs))
 		})
 	}
@@ -350,7 +350,7 @@ func TestTopologiesApplyToARealAPIServer(t *testing.T) {
 // or the CA key: it cannot; the proxy role can.
 func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 	objs := kustomize(t, "overlays/split")
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
 	require.NoError(t, manifests.Create(ctx, env.Client, slices.DeleteFunc(objs, func(u *unstructured.Unstructured) bool {
 		return u.GetKind() == "CustomResourceDefinition" // the API server has them already
@@ -380,7 +380,7 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 		}
 	}
 	for _, verb := range []string{"get", "list", "watch"} {
-		require.True(t, can("connectors-csi", verb, "configmaps", ns, kube.DefaultCAConfigMap), verb)
+		require.True(t, can("connectors-csi", verb, "configmaps", ns, ca.DefaultConfigMap), verb)
 		require.False(t, can("connectors-csi", verb, "configmaps", ns, ""), "the CSI-only role may %s every ConfigMap", verb)
 	}
 	require.False(t, can("connectors-csi", "get", "configmaps", ns, "other"))
@@ -398,7 +398,7 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 	require.True(t, apierrors.IsForbidden(err), "reading the CA Secret: %v", err)
 	_, err = csiClient.CoreV1().Secrets(other).List(ctx, metav1.ListOptions{})
 	require.True(t, apierrors.IsForbidden(err), "listing Secrets: %v", err)
-	_, err = csiClient.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	_, err = csiClient.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.True(t, apierrors.IsNotFound(err), "the CA ConfigMap is readable (not yet written): %v", err)
 
 	// The proxy role, with its own token, creates the CA and publishes its
@@ -407,14 +407,14 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 	proxyCfg.BearerToken = env.Token(t, ns, "connectors-proxy", nil, time.Hour)
 	proxyClient, err := kubernetes.NewForConfig(proxyCfg)
 	require.NoError(t, err)
-	keeper, err := kube.NewCAKeeper(ctx, kube.CAOptions{Client: proxyClient, Namespace: ns, Secret: "connectors-proxy-ca"})
+	keeper, err := ca.NewKeeper(ctx, ca.Options{Client: proxyClient, Namespace: ns, Secret: "connectors-proxy-ca"})
 	require.NoError(t, err, "the proxy role's RBAC is enough to create and publish the CA")
 	keyDER, err := x509.MarshalECPrivateKey(keeper.Signing().Key)
 	require.NoError(t, err)
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
 
 	var readable []string
-	cm, err := csiClient.CoreV1().ConfigMaps(ns).Get(ctx, kube.DefaultCAConfigMap, metav1.GetOptions{})
+	cm, err := csiClient.CoreV1().ConfigMaps(ns).Get(ctx, ca.DefaultConfigMap, metav1.GetOptions{})
 	require.NoError(t, err)
 	readable = append(readable, mustJSON(t, cm))
 	for _, res := range []string{"connectors", "connectorclasses"} {
@@ -423,7 +423,7 @@ func TestCSIOnlyRoleCannotReadSecrets(t *testing.T) {
 		require.NoError(t, err, "the CSI-only role lists %s", res)
 		readable = append(readable, mustJSON(t, &list))
 	}
-	require.Equal(t, string(keeper.Signing().CertPEM), cm.Data[kube.CABundleKey])
+	require.Equal(t, string(keeper.Signing().CertPEM), cm.Data[ca.BundleKey])
 	for _, text := range readable {
 		require.NotContains(t, text, "PRIVATE KEY")
 		require.NotContains(t, text, string(keyPEM))

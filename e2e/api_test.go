@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
 // bearerAPI is an HTTPS API that wants one bearer token and records every

@@ -12,15 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
 // gitUser is the account the Git servers want; each story makes its own password.
 const gitUser = "bot"
 
-// gitBackend is internal/testserver/gitserver behind a test server of the story's own: plain
+// gitBackend is test/servers/gitserver behind a test server of the story's own: plain
 // HTTP on 127.0.0.1, or HTTPS with a certificate for a host name.
 type gitBackend struct {
 	*gitserver.Server

@@ -12,9 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitapi"
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
+	"github.com/connectors-node/connectors-node/test/servers/gitapi"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 )
 
 // tokenSecret creates a Secret of secretType holding token in its token

@@ -9,17 +9,17 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
 // pinnedKubectl is the kubectl make testbin builds at the pinned version.
 func pinnedKubectl(t *testing.T) string {
 	t.Helper()
-	p, err := apitest.Kubectl()
+	p, err := apiserver.Kubectl()
 	if err != nil {
-		testsupport.SkipOrFail(t, "%v", err)
+		fake.SkipOrFail(t, "%v", err)
 	}
 	return p
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/pypiindex"
+	"github.com/connectors-node/connectors-node/test/servers/pypiindex"
 )
 
 const pypiGreeting = "installed through the connectors proxy"

@@ -6,10 +6,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/authlog"
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/authlog"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // installCatalogClass creates a ConnectorClass of deploy/classes, as
@@ -17,7 +17,7 @@ import (
 // own file. A class another story created already is left as it is.
 func (s *story) installCatalogClass(file string) {
 	s.t.Helper()
-	objs, err := manifests.Load(filepath.Join(apitest.RepoRoot(), "deploy", "classes", file))
+	objs, err := manifests.Load(filepath.Join(apiserver.RepoRoot(), "deploy", "classes", file))
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
 // TestDemo runs `make demo`'s program with the suite's binary, so the
@@ -22,18 +22,18 @@ func TestDemo(t *testing.T) {
 	t.Parallel()
 	needTool(t, "git")
 	h := suite(t)
-	dir, err := apitest.BinaryDir()
+	dir, err := apiserver.BinaryDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	demo := filepath.Join(t.TempDir(), "demo")
-	if err := goBuild(demo, "./hack/demo"); err != nil {
+	if err := goBuild(demo, "./test/demo"); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, demo, "--binary", h.bin) //nolint:gosec // the demo just built
-	cmd.Dir = apitest.RepoRoot()
+	cmd.Dir = apiserver.RepoRoot()
 	// The demo's scratch directory is the test's, so nothing it leaves
 	// mounted outlives the test.
 	tmp := t.TempDir()

@@ -3,7 +3,7 @@
 // kube-apiserver with deploy/'s namespace and RBAC and the example
 // ConnectorClasses, and runs the binary as a subprocess with the
 // connectors-node ServiceAccount's own kubeconfig. Each story then plays
-// kubelet over the CSI socket (internal/testserver/kubelet) and runs the real clients (git,
+// kubelet over the CSI socket (test/servers/kubelet) and runs the real clients (git,
 // curl) against real servers through the proxy.
 //
 // Every story checks the real outcome (clone content, HTTP bodies, gRPC

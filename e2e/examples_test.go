@@ -7,8 +7,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // exampleJob is the part of an examples/ Job a story replays: the CSI
@@ -27,7 +27,7 @@ type exampleJob struct {
 // examples tell users to run.
 func loadJob(t *testing.T, file string) *exampleJob {
 	t.Helper()
-	objs, err := manifests.Load(filepath.Join(apitest.RepoRoot(), "examples", file))
+	objs, err := manifests.Load(filepath.Join(apiserver.RepoRoot(), "examples", file))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 )
 
 const readme = "Cloned through the connectors proxy.\n"

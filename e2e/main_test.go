@@ -19,12 +19,12 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
-	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
+	"github.com/connectors-node/connectors-node/test/servers/loopback"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 const (
@@ -43,7 +43,7 @@ const (
 // harness is what every story shares: one API server, one connectors-node
 // subprocess, and a kubelet stand-in connected to its CSI socket.
 type harness struct {
-	env *apitest.Env
+	env *apiserver.Env
 	// work is the suite's scratch directory.
 	work string
 	// proxyAddr is the proxy listener, host:port; publicURL is how pods reach it.
@@ -103,7 +103,7 @@ func suite(t *testing.T) *harness {
 	setupOnce.Do(func() { shared, setupErr = setup() })
 	if setupErr != nil {
 		var skip skipError
-		if errors.As(setupErr, &skip) && !testsupport.InCI() {
+		if errors.As(setupErr, &skip) && !fake.InCI() {
 			t.Skipf("skipping the end-to-end suite: %v", setupErr)
 		}
 		t.Fatalf("setting up the end-to-end suite: %v", setupErr)
@@ -115,7 +115,7 @@ func suite(t *testing.T) *harness {
 func needTool(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		testsupport.SkipOrFail(t, "%s not found (make deps installs it): %v", name, err)
+		fake.SkipOrFail(t, "%s not found (make deps installs it): %v", name, err)
 	}
 }
 
@@ -123,7 +123,7 @@ func setup() (*harness, error) {
 	if os.Geteuid() != 0 {
 		return nil, skipError{errors.New("needs root: a published volume is a tmpfs mount")}
 	}
-	if _, err := apitest.BinaryDir(); err != nil {
+	if _, err := apiserver.BinaryDir(); err != nil {
 		return nil, skipError{err}
 	}
 	work, err := os.MkdirTemp("", "connectors-e2e-")
@@ -137,7 +137,7 @@ func setup() (*harness, error) {
 	built := make(chan error, 1)
 	h.bin = bin
 	go func() { built <- goBuild(bin, "./cmd/connectors-node") }()
-	env, err := apitest.New(apitest.Options{})
+	env, err := apiserver.New(apiserver.Options{})
 	if err != nil {
 		return h, errors.Join(fmt.Errorf("starting the API server: %w", err), <-built)
 	}
@@ -147,7 +147,7 @@ func setup() (*harness, error) {
 		return h, err
 	}
 
-	if err := manifests.InstallBase(context.Background(), env.Client, apitest.RepoRoot()); err != nil {
+	if err := manifests.InstallBase(context.Background(), env.Client, apiserver.RepoRoot()); err != nil {
 		return h, err
 	}
 	if err := kubelet.RegisterNode(context.Background(), env.Kube, nodeName); err != nil {
@@ -168,7 +168,7 @@ func goBuild(out, pkg string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, pkg) //nolint:gosec // the go tool building this repository
-	cmd.Dir = apitest.RepoRoot()
+	cmd.Dir = apiserver.RepoRoot()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/registry"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/registry"
 )
 
 // registryUser is the robot account the registries want; each story makes
@@ -45,9 +45,9 @@ func needRegistryTools(t *testing.T) string {
 	t.Helper()
 	needTool(t, registry.Binary)
 	needTool(t, "skopeo")
-	crane := filepath.Join(apitest.RepoRoot(), "bin", "crane")
+	crane := filepath.Join(apiserver.RepoRoot(), "bin", "crane")
 	if _, err := os.Stat(crane); err != nil {
-		testsupport.SkipOrFail(t, "%s not built (make tools): %v", crane, err)
+		fake.SkipOrFail(t, "%s not built (make tools): %v", crane, err)
 	}
 	return crane
 }

@@ -13,12 +13,12 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testserver/registry"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/servers/registry"
 )
 
 // imageLayerSize keeps the story's image small: a few MiB push and pull in
@@ -29,7 +29,7 @@ const imageLayerSize = 3<<20 + 4321
 // TaskRun in examples/tekton-task.yaml.
 func tektonWorkspaceAttrs(t *testing.T) map[string]string {
 	t.Helper()
-	attrs, err := manifests.TaskRunCSIAttributes(filepath.Join(apitest.RepoRoot(), "examples", "tekton-task.yaml"))
+	attrs, err := manifests.TaskRunCSIAttributes(filepath.Join(apiserver.RepoRoot(), "examples", "tekton-task.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,8 +30,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 )
 
 // story is one end-to-end test: its own namespace, the credentials it must

@@ -34,10 +34,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # verdaccio, the npm story's registry, from the npm registry at the version
-# internal/testserver/npmregistry pins, into a cache outside the repository
+# test/servers/npmregistry pins, into a cache outside the repository
 # keyed by that version (where the tests look for it).
 root="$(cd "$(dirname "$0")/.." && pwd)"
-verdaccio_version="$(sed -n 's/^const Version = "\(.*\)"$/\1/p' "$root/internal/testserver/npmregistry/npmregistry.go")"
+verdaccio_version="$(sed -n 's/^const Version = "\(.*\)"$/\1/p' "$root/test/servers/npmregistry/npmregistry.go")"
 verdaccio_dir="${XDG_CACHE_HOME:-$HOME/.cache}/connectors-node/verdaccio-$verdaccio_version"
 if [ ! -e "$verdaccio_dir/node_modules/verdaccio/bin/verdaccio" ]; then
   echo "install-deps: installing verdaccio $verdaccio_version into $verdaccio_dir" >&2

@@ -13,11 +13,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-kube_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/testbin/kube-apiserver/go.mod")
-node_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/testbin/kube-node/go.mod")
-etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/testbin/etcd/go.mod")
+kube_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/tools/testbin/kube-apiserver/go.mod")
+node_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/tools/testbin/kube-node/go.mod")
+etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/tools/testbin/etcd/go.mod")
 if [ "$kube_version" != "$node_version" ]; then
-  echo "testbin: hack/testbin/kube-apiserver pins $kube_version but hack/testbin/kube-node pins $node_version" >&2
+  echo "testbin: hack/tools/testbin/kube-apiserver pins $kube_version but hack/tools/testbin/kube-node pins $node_version" >&2
   exit 1
 fi
 cache=${XDG_CACHE_HOME:-$HOME/.cache}
@@ -37,7 +37,7 @@ build() { # name module-dir package [go build flags...]
   fi
   echo "testbin: building $name into $dir (a cold build takes minutes)" >&2
   local start=$SECONDS
-  (cd "$here/testbin/$mod" && CGO_ENABLED=0 go build -trimpath "$@" -o "$dir/$name.tmp" "$pkg")
+  (cd "$here/tools/testbin/$mod" && CGO_ENABLED=0 go build -trimpath "$@" -o "$dir/$name.tmp" "$pkg")
   mv "$dir/$name.tmp" "$dir/$name"
   echo "testbin: built $name in $((SECONDS - start))s" >&2
 }

@@ -17,10 +17,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // addressCases are good and hostile Connector addresses. want says whether
@@ -112,7 +112,7 @@ var addressCases = []struct {
 // use). The API server never accepts what the node refuses, nor refuses
 // what it accepts.
 func TestAddressGrammarAgreesWithTheAPIServer(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
 	ns := env.Namespace(t, "address")
 	installAddressPolicy(t, env, ns)
@@ -178,12 +178,12 @@ func extensionConnector(t *testing.T, ns, name, value string) *v1alpha1.Connecto
 
 // addressPolicyFile is the shipped admission policy for address extensions.
 func addressPolicyFile() string {
-	return filepath.Join(apitest.RepoRoot(), "deploy", "base", "admission-address.yaml")
+	return filepath.Join(apiserver.RepoRoot(), "deploy", "base", "admission-address.yaml")
 }
 
 // installAddressPolicy creates the shipped policy and its binding and waits
 // until the API server enforces it.
-func installAddressPolicy(t *testing.T, env *apitest.Env, ns string) {
+func installAddressPolicy(t *testing.T, env *apiserver.Env, ns string) {
 	t.Helper()
 	objs, err := manifests.Load(addressPolicyFile())
 	require.NoError(t, err)
@@ -209,7 +209,7 @@ func installAddressPolicy(t *testing.T, env *apitest.Env, ns string) {
 // be updated (and so have its finalizers removed) as long as the value
 // stays; a new bad value is refused.
 func TestAddressPolicyKeepsStoredValues(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
 	ns := env.Namespace(t, "address-keep")
 	old := extensionConnector(t, ns, "old", "https://auth.example.test/<x>")
@@ -230,7 +230,7 @@ func TestAddressPolicyKeepsStoredValues(t *testing.T) {
 // CEL rules, and the admission policy's, are the Go grammar's own strings,
 // so they cannot drift.
 func TestGeneratedCRDsCarryTheAddressGrammar(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds", "connectors.alauda.io_connectors.yaml"))
+	b, err := os.ReadFile(filepath.Join(apiserver.RepoRoot(), "deploy", "base", "crds", "connectors.alauda.io_connectors.yaml"))
 	require.NoError(t, err)
 	var crd struct {
 		Spec struct {

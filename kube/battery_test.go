@@ -11,8 +11,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 )
 
 var fullBattery = flag.Bool("outage.full", false,

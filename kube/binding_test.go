@@ -10,16 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 )
 
 // TestPodBindingWithRealTokens mints tokens bound to real Pod objects on the
 // API server, reviews them, and checks their binding: the pod's node, the
 // pod's IP as the source address, and tokens bound to no pod.
 func TestPodBindingWithRealTokens(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx := context.Background()
 	ns := env.Namespace(t, "binding")
 	env.ServiceAccount(t, ns, "builder")

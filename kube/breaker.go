@@ -233,7 +233,7 @@ func (b *Breaker) classifyRead(err error) error {
 			err: err,
 		}
 	}
-	return classify(err)
+	return Classify(err)
 }
 
 // doubtRefusal is classifyRead for a review the API server answered with
@@ -300,7 +300,7 @@ func (b *Breaker) startProbeLocked() {
 		defer cancel()
 		err := b.opts.Probe(ctx)
 		if err != nil {
-			err = classify(err)
+			err = Classify(err)
 		}
 		b.Record(err)
 		b.mu.Lock()

@@ -11,31 +11,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
-// countingConfig returns a copy of cfg whose requests are counted by method
-// and path.
-func countingConfig(cfg *rest.Config, count func(*http.Request)) *rest.Config {
-	c := rest.CopyConfig(cfg)
-	c.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			count(r)
-			return rt.RoundTrip(r)
-		})
-	}
-	return c
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 func TestCacheServesConnectorsAndClasses(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := env.Namespace(t, "cache")
@@ -44,7 +26,7 @@ func TestCacheServesConnectorsAndClasses(t *testing.T) {
 
 	var mu sync.Mutex
 	var paths []string
-	cfg := countingConfig(env.Config, func(r *http.Request) {
+	cfg := apiserver.CountingConfig(env.Config, func(r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
 		paths = append(paths, r.Method+" "+r.URL.Path)
@@ -109,7 +91,7 @@ func TestCacheServesConnectorsAndClasses(t *testing.T) {
 }
 
 func TestCacheSecretErrorsAreTyped(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx := context.Background()
 	c, err := kube.NewCache(kube.CacheOptions{Config: env.Config})
 	require.NoError(t, err)
@@ -121,3 +103,7 @@ func TestCacheSecretErrorsAreTyped(t *testing.T) {
 	_, err = kube.NewCache(kube.CacheOptions{})
 	require.Error(t, err)
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

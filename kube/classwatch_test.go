@@ -16,15 +16,15 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/proxy/policy"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // A class whose Rego policy does not compile is reported in a log line and
 // a metric when the cache first lists it and again when it changes; a fix
 // clears the metric. Other classes are not affected.
 func TestBrokenClassPolicyIsReportedAtStartupAndOnChange(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	name := "rego-" + env.Namespace(t, "rego")

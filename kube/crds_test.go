@@ -8,17 +8,17 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // TestGeneratedCRDsAreCurrent fails when deploy/base/crds no longer matches the
 // Go types: run `make generate` and commit the result.
 func TestGeneratedCRDsAreCurrent(t *testing.T) {
-	root := apitest.RepoRoot()
+	root := apiserver.RepoRoot()
 	gen := filepath.Join(root, "bin", "controller-gen")
 	if _, err := os.Stat(gen); err != nil {
-		testsupport.SkipOrFail(t, "controller-gen missing: run `make tools`: %v", err)
+		fake.SkipOrFail(t, "controller-gen missing: run `make tools`: %v", err)
 	}
 	out := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), gen, "crd:crdVersions=v1", "paths=./kube/api/...", "output:crd:artifacts:config="+out)

@@ -4,11 +4,11 @@ import (
 	"os"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	apitest.StopShared()
+	apiserver.StopShared()
 	os.Exit(code)
 }

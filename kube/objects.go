@@ -200,7 +200,7 @@ func (c *Cache) Connector(ctx context.Context, namespace, name string) (*v1alpha
 		if apierrors.IsNotFound(err) {
 			return nil, &NotFoundError{Kind: "connector", Key: namespace + "/" + name}
 		}
-		return nil, fmt.Errorf("reading connector %s/%s: %w", namespace, name, classify(err))
+		return nil, fmt.Errorf("reading connector %s/%s: %w", namespace, name, Classify(err))
 	}
 	return &obj, nil
 }
@@ -212,7 +212,7 @@ func (c *Cache) ConnectorClass(ctx context.Context, name string) (*v1alpha1.Conn
 		if apierrors.IsNotFound(err) {
 			return nil, &NotFoundError{Kind: "connectorclass", Key: name}
 		}
-		return nil, fmt.Errorf("reading connectorclass %s: %w", name, classify(err))
+		return nil, fmt.Errorf("reading connectorclass %s: %w", name, Classify(err))
 	}
 	return &obj, nil
 }

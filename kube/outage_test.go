@@ -25,9 +25,9 @@ import (
 	"k8s.io/client-go/rest"
 	testingclock "k8s.io/utils/clock/testing"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 )
 
 // counterValue reads one sample of a counter or gauge from reg (0 when
@@ -71,8 +71,8 @@ func newBreaker(t *testing.T, cs kubernetes.Interface, clock *testingclock.FakeC
 
 // outageEnv is an API server of the test's own (outages would disturb the
 // shared one) with a ServiceAccount allowed to get the Connector "git".
-func outageEnv(t *testing.T) (*apitest.Env, string) {
-	env := apitest.Start(t, apitest.Options{})
+func outageEnv(t *testing.T) (*apiserver.Env, string) {
+	env := apiserver.Start(t, apiserver.Options{})
 	ns := env.Namespace(t, "outage")
 	env.ServiceAccount(t, ns, "builder")
 	env.AllowConnectors(t, ns, ns, "builder")
@@ -203,7 +203,7 @@ func TestBreakerFailsFastWhileTheAPIServerHangs(t *testing.T) {
 // may not make (403, as while a restarted API server's RBAC warms up) is
 // ErrUnavailable (503), not an error the proxy answers 500 for.
 func TestReviewWithoutPermissionIsUnavailable(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "norbac")
 	env.ServiceAccount(t, ns, "node")
 	cfg := rest.AnonymousClientConfig(env.Config)
@@ -274,7 +274,7 @@ func TestCacheServesStaleSecretsWhileTheAPIServerIsKilled(t *testing.T) {
 // up waiting for the informers to sync is ErrUnavailable (503, Unavailable),
 // not Internal: the API server answers discovery but never the lists.
 func TestInformerSyncTimeoutIsUnavailable(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	release := make(chan struct{})
 	defer close(release)
 	cfg := rest.CopyConfig(env.Config)
@@ -419,7 +419,7 @@ func TestPodBindingServesStalePodsWhileTheAPIServerIsKilled(t *testing.T) {
 
 // podToken runs a pod of ns's ServiceAccount builder on node, with IP
 // 127.0.0.1, and returns a token bound to it, as kubelet mints them.
-func podToken(t *testing.T, env *apitest.Env, ns, name, node string) string {
+func podToken(t *testing.T, env *apiserver.Env, ns, name, node string) string {
 	t.Helper()
 	ctx := context.Background()
 	pod, err := kubelet.RunPod(ctx, env.Kube, kubelet.Pod{Namespace: ns, Name: name, ServiceAccount: "builder"}, node, "127.0.0.1")
@@ -430,7 +430,7 @@ func podToken(t *testing.T, env *apitest.Env, ns, name, node string) string {
 }
 
 // podUser is the user r reviews podToken's token as.
-func podUser(t *testing.T, env *apitest.Env, r *kube.Reviewer, ns, name, node string) kube.User {
+func podUser(t *testing.T, env *apiserver.Env, r *kube.Reviewer, ns, name, node string) kube.User {
 	t.Helper()
 	u, err := r.Authenticate(context.Background(), podToken(t, env, ns, name, node))
 	require.NoError(t, err)
@@ -438,7 +438,7 @@ func podUser(t *testing.T, env *apitest.Env, r *kube.Reviewer, ns, name, node st
 }
 
 // createSecret creates a Secret of one password in ns.
-func createSecret(t *testing.T, env *apitest.Env, ns, name string) {
+func createSecret(t *testing.T, env *apiserver.Env, ns, name string) {
 	t.Helper()
 	_, err := env.Kube.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -496,7 +496,7 @@ func (f *apiFault) config(cfg *rest.Config, selects func(*http.Request) bool) *r
 // pods) is ErrUnavailable, and the cached object keeps serving; after the
 // window a 404 is a deletion again and a 403 a refusal.
 func TestRefusedReadsRightAfterAnOutageServeTheCache(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx := context.Background()
 	ns := env.Namespace(t, "recovery")
 	env.ServiceAccount(t, ns, "builder")
@@ -594,7 +594,7 @@ func TestDeletedPodsTokenIsRefusedWithinSeconds(t *testing.T) {
 		{"every pod, for a central proxy", "", "node-b"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			env := apitest.Shared(t)
+			env := apiserver.Shared(t)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			ns := env.Namespace(t, "podwatch")

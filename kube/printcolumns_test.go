@@ -9,8 +9,8 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 func printerColumns(t *testing.T, path string) []apiextensionsv1.CustomResourceColumnDefinition {
@@ -29,14 +29,14 @@ func printerColumns(t *testing.T, path string) []apiextensionsv1.CustomResourceC
 // columns.
 func TestPrinterColumnsMatchUpstream(t *testing.T) {
 	ref := referenceCRDs()
-	if _, err := os.Stat(ref); err != nil && !testsupport.InCI() {
+	if _, err := os.Stat(ref); err != nil && !fake.InCI() {
 		t.Skipf("upstream reference CRDs not found (%v); they live beside the repository in ../shared/reference/crds, or set REFERENCE_CRDS", err)
 	}
 	for _, file := range []string{"connectors.alauda.io_connectors.yaml", "connectors.alauda.io_connectorclasses.yaml"} {
 		t.Run(file, func(t *testing.T) {
 			want := printerColumns(t, filepath.Join(ref, file))
 			var got []apiextensionsv1.CustomResourceColumnDefinition
-			for _, c := range printerColumns(t, filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds", file)) {
+			for _, c := range printerColumns(t, filepath.Join(apiserver.RepoRoot(), "deploy", "base", "crds", file)) {
 				if c.Priority == 0 {
 					got = append(got, c)
 				}

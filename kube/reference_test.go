@@ -13,9 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 func js(t testing.TB, v any) apiextensionsv1.JSON {
@@ -107,7 +107,7 @@ func referenceCRDs() string {
 	if dir := os.Getenv("REFERENCE_CRDS"); dir != "" {
 		return dir
 	}
-	return filepath.Join(apitest.RepoRoot(), "..", "shared", "reference", "crds")
+	return filepath.Join(apiserver.RepoRoot(), "..", "shared", "reference", "crds")
 }
 
 // TestReferenceCRDCompatibility loads the upstream CRDs into a real API
@@ -117,14 +117,14 @@ func referenceCRDs() string {
 func TestReferenceCRDCompatibility(t *testing.T) {
 	dirs := map[string]string{
 		"reference": referenceCRDs(),
-		"generated": filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds"),
+		"generated": filepath.Join(apiserver.RepoRoot(), "deploy", "base", "crds"),
 	}
 	for name, dir := range dirs {
 		t.Run(name, func(t *testing.T) {
-			if _, err := os.Stat(dir); err != nil && name == "reference" && !testsupport.InCI() {
+			if _, err := os.Stat(dir); err != nil && name == "reference" && !fake.InCI() {
 				t.Skipf("upstream reference CRDs not found (%v); they live beside the repository in ../shared/reference/crds, or set REFERENCE_CRDS", err)
 			}
-			env := apitest.Start(t, apitest.Options{CRDDirs: []string{dir}})
+			env := apiserver.Start(t, apiserver.Options{CRDDirs: []string{dir}})
 			ctx := context.Background()
 			ns := env.Namespace(t, "compat")
 			secret, connectors, class := realisticObjects(t, ns)

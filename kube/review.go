@@ -431,9 +431,9 @@ func appendField(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
-// classify wraps API errors that mean "could not get an answer" (transport
+// Classify wraps API errors that mean "could not get an answer" (transport
 // failures, timeouts, 5xx, 429) with ErrUnavailable.
-func classify(err error) error {
+func Classify(err error) error {
 	var status apierrors.APIStatus
 	if errors.As(err, &status) {
 		code := status.Status().Code
@@ -444,7 +444,7 @@ func classify(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// classifyReview is classify for TokenReview and SubjectAccessReview calls,
+// classifyReview is Classify for TokenReview and SubjectAccessReview calls,
 // which the node makes as itself: a 401 or 403 says the node may not review
 // (its RBAC is missing, or still warming up on a restarted API server), not
 // that the caller is refused, so it is ErrUnavailable as well; the API server
@@ -453,7 +453,7 @@ func classifyReview(err error) error {
 	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
 		return &answeredError{why: "the node may not review", err: err}
 	}
-	return classify(err)
+	return Classify(err)
 }
 
 // ReviewMetrics counts the Reviewer's cache hits, misses and API calls.

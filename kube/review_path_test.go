@@ -12,14 +12,14 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // A Reviewer with APIAudiences accepts the tokens the API server itself
 // accepts (a pod's mounted ServiceAccount token) and refuses tokens issued
 // for another audience, such as the proxy's.
 func TestAuthenticateForTheAPIServersAudiences(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "apiaud")
 	env.ServiceAccount(t, ns, "prometheus")
 	r := newReviewer(t, env.Kube, testingclock.NewFakeClock(time.Now()), func(o *kube.ReviewerOptions) {
@@ -47,7 +47,7 @@ func TestAuthenticateForTheAPIServersAudiences(t *testing.T) {
 // with a ClusterRole on that path, forbidden (naming the path) without,
 // and each decision is cached.
 func TestAuthorizePath(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "paths")
 	env.ServiceAccount(t, ns, "reader")
 	env.ServiceAccount(t, ns, "other")

@@ -17,7 +17,7 @@ import (
 	testingclock "k8s.io/utils/clock/testing"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 const audience = "connectors-proxy"
@@ -25,8 +25,8 @@ const audience = "connectors-proxy"
 // reviewCalls counts TokenReview and SubjectAccessReview requests at the transport.
 type reviewCalls struct{ tokens, access atomic.Int64 }
 
-func (c *reviewCalls) client(t *testing.T, env *apitest.Env) kubernetes.Interface {
-	cfg := countingConfig(env.Config, func(r *http.Request) {
+func (c *reviewCalls) client(t *testing.T, env *apiserver.Env) kubernetes.Interface {
+	cfg := apiserver.CountingConfig(env.Config, func(r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/tokenreviews"):
 			c.tokens.Add(1)
@@ -50,7 +50,7 @@ func newReviewer(t *testing.T, cs kubernetes.Interface, clock *testingclock.Fake
 }
 
 func TestAuthenticate(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "authn")
 	env.ServiceAccount(t, ns, "builder")
 	clock := testingclock.NewFakeClock(time.Now())
@@ -87,7 +87,7 @@ func TestAuthenticate(t *testing.T) {
 }
 
 func TestAuthenticateCachesUntilTokenExpiry(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "authn-ttl")
 	env.ServiceAccount(t, ns, "builder")
 	var calls reviewCalls
@@ -110,7 +110,7 @@ func TestAuthenticateCachesUntilTokenExpiry(t *testing.T) {
 }
 
 func TestAuthenticateCollapsesConcurrentMisses(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "authn-burst")
 	env.ServiceAccount(t, ns, "builder")
 	var calls reviewCalls
@@ -143,7 +143,7 @@ func TestAuthenticateCollapsesConcurrentMisses(t *testing.T) {
 }
 
 func TestAuthorize(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "authz")
 	env.ServiceAccount(t, ns, "builder")
 	var calls reviewCalls
@@ -185,7 +185,7 @@ func TestAuthorize(t *testing.T) {
 }
 
 func TestAuthorizeProxySubresource(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "authz-proxy")
 	env.ServiceAccount(t, ns, "builder")
 	env.AllowConnectors(t, ns, ns, "builder")
@@ -206,7 +206,7 @@ func TestAuthorizeProxySubresource(t *testing.T) {
 }
 
 func TestReviewerFailsClosedWhenAPIServerIsDown(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ns := env.Namespace(t, "down")
 	env.ServiceAccount(t, ns, "builder")
 	env.AllowConnectors(t, ns, ns, "builder")
@@ -240,7 +240,7 @@ func TestReviewerFailsClosedWhenAPIServerIsDown(t *testing.T) {
 func TestNewReviewerRejectsMissingFields(t *testing.T) {
 	_, err := kube.NewReviewer(kube.ReviewerOptions{Audience: audience})
 	require.ErrorContains(t, err, "Client")
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	_, err = kube.NewReviewer(kube.ReviewerOptions{Client: env.Kube})
 	require.ErrorContains(t, err, "Audience")
 }
@@ -249,7 +249,7 @@ func TestNewReviewerRejectsMissingFields(t *testing.T) {
 // concurrent callers runs detached from the first caller's context: before,
 // one client with a short deadline turned every waiting request into a 503.
 func TestCallerGivingUpDoesNotFailOthers(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "authn-cancel")
 	env.ServiceAccount(t, ns, "builder")
 	token := env.Token(t, ns, "builder", []string{audience}, time.Hour)

@@ -13,7 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // TestCacheReadsServicesByNameForTheirTTL pins how the plugin reads a
@@ -21,14 +21,14 @@ import (
 // served past it, so a deleted or repointed Service is seen at the next
 // read after the TTL; never a list or a watch.
 func TestCacheReadsServicesByNameForTheirTTL(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := env.Namespace(t, "svc")
 
 	var mu sync.Mutex
 	var services []string
-	cfg := countingConfig(env.Config, func(r *http.Request) {
+	cfg := apiserver.CountingConfig(env.Config, func(r *http.Request) {
 		if strings.Contains(r.URL.Path, "/services") {
 			mu.Lock()
 			defer mu.Unlock()

@@ -9,9 +9,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/proxy/match"
 	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 

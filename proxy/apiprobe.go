@@ -11,8 +11,8 @@ import (
 	"path"
 	"strings"
 
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/proxy/match"
 )
 
 // ErrNotAPIAddress is returned by SendToAPI for a URL outside the class

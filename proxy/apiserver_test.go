@@ -14,14 +14,15 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/ca"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // Token and RBAC decisions end to end against a real API server: minted
 // ServiceAccount tokens, TokenReview, SubjectAccessReview, the informer
 // cache and an on-demand Secret read.
 func TestRealAPIServerDecisions(t *testing.T) {
-	api := apitest.Start(t, apitest.Options{})
+	api := apiserver.Start(t, apiserver.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ns := api.Namespace(t, "proxy")
@@ -89,7 +90,7 @@ func TestRealAPIServerDecisions(t *testing.T) {
 // serveWithAPI starts a proxy on loopback whose Connectors come from an
 // informer cache and whose tokens and access are reviewed by the real API
 // server, and returns its address. edit adjusts the options.
-func serveWithAPI(ctx context.Context, t *testing.T, api *apitest.Env, edit func(*Options)) string {
+func serveWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit func(*Options)) string {
 	t.Helper()
 	cache, err := kube.NewCache(kube.CacheOptions{Config: api.Config})
 	if err != nil {
@@ -105,11 +106,11 @@ func serveWithAPI(ctx context.Context, t *testing.T, api *apitest.Env, edit func
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := kube.NewCA("t", time.Now())
+	authority, err := ca.NewCA("t", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Objects: cache, Auth: reviewer, CA: ca, AllowLoopback: true, Resolver: testResolver}
+	opts := Options{Objects: cache, Auth: reviewer, CA: authority, AllowLoopback: true, Resolver: testResolver}
 	if edit != nil {
 		edit(&opts)
 	}

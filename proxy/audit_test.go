@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // slowSink records each Write and takes a while over it, so that lines
@@ -216,11 +216,11 @@ func TestAuditWindowWritesWithoutFurtherLines(t *testing.T) {
 // Server.Shutdown writes the lines still waiting in the batch window.
 func TestShutdownWritesPendingAuditLines(t *testing.T) {
 	sink := &countingSink{}
-	ca, err := kube.NewCA("t", time.Now())
+	authority, err := ca.NewCA("t", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: ca, AuditLog: sink, AllowLoopback: true})
+	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: authority, AuditLog: sink, AllowLoopback: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // Git's anyauth sends credentials only after a 407 and retries on the same
@@ -140,12 +140,12 @@ func TestLeafIssuedOncePerHost(t *testing.T) {
 }
 
 func TestLeafCache(t *testing.T) {
-	ca, err := kube.NewCA("t", time.Now())
+	authority, err := ca.NewCA("t", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := newMetrics(nil)
-	c := newLeafCache(func() *kube.CA { return ca }, 2, 24*time.Hour, time.Now, m)
+	c := newLeafCache(func() *ca.CA { return authority }, 2, 24*time.Hour, time.Now, m)
 	// 1,000 concurrent requests for one host sign one leaf.
 	errs := make(chan error, 1000)
 	for i := 0; i < 1000; i++ {
@@ -164,7 +164,7 @@ func TestLeafCache(t *testing.T) {
 	}
 	leaf, _ := c.get("git.example.test")
 	l := leaf.Leaf
-	if l.DNSNames[0] != "git.example.test" || l.NotAfter.Sub(l.NotBefore) > 26*time.Hour || l.CheckSignatureFrom(ca.Cert) != nil {
+	if l.DNSNames[0] != "git.example.test" || l.NotAfter.Sub(l.NotBefore) > 26*time.Hour || l.CheckSignatureFrom(authority.Cert) != nil {
 		t.Errorf("bad leaf: %v %v..%v", l.DNSNames, l.NotBefore, l.NotAfter)
 	}
 	if _, err := c.get("10.0.0.1"); err != nil {
@@ -182,15 +182,15 @@ func TestLeafCache(t *testing.T) {
 // returns a new CA, a host whose leaf the old CA signed gets a new leaf
 // signed by the new CA, not the cached one.
 func TestLeafCacheSignsWithTheRotatedCA(t *testing.T) {
-	oldCA, err := kube.NewCA("old", time.Now())
+	oldCA, err := ca.NewCA("old", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	newCA, err := kube.NewCA("new", time.Now())
+	newCA, err := ca.NewCA("new", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cur atomic.Pointer[kube.CA]
+	var cur atomic.Pointer[ca.CA]
 	cur.Store(oldCA)
 	c := newLeafCache(cur.Load, 8, 24*time.Hour, time.Now, newMetrics(nil))
 	before, err := c.get("git.example.test")
@@ -299,8 +299,8 @@ func TestAuditLineAndMetrics(t *testing.T) {
 }
 
 func TestNewRejectsMissingFields(t *testing.T) {
-	ca, _ := kube.NewCA("t", time.Now())
-	full := Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: ca}
+	authority, _ := ca.NewCA("t", time.Now())
+	full := Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: authority}
 	for name, mut := range map[string]func(*Options){
 		"Objects": func(o *Options) { o.Objects = nil },
 		"Auth":    func(o *Options) { o.Auth = nil },

@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 func BenchmarkLeafCached(b *testing.B) {
-	ca, err := kube.NewCA("t", time.Now())
+	authority, err := ca.NewCA("t", time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := newLeafCache(func() *kube.CA { return ca }, 1024, 24*time.Hour, time.Now, newMetrics(nil))
+	c := newLeafCache(func() *ca.CA { return authority }, 1024, 24*time.Hour, time.Now, newMetrics(nil))
 	if _, err := c.get("git.example.test"); err != nil {
 		b.Fatal(err)
 	}
@@ -29,14 +29,14 @@ func BenchmarkLeafCached(b *testing.B) {
 }
 
 func BenchmarkLeafIssue(b *testing.B) {
-	ca, err := kube.NewCA("t", time.Now())
+	authority, err := ca.NewCA("t", time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := newLeafCache(func() *kube.CA { return ca }, 1024, 24*time.Hour, time.Now, newMetrics(nil))
+	c := newLeafCache(func() *ca.CA { return authority }, 1024, 24*time.Hour, time.Now, newMetrics(nil))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := c.issue("git.example.test", ca); err != nil {
+		if _, err := c.issue("git.example.test", authority); err != nil {
 			b.Fatal(err)
 		}
 	}

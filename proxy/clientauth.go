@@ -10,7 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/connectors-node/connectors-node/kube/connref"
+	"github.com/connectors-node/connectors-node/grammar/connref"
 )
 
 // Realm is the realm of the proxy's authentication challenges.
@@ -75,7 +75,7 @@ func parseBasic(v string) (user, pass string, ok bool) {
 }
 
 // parseConnectorList parses the proxy user, a connector list of ns/name
-// items (kube/connref; '/' may be escaped as %2F, as rendered volumes do).
+// items (grammar/connref; '/' may be escaped as %2F, as rendered volumes do).
 func parseConnectorList(user string) ([]types.NamespacedName, error) {
 	decoded, err := url.PathUnescape(user)
 	if err != nil {

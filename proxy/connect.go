@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/grammar/match"
 )
 
 // serveConnect handles CONNECT host:port: intercept when a listed

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/connectors-node/connectors-node/configgen"
-	"github.com/connectors-node/connectors-node/kube/connref"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/grammar/connref"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 )
 
 // longName is a valid Connector name of the longest length (253), unique

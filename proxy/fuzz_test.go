@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/connectors-node/connectors-node/grammar/connref"
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/connref"
-	"github.com/connectors-node/connectors-node/proxy/match"
 )
 
 func FuzzProxyAuthorization(f *testing.F) {

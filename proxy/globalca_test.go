@@ -12,9 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/ca"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // TestGlobalCASecretsWhileServing: a TLS upstream signed by a CA that only
@@ -23,7 +23,7 @@ import (
 // along. A Secret with the CA but without the label, and a labelled one in
 // another namespace, change nothing.
 func TestGlobalCASecretsWhileServing(t *testing.T) {
-	api := apitest.Start(t, apitest.Options{})
+	api := apiserver.Start(t, apiserver.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	serviceNS := api.Namespace(t, "connectors-system")
@@ -41,7 +41,7 @@ func TestGlobalCASecretsWhileServing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	globals, err := kube.NewGlobalCAs(api.Kube, serviceNS, x509.NewCertPool(), logr.Discard())
+	globals, err := ca.NewGlobalCAs(api.Kube, serviceNS, x509.NewCertPool(), logr.Discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestGlobalCASecretsWhileServing(t *testing.T) {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 			Data: map[string][]byte{"internal.pem": upstreamCA.pki.PEM, "token": []byte("ignored")}}
 		if labelled {
-			s.Labels = map[string]string{kube.GlobalCALabel: "true"}
+			s.Labels = map[string]string{ca.GlobalCALabel: "true"}
 		}
 		if _, err := api.Kube.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -89,7 +89,7 @@ func TestGlobalCASecretsWhileServing(t *testing.T) {
 	// A marker Secret created after them: once the informer has it, it
 	// has seen the two above too.
 	marker := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: serviceNS, Name: "marker",
-		Labels: map[string]string{kube.GlobalCALabel: "true"}}, Data: map[string][]byte{"x": []byte("no certificate")}}
+		Labels: map[string]string{ca.GlobalCALabel: "true"}}, Data: map[string][]byte{"x": []byte("no certificate")}}
 	if _, err := api.Kube.CoreV1().Secrets(serviceNS).Create(ctx, marker, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

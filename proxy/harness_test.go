@@ -19,16 +19,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
+	"github.com/connectors-node/connectors-node/kube/ca"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // Secrets used by the fixtures; TestSecretsNeverLeak scans for them.
@@ -49,7 +50,7 @@ func basicValue(user, pass string) string {
 
 // newFakeAuth is the shared token reviewer with the fixture tokens.
 func newFakeAuth() *fakeAuth {
-	a := &fakeAuth{testsupport.NewAuth()}
+	a := &fakeAuth{fake.NewAuth()}
 	a.AddToken(tokA, "team-a", "default", "team-a/*")
 	a.AddToken(tokB, "team-b", "default", "team-b/*")
 	a.AddToken(tokNoAccess, "team-a", "nobody")
@@ -57,7 +58,7 @@ func newFakeAuth() *fakeAuth {
 }
 
 // fakeAuth is the shared token reviewer, with an outage switch.
-type fakeAuth struct{ *testsupport.Auth }
+type fakeAuth struct{ *fake.Auth }
 
 func (a *fakeAuth) setUnavailable(v bool) {
 	if v {
@@ -69,9 +70,9 @@ func (a *fakeAuth) setUnavailable(v bool) {
 
 // fakeObjects is the shared in-memory kube.Objects with this package's
 // fixture builders.
-type fakeObjects struct{ *testsupport.Objects }
+type fakeObjects struct{ *fake.Objects }
 
-func newFakeObjects() *fakeObjects { return &fakeObjects{testsupport.NewObjects()} }
+func newFakeObjects() *fakeObjects { return &fakeObjects{fake.NewObjects()} }
 
 // class adds a ConnectorClass.
 func (o *fakeObjects) class(c *v1alpha1.ConnectorClass) { o.AddClass(c) }
@@ -215,11 +216,11 @@ type testCA struct {
 
 func newTestCA(t testing.TB) *testCA {
 	t.Helper()
-	ca, err := testpki.NewCA("upstream-test-ca")
+	authority, err := testpki.NewCA("upstream-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: ca.Cert, pki: ca}
+	return &testCA{cert: authority.Cert, pki: authority}
 }
 
 func (ca *testCA) serverCert(t testing.TB, names ...string) tls.Certificate {
@@ -270,7 +271,7 @@ func testResolver(_ context.Context, host string) ([]netip.Addr, error) {
 }
 
 // logBuffer is the shared log and audit buffer the leak scans read.
-type logBuffer = testsupport.LogBuffer
+type logBuffer = fake.LogBuffer
 
 // env is a running proxy with fakes.
 type env struct {
@@ -280,7 +281,7 @@ type env struct {
 	url      string // http://addr
 	auth     *fakeAuth
 	objects  *fakeObjects
-	ca       *kube.CA
+	ca       *ca.CA
 	caFile   string
 	logs     *logBuffer
 	registry *prometheus.Registry
@@ -299,15 +300,15 @@ func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opt
 // startEnvServer is startEnv with the server's options.
 func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, so ServerOptions, opts ...envOption) *env {
 	t.Helper()
-	ca, err := kube.NewCA("proxy-test-ca", time.Now())
+	authority, err := ca.NewCA("proxy-test-ca", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{auth: newFakeAuth(), objects: objects, ca: ca, logs: &logBuffer{}, registry: prometheus.NewRegistry()}
+	e := &env{auth: newFakeAuth(), objects: objects, ca: authority, logs: &logBuffer{}, registry: prometheus.NewRegistry()}
 	o := Options{
 		Objects:       objects,
 		Auth:          e.auth,
-		CA:            ca,
+		CA:            authority,
 		AllowLoopback: true,
 		Resolver:      testResolver,
 		UpstreamRoots: roots,
@@ -343,7 +344,7 @@ func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificat
 		<-done
 	})
 	e.caFile = filepath.Join(t.TempDir(), "proxy-ca.crt")
-	if err := os.WriteFile(e.caFile, ca.CertPEM, 0o600); err != nil {
+	if err := os.WriteFile(e.caFile, authority.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return e

@@ -17,17 +17,17 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // leafCache issues leaf certificates for intercepted hosts and keeps the
 // most recently used ones. Concurrent misses for one host sign once.
 type leafCache struct {
-	ca       func() *kube.CA
-	size     int
-	validity time.Duration
-	now      func() time.Time
-	metrics  *metrics
+	authority func() *ca.CA
+	size      int
+	validity  time.Duration
+	now       func() time.Time
+	metrics   *metrics
 
 	mu    sync.Mutex
 	order *list.List // front = most recent; values are *leafItem
@@ -38,32 +38,32 @@ type leafCache struct {
 type leafItem struct {
 	host string
 	cert *tls.Certificate
-	// ca signed cert; a leaf of a CA no longer signing is issued again.
-	ca *kube.CA
+	// authority signed cert; a leaf of a CA no longer signing is issued again.
+	authority *ca.CA
 }
 
-func newLeafCache(ca func() *kube.CA, size int, validity time.Duration, now func() time.Time, m *metrics) *leafCache {
+func newLeafCache(authority func() *ca.CA, size int, validity time.Duration, now func() time.Time, m *metrics) *leafCache {
 	return &leafCache{
-		ca: ca, size: size, validity: validity, now: now, metrics: m,
+		authority: authority, size: size, validity: validity, now: now, metrics: m,
 		order: list.New(), items: make(map[string]*list.Element),
 	}
 }
 
 // get returns a leaf for host (a normalized host name or IP literal).
 func (c *leafCache) get(host string) (*tls.Certificate, error) {
-	ca := c.ca()
-	if cert := c.lookup(host, ca); cert != nil {
+	authority := c.authority()
+	if cert := c.lookup(host, authority); cert != nil {
 		return cert, nil
 	}
 	v, err, _ := c.group.Do(host, func() (any, error) {
-		if cert := c.lookup(host, ca); cert != nil {
+		if cert := c.lookup(host, authority); cert != nil {
 			return cert, nil
 		}
-		cert, err := c.issue(host, ca)
+		cert, err := c.issue(host, authority)
 		if err != nil {
 			return nil, err
 		}
-		c.store(host, cert, ca)
+		c.store(host, cert, authority)
 		return cert, nil
 	})
 	if err != nil {
@@ -72,7 +72,7 @@ func (c *leafCache) get(host string) (*tls.Certificate, error) {
 	return v.(*tls.Certificate), nil
 }
 
-func (c *leafCache) lookup(host string, ca *kube.CA) *tls.Certificate {
+func (c *leafCache) lookup(host string, authority *ca.CA) *tls.Certificate {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[host]
@@ -80,7 +80,7 @@ func (c *leafCache) lookup(host string, ca *kube.CA) *tls.Certificate {
 		return nil
 	}
 	it := el.Value.(*leafItem)
-	if it.ca != ca || c.now().Add(c.validity/4).After(it.cert.Leaf.NotAfter) {
+	if it.authority != authority || c.now().Add(c.validity/4).After(it.cert.Leaf.NotAfter) {
 		c.order.Remove(el)
 		delete(c.items, host)
 		c.metrics.leaves.Set(float64(len(c.items)))
@@ -90,13 +90,13 @@ func (c *leafCache) lookup(host string, ca *kube.CA) *tls.Certificate {
 	return it.cert
 }
 
-func (c *leafCache) store(host string, cert *tls.Certificate, ca *kube.CA) {
+func (c *leafCache) store(host string, cert *tls.Certificate, authority *ca.CA) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[host]; ok {
 		c.order.Remove(el)
 	}
-	c.items[host] = c.order.PushFront(&leafItem{host: host, cert: cert, ca: ca})
+	c.items[host] = c.order.PushFront(&leafItem{host: host, cert: cert, authority: authority})
 	for c.order.Len() > c.size {
 		old := c.order.Back()
 		c.order.Remove(old)
@@ -113,7 +113,7 @@ func (c *leafCache) len() int {
 
 // issue signs an ECDSA P-256 leaf for host, valid from an hour ago (clock
 // skew) for the configured validity, never past the CA's own expiry.
-func (c *leafCache) issue(host string, ca *kube.CA) (*tls.Certificate, error) {
+func (c *leafCache) issue(host string, authority *ca.CA) (*tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("generating leaf key: %w", err)
@@ -124,8 +124,8 @@ func (c *leafCache) issue(host string, ca *kube.CA) (*tls.Certificate, error) {
 	}
 	now := c.now()
 	notAfter := now.Add(c.validity)
-	if notAfter.After(ca.Cert.NotAfter) {
-		notAfter = ca.Cert.NotAfter
+	if notAfter.After(authority.Cert.NotAfter) {
+		notAfter = authority.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
@@ -140,7 +140,7 @@ func (c *leafCache) issue(host string, ca *kube.CA) (*tls.Certificate, error) {
 	} else {
 		tmpl.DNSNames = []string{host}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, authority.Cert, &key.PublicKey, authority.Key)
 	if err != nil {
 		return nil, fmt.Errorf("signing leaf for %s: %w", host, err)
 	}

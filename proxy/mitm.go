@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"sync"
 
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/grammar/match"
 )
 
 // tunnel is one intercepted CONNECT: the caller, the CONNECT target and

@@ -11,8 +11,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy/policy"
 )
 
@@ -47,11 +48,11 @@ type Options struct {
 	Auth Authenticator
 	// CA signs the leaf certificates of intercepted CONNECT tunnels.
 	// Required unless SigningCA is set.
-	CA *kube.CA
+	CA *ca.CA
 	// SigningCA, when set, returns the CA that signs each new leaf, in place
 	// of CA, so that a rotated CA takes effect without a restart: a cached
 	// leaf signed by another CA is issued again. Default: CA.
-	SigningCA func() *kube.CA
+	SigningCA func() *ca.CA
 	// Binding checks each token's pod binding after its review; a refusal
 	// is 401 (reverse) or 407 (forward) naming the binding. Default: none
 	// (tokens are not tied to pods).
@@ -84,9 +85,9 @@ type Options struct {
 	// Roots are the roots trusted for upstream TLS, read on every request:
 	// when they change, new connections use the new roots and idle ones
 	// are closed. Each Connector's caCertSecretRef certificates are added
-	// on top. Default: the system pool, never changing. *kube.GlobalCAs
+	// on top. Default: the system pool, never changing. *ca.GlobalCAs
 	// adds the global CA Secrets.
-	Roots kube.Roots
+	Roots ca.Roots
 	// UpstreamRoots are trusted for upstream TLS in addition to Roots.
 	UpstreamRoots []*x509.Certificate
 
@@ -145,8 +146,8 @@ func (o *Options) setDefaults() error {
 		if o.CA == nil || o.CA.Cert == nil || o.CA.Key == nil {
 			return errors.New("proxy: CA with Cert and Key (or SigningCA) is required")
 		}
-		ca := o.CA
-		o.SigningCA = func() *kube.CA { return ca }
+		authority := o.CA
+		o.SigningCA = func() *ca.CA { return authority }
 	}
 	o.PublicURL = o.PublicURL.OrDefault()
 	if o.ClusterDomain == "" {

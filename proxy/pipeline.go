@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"net/netip"
 
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/proxy/match"
 )
 
 // The request pipeline, stage by stage (the package documentation maps each

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/proxy/match"
 )
 
 // ErrNotConnectorAddress is returned by SendAs for a URL outside every

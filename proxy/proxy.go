@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 

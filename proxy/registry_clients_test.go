@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/connectors-node/connectors-node/configgen"
-	"github.com/connectors-node/connectors-node/internal/testserver/registry"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/registry"
 )
 
 // Credentials of the real registries; the leak scan looks for them.
@@ -42,7 +42,7 @@ func testdataCrane(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(p); err != nil {
-		testsupport.SkipOrFail(t, "bin/crane not built (make tools): %v", err)
+		fake.SkipOrFail(t, "bin/crane not built (make tools): %v", err)
 	}
 	return p
 }

@@ -9,9 +9,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/connectors-node/connectors-node/grammar/connref"
+	"github.com/connectors-node/connectors-node/grammar/match"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/connref"
-	"github.com/connectors-node/connectors-node/proxy/match"
 )
 
 // route is where a reverse request goes.

@@ -6,8 +6,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // Secret reading: a Connector's auth Secret and CA Secret, both from the
@@ -33,7 +33,7 @@ func (p *Proxy) secret(ctx context.Context, c *v1alpha1.Connector) (*corev1.Secr
 
 // connectorCA returns the certificates of a Connector's caCertSecretRef as
 // PEM, or nil: those of keys ending in .crt or .pem and of values holding a
-// PEM block (kube.CACertsFromSecret). Other keys are never read into the
+// PEM block (ca.CertsFromSecret). Other keys are never read into the
 // pool or named in an error.
 func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte, error) {
 	ref := c.Spec.CACertSecretRef
@@ -44,7 +44,7 @@ func (p *Proxy) connectorCA(ctx context.Context, c *v1alpha1.Connector) ([]byte,
 	if err != nil {
 		return nil, objectError(c.Key(), "CA secret", err)
 	}
-	pem := kube.CACertsFromSecret(s)
+	pem := ca.CertsFromSecret(s)
 	if len(pem) == 0 {
 		return nil, statusErrorf(http.StatusInternalServerError,
 			"connector %q: CA secret holds no PEM certificate (in a key ending .crt or .pem)", c.Key())

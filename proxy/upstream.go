@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // maxTransports bounds the transports kept for distinct Connector CAs.
@@ -25,7 +25,7 @@ const maxTransports = 64
 type upstreams struct {
 	opts  *Options
 	guard *guard
-	src   kube.Roots
+	src   ca.Roots
 
 	mu    sync.Mutex
 	gen   uint64
@@ -43,7 +43,7 @@ func newUpstreams(opts *Options, g *guard) (*upstreams, error) {
 		if err != nil || roots == nil {
 			roots = x509.NewCertPool()
 		}
-		src = kube.StaticRoots{Pool: roots}
+		src = ca.StaticRoots{Pool: roots}
 	}
 	u := &upstreams{opts: opts, guard: g, src: src}
 	pool, gen := src.Roots()

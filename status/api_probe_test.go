@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // classAPI is a ConnectorClass API server as upstream specifies one: it
@@ -101,7 +101,7 @@ func apiClass(name, apiURI string) *v1alpha1.ConnectorClass {
 // is CredentialsRejected; a path that climbs out of the API address is
 // refused before anything is sent; a class without spec.api says so.
 func TestAPIProbesGoToTheClassAPI(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "apiprobe")
 	api := startClassAPI(t)
 	tool := startUpstream(t)

@@ -16,8 +16,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // jsonTool is a tool with a JSON health endpoint and a user endpoint that
@@ -71,7 +71,7 @@ func celClass(name, liveCEL, authCEL string) *v1alpha1.ConnectorClass {
 	}
 }
 
-func setAuthCEL(t *testing.T, env *apitest.Env, class, expr string) {
+func setAuthCEL(t *testing.T, env *apiserver.Env, class, expr string) {
 	t.Helper()
 	var cls v1alpha1.ConnectorClass
 	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Name: class}, &cls))
@@ -84,7 +84,7 @@ func setAuthCEL(t *testing.T, env *apitest.Env, class, expr string) {
 // false expression, a failing one and one that does not compile are
 // conditions naming the field; none of them carries the credential.
 func TestResponseCELJudgesProbes(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "cel")
 	tool := startJSONTool(t)
 	n := startNode(t, env, nodeOptions{identity: "node-a", leaseNS: ns})

@@ -26,17 +26,18 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	apitest.StopShared()
+	apiserver.StopShared()
 	os.Exit(code)
 }
 
@@ -143,7 +144,7 @@ type nodeOptions struct {
 
 // startNode starts a reconciler as a node process would: its own clients,
 // cache, proxy and lease campaign.
-func startNode(t testing.TB, env *apitest.Env, o nodeOptions) *node {
+func startNode(t testing.TB, env *apiserver.Env, o nodeOptions) *node {
 	t.Helper()
 	n := &node{reg: prometheus.NewRegistry(), api: &counter{}, logs: &syncBuffer{}, done: make(chan struct{})}
 	base := env.Config
@@ -160,13 +161,13 @@ func startNode(t testing.TB, env *apitest.Env, o nodeOptions) *node {
 	require.NoError(t, err)
 	require.NoError(t, cache.Start(ctx))
 	require.True(t, cache.WaitForSync(ctx))
-	ca, err := kube.NewCA("status-test-ca", time.Now())
+	authority, err := ca.NewCA("status-test-ca", time.Now())
 	require.NoError(t, err)
-	p, err := proxy.New(proxy.Options{Objects: cache, Auth: noAuth{}, CA: ca, AllowLoopback: true, Log: log})
+	p, err := proxy.New(proxy.Options{Objects: cache, Auth: noAuth{}, CA: authority, AllowLoopback: true, Log: log})
 	require.NoError(t, err)
 	kc, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)
-	cl, err := client.New(cfg, client.Options{Scheme: apitest.Scheme()})
+	cl, err := client.New(cfg, client.Options{Scheme: apiserver.Scheme()})
 	require.NoError(t, err)
 	if o.interval == 0 {
 		o.interval = time.Second
@@ -311,7 +312,7 @@ func basicSecret(ns, name, password string) *corev1.Secret {
 	}
 }
 
-func create(t testing.TB, env *apitest.Env, objs ...client.Object) {
+func create(t testing.TB, env *apiserver.Env, objs ...client.Object) {
 	t.Helper()
 	for _, o := range objs {
 		require.NoError(t, env.Client.Create(context.Background(), o), "creating %T %s", o, o.GetName())
@@ -337,7 +338,7 @@ func eventually(t testing.TB, what string, cond func() (bool, string)) {
 	t.Fatalf("%s: never happened; last: %s", what, last)
 }
 
-func getConnector(t testing.TB, env *apitest.Env, ns, name string) *v1alpha1.Connector {
+func getConnector(t testing.TB, env *apiserver.Env, ns, name string) *v1alpha1.Connector {
 	t.Helper()
 	var c v1alpha1.Connector
 	require.NoError(t, env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &c))
@@ -350,7 +351,7 @@ func condition(c *v1alpha1.Connector, typ string) *v1alpha1.Condition {
 
 // waitReady waits until the Connector's Ready condition has status and
 // reason (for the current generation) and returns the Connector.
-func waitReady(t testing.TB, env *apitest.Env, ns, name, st, reason string) *v1alpha1.Connector {
+func waitReady(t testing.TB, env *apiserver.Env, ns, name, st, reason string) *v1alpha1.Connector {
 	t.Helper()
 	var c *v1alpha1.Connector
 	eventually(t, fmt.Sprintf("%s/%s Ready=%s %s", ns, name, st, reason), func() (bool, string) {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // TestKubectlGetConnectorsShowsStatus runs the pinned kubectl (make
@@ -20,11 +20,11 @@ import (
 // connectors` prints Ready True, and `-o wide` the host-form address, by
 // the CRD's printer columns.
 func TestKubectlGetConnectorsShowsStatus(t *testing.T) {
-	kubectl, err := apitest.Kubectl()
+	kubectl, err := apiserver.Kubectl()
 	if err != nil {
-		testsupport.SkipOrFail(t, "%v", err)
+		fake.SkipOrFail(t, "%v", err)
 	}
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "kubectl")
 	up := startUpstream(t)
 	startNode(t, env, nodeOptions{identity: "node-a", leaseNS: ns})

@@ -10,15 +10,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // TestOneWriterAndTakeover runs two node processes' reconcilers, each with
 // its own clients: only the lease holder writes, and when it stops the
 // other takes over and writes.
 func TestOneWriterAndTakeover(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "leader")
 	up := startUpstream(t)
 	ctx := context.Background()
@@ -53,7 +53,7 @@ func TestOneWriterAndTakeover(t *testing.T) {
 // TestLosingTheLeaseStopsWrites takes the lease away from the leader, as a
 // partition would: it stops writing as soon as it cannot renew.
 func TestLosingTheLeaseStopsWrites(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "lost")
 	up := startUpstream(t)
 	ctx := context.Background()
@@ -91,7 +91,7 @@ func TestLosingTheLeaseStopsWrites(t *testing.T) {
 // none while the leader renews, and it still takes over when the leader
 // stops.
 func TestNonLeaderMakesNoLeaseRequestsAtRest(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "rest")
 	ctx := context.Background()
 
@@ -120,7 +120,7 @@ func TestNonLeaderMakesNoLeaseRequestsAtRest(t *testing.T) {
 // it go unrenewed for its whole duration takes it with its first read of
 // the Lease: it does not count the duration again from that read.
 func TestExpiredLeaseIsTakenOnFirstRead(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "expired")
 	ctx := context.Background()
 	now := metav1.NewMicroTime(time.Now())

@@ -11,18 +11,18 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // TestDeployRBACIsEnough runs the reconciler as deploy/'s ServiceAccount,
 // with only deploy/rbac.yaml granted: lease, status patches, the Service
 // and Events all go through.
 func TestDeployRBACIsEnough(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
-	require.NoError(t, manifests.InstallBase(ctx, env.Client, apitest.RepoRoot()))
+	require.NoError(t, manifests.InstallBase(ctx, env.Client, apiserver.RepoRoot()))
 	token := env.Token(t, "connectors-system", "connectors-node", nil, time.Hour)
 	cfg := &rest.Config{Host: env.Config.Host, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAData: env.Config.CAData}}
 

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // scale is what one run of many Connectors cost.
@@ -26,7 +26,7 @@ type scale struct {
 
 // runScale creates n Connectors of a class with liveness and auth probes at
 // once and waits until all are Ready.
-func runScale(tb testing.TB, env *apitest.Env, n int) scale {
+func runScale(tb testing.TB, env *apiserver.Env, n int) scale {
 	tb.Helper()
 	ns := env.Namespace(tb, "scale")
 	up := startUpstream(tb)
@@ -77,7 +77,7 @@ func TestManyConnectorsCostBoundedWrites(t *testing.T) {
 	if testing.Short() {
 		t.Skip("creates 300 Connectors")
 	}
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	s := runScale(t, env, 300)
 	t.Logf("%+v", s)
 	require.LessOrEqual(t, s.serviceWrites, int64(s.connectors+s.connectors/10), "more than one Service write per Connector")
@@ -93,7 +93,7 @@ func TestManyConnectorsCostBoundedWrites(t *testing.T) {
 // 1,000 are created at once, and the probe requests per Connector in one
 // probe interval once they are Ready. One op is the whole run.
 func BenchmarkThousandConnectors(b *testing.B) {
-	env := apitest.Shared(b)
+	env := apiserver.Shared(b)
 	for b.Loop() {
 		s := runScale(b, env, 1000)
 		b.ReportMetric(float64(s.statusWrites)/float64(s.connectors), "status-writes/connector")

@@ -12,14 +12,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // TestEachReasonIsReachedByChangingObjects walks a Connector through every
 // Ready reason by changing the objects, as a user would meet them.
 func TestEachReasonIsReachedByChangingObjects(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "reasons")
 	up := startUpstream(t)
 	n := startNode(t, env, nodeOptions{identity: "node-a", leaseNS: ns})
@@ -89,7 +89,7 @@ func TestEachReasonIsReachedByChangingObjects(t *testing.T) {
 // TestProbesNeverLeaveTheConnectorsAddress points a class probe at another
 // host: the probe is refused before anything is sent.
 func TestProbesNeverLeaveTheConnectorsAddress(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "refused")
 	up := startUpstream(t)
 	other := startUpstream(t)
@@ -105,7 +105,7 @@ func TestProbesNeverLeaveTheConnectorsAddress(t *testing.T) {
 
 // TestAddresses covers both resolvers and a class's own proxy.
 func TestAddresses(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "addr")
 	up := startUpstream(t)
 	startNode(t, env, nodeOptions{identity: "node-a", leaseNS: ns})
@@ -181,7 +181,7 @@ func TestAddresses(t *testing.T) {
 // c-<name> of someone else's: it stays as it was, the Connector says why
 // and gets the path-form address instead.
 func TestServiceNameClashIsAConditionNotAnOverwrite(t *testing.T) {
-	env := apitest.Shared(t)
+	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "clash")
 	up := startUpstream(t)
 	ctx := context.Background()

@@ -17,14 +17,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/test/apiserver"
 )
 
 // generatedCRD reads one of the project's generated CRDs.
 func generatedCRD(t *testing.T, file string) *apiextensionsv1.CustomResourceDefinition {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "deploy", "base", "crds", file))
+	b, err := os.ReadFile(filepath.Join(apiserver.RepoRoot(), "deploy", "base", "crds", file))
 	require.NoError(t, err)
 	crd := &apiextensionsv1.CustomResourceDefinition{}
 	require.NoError(t, yaml.Unmarshal(b, crd))
@@ -62,7 +62,7 @@ func preRuleCRDs(t *testing.T) string {
 // address is let through (validation ratcheting), one that sets another
 // bad address is refused, and fixing the address clears the report.
 func TestUpgradeReportsConnectorsStoredBeforeTheAddressRule(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{CRDDirs: []string{preRuleCRDs(t)}})
+	env := apiserver.Start(t, apiserver.Options{CRDDirs: []string{preRuleCRDs(t)}})
 	ctx := context.Background()
 	ns := env.Namespace(t, "upgrade")
 	up := startUpstream(t)

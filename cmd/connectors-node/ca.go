@@ -6,7 +6,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // caSource is the proxy CA as this process's roles need it. With the proxy
@@ -15,12 +15,12 @@ import (
 // ConfigMap, so it never holds the key or reads a Secret.
 type caSource struct {
 	bundle  func() []byte
-	signing func() *kube.CA
+	signing func() *ca.CA
 	loaded  func() bool
 }
 
 func newCASource(ctx context.Context, cfg *config, client kubernetes.Interface, log logr.Logger) (*caSource, error) {
-	opts := kube.CAOptions{
+	opts := ca.Options{
 		Client:    client,
 		Namespace: cfg.namespace,
 		Secret:    cfg.caSecret,
@@ -28,7 +28,7 @@ func newCASource(ctx context.Context, cfg *config, client kubernetes.Interface, 
 		Log:       log,
 	}
 	if cfg.serves(roleProxy) {
-		k, err := kube.NewCAKeeper(ctx, opts)
+		k, err := ca.NewKeeper(ctx, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -36,7 +36,7 @@ func newCASource(ctx context.Context, cfg *config, client kubernetes.Interface, 
 		return &caSource{bundle: k.BundlePEM, signing: k.Signing, loaded: func() bool { return true }}, nil
 	}
 	opts.Secret = ""
-	r, err := kube.NewCABundleReader(opts)
+	r, err := ca.NewBundleReader(opts)
 	if err != nil {
 		return nil, err
 	}

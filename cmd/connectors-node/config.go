@@ -14,8 +14,9 @@ import (
 	"time"
 
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/publicurl"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
 )
 
@@ -131,7 +132,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
 	fs.StringVar(&c.serve, "serve", roleCSI+","+roleProxy, "roles to serve, a comma list: csi (the node plugin; reads Connectors and the published CA certificates, never a Secret) and proxy (holds Secret access and the CA key; publishes the CA certificates)")
-	fs.StringVar(&c.caConfigMap, "ca-configmap", kube.DefaultCAConfigMap, "name of the ConfigMap in --namespace that publishes the proxy CA certificates without the key; the proxy role writes it, a csi-only node reads only it")
+	fs.StringVar(&c.caConfigMap, "ca-configmap", ca.DefaultConfigMap, "name of the ConfigMap in --namespace that publishes the proxy CA certificates without the key; the proxy role writes it, a csi-only node reads only it")
 	fs.IntVar(&c.verbosity, "v", 0, "verbosity of the node log on standard error: 0 logs start, stop, warnings and errors; 2 adds volume publishes; 5 every CSI call")
 	fs.DurationVar(&c.apiOutageGrace, "api-outage-grace", kube.DefaultOutageGrace, "while the Kubernetes API is unavailable, keep serving cached allow decisions, token reviews and Secrets this long past their TTL; new tokens and decisions fail closed")
 	fs.StringVar(&c.kubeletRoot, "kubelet-root", csi.DefaultKubeletRoot, "kubelet's root directory: every volume target path must lie under it")

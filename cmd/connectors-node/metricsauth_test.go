@@ -13,20 +13,20 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // installRBAC creates the ServiceAccounts and RBAC of a deploy/ overlay,
 // as `kubectl kustomize` renders them, and the objects of extra files.
-func installRBAC(t *testing.T, env *apitest.Env, overlay string, extra ...string) {
+func installRBAC(t *testing.T, env *apiserver.Env, overlay string, extra ...string) {
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		testsupport.SkipOrFail(t, "kubectl is not installed: run make deps")
+		fake.SkipOrFail(t, "kubectl is not installed: run make deps")
 	}
-	root := apitest.RepoRoot()
+	root := apiserver.RepoRoot()
 	rendered, err := exec.CommandContext(t.Context(), kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", overlay)).Output() //nolint:gosec // the test's own paths
 	require.NoError(t, err)
 	all, err := manifests.Decode("deploy/overlays/"+overlay, rendered)
@@ -50,7 +50,7 @@ func installRBAC(t *testing.T, env *apitest.Env, overlay string, extra ...string
 // ServiceAccount's own kubeconfig until the test ends, and returns its
 // ops address once /healthz answers. (It is not ready without a proxy
 // publishing the CA; the ops port serves before that.)
-func startCSINode(t *testing.T, env *apitest.Env, sa string, args ...string) (string, *syncBuffer) {
+func startCSINode(t *testing.T, env *apiserver.Env, sa string, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	dir := t.TempDir()
 	return runRole(t, env, sa, "/healthz", append([]string{"--serve=csi", "--node-id=node-a",
@@ -87,7 +87,7 @@ func get(t *testing.T, ops, path, token string) scrape {
 // few seconds costs no API call; with the API server gone a cached reader
 // still scrapes and a new token gets 503.
 func TestMetricsNeedAReaderToken(t *testing.T) {
-	env := apitest.Start(t, apitest.Options{}) // its own: the test kills it
+	env := apiserver.Start(t, apiserver.Options{}) // its own: the test kills it
 	installRBAC(t, env, "split", "examples/prometheus/rbac.yaml")
 	env.ServiceAccount(t, "monitoring", "other")
 	reader := env.Token(t, "monitoring", "prometheus", nil, time.Hour)

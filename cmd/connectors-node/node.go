@@ -21,6 +21,7 @@ import (
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/proxy/policy"
 	"github.com/connectors-node/connectors-node/status"
@@ -127,7 +128,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 	}
 
 	n := &node{cfg: cfg, log: log, cache: cache}
-	var globalCAs *kube.GlobalCAs
+	var globalCAs *ca.GlobalCAs
 	var pods *kube.PodWatch
 	if cfg.serves(roleCSI) {
 		events, err := kube.NewEventRecorder(ctx, client, csi.DriverName)
@@ -161,7 +162,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 
 	if cfg.serves(roleProxy) {
 		// Only the proxy role reads Secrets, the global CA ones included.
-		globalCAs, err = kube.NewGlobalCAs(client, cfg.namespace, systemPool, log.WithName("global-ca"))
+		globalCAs, err = ca.NewGlobalCAs(client, cfg.namespace, systemPool, log.WithName("global-ca"))
 		if err != nil {
 			return nil, err
 		}

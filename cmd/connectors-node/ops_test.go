@@ -11,8 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/opsauth"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 func TestOpsHandler(t *testing.T) {
@@ -59,7 +59,7 @@ func TestOpsHandlerProfiles(t *testing.T) {
 // With the guard, /metrics and every profile need an allowed token; the
 // probes kubelet sends without one stay open.
 func TestOpsHandlerGuardsMetricsAndProfiles(t *testing.T) {
-	auth := testsupport.NewAuth()
+	auth := fake.NewAuth()
 	reader := auth.AddToken("reader-token", "monitoring", "prometheus")
 	auth.AllowPath(reader, "get", "/metrics")
 	auth.AllowPath(reader, "get", "/debug/pprof/heap")

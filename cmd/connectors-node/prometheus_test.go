@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/loopback"
 )
 
 // TestPrometheusScrapesWithTheExampleConfig runs a real Prometheus with
@@ -30,7 +30,7 @@ func TestPrometheusScrapesWithTheExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Skip("skipping: prometheus is not installed")
 	}
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	installRBAC(t, env, "split", "examples/prometheus/rbac.yaml")
 	env.ServiceAccount(t, "monitoring", "other")
 	ops, logs := startCSINode(t, env, "connectors-csi")
@@ -79,7 +79,7 @@ func TestPrometheusScrapesWithTheExampleConfig(t *testing.T) {
 // of the mounted ServiceAccount token.
 func exampleScrapeConfig(t *testing.T, target, tokenFile string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "examples", "prometheus", "scrape-config.yaml"))
+	b, err := os.ReadFile(filepath.Join(apiserver.RepoRoot(), "examples", "prometheus", "scrape-config.yaml"))
 	require.NoError(t, err)
 	var cfg struct {
 		Global        map[string]any   `json:"global,omitempty"`

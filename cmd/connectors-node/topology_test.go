@@ -20,22 +20,22 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/kubelet"
-	"github.com/connectors-node/connectors-node/internal/testserver/loopback"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/kube/ca"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/kubelet"
+	"github.com/connectors-node/connectors-node/test/servers/loopback"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // syncBuffer is a log sink shared by a running process and the test.
-type syncBuffer = testsupport.LogBuffer
+type syncBuffer = fake.LogBuffer
 
 // startRole runs connectors-node in this process with a ServiceAccount's
 // own kubeconfig, until the test ends, and returns its log once /readyz
 // answers.
-func startRole(t *testing.T, env *apitest.Env, sa string, args ...string) *syncBuffer {
+func startRole(t *testing.T, env *apiserver.Env, sa string, args ...string) *syncBuffer {
 	t.Helper()
 	_, logs := runRole(t, env, sa, "/readyz", args...)
 	return logs
@@ -43,7 +43,7 @@ func startRole(t *testing.T, env *apitest.Env, sa string, args ...string) *syncB
 
 // runRole runs connectors-node with sa's own kubeconfig until the test
 // ends, and returns its ops address and log once probe answers 200 there.
-func runRole(t *testing.T, env *apitest.Env, sa, probe string, args ...string) (string, *syncBuffer) {
+func runRole(t *testing.T, env *apiserver.Env, sa, probe string, args ...string) (string, *syncBuffer) {
 	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, env.WriteKubeconfig(kubeconfig, env.Token(t, "connectors-system", sa, nil, time.Hour)))
@@ -87,16 +87,16 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	}
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		testsupport.SkipOrFail(t, "curl is not installed: run `make deps`")
+		fake.SkipOrFail(t, "curl is not installed: run `make deps`")
 	}
-	env := apitest.Start(t, apitest.Options{})
+	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
-	root := apitest.RepoRoot()
+	root := apiserver.RepoRoot()
 	// The split topology's namespace and RBAC exactly as its overlay
 	// installs them.
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		testsupport.SkipOrFail(t, "kubectl is not installed: run make deps")
+		fake.SkipOrFail(t, "kubectl is not installed: run make deps")
 	}
 	rendered, err := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", "split")).Output() //nolint:gosec // the test's own paths
 	require.NoError(t, err)
@@ -215,7 +215,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	s, err := secrets.Get(ctx, "connectors-proxy-ca", metav1.GetOptions{})
 	require.NoError(t, err)
 	oldCert, oldKey := s.Data["tls.crt"], s.Data["tls.key"]
-	newCA, err := kube.NewCA("connectors-proxy-ca-2", time.Now())
+	newCA, err := ca.NewCA("connectors-proxy-ca-2", time.Now())
 	require.NoError(t, err)
 	der, err := x509.MarshalECPrivateKey(newCA.Key)
 	require.NoError(t, err)

@@ -5,13 +5,13 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
 // catalogText reads a ConnectorClass file of the deploy/classes catalog.
 func catalogText(name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), filepath.FromSlash(manifests.CatalogDir), name)) //nolint:gosec // the repository's catalog
+	b, err := os.ReadFile(filepath.Join(apiserver.RepoRoot(), filepath.FromSlash(manifests.CatalogDir), name)) //nolint:gosec // the repository's catalog
 	return string(b), err
 }
 

@@ -15,9 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
 const readme = "Cloned on a real node.\n"
@@ -44,7 +44,7 @@ func example(t *testing.T, name string, replace ...string) string {
 // exampleText reads a file of examples/ with the replacements (old, new
 // pairs) applied; each old string must be in the file.
 func exampleText(name string, replace ...string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(apitest.RepoRoot(), "examples", name)) //nolint:gosec // the repository's examples
+	b, err := os.ReadFile(filepath.Join(apiserver.RepoRoot(), "examples", name)) //nolint:gosec // the repository's examples
 	if err != nil {
 		return "", err
 	}

@@ -23,8 +23,8 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
-	"github.com/connectors-node/connectors-node/internal/testserver/clusterdns"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/clusterdns"
 )
 
 const (
@@ -50,7 +50,7 @@ const (
 // scheduler and the controller manager.
 type node struct {
 	work       string
-	env        *apitest.Env
+	env        *apiserver.Env
 	kubeconfig string
 	socket     string
 	podLogs    string
@@ -242,7 +242,7 @@ func removeCgroups(hier []string, cgroupRoot string) {
 }
 
 func (n *node) apiServer(context.Context) error {
-	env, err := apitest.New(apitest.Options{ServiceAccountAdmission: true, Port: apiServerPort,
+	env, err := apiserver.New(apiserver.Options{ServiceAccountAdmission: true, Port: apiServerPort,
 		// logs and exec: the node's name does not resolve here, its address does.
 		APIServerFlags: map[string]string{"kubelet-preferred-address-types": "InternalIP"}})
 	if err != nil {
@@ -273,14 +273,14 @@ func (n *node) clusterDNS(ctx context.Context) error {
 	return nil
 }
 
-// buildImages builds the images with hack/image, as make image does, and
+// buildImages builds the images with build/image, as make image does, and
 // the workload image from the host's git and sh.
 func (n *node) buildImages(ctx context.Context) error {
 	dir := filepath.Join(n.work, "images")
-	cmd := exec.CommandContext(ctx, "go", "run", "./hack/image", "--out", dir, "--tag", "dev")
-	cmd.Dir = apitest.RepoRoot()
+	cmd := exec.CommandContext(ctx, "go", "run", "./build/image", "--out", dir, "--tag", "dev")
+	cmd.Dir = apiserver.RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go run ./hack/image: %w\n%s", err, out)
+		return fmt.Errorf("go run ./build/image: %w\n%s", err, out)
 	}
 	files, links, err := imagebuild.HostFiles(ctx, "/bin/sh", "/usr/bin/git", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/id", "/usr/bin/sleep",
 		"/usr/lib/git-core/git-remote-http", "/usr/lib/git-core/git-remote-https", "/etc/ssl/certs/ca-certificates.crt", "/etc/nsswitch.conf")
@@ -390,7 +390,7 @@ state = %[2]q
 }
 
 func (n *node) controllers(context.Context) error {
-	dir, err := apitest.BinaryDir()
+	dir, err := apiserver.BinaryDir()
 	if err != nil {
 		return err
 	}
@@ -415,7 +415,7 @@ func (n *node) controllers(context.Context) error {
 }
 
 func (n *node) kubelet(ctx context.Context) error {
-	dir, err := apitest.BinaryDir()
+	dir, err := apiserver.BinaryDir()
 	if err != nil {
 		return err
 	}
@@ -497,7 +497,7 @@ func (n *node) install(ctx context.Context) error {
 
 // apply applies deploy/ through the test overlay e2e/node/<overlay>.
 func (n *node) apply(ctx context.Context, overlay string) error {
-	manifests, err := run(ctx, "kubectl", "kustomize", filepath.Join(apitest.RepoRoot(), "e2e", "node", overlay))
+	manifests, err := run(ctx, "kubectl", "kustomize", filepath.Join(apiserver.RepoRoot(), "e2e", "node", overlay))
 	if err != nil {
 		return err
 	}

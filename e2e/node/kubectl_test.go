@@ -14,8 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // kubectlTargetObjects are what the story creates with the admin
@@ -66,9 +66,9 @@ subjects: [{kind: ServiceAccount, name: kubectl-user, namespace: default}]
 // upgrade rule passes; the audit lines show the 101 answers.
 func TestKubectlLogsAndExecThroughTheProxy(t *testing.T) {
 	n := suite(t)
-	kubectl, err := apitest.Kubectl()
+	kubectl, err := apiserver.Kubectl()
 	if err != nil {
-		testsupport.SkipOrFail(t, "%v", err)
+		fake.SkipOrFail(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // inNamespace is set in the environment of the test binary re-run inside
@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 func mainCode(m *testing.M) int {
 	flag.Parse() // selected reads -test.run before m.Run
 	if err := prerequisites(); err != nil {
-		if testsupport.InCI() {
+		if fake.InCI() {
 			fmt.Fprintf(os.Stderr, "real-node suite: %v\n", err)
 			return 1
 		}
@@ -90,7 +90,7 @@ func prerequisites() error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (containerd, kubelet and tmpfs mounts)")
 	}
-	dir, err := apitest.BinaryDir()
+	dir, err := apiserver.BinaryDir()
 	if err != nil {
 		return fmt.Errorf("%w (make testbin builds them)", err)
 	}

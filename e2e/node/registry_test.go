@@ -15,12 +15,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
-	"github.com/connectors-node/connectors-node/internal/testserver/manifests"
-	"github.com/connectors-node/connectors-node/internal/testserver/registry"
-	"github.com/connectors-node/connectors-node/internal/testserver/testpki"
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/servers/registry"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 )
 
 const (
@@ -72,7 +72,7 @@ func TestImagePushPullAsTektonStep(t *testing.T) {
 	n := suite(t)
 	for _, tool := range []string{registry.Binary, "/usr/bin/skopeo"} {
 		if _, err := os.Stat(tool); err != nil {
-			testsupport.SkipOrFail(t, "%s not found (make deps installs it): %v", tool, err)
+			fake.SkipOrFail(t, "%s not found (make deps installs it): %v", tool, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -83,7 +83,7 @@ func TestImagePushPullAsTektonStep(t *testing.T) {
 	password := randomHex(t)
 	reg := startTokenRegistry(ctx, t, password)
 
-	attrs, err := manifests.TaskRunCSIAttributes(filepath.Join(apitest.RepoRoot(), "examples", "tekton-task.yaml"))
+	attrs, err := manifests.TaskRunCSIAttributes(filepath.Join(apiserver.RepoRoot(), "examples", "tekton-task.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func (w *tokenRecorder) Write(b []byte) (int, error) {
 // built from the tools module, skopeo and sh from the host) and imports it
 // into the node's containerd.
 func (n *node) buildRegistryClientImage(ctx context.Context) error {
-	crane, err := imagebuild.GoBuild(ctx, filepath.Join(apitest.RepoRoot(), "hack", "tools"), "github.com/google/go-containerregistry/cmd/crane")
+	crane, err := imagebuild.GoBuild(ctx, filepath.Join(apiserver.RepoRoot(), "hack", "tools"), "github.com/google/go-containerregistry/cmd/crane")
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/internal/testserver/gitserver"
+	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
 const (

@@ -15,9 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/kube/apitest"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // hostFormProbes are the probes the story adds to its class: both ask
@@ -105,9 +105,9 @@ subjects: [{kind: ServiceAccount, name: git-host-clone, namespace: default}]
 // credential, which is in no mounted file and no log line.
 func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	n := suite(t)
-	kubectl, err := apitest.Kubectl()
+	kubectl, err := apiserver.Kubectl()
 	if err != nil {
-		testsupport.SkipOrFail(t, "%v", err)
+		fake.SkipOrFail(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

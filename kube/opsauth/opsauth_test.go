@@ -9,9 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/connectors-node/connectors-node/internal/testsupport"
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/opsauth"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 const (
@@ -19,7 +19,7 @@ const (
 	otherToken  = "other-token-0123456789"
 )
 
-func guarded(t *testing.T, auth *testsupport.Auth, logs *testsupport.LogBuffer) http.Handler {
+func guarded(t *testing.T, auth *fake.Auth, logs *fake.LogBuffer) http.Handler {
 	t.Helper()
 	g, err := opsauth.New(opsauth.Options{Reviewer: auth, Log: logs.Logger()})
 	require.NoError(t, err)
@@ -31,11 +31,11 @@ func guarded(t *testing.T, auth *testsupport.Auth, logs *testsupport.LogBuffer) 
 // Every answer of the guard: the status, the WWW-Authenticate challenge of
 // a 401, and no byte of the guarded handler unless allowed.
 func TestGuardAnswers(t *testing.T) {
-	auth := testsupport.NewAuth()
+	auth := fake.NewAuth()
 	reader := auth.AddToken(readerToken, "monitoring", "prometheus")
 	auth.AddToken(otherToken, "team", "app")
 	auth.AllowPath(reader, "get", "/metrics")
-	logs := &testsupport.LogBuffer{}
+	logs := &fake.LogBuffer{}
 	h := guarded(t, auth, logs)
 
 	for _, c := range []struct {
@@ -79,11 +79,11 @@ func TestGuardAnswers(t *testing.T) {
 
 // An API server that cannot answer is 503, never 500 or a pass.
 func TestGuardWhenTheAPIServerIsUnavailable(t *testing.T) {
-	auth := testsupport.NewAuth()
+	auth := fake.NewAuth()
 	reader := auth.AddToken(readerToken, "monitoring", "prometheus")
 	auth.AllowPath(reader, "get", "/metrics")
 	auth.SetErr(fmt.Errorf("token review: %w: connection refused", kube.ErrUnavailable))
-	logs := &testsupport.LogBuffer{}
+	logs := &fake.LogBuffer{}
 	h := guarded(t, auth, logs)
 	for range 3 {
 		rec := httptest.NewRecorder()

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/grammar/match"
 )
 
 const (

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/grammar/match"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/proxy/match"
+	"github.com/connectors-node/connectors-node/grammar/match"
 )
 
 const (

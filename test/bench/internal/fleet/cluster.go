@@ -1,0 +1,215 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/manifests"
+)
+
+// Audience is the proxy's token audience, the binary's default.
+const Audience = "connectors-proxy"
+
+// PodServiceAccount is the ServiceAccount of every benchmark pod; it may
+// use every Connector of its namespace.
+const PodServiceAccount = "bench"
+
+// Cluster is a running API server with the deploy/ RBAC, the example
+// classes and an upstream every Connector points at.
+type Cluster struct {
+	Env *apiserver.Env
+	// Kube is a client without client-side rate limits, for setup.
+	Kube kubernetes.Interface
+	// Client is a controller-runtime client, likewise unlimited.
+	Client client.Client
+	// Work is a scratch directory; volumes are mounted under Work/kubelet.
+	Work string
+	// Upstream is the base URL of a loopback HTTP server that answers
+	// every path with a small body.
+	Upstream string
+
+	upstream *http.Server
+	closers  []func()
+}
+
+// Start starts the API server and the upstream under a new directory.
+func Start() (*Cluster, error) {
+	work, err := os.MkdirTemp("", "connectors-bench-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Work: work}
+	c.closers = append(c.closers, func() { _ = os.RemoveAll(work) })
+	if err := c.start(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) start() error {
+	env, err := apiserver.New(apiserver.Options{})
+	if err != nil {
+		return err
+	}
+	c.Env = env
+	c.closers = append(c.closers, func() { _ = env.Stop() })
+	rc := rest.CopyConfig(env.Config)
+	rc.QPS, rc.Burst = -1, 0 // setup only: no client-side throttling
+	if c.Kube, err = kubernetes.NewForConfig(rc); err != nil {
+		return err
+	}
+	if c.Client, err = client.New(rc, client.Options{Scheme: apiserver.Scheme()}); err != nil {
+		return err
+	}
+	if err := manifests.InstallBase(context.Background(), c.Client, apiserver.RepoRoot()); err != nil {
+		return err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	body := []byte("ok\n")
+	c.upstream = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() { _ = c.upstream.Serve(ln) }()
+	c.closers = append(c.closers, func() { _ = c.upstream.Close() })
+	c.Upstream = "http://" + ln.Addr().String()
+	return os.MkdirAll(filepath.Join(c.Work, "kubelet"), 0o750)
+}
+
+// Close stops everything Start started, in reverse order.
+func (c *Cluster) Close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+	c.closers = nil
+}
+
+// ConnectorRef names a Connector.
+type ConnectorRef struct{ Namespace, Name string }
+
+// CreateConnectors creates n git Connectors, each with its basic-auth
+// Secret, spread over namespaces of perNamespace Connectors, and in each
+// namespace the ServiceAccount PodServiceAccount with get on its
+// Connectors. It uses a few concurrent clients.
+func (c *Cluster) CreateConnectors(ctx context.Context, n, perNamespace int) ([]ConnectorRef, error) {
+	var refs []ConnectorRef
+	var namespaces []string
+	for i := range n {
+		ns := fmt.Sprintf("bench-%03d", i/perNamespace)
+		if i%perNamespace == 0 {
+			namespaces = append(namespaces, ns)
+		}
+		refs = append(refs, ConnectorRef{Namespace: ns, Name: fmt.Sprintf("git-%04d", i)})
+	}
+	for _, ns := range namespaces {
+		if err := c.namespace(ctx, ns); err != nil {
+			return nil, err
+		}
+	}
+	work := make(chan ConnectorRef)
+	errs := make([]error, 8)
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			for ref := range work {
+				if errs[w] == nil {
+					errs[w] = c.connector(ctx, ref)
+				}
+			}
+		})
+	}
+	for _, ref := range refs {
+		work <- ref
+	}
+	close(work)
+	wg.Wait()
+	return refs, errors.Join(errs...)
+}
+
+func (c *Cluster) namespace(ctx context.Context, ns string) error {
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: PodServiceAccount}},
+		&rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "use-connectors"},
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{v1alpha1.GroupVersion.Group},
+				Resources: []string{v1alpha1.ConnectorResource},
+				Verbs:     []string{"get"},
+			}},
+		},
+		&rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "use-connectors"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "use-connectors"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: PodServiceAccount}},
+		},
+	}
+	for _, o := range objs {
+		if err := c.Client.Create(ctx, o); err != nil {
+			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) connector(ctx context.Context, ref ConnectorRef) error {
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name + "-auth"},
+		Type:       corev1.SecretTypeBasicAuth,
+		StringData: map[string]string{"username": "bot", "password": "bench-password-" + ref.Name},
+	}
+	if err := c.Client.Create(ctx, secret); err != nil {
+		return fmt.Errorf("creating secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	conn := &v1alpha1.Connector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name},
+		Spec: v1alpha1.ConnectorSpec{
+			ConnectorClassName: "git",
+			Address:            c.Upstream,
+			Auth: v1alpha1.ConnectorAuth{
+				Name:      "basicAuth",
+				SecretRef: &corev1.ObjectReference{Name: secret.Name},
+			},
+		},
+	}
+	if err := c.Client.Create(ctx, conn); err != nil {
+		return fmt.Errorf("creating connector %s/%s: %w", ref.Namespace, ref.Name, err)
+	}
+	return nil
+}
+
+// NodeToken mints a token of the deploy/ ServiceAccount connectors-node.
+func (c *Cluster) NodeToken(ctx context.Context) (string, error) {
+	secs := int64(2 * 3600)
+	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
+	resp, err := c.Kube.CoreV1().ServiceAccounts("connectors-system").CreateToken(ctx, "connectors-node", req, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("minting the node's token: %w", err)
+	}
+	return resp.Status.Token, nil
+}
