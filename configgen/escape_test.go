@@ -13,7 +13,7 @@ import (
 	"mvdan.cc/sh/v3/syntax"
 	"sigs.k8s.io/yaml"
 
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // escapeCorpus are strings every escaping function must write faithfully
@@ -179,7 +179,7 @@ func TestTOMLEscaping(t *testing.T) {
 func TestShellQuote(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		fake.SkipOrFail(t, "no sh: %v", err)
+		testenv.SkipOrFail(t, "no sh: %v", err)
 	}
 	var script strings.Builder
 	var want []string

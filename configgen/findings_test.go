@@ -14,7 +14,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // Regression tests for the three findings of an outside review that
@@ -36,7 +36,7 @@ func gitGet(t *testing.T, gitconfig []byte, key string) string {
 	t.Helper()
 	git, err := exec.LookPath("git")
 	if err != nil {
-		fake.SkipOrFail(t, "no git: %v", err)
+		testenv.SkipOrFail(t, "no git: %v", err)
 	}
 	f := filepath.Join(t.TempDir(), ".gitconfig")
 	if err := os.WriteFile(f, gitconfig, 0o600); err != nil {

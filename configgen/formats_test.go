@@ -14,7 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // Readers for the formats whose reader is a program, not a Go package:
@@ -30,7 +30,7 @@ func gitConfigEntries(tb testing.TB, content []byte) ([][2]string, error) {
 	tb.Helper()
 	git, err := exec.LookPath("git")
 	if err != nil {
-		fake.SkipOrFail(tb, "no git: %v", err)
+		testenv.SkipOrFail(tb, "no git: %v", err)
 	}
 	f := filepath.Join(tb.TempDir(), "config")
 	if err := os.WriteFile(f, content, 0o600); err != nil {
@@ -295,7 +295,7 @@ func runTool(t *testing.T, out any, inputs any, name string, args ...string) {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		fake.SkipOrFail(t, "no %s: %v", name, err)
+		testenv.SkipOrFail(t, "no %s: %v", name, err)
 	}
 	in, err := json.Marshal(inputs)
 	if err != nil {
@@ -320,16 +320,16 @@ func npmPackageDir(t *testing.T) string {
 	t.Helper()
 	npm, err := exec.LookPath("npm")
 	if err != nil {
-		fake.SkipOrFail(t, "no npm: %v", err)
+		testenv.SkipOrFail(t, "no npm: %v", err)
 	}
 	out, err := exec.CommandContext(t.Context(), npm, "root", "-g").Output()
 	if err != nil {
-		fake.SkipOrFail(t, "npm root -g: %v", err)
+		testenv.SkipOrFail(t, "npm root -g: %v", err)
 	}
 	dir := filepath.Join(strings.TrimSpace(string(out)), "npm", "node_modules")
 	for _, p := range []string{"ini", "@npmcli/config/lib/env-replace.js"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
-			fake.SkipOrFail(t, "npm's %s: %v", p, err)
+			testenv.SkipOrFail(t, "npm's %s: %v", p, err)
 		}
 	}
 	return dir

@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // chartDir is the Helm chart, beside deploy/.
@@ -27,7 +27,7 @@ func helm(t *testing.T, args ...string) []byte {
 	t.Helper()
 	bin := filepath.Join(apiserver.RepoRoot(), "bin", "helm")
 	if _, err := os.Stat(bin); err != nil {
-		fake.SkipOrFail(t, "bin/helm is missing: run `make tools`")
+		testenv.SkipOrFail(t, "bin/helm is missing: run `make tools`")
 	}
 	var out, errb bytes.Buffer
 	cmd := exec.CommandContext(t.Context(), bin, args...) //nolint:gosec // the pinned helm with the test's own arguments

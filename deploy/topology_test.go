@@ -30,8 +30,8 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // needTool skips without the named program, except in CI.
@@ -39,7 +39,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		fake.SkipOrFail(t, "%s is not installed: run `make deps`", name)
+		testenv.SkipOrFail(t, "%s is not installed: run `make deps`", name)
 	}
 	return p
 }

@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/gitserver"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // pinnedKubectl is the kubectl make testbin builds at the pinned version.
@@ -19,7 +19,7 @@ func pinnedKubectl(t *testing.T) string {
 	t.Helper()
 	p, err := apiserver.Kubectl()
 	if err != nil {
-		fake.SkipOrFail(t, "%v", err)
+		testenv.SkipOrFail(t, "%v", err)
 	}
 	return p
 }

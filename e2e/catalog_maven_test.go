@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/authlog"
 	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 	"github.com/connectors-node/connectors-node/test/servers/mavenrepo"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // mavenProject is a project that depends on an artifact of Debian's Maven
@@ -44,7 +44,7 @@ func TestCatalogMavenResolveAndDeploy(t *testing.T) {
 	password := randomHex(16)
 	repo, err := mavenrepo.Start(t.TempDir(), "deployer", password)
 	if err != nil {
-		fake.SkipOrFail(t, "the Maven repository (make deps installs nginx and Debian's Maven plugins): %v", err)
+		testenv.SkipOrFail(t, "the Maven repository (make deps installs nginx and Debian's Maven plugins): %v", err)
 	}
 	t.Cleanup(repo.Stop)
 	_, v := s.catalogConnector("maven", repo.URL, "deployer", password, "settings")

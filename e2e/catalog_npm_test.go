@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/npmregistry"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 const npmPackageJSON = `{"name": "hello-connectors", "version": "1.0.0", "main": "index.js", "license": "MIT"}
@@ -30,7 +30,7 @@ func TestCatalogNpmPublishAndInstall(t *testing.T) {
 	password := randomHex(16)
 	reg, err := npmregistry.Start(t.TempDir(), "publisher", password)
 	if err != nil {
-		fake.SkipOrFail(t, "the npm registry (make deps installs verdaccio %s): %v", npmregistry.Version, err)
+		testenv.SkipOrFail(t, "the npm registry (make deps installs verdaccio %s): %v", npmregistry.Version, err)
 	}
 	t.Cleanup(reg.Stop)
 	// Clients never proxy loopback addresses: the registry needs a name.

@@ -21,10 +21,10 @@ import (
 
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 	"github.com/connectors-node/connectors-node/test/servers/loopback"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 const (
@@ -103,7 +103,7 @@ func suite(t *testing.T) *harness {
 	setupOnce.Do(func() { shared, setupErr = setup() })
 	if setupErr != nil {
 		var skip skipError
-		if errors.As(setupErr, &skip) && !fake.InCI() {
+		if errors.As(setupErr, &skip) && !testenv.InCI() {
 			t.Skipf("skipping the end-to-end suite: %v", setupErr)
 		}
 		t.Fatalf("setting up the end-to-end suite: %v", setupErr)
@@ -115,7 +115,7 @@ func suite(t *testing.T) *harness {
 func needTool(t *testing.T, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		fake.SkipOrFail(t, "%s not found (make deps installs it): %v", name, err)
+		testenv.SkipOrFail(t, "%s not found (make deps installs it): %v", name, err)
 	}
 }
 

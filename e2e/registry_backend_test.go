@@ -15,8 +15,8 @@ import (
 	"github.com/connectors-node/connectors-node/test/servers/testpki"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/registry"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // registryUser is the robot account the registries want; each story makes
@@ -47,7 +47,7 @@ func needRegistryTools(t *testing.T) string {
 	needTool(t, "skopeo")
 	crane := filepath.Join(apiserver.RepoRoot(), "bin", "crane")
 	if _, err := os.Stat(crane); err != nil {
-		fake.SkipOrFail(t, "%s not built (make tools): %v", crane, err)
+		testenv.SkipOrFail(t, "%s not built (make tools): %v", crane, err)
 	}
 	return crane
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // TestGeneratedCRDsAreCurrent fails when deploy/base/crds no longer matches the
@@ -18,7 +18,7 @@ func TestGeneratedCRDsAreCurrent(t *testing.T) {
 	root := apiserver.RepoRoot()
 	gen := filepath.Join(root, "bin", "controller-gen")
 	if _, err := os.Stat(gen); err != nil {
-		fake.SkipOrFail(t, "controller-gen missing: run `make tools`: %v", err)
+		testenv.SkipOrFail(t, "controller-gen missing: run `make tools`: %v", err)
 	}
 	out := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), gen, "crd:crdVersions=v1", "paths=./kube/api/...", "output:crd:artifacts:config="+out)

@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 func printerColumns(t *testing.T, path string) []apiextensionsv1.CustomResourceColumnDefinition {
@@ -29,7 +29,7 @@ func printerColumns(t *testing.T, path string) []apiextensionsv1.CustomResourceC
 // columns.
 func TestPrinterColumnsMatchUpstream(t *testing.T) {
 	ref := referenceCRDs()
-	if _, err := os.Stat(ref); err != nil && !fake.InCI() {
+	if _, err := os.Stat(ref); err != nil && !testenv.InCI() {
 		t.Skipf("upstream reference CRDs not found (%v); they live beside the repository in ../shared/reference/crds, or set REFERENCE_CRDS", err)
 	}
 	for _, file := range []string{"connectors.alauda.io_connectors.yaml", "connectors.alauda.io_connectorclasses.yaml"} {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 func js(t testing.TB, v any) apiextensionsv1.JSON {
@@ -121,7 +121,7 @@ func TestReferenceCRDCompatibility(t *testing.T) {
 	}
 	for name, dir := range dirs {
 		t.Run(name, func(t *testing.T) {
-			if _, err := os.Stat(dir); err != nil && name == "reference" && !fake.InCI() {
+			if _, err := os.Stat(dir); err != nil && name == "reference" && !testenv.InCI() {
 				t.Skipf("upstream reference CRDs not found (%v); they live beside the repository in ../shared/reference/crds, or set REFERENCE_CRDS", err)
 			}
 			env := apiserver.Start(t, apiserver.Options{CRDDirs: []string{dir}})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // fairEnv is a proxy with one Connector, team-a/web, whose upstream
@@ -136,8 +136,8 @@ func closedFor(e *env, reason string) float64 {
 // keeps them; another pod's requests must all still be served.
 func TestFinding5OneSourceCannotDenyTheProxy(t *testing.T) {
 	e := fairEnv(t, ServerOptions{})
-	attacker := fake.LoopbackDialer(t, "127.0.0.2")
-	pod := fake.LoopbackDialer(t, "127.0.0.3")
+	attacker := testenv.LoopbackDialer(t, "127.0.0.2")
+	pod := testenv.LoopbackDialer(t, "127.0.0.3")
 	held := 0
 	for range DefaultMaxConnections + 100 {
 		if code, err := openFrom(t, attacker, e.addr).get(""); err == nil && code == http.StatusUnauthorized {
@@ -163,12 +163,12 @@ func TestConnectionLimitPrefersQuietSources(t *testing.T) {
 		e := fairEnv(t, so)
 		// Three sources at their unauthenticated limit fill the total.
 		for i := 2; i < 5; i++ {
-			d := fake.LoopbackDialer(t, fmt.Sprintf("127.0.0.%d", i))
+			d := testenv.LoopbackDialer(t, fmt.Sprintf("127.0.0.%d", i))
 			for range 6 {
 				_, _ = openFrom(t, d, e.addr).get("")
 			}
 		}
-		pod := sourceClient(fake.LoopbackDialer(t, "127.0.0.9"))
+		pod := sourceClient(testenv.LoopbackDialer(t, "127.0.0.9"))
 		if failed := requestsFrom(t, e, pod, 10); len(failed) > 0 {
 			t.Fatalf("a quiet source's requests failed at the connection limit: %v", failed)
 		}
@@ -179,14 +179,14 @@ func TestConnectionLimitPrefersQuietSources(t *testing.T) {
 	t.Run("authenticated", func(t *testing.T) {
 		e := fairEnv(t, so)
 		for host, n := range map[string]int{"127.0.0.10": 8, "127.0.0.11": 4} {
-			d := fake.LoopbackDialer(t, host)
+			d := testenv.LoopbackDialer(t, host)
 			for range n {
 				if code, err := openFrom(t, d, e.addr).get(tokA); code != http.StatusOK {
 					t.Fatalf("holding connection from %s: %d %v", host, code, err)
 				}
 			}
 		}
-		pod := sourceClient(fake.LoopbackDialer(t, "127.0.0.12"))
+		pod := sourceClient(testenv.LoopbackDialer(t, "127.0.0.12"))
 		if failed := requestsFrom(t, e, pod, 10); len(failed) > 0 {
 			t.Fatalf("a quiet source's requests failed at the connection limit: %v", failed)
 		}
@@ -198,7 +198,7 @@ func TestConnectionLimitPrefersQuietSources(t *testing.T) {
 // authenticate; one more is answered 503 and counted by reason.
 func TestPerSourceLimits(t *testing.T) {
 	e := fairEnv(t, ServerOptions{})
-	anon := fake.LoopbackDialer(t, "127.0.0.2")
+	anon := testenv.LoopbackDialer(t, "127.0.0.2")
 	for i := range DefaultMaxUnauthenticatedPerSource {
 		if code, err := openFrom(t, anon, e.addr).get(""); code != http.StatusUnauthorized {
 			t.Fatalf("unauthenticated connection %d: %d %v, want 401", i+1, code, err)
@@ -209,7 +209,7 @@ func TestPerSourceLimits(t *testing.T) {
 		t.Errorf("refusals counted as unauthenticated: %v, want 1", n)
 	}
 
-	pod := fake.LoopbackDialer(t, "127.0.0.3")
+	pod := testenv.LoopbackDialer(t, "127.0.0.3")
 	for i := range DefaultMaxConnectionsPerSource {
 		if code, err := openFrom(t, pod, e.addr).get(tokA); code != http.StatusOK {
 			t.Fatalf("authenticated connection %d: %d %v, want 200", i+1, code, err)

@@ -15,7 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // needBinary skips when a tool is missing, except in CI where it fails.
@@ -23,7 +23,7 @@ func needBinary(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		fake.SkipOrFail(t, "%s not installed (make deps installs it): %v", name, err)
+		testenv.SkipOrFail(t, "%s not installed (make deps installs it): %v", name, err)
 	}
 	return p
 }

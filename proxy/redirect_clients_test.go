@@ -13,7 +13,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/grammar/publicurl"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // foreignHost is a server on another loopback address that records every
@@ -51,7 +51,7 @@ func (f *foreignHost) take() []http.Header {
 // the Connectors' upstreams on 127.0.0.1.
 func startForeignHost(t *testing.T, gitRoot, backend string) *foreignHost {
 	t.Helper()
-	ln := fake.ListenSecondLoopback(t)
+	ln := testenv.ListenSecondLoopback(t)
 	f := &foreignHost{url: "http://" + ln.Addr().String(), git: &cgi.Handler{Path: backend, Dir: gitRoot, Env: []string{
 		"GIT_PROJECT_ROOT=" + gitRoot, "GIT_HTTP_EXPORT_ALL=1", "HOME=" + gitRoot, "GIT_CONFIG_NOSYSTEM=1",
 	}}}

@@ -16,8 +16,8 @@ import (
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/registry"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // Credentials of the real registries; the leak scan looks for them.
@@ -42,7 +42,7 @@ func testdataCrane(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(p); err != nil {
-		fake.SkipOrFail(t, "bin/crane not built (make tools): %v", err)
+		testenv.SkipOrFail(t, "bin/crane not built (make tools): %v", err)
 	}
 	return p
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/status"
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // TestKubectlGetConnectorsShowsStatus runs the pinned kubectl (make
@@ -22,7 +22,7 @@ import (
 func TestKubectlGetConnectorsShowsStatus(t *testing.T) {
 	kubectl, err := apiserver.Kubectl()
 	if err != nil {
-		fake.SkipOrFail(t, "%v", err)
+		testenv.SkipOrFail(t, "%v", err)
 	}
 	env := apiserver.Shared(t)
 	ns := env.Namespace(t, "kubectl")

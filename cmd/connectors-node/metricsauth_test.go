@@ -14,8 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // installRBAC creates the ServiceAccounts and RBAC of a deploy/ overlay,
@@ -24,7 +24,7 @@ func installRBAC(t *testing.T, env *apiserver.Env, overlay string, extra ...stri
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		fake.SkipOrFail(t, "kubectl is not installed: run make deps")
+		testenv.SkipOrFail(t, "kubectl is not installed: run make deps")
 	}
 	root := apiserver.RepoRoot()
 	rendered, err := exec.CommandContext(t.Context(), kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", overlay)).Output() //nolint:gosec // the test's own paths

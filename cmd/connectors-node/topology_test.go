@@ -27,6 +27,7 @@ import (
 	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 	"github.com/connectors-node/connectors-node/test/servers/loopback"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // syncBuffer is a log sink shared by a running process and the test.
@@ -87,7 +88,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	}
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		fake.SkipOrFail(t, "curl is not installed: run `make deps`")
+		testenv.SkipOrFail(t, "curl is not installed: run `make deps`")
 	}
 	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()
@@ -96,7 +97,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	// installs them.
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		fake.SkipOrFail(t, "kubectl is not installed: run make deps")
+		testenv.SkipOrFail(t, "kubectl is not installed: run make deps")
 	}
 	rendered, err := exec.CommandContext(ctx, kubectl, "kustomize", filepath.Join(root, "deploy", "overlays", "split")).Output() //nolint:gosec // the test's own paths
 	require.NoError(t, err)

@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // kubectlTargetObjects are what the story creates with the admin
@@ -68,7 +68,7 @@ func TestKubectlLogsAndExecThroughTheProxy(t *testing.T) {
 	n := suite(t)
 	kubectl, err := apiserver.Kubectl()
 	if err != nil {
-		fake.SkipOrFail(t, "%v", err)
+		testenv.SkipOrFail(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

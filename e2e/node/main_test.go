@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // inNamespace is set in the environment of the test binary re-run inside
@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 func mainCode(m *testing.M) int {
 	flag.Parse() // selected reads -test.run before m.Run
 	if err := prerequisites(); err != nil {
-		if fake.InCI() {
+		if testenv.InCI() {
 			fmt.Fprintf(os.Stderr, "real-node suite: %v\n", err)
 			return 1
 		}

@@ -17,10 +17,10 @@ import (
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
 	"github.com/connectors-node/connectors-node/test/servers/registry"
 	"github.com/connectors-node/connectors-node/test/servers/testpki"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 const (
@@ -72,7 +72,7 @@ func TestImagePushPullAsTektonStep(t *testing.T) {
 	n := suite(t)
 	for _, tool := range []string{registry.Binary, "/usr/bin/skopeo"} {
 		if _, err := os.Stat(tool); err != nil {
-			fake.SkipOrFail(t, "%s not found (make deps installs it): %v", tool, err)
+			testenv.SkipOrFail(t, "%s not found (make deps installs it): %v", tool, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

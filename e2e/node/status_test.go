@@ -17,7 +17,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/apiserver"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // hostFormProbes are the probes the story adds to its class: both ask
@@ -107,7 +107,7 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	n := suite(t)
 	kubectl, err := apiserver.Kubectl()
 	if err != nil {
-		fake.SkipOrFail(t, "%v", err)
+		testenv.SkipOrFail(t, "%v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

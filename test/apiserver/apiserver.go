@@ -29,7 +29,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
-	"github.com/connectors-node/connectors-node/test/fake"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // Env is a running API server with clients for it.
@@ -155,7 +155,7 @@ func Start(t testing.TB, opts Options) *Env {
 func skipOrFail(t testing.TB, err error) {
 	t.Helper()
 	var missing missingBinaries
-	if errors.As(err, &missing) && !fake.InCI() {
+	if errors.As(err, &missing) && !testenv.InCI() {
 		t.Skipf("skipping: %v", err)
 	}
 	t.Fatalf("starting the test API server: %v", err)
