@@ -20,6 +20,8 @@ fi
 packages+=(python3 python3-pip twine)
 # The GitHub ConnectorClass's client.
 packages+=(gh)
+# The shipped scrape example, run by a real Prometheus.
+packages+=(prometheus)
 if [ "${1:-}" = bench ]; then
   packages+=(nginx wrk)
 fi

@@ -16,6 +16,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
 	"github.com/connectors-node/connectors-node/test/servers/loopback"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // TestPrometheusScrapesWithTheExampleConfig runs a real Prometheus with
@@ -28,7 +29,8 @@ import (
 func TestPrometheusScrapesWithTheExampleConfig(t *testing.T) {
 	prom, err := exec.LookPath("prometheus")
 	if err != nil {
-		t.Skip("skipping: prometheus is not installed")
+		testenv.SkipOrFail(t, "prometheus is not installed (make deps installs it)")
+		return
 	}
 	env := apiserver.Start(t, apiserver.Options{})
 	installRBAC(t, env, "split", "examples/prometheus/rbac.yaml")

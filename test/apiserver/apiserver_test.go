@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // children lists the names of this process's child processes.
@@ -41,7 +43,8 @@ func TestFailedStartStopsTheControlPlane(t *testing.T) {
 		t.Skip("needs the test API server; skipped with -short (make test-unit)")
 	}
 	if _, err := BinaryDir(); err != nil {
-		t.Skipf("skipping: %v", err)
+		testenv.SkipOrFail(t, "%v (make testbin builds it)", err)
+		return
 	}
 	dir := t.TempDir()
 	// A CRD whose name does not match its plural and group: the API
