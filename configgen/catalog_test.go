@@ -31,9 +31,30 @@ func catalogClass(t testing.TB, file string) *v1alpha1.ConnectorClass {
 // class in one volume (the last one is the index or registry the clients
 // use), and checks the files parse as their tools read them.
 func TestCatalogRenders(t *testing.T) {
+	repos := map[string]map[string]any{
+		"settings": {"mirrorRepository": "maven-public"},
+		"npmrc":    {"registry": "npm-group", "repository": "npm-virtual"},
+		"yarnrc":   {"registry": "npm-group", "repository": "npm-virtual", "strictSSL": "false"},
+		"pipconf":  {"repository": "pypi-all"},
+		"pypirc":   {"deployRepository": "pypi-hosted"},
+	}
+	nexus := map[string]map[string]any{}
+	jfrog := map[string]map[string]any{}
+	for cfg, ps := range repos {
+		nexus[cfg], jfrog[cfg] = map[string]any{}, map[string]any{}
+		for k, v := range ps {
+			if k != "repository" || cfg == "pipconf" {
+				nexus[cfg][k] = v
+			}
+			if k != "registry" {
+				jfrog[cfg][k] = v
+			}
+		}
+	}
 	tests := []struct {
 		file, names string
 		addresses   []string
+		params      map[string]map[string]any
 		check       func(t *testing.T, files map[string][]byte)
 	}{
 		{file: "maven.yaml", names: "settings", addresses: []string{"https://repo.maven.apache.org/maven2/"}, check: checkSettingsXML},
@@ -42,6 +63,14 @@ func TestCatalogRenders(t *testing.T) {
 		{file: "npm.yaml", names: "npmrc,yarnrc", addresses: []string{"https://registry.npmjs.org", "http://verdaccio.example.com:4873/"}},
 		{file: "pypi.yaml", names: "pipconf,pypirc", addresses: []string{"https://pypi.org"}},
 		{file: "pypi.yaml", names: "pipconf,pypirc", addresses: []string{"https://pypi.org", "https://nexus.example.com/repository/pypi-all"}},
+		{file: "harbor.yaml", names: "config,harbor-cli-config,registry-config,buildkitd", addresses: []string{"https://harbor.example.com"}},
+		{file: "harbor.yaml", names: "config,harbor-cli-config,registry-config,buildkitd", addresses: []string{"https://harbor.example.com", "http://harbor-2.example.com:8080/"}},
+		{file: "nexus.yaml", names: "settings,npmrc,yarnrc,pipconf,pypirc", addresses: []string{"https://nexus.example.com"}, params: nexus},
+		{file: "nexus.yaml", names: "settings,npmrc,yarnrc,pipconf,pypirc", addresses: []string{"https://nexus.example.com", "http://nexus-2.example.com:8081/"}, params: nexus},
+		{file: "jfrog.yaml", names: "settings,npmrc,yarnrc,pipconf,pypirc", addresses: []string{"https://jfrog.example.com"}, params: jfrog},
+		{file: "jfrog.yaml", names: "settings,npmrc,yarnrc,pipconf,pypirc", addresses: []string{"https://jfrog.example.com", "http://jfrog-2.example.com:8082/"}, params: jfrog},
+		{file: "sonarqube.yaml", names: "sonar-scanner", addresses: []string{"https://sonarqube.example.com"}},
+		{file: "sonarqube.yaml", names: "sonar-scanner", addresses: []string{"https://sonarqube.example.com", "http://sonar-2.example.com:9000/"}},
 	}
 	for _, tt := range tests {
 		name := strings.TrimSuffix(tt.file, ".yaml") + "-" + map[bool]string{true: "one", false: "two"}[len(tt.addresses) == 1]
@@ -57,6 +86,7 @@ func TestCatalogRenders(t *testing.T) {
 			if in.Configurations, in.Exclude, err = ParseNames(tt.names); err != nil {
 				t.Fatal(err)
 			}
+			in.Params = tt.params
 			files := render(t, in)
 			ours := map[string][]byte{}
 			for _, cfg := range class.Spec.Configurations {

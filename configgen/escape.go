@@ -3,6 +3,7 @@ package configgen
 import (
 	"fmt"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -41,6 +42,7 @@ func escapeFuncs() map[string]any {
 		"yamlKey":             yamlKey,
 		"tomlString":          tomlString,
 		"shellQuote":          shellQuote,
+		"propertiesValue":     propertiesValue,
 	}
 	out := make(map[string]any, len(fns))
 	for name, fn := range fns {
@@ -379,6 +381,45 @@ func tomlString(s string) (string, error) {
 		}
 	}
 	b.WriteByte('"')
+	return b.String(), nil
+}
+
+// propertiesValue writes s as a value of a Java .properties file, as
+// java.util.Properties.load reads it (sonar-project.properties): a
+// backslash before '\\' and a leading space (which the reader would skip),
+// \t \n \r \f for those controls, and \uXXXX (UTF-16) for every other
+// character outside printable ASCII, so the file reads the same from an
+// ISO 8859-1 stream as from a UTF-8 reader. '=', ':', '#' and '!' stay as
+// they are: after the key's separator only a line break or a trailing
+// backslash could end the value or continue it, and neither is left raw.
+// Invalid UTF-8 fails.
+func propertiesValue(s string) (string, error) {
+	if err := refuseInvalidUTF8("propertiesValue", s); err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	for i, r := range s {
+		switch {
+		case r == '\\' || (r == ' ' && i == 0):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\f':
+			b.WriteString(`\f`)
+		case r < 0x20 || r > 0x7e:
+			for _, u := range utf16.Encode([]rune{r}) {
+				fmt.Fprintf(&b, `\u%04X`, u)
+			}
+		default:
+			b.WriteRune(r)
+		}
+	}
 	return b.String(), nil
 }
 

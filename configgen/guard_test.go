@@ -110,9 +110,9 @@ func TestGuardPassesValuesNoFileUses(t *testing.T) {
 	opts := []func(*v1alpha1.Connector){
 		lastApplied, withCondition("probe failed:\nconnection refused"), withParam("notes", "line 1\nline 2"),
 	}
-	for _, file := range []string{"git.yaml", "maven.yaml", "npm.yaml", "pypi.yaml", "oci.yaml", "github.yaml", "gitlab.yaml", "kubernetes.yaml"} {
-		t.Run(file, func(t *testing.T) {
-			class := catalogClass(t, file)
+	for _, s := range catalogScenarios(t) {
+		t.Run(s.file, func(t *testing.T) {
+			class := s.class
 			plain := newConnector("team-a", "c", class.Name, "https://tool.example.com")
 			noisy := newConnector("team-a", "c", class.Name, "https://tool.example.com", opts...)
 			var names []string
@@ -121,6 +121,7 @@ func TestGuardPassesValuesNoFileUses(t *testing.T) {
 			}
 			in := baseInput(t, mount(plain, class))
 			in.Configurations = append(names, GeneratorGitconfig, GeneratorRegistryConfig, GeneratorBuildkitd)
+			in.Params = s.input(t, nil, "").Params
 			want := render(t, in)
 			in.Connectors = []Connector{mount(noisy, class)}
 			got := render(t, in)

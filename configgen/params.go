@@ -11,9 +11,11 @@ import (
 // applyParams checks the given configuration.params against the units and
 // sets each unit's params: the defaults its configuration declares, then
 // the given values. A configuration that is not being rendered, a param
-// the configuration does not declare and a value outside a declared enum
-// are *InvalidError for configuration.params; a default that is not JSON is
-// a *TemplateError. Params for a listed configuration that nothing provides
+// the configuration does not declare (unless it allows undeclared params,
+// v1alpha1.UndeclaredParamsAnnotation), a value outside a declared enum and
+// a required param (v1alpha1.RequiredParamAnnotation) without a value are
+// *InvalidError for configuration.params; a default that is not JSON is a
+// *TemplateError. Params for a listed configuration that nothing provides
 // (missing) are ignored with it.
 func applyParams(units []*unit, given map[string]map[string]any, missing []string) error {
 	byName := make(map[string][]*unit, len(units))
@@ -30,6 +32,9 @@ func applyParams(units []*unit, given map[string]map[string]any, missing []strin
 		}
 		for _, key := range sortedKeys(given[name]) {
 			spec := declaredParam(us, key)
+			if spec == nil && allowsUndeclared(us) {
+				continue
+			}
 			if spec == nil {
 				return &InvalidError{Field: paramsField, Reason: fmt.Sprintf("configuration %q has no param %q", name, key)}
 			}
@@ -46,7 +51,40 @@ func applyParams(units []*unit, given map[string]map[string]any, missing []strin
 		for k, v := range given[u.name] {
 			params[k] = v
 		}
+		if err := checkRequired(u, params); err != nil {
+			return err
+		}
 		u.params = params
+	}
+	return nil
+}
+
+// allowsUndeclared reports whether a unit of the configuration takes
+// params it does not declare.
+func allowsUndeclared(us []*unit) bool {
+	for _, u := range us {
+		if u.config != nil && u.config.Annotations[v1alpha1.UndeclaredParamsAnnotation] == "allow" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRequired fails when a param the unit's configuration marks required
+// has no value, or null, or "".
+func checkRequired(u *unit, params map[string]any) error {
+	if u.config == nil {
+		return nil
+	}
+	for _, p := range u.config.Params {
+		if p.Annotations[v1alpha1.RequiredParamAnnotation] != "true" {
+			continue
+		}
+		if v, ok := params[p.Name]; !ok || v == nil || v == "" {
+			return &InvalidError{Field: paramsField, Reason: fmt.Sprintf(
+				"configuration %q of connectorclass %q needs param %q: give it as %s {%q: {%q: \"...\"}}",
+				u.name, u.class.Name, p.Name, paramsField, u.name, p.Name)}
+		}
 	}
 	return nil
 }

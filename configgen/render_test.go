@@ -23,6 +23,16 @@ func TestRenderErrors(t *testing.T) {
 	withData := func(key, tpl string) *v1alpha1.ConnectorClass {
 		return newClass("bad", v1alpha1.Configuration{Name: "cfg", Data: map[string]string{"ok": "", key: tpl}})
 	}
+	required := v1alpha1.ParamSpec{Name: "registry", Annotations: map[string]string{v1alpha1.RequiredParamAnnotation: "true"}}
+	npm := newClass("npm-like",
+		v1alpha1.Configuration{Name: "npmrc", Params: []v1alpha1.ParamSpec{required}, Data: map[string]string{".npmrc": "{{ .configurations.registry }}"}},
+		v1alpha1.Configuration{
+			Name:        "open",
+			Annotations: map[string]string{v1alpha1.UndeclaredParamsAnnotation: "allow"},
+			Params:      []v1alpha1.ParamSpec{required},
+			Data:        map[string]string{"open": "{{ .configurations.registry }}"},
+		},
+	)
 	notJSON := jsonRaw("{not json")
 	badDefault := newClass("bad", v1alpha1.Configuration{
 		Name:   "cfg",
@@ -83,6 +93,38 @@ func TestRenderErrors(t *testing.T) {
 			},
 			want:     ErrInvalid,
 			wantText: `param "mode" must be one of`},
+		{name: "required param missing", class: npm,
+			edit:     func(in *Input) { in.Configurations = []string{"npmrc"} },
+			want:     ErrInvalid,
+			wantText: `configuration.params: configuration "npmrc" of connectorclass "npm-like" needs param "registry"`},
+		{name: "required param empty", class: npm,
+			edit: func(in *Input) {
+				in.Configurations = []string{"npmrc"}
+				in.Params = map[string]map[string]any{"npmrc": {"registry": ""}}
+			},
+			want:     ErrInvalid,
+			wantText: `needs param "registry"`},
+		{name: "required param null", class: npm,
+			edit: func(in *Input) {
+				in.Configurations = []string{"npmrc"}
+				in.Params = map[string]map[string]any{"npmrc": {"registry": nil}}
+			},
+			want:     ErrInvalid,
+			wantText: `needs param "registry"`},
+		{name: "undeclared param where another configuration allows them", class: npm,
+			edit: func(in *Input) {
+				in.Configurations = []string{"npmrc", "open"}
+				in.Params = map[string]map[string]any{"npmrc": {"registry": "r", "strictSSL": "false"}, "open": {"registry": "r"}}
+			},
+			want:     ErrInvalid,
+			wantText: `configuration "npmrc" has no param "strictSSL"`},
+		{name: "required param missing where undeclared ones are allowed", class: npm,
+			edit: func(in *Input) {
+				in.Configurations = []string{"open"}
+				in.Params = map[string]map[string]any{"open": {"other": "x"}}
+			},
+			want:     ErrInvalid,
+			wantText: `configuration "open" of connectorclass "npm-like" needs param "registry"`},
 		{name: "template calling a function wrongly", class: withData("cfg.txt", `{{ trimSuffix "/" }}`),
 			edit:     func(in *Input) { in.Configurations = []string{"cfg"} },
 			want:     ErrTemplate,
@@ -278,5 +320,45 @@ func TestPartlyMissingConfigurations(t *testing.T) {
 	in.Configurations = []string{"config"}
 	if got := Missing(in); got != nil {
 		t.Errorf("Missing = %q, want none", got)
+	}
+}
+
+// TestUndeclaredParamsOptIn pins the opt-in of upstream's JFrog class:
+// a configuration annotated with v1alpha1.UndeclaredParamsAnnotation
+// "allow" takes params it does not declare, and its template reads them
+// as .configurations.<param>; any other value of the annotation, or none,
+// refuses them.
+func TestUndeclaredParamsOptIn(t *testing.T) {
+	for _, tt := range []struct {
+		annotation string
+		want       error
+	}{
+		{annotation: "allow"},
+		{annotation: "true", want: ErrInvalid},
+		{annotation: "", want: ErrInvalid},
+	} {
+		t.Run("annotation="+tt.annotation, func(t *testing.T) {
+			cfg := v1alpha1.Configuration{
+				Name: "settings",
+				Data: map[string]string{"settings.xml": `{{ if .configurations.mirrorRepository }}{{ .configurations.mirrorRepository | xmlText }}{{ end }}`},
+			}
+			if tt.annotation != "" {
+				cfg.Annotations = map[string]string{v1alpha1.UndeclaredParamsAnnotation: tt.annotation}
+			}
+			class := newClass("jfrog", cfg)
+			in := baseInput(t, mount(newConnector("default", "c", "jfrog", "https://jfrog.example.com"), class))
+			in.Configurations = []string{"settings"}
+			in.Params = map[string]map[string]any{"settings": {"mirrorRepository": "libs-release"}}
+			files, err := Render(in)
+			if tt.want != nil {
+				if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), `configuration "settings" has no param "mirrorRepository"`) {
+					t.Fatalf("err = %v, want %v naming the param", err, tt.want)
+				}
+				return
+			}
+			if err != nil || string(files["settings.xml"]) != "libs-release" {
+				t.Fatalf("settings.xml = %q, %v; want libs-release", files["settings.xml"], err)
+			}
+		})
 	}
 }

@@ -47,8 +47,10 @@ func structure(tb testing.TB, name string, content []byte) ([]string, error) {
 		return yamlStructure(content, "")
 	case "config.yml":
 		return yamlStructure(content, "hosts")
-	case ".yarnrc.yml", "kubeconfig":
+	case ".yarnrc.yml", "kubeconfig", "config.yaml":
 		return yamlStructure(content, "-")
+	case "sonar-project.properties":
+		return propertiesStructure(content)
 	case "pip.conf", ".pypirc":
 		return iniStructure(content)
 	case "registries.conf":
@@ -59,7 +61,7 @@ func structure(tb testing.TB, name string, content []byte) ([]string, error) {
 		return jsonStructure(content)
 	case FileEnv:
 		return envStructure(content)
-	case FileToken, FileHTTPProxy, FileHTTPSProxy, FileProxyAddress:
+	case FileToken, FileHTTPProxy, FileHTTPSProxy, FileProxyAddress, "HARBOR_ENCRYPTION_KEY":
 		if bytes.ContainsAny(content, "\r\n") {
 			return []string{"lines"}, nil
 		}
@@ -357,7 +359,7 @@ func (s scenario) input(tb testing.TB, f *field, v string) Input {
 			if in.Params[cfg.Name] == nil {
 				in.Params[cfg.Name] = map[string]any{}
 			}
-			in.Params[cfg.Name][p.Name] = paramString(p.Default.Raw)
+			in.Params[cfg.Name][p.Name] = benignParam(p)
 		}
 	}
 	if f != nil {
@@ -366,10 +368,48 @@ func (s scenario) input(tb testing.TB, f *field, v string) Input {
 	return in
 }
 
+// benignParam is a param's default, or a repository-like name for a
+// param without one (a required param).
+func benignParam(p v1alpha1.ParamSpec) string {
+	if p.Default == nil {
+		return "repo-1"
+	}
+	return paramString(p.Default.Raw)
+}
+
+// setParam is "" for set == "", else a benign value that is not empty:
+// the first such member of the param's enum, its default, or a name.
+func setParam(p v1alpha1.ParamSpec, set string) string {
+	if set == "" {
+		return ""
+	}
+	for _, e := range p.Enum {
+		if e != "" {
+			return e
+		}
+	}
+	if v := benignParam(p); v != "" {
+		return v
+	}
+	return "repo-1"
+}
+
 // benignTwin is the benign value whose structure a hostile one's must
 // match. The files depend on the address scheme (yarn's plain-HTTP
-// allow-list), so an http address is compared with an http one.
+// allow-list), so an http address is compared with an http one. A
+// configuration param may turn a part of a file on (a mirror, a
+// strict-ssl line) when it is not empty, so an empty one is compared with
+// empty params and any other with params that are all set.
 func benignTwin(f *field, v string) (*field, string) {
+	if f != nil && f.name == "configuration.params" {
+		return &field{name: f.name + " (benign)", set: func(in *Input, set string) {
+			for _, cfg := range in.Connectors[len(in.Connectors)-1].Class.Spec.Configurations {
+				for _, p := range cfg.Params {
+					in.Params[cfg.Name][p.Name] = setParam(p, set)
+				}
+			}
+		}}, map[bool]string{true: "", false: "set"}[v == ""]
+	}
 	if f == nil || f.name != "spec.address" {
 		return nil, ""
 	}
@@ -440,7 +480,6 @@ func (c *structures) checkStructure(tb testing.TB, s scenario, f *field, v strin
 	if v == "" && strings.HasPrefix(f.name, "spec.address") {
 		return // no address is no hostile one: git gets the header section only
 	}
-	want := c.benign(tb, s, f, v)
 	got, err := Render(s.input(tb, f, v))
 	if err != nil {
 		if !errors.Is(err, ErrInvalid) {
@@ -448,6 +487,7 @@ func (c *structures) checkStructure(tb testing.TB, s scenario, f *field, v strin
 		}
 		return
 	}
+	want := c.benign(tb, s, f, v)
 	if !slices.Equal(sortedKeys(got), sortedKeys(want)) {
 		tb.Errorf("%s, %s = %q: files %q, want %q", s.file, f.name, v, sortedKeys(got), sortedKeys(want))
 		return

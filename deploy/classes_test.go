@@ -86,10 +86,20 @@ func TestCatalogClassesRender(t *testing.T) {
 			require.Empty(t, engine.Check(class), "the class's policies do not compile")
 			c := sampleConnector(class)
 			var names []string
+			params := map[string]map[string]any{}
 			for _, cfg := range class.Spec.Configurations {
 				names = append(names, cfg.Name)
+				for _, p := range cfg.Params {
+					if p.Annotations[v1alpha1.RequiredParamAnnotation] == "true" {
+						if params[cfg.Name] == nil {
+							params[cfg.Name] = map[string]any{}
+						}
+						params[cfg.Name][p.Name] = "sample-repository"
+					}
+				}
 			}
 			files, err := configgen.Render(configgen.Input{
+				Params:         params,
 				Connectors:     []configgen.Connector{{Object: c, Class: class, ProxyAddress: c.ProxyAddress(publicurl.Default)}},
 				Token:          "header.payload.signature",
 				ProxyURL:       publicurl.MustParse(publicurl.Default),

@@ -9,6 +9,16 @@ import (
 // proxy addresses are formed: "host" or "path".
 const ProxyResolverAnnotation = "connectors.cpaas.io/proxy-resolver"
 
+// RequiredParamAnnotation set to "true" on a param of a configuration
+// makes it required: a volume that renders the configuration must give it
+// a value other than "" in configuration.params.
+const RequiredParamAnnotation = "connectors.cpaas.io/required"
+
+// UndeclaredParamsAnnotation set to "allow" on a configuration lets
+// configuration.params give it params it does not declare (upstream's
+// JFrog class reads such params). Without it they are refused.
+const UndeclaredParamsAnnotation = "connectors.cpaas.io/undeclared-params"
+
 // ConnectorClass describes a kind of tool: its parameters, auth types,
 // configuration file templates and proxy.
 //
