@@ -298,3 +298,40 @@ func TestPropertiesReaderIsJavas(t *testing.T) {
 		}
 	}
 }
+
+// TestSonarScannerPropertiesReadBack renders the sonarqube class with
+// addresses that end in every string of the escaping corpus and reads
+// sonar-project.properties back as Java does: sonar.host.url is the
+// address, or the volume is refused. Without propertiesValue a trailing
+// backslash continues the line and a \u that is no escape makes the
+// scanner's Properties.load throw.
+func TestSonarScannerPropertiesReadBack(t *testing.T) {
+	class := catalogClass(t, "sonarqube.yaml")
+	for _, v := range escapeCorpus {
+		address := "https://sonarqube.example.com/" + v
+		c := newConnector("team-a", "sonarqube", class.Name, address)
+		in := baseInput(t, mount(c, class))
+		in.Configurations = []string{"sonar-scanner"}
+		files, err := Render(in)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("%q: refused with %v, want ErrInvalid", v, err)
+			}
+			continue
+		}
+		entries, err := propertiesRead(files["sonar-project.properties"])
+		if err != nil {
+			t.Errorf("%q: sonar-project.properties does not read: %v", v, err)
+			continue
+		}
+		got := map[string]string{}
+		for _, e := range entries {
+			got[e[0]] = e[1]
+		}
+		// Connector data reach templates through JSON: bad UTF-8 is U+FFFD there.
+		want := strings.ToValidUTF8(strings.TrimSuffix(address, "/"), "\uFFFD")
+		if got["sonar.host.url"] != want || len(entries) != 5 {
+			t.Errorf("%q: read %q, want sonar.host.url %q and 5 entries", v, got, want)
+		}
+	}
+}
