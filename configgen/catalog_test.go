@@ -1,9 +1,13 @@
 package configgen
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/base64"
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -140,5 +144,43 @@ func checkSettingsXML(t *testing.T, files map[string][]byte) {
 	}
 	if !found {
 		t.Errorf("no server entry %s with the pod's token", s.Mirrors[0].ID)
+	}
+}
+
+// TestHarborCLIPlaceholderDecrypts checks that the placeholder password of
+// harbor-cli-config opens with the published HARBOR_ENCRYPTION_KEY as
+// harbor-cli stores passwords: base64 of the AES-256-GCM nonce and sealed
+// text, with the base64 of a 32-byte key.
+func TestHarborCLIPlaceholderDecrypts(t *testing.T) {
+	class := catalogClass(t, "harbor.yaml")
+	var data map[string]string
+	for _, cfg := range class.Spec.Configurations {
+		if cfg.Name == "harbor-cli-config" {
+			data = cfg.Data
+		}
+	}
+	key, err := base64.StdEncoding.DecodeString(data["HARBOR_ENCRYPTION_KEY"])
+	if err != nil || len(key) != 32 {
+		t.Fatalf("HARBOR_ENCRYPTION_KEY is not base64 of 32 bytes: %d bytes, %v", len(key), err)
+	}
+	m := regexp.MustCompile(`password: "([^"]+)"`).FindStringSubmatch(data["config.yaml"])
+	if m == nil {
+		t.Fatal("config.yaml has no password")
+	}
+	sealed, err := base64.StdEncoding.DecodeString(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], nil)
+	if err != nil || len(plain) == 0 {
+		t.Fatalf("the placeholder does not open with the key: %v", err)
 	}
 }
