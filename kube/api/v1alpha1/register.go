@@ -22,6 +22,7 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&Connector{}, &ConnectorList{},
 		&ConnectorClass{}, &ConnectorClassList{},
+		&ResourceInterface{}, &ResourceInterfaceList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
