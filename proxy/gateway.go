@@ -192,6 +192,9 @@ func (g *gateway) resolve(r *http.Request) (*routed, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The connection has carried a reviewed token: it is no longer held to
+	// the unauthenticated limits (people have no pod to bind it to).
+	markAuthenticated(r.Context())
 	conn, err := g.p.authorizedConnector(r.Context(), g.opts.Auth, user, rt.key)
 	if err != nil {
 		return nil, err
