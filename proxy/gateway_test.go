@@ -567,3 +567,34 @@ func TestConnectorsAPIOpenAPI(t *testing.T) {
 		t.Errorf("an unknown provider type: %v", bad.err)
 	}
 }
+
+// TestConnectorsAPIOperationAddress pins where an x-provider-type proxy
+// operation goes: spec.address, the address extension x-openapi-address
+// names, or the URL it is; a missing extension is a 502 naming it.
+func TestConnectorsAPIOperationAddress(t *testing.T) {
+	conn := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gh"}}
+	conn.Spec.Address = "https://github.example.test"
+	conn.Spec.AddressExtensions = []v1alpha1.Param{
+		{Name: "api", Value: apiextensionsv1.JSON{Raw: []byte(`"https://api.github.example.test"`)}},
+		{Name: "list", Value: apiextensionsv1.JSON{Raw: []byte(`["https://x.test"]`)}},
+	}
+	for _, c := range []struct {
+		address, want string
+		status        int
+	}{
+		{"", "https://github.example.test", 0},
+		{"api", "https://api.github.example.test", 0},
+		{"https://search.example.test/v1", "https://search.example.test/v1", 0},
+		{"missing", "", http.StatusBadGateway},
+		{"list", "", http.StatusBadGateway},
+	} {
+		raw, field, err := operationAddress(conn, operation{template: "/x", provider: providerProxy, address: c.address})
+		var se *statusError
+		switch {
+		case c.status == 0 && (err != nil || raw != c.want || field == ""):
+			t.Errorf("%q: %q %q %v", c.address, raw, field, err)
+		case c.status != 0 && (!errors.As(err, &se) || se.status != c.status || !strings.Contains(se.msg, c.address)):
+			t.Errorf("%q: %v, want %d naming it", c.address, err, c.status)
+		}
+	}
+}
