@@ -61,12 +61,17 @@ func TestChartLints(t *testing.T) {
 }
 
 // TestChartEqualsKustomize renders the chart with its default values for
-// each topology and compares every object with the kustomize overlay's.
+// each topology, and with the Connectors API gateway on, and compares every
+// object with the kustomize overlay's.
 func TestChartEqualsKustomize(t *testing.T) {
-	for _, topology := range []string{"node", "split"} {
-		t.Run(topology, func(t *testing.T) {
-			want := byKey(t, kustomize(t, "overlays/"+topology))
-			got := byKey(t, render(t, "topology="+topology))
+	for overlay, set := range map[string][]string{
+		"node":           {"topology=node"},
+		"split":          {"topology=split"},
+		"connectors-api": {"topology=node", "connectorsAPI.enabled=true"},
+	} {
+		t.Run(overlay, func(t *testing.T) {
+			want := byKey(t, kustomize(t, "overlays/"+overlay))
+			got := byKey(t, render(t, set...))
 			require.ElementsMatch(t, keysOf(want), keysOf(got), "the chart and the overlay install different objects")
 			for k, w := range want {
 				require.Equal(t, w.Object, got[k].Object, "%s differs between the chart and the overlay", k)
@@ -114,6 +119,17 @@ func TestChartValues(t *testing.T) {
 	np := find[networkingv1.NetworkPolicy](t, render(t, "networkPolicy.metricsNamespaceSelector.matchLabels.team=monitoring"),
 		"NetworkPolicy", "connectors-node")
 	require.Equal(t, "monitoring", np.Spec.Ingress[1].From[0].NamespaceSelector.MatchLabels["team"])
+
+	// The Connectors API gateway runs where the proxy role does.
+	objs = render(t, "topology=split", "connectorsAPI.enabled=true", "connectorsAPI.permissions=true", "connectorsAPI.writePassthrough=true")
+	api := find[corev1.Service](t, objs, "Service", "connectors-api")
+	require.Equal(t, "proxy", api.Spec.Selector["app.kubernetes.io/component"])
+	proxy = find[appsv1.Deployment](t, objs, "Deployment", "connectors-proxy").Spec.Template.Spec.Containers[0]
+	node = find[appsv1.DaemonSet](t, objs, "DaemonSet", "connectors-node").Spec.Template.Spec.Containers[0]
+	require.Equal(t, ":8081", flagValue(proxy.Args, "--connectors-api-listen"))
+	require.Contains(t, proxy.Args, "--enable-connector-apis-permissions")
+	require.Contains(t, proxy.Args, "--enable-connector-apis-write-passthrough")
+	require.Empty(t, flagValue(node.Args, "--connectors-api-listen"), "a CSI-only node serves no gateway")
 
 	node2 := find[appsv1.DaemonSet](t, render(t, "serviceName=px", "publicURL=https://proxy.example:8443"), "DaemonSet", "connectors-node")
 	require.Equal(t, "https://proxy.example:8443", flagValue(node2.Spec.Template.Spec.Containers[0].Args, "--public-url"))

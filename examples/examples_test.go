@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -77,6 +78,8 @@ func load(t *testing.T) examples {
 			into = &rbacv1.Role{}
 		case "RoleBinding":
 			into = &rbacv1.RoleBinding{}
+		case "Ingress":
+			into = &networkingv1.Ingress{}
 		case "Task", "TaskRun":
 			continue // Tekton types are not a dependency; checked below as unstructured.
 		default:

@@ -259,6 +259,14 @@ func (r *Reviewer) Authorize(ctx context.Context, user User, namespace, name str
 	return nil
 }
 
+// AuthorizeVerb checks that user may verb the Connector namespace/name, or
+// its subresource when that is not empty (such as apis/<class>, the
+// Connectors API check). Errors wrap ErrForbidden, naming the verb and
+// resource, or ErrUnavailable.
+func (r *Reviewer) AuthorizeVerb(ctx context.Context, user User, verb, namespace, name, subresource string) error {
+	return r.decide(ctx, user, decision{verb: verb, namespace: namespace, name: name, subresource: subresource})
+}
+
 // AuthorizePath checks that user may use verb on the non-resource URL path
 // (such as get /metrics), as the API server's RBAC decides for its own
 // paths. Errors wrap ErrForbidden, naming the path, or ErrUnavailable.
@@ -308,7 +316,7 @@ func (d decision) forbidden(user string) *ForbiddenError {
 	if d.subresource != "" {
 		what += "/" + d.subresource
 	}
-	return &ForbiddenError{User: user, Resource: what, Namespace: d.namespace, Name: d.name}
+	return &ForbiddenError{User: user, Verb: d.verb, Resource: what, Namespace: d.namespace, Name: d.name}
 }
 
 // decide answers d for user from the access cache, or with a
@@ -371,16 +379,21 @@ type ForbiddenError struct {
 	Resource  string // connectors or connectors/proxy
 	Namespace string
 	Name      string
-	// Verb and Path are set, and the fields above empty, for a
-	// non-resource URL.
-	Verb, Path string
+	// Verb is what was asked ("" means get).
+	Verb string
+	// Path is set, and the resource fields empty, for a non-resource URL.
+	Path string
 }
 
 func (e *ForbiddenError) Error() string {
-	if e.Path != "" {
-		return fmt.Sprintf("%s may not %s %q", e.User, e.Verb, e.Path)
+	verb := e.Verb
+	if verb == "" {
+		verb = "get"
 	}
-	return fmt.Sprintf("%s may not get %s %q", e.User, e.Resource, e.Namespace+"/"+e.Name)
+	if e.Path != "" {
+		return fmt.Sprintf("%s may not %s %q", e.User, verb, e.Path)
+	}
+	return fmt.Sprintf("%s may not %s %s %q", e.User, verb, e.Resource, e.Namespace+"/"+e.Name)
 }
 
 // Unwrap makes errors.Is(err, ErrForbidden) true.

@@ -29,20 +29,25 @@ type caller struct {
 type challenge struct {
 	status int
 	header string // Proxy-Authenticate or WWW-Authenticate; "" for none
+	scheme string // the challenge's scheme; "" is Basic
 }
 
 var (
-	proxyChallenge   = challenge{http.StatusProxyAuthRequired, "Proxy-Authenticate"}
-	reverseChallenge = challenge{http.StatusUnauthorized, "WWW-Authenticate"}
+	proxyChallenge   = challenge{status: http.StatusProxyAuthRequired, header: "Proxy-Authenticate"}
+	reverseChallenge = challenge{status: http.StatusUnauthorized, header: "WWW-Authenticate"}
 	// tunnelChallenge answers a token that expired inside an intercepted
 	// tunnel, where a 407 means nothing to the client.
-	tunnelChallenge = challenge{http.StatusForbidden, ""}
+	tunnelChallenge = challenge{status: http.StatusForbidden}
 )
 
 func (ch challenge) fail(msg string, err error) *statusError {
 	se := &statusError{status: ch.status, msg: msg, err: err}
 	if ch.header != "" {
-		se.header = http.Header{ch.header: {`Basic realm="` + Realm + `"`}}
+		scheme := ch.scheme
+		if scheme == "" {
+			scheme = "Basic"
+		}
+		se.header = http.Header{ch.header: {scheme + ` realm="` + Realm + `"`}}
 	}
 	return se
 }
@@ -58,19 +63,11 @@ func (ch challenge) credentialError(err error) *statusError {
 
 // admit authenticates token, authorizes every key and loads the Connectors.
 func (p *Proxy) admit(ctx context.Context, token string, keys []types.NamespacedName, ch challenge) (*caller, error) {
-	user, err := p.opts.Auth.Authenticate(ctx, token)
-	switch {
-	case errors.Is(err, kube.ErrUnavailable):
-		return nil, apiUnavailable(err)
-	case errors.Is(err, kube.ErrUnauthenticated):
-		return nil, ch.fail("token rejected", nil)
-	case err != nil:
-		return nil, &statusError{status: http.StatusInternalServerError, msg: "token review failed", err: err}
+	user, err := p.authenticate(ctx, p.opts.Auth, token, ch)
+	if err != nil {
+		return nil, err
 	}
 	e := entryFrom(ctx)
-	if e != nil {
-		e.user = user.Name
-	}
 	if err := p.checkBinding(ctx, e, user, ch); err != nil {
 		return nil, err
 	}
@@ -79,7 +76,7 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	markAuthenticated(ctx)
 	c := &caller{user: user, token: token, keys: keys, connectors: make([]*v1alpha1.Connector, 0, len(keys))}
 	for _, k := range keys {
-		conn, err := p.authorizedConnector(ctx, user, k)
+		conn, err := p.authorizedConnector(ctx, p.opts.Auth, user, k)
 		if err != nil {
 			return nil, err
 		}
@@ -89,10 +86,28 @@ func (p *Proxy) admit(ctx context.Context, token string, keys []types.Namespaced
 	return c, nil
 }
 
-// authorizedConnector checks that user may use the Connector k names and
-// that this proxy serves it, and loads it.
-func (p *Proxy) authorizedConnector(ctx context.Context, user kube.User, k types.NamespacedName) (*v1alpha1.Connector, error) {
-	if err := p.opts.Auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
+// authenticate reviews token with auth and records its user in the audit
+// entry; a rejected token is answered with ch.
+func (p *Proxy) authenticate(ctx context.Context, auth Authenticator, token string, ch challenge) (kube.User, error) {
+	user, err := auth.Authenticate(ctx, token)
+	switch {
+	case errors.Is(err, kube.ErrUnavailable):
+		return kube.User{}, apiUnavailable(err)
+	case errors.Is(err, kube.ErrUnauthenticated):
+		return kube.User{}, ch.fail("token rejected", nil)
+	case err != nil:
+		return kube.User{}, &statusError{status: http.StatusInternalServerError, msg: "token review failed", err: err}
+	}
+	if e := entryFrom(ctx); e != nil {
+		e.user = user.Name
+	}
+	return user, nil
+}
+
+// authorizedConnector checks with auth that user may use the Connector k
+// names and that this proxy serves it, and loads it.
+func (p *Proxy) authorizedConnector(ctx context.Context, auth Authenticator, user kube.User, k types.NamespacedName) (*v1alpha1.Connector, error) {
+	if err := auth.Authorize(ctx, user, k.Namespace, k.Name); err != nil {
 		if errors.Is(err, kube.ErrUnavailable) {
 			return nil, apiUnavailable(err)
 		}

@@ -92,6 +92,14 @@ func TestRealAPIServerDecisions(t *testing.T) {
 // server, and returns its address. edit adjusts the options.
 func serveWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit func(*Options)) string {
 	t.Helper()
+	p := newWithAPI(ctx, t, api, edit)
+	return serveOn(ctx, t, p.NewServer(ServerOptions{}))
+}
+
+// newWithAPI builds the proxy serveWithAPI serves: Connectors from an
+// informer cache, tokens and access reviewed by the real API server.
+func newWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit func(*Options)) *Proxy {
+	t.Helper()
 	cache, err := kube.NewCache(kube.CacheOptions{Config: api.Config})
 	if err != nil {
 		t.Fatal(err)
@@ -121,12 +129,18 @@ func serveWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit fu
 	if lb, ok := opts.AuditLog.(*logBuffer); ok {
 		lb.FlushWith(p.audit.flush)
 	}
+	return p
+}
+
+// serveOn serves srv on a loopback port until the test ends and returns
+// its address.
+func serveOn(ctx context.Context, t *testing.T, srv *Server) string {
+	t.Helper()
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := p.NewServer(ServerOptions{})
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
 	return ln.Addr().String()

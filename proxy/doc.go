@@ -18,16 +18,18 @@
 //
 //	stage     what it does                                    where
 //	serve     audit entry, scrubber, framing, method rules    pipeline.go, framing.go, rules.go
-//	route     the Connector and target the request names      reverse.go, registry.go, forward.go, mitm.go
-//	identify  the client's token                              access.go, rego.go (a class's authExtractor)
-//	admit     token review, pod binding, RBAC, Connectors     access.go
+//	route     the Connector and target the request names      reverse.go, registry.go, forward.go, mitm.go, gateway.go
+//	identify  the client's token                              access.go, rego.go (a class's authExtractor), gateway.go
+//	admit     token review, pod binding, RBAC, Connectors     access.go, gateway.go (connectors/apis, openapi.go)
 //	plan      credential, the Connector's CA, registry flow   plan.go, credential.go, secret.go, registry.go
 //	send      token stripping, generator, rewrite, transport  send.go, striptoken.go, body.go, upstream.go, guard.go
 //	scrub     response headers that echo an injected value    scrub.go
 //	audit     one line and the metrics per request            record.go, audit.go, metrics.go
 //
 // Each mode has a resolver for route, identify and admit (resolveReverse,
-// resolveForward, tunnel.resolve); exchange runs it and then plan
+// resolveForward, tunnel.resolve, and gateway.resolve for the Connectors
+// API, which callers reach on a listener of its own with their own
+// Kubernetes token and whose errors are metav1.Status); exchange runs it and then plan
 // (planConnector) and send, which all modes share. SendAs, the status
 // probes' way out, uses the same plan and registry round trip. CONNECT is
 // the mode that sends nothing itself: it routes and admits the tunnel
@@ -39,7 +41,7 @@
 // sets for httputil.ReverseProxy's hooks. The framing and limit state of
 // the client connection ride its connection context.
 //
-// The package owns the proxy handler (Proxy) and the listener and its
-// graceful shutdown (Server). Address matching lives in the match
+// The package owns the proxy handler (Proxy), the Connectors API handler
+// (Proxy.Gateway) and the listeners and their graceful shutdown (Server). Address matching lives in the match
 // subpackage and the registry token flow in registryauth.
 package proxy

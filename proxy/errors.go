@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // statusClientGone is recorded (never sent) when the client went away.
@@ -54,11 +57,62 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	for k, v := range se.header {
 		h[k] = v
 	}
-	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	if e.modeOr("") == modeAPI {
+		writeStatus(w, se)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(se.status)
 	_, _ = fmt.Fprintf(w, "connectors proxy: %s\n", se.msg)
+}
+
+// writeStatus writes se as the Kubernetes metav1.Status that upstream's
+// Connectors API clients expect.
+func writeStatus(w http.ResponseWriter, se *statusError) {
+	st := metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure,
+		Message:  se.msg,
+		Reason:   statusReason(se.status),
+		Code:     int32(se.status), //nolint:gosec // an HTTP status code
+	}
+	body, err := json.Marshal(st)
+	if err != nil {
+		body = []byte(`{"kind":"Status","apiVersion":"v1","status":"Failure"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(se.status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// statusReason is the metav1.StatusReason of an HTTP status.
+func statusReason(code int) metav1.StatusReason {
+	switch code {
+	case http.StatusBadRequest:
+		return metav1.StatusReasonBadRequest
+	case http.StatusUnauthorized:
+		return metav1.StatusReasonUnauthorized
+	case http.StatusForbidden:
+		return metav1.StatusReasonForbidden
+	case http.StatusNotFound:
+		return metav1.StatusReasonNotFound
+	case http.StatusMethodNotAllowed:
+		return metav1.StatusReasonMethodNotAllowed
+	case http.StatusRequestEntityTooLarge:
+		return metav1.StatusReasonRequestEntityTooLarge
+	case http.StatusTooManyRequests:
+		return metav1.StatusReasonTooManyRequests
+	case http.StatusServiceUnavailable:
+		return metav1.StatusReasonServiceUnavailable
+	case http.StatusGatewayTimeout:
+		return metav1.StatusReasonTimeout
+	case http.StatusInternalServerError:
+		return metav1.StatusReasonInternalError
+	default:
+		return metav1.StatusReasonUnknown
+	}
 }
 
 // upstreamError is the ReverseProxy error handler: it classifies a failed

@@ -64,6 +64,29 @@ type memos struct {
 	addresses  memo[string, *parsedAddress]
 	extensions memo[string, string]
 	auth       memo[types.NamespacedName, *secretAuth]
+	classAPIs  memo[types.UID, *versionedClassAPI]
+}
+
+// versionedClassAPI is the parsed OpenAPI description of one version of a
+// ConnectorClass.
+type versionedClassAPI struct {
+	version string
+	api     *classAPI
+}
+
+// classAPI returns parseClassAPI of the class's spec.api, parsed once per
+// version of the class. A class without UID or resourceVersion (not from
+// the API) is not kept.
+func (m *memos) classAPI(c *v1alpha1.ConnectorClass) *classAPI {
+	if c.UID == "" || c.ResourceVersion == "" {
+		return parseClassAPI(c.Spec.API)
+	}
+	if v, ok := m.classAPIs.load(c.UID); ok && v.version == c.ResourceVersion {
+		return v.api
+	}
+	api := parseClassAPI(c.Spec.API)
+	m.classAPIs.store(c.UID, &versionedClassAPI{version: c.ResourceVersion, api: api})
+	return api
 }
 
 // address parses raw as a Connector address (match.ParseAddress), once.

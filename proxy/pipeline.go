@@ -86,7 +86,8 @@ type routed struct {
 	// plan holds the target, the client's token and what the mode drops.
 	plan *plan
 	// conn is the Connector whose address the target falls under; nil when
-	// none does (an unmatched tunnel, when allowed).
+	// none does (an unmatched tunnel, when allowed) or when the resolver
+	// planned the request whole (the Connectors API's class API service).
 	conn *v1alpha1.Connector
 	// addr is the address of conn the target matched.
 	addr match.Address

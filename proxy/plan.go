@@ -36,12 +36,17 @@ type plan struct {
 	// headers are set on the outbound request: a generator's header values.
 	headers []policy.Value
 	// secrets are the injected values besides credential (a generator's
-	// values in any position).
+	// values in any position, the Connectors API's X-Plugin-Secret).
 	secrets []string
+	// dropHeaders are removed from the client's request before headers
+	// are set (the Connectors API drops client X-Plugin headers).
+	dropHeaders []string
 }
 
 // injects reports whether the plan injects a credential.
-func (pl *plan) injects() bool { return pl.credential != "" || pl.generation != nil }
+func (pl *plan) injects() bool {
+	return pl.credential != "" || pl.generation != nil || len(pl.secrets) > 0
+}
 
 // injectedSecrets are the credential values this request carries upstream:
 // the Authorization value and a generator's values. The scrubber removes

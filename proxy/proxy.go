@@ -108,10 +108,14 @@ func (p *Proxy) recoverPanic(w *recorder, e *entry) {
 	p.log.Error(fmt.Errorf("panic of type %T", v), "proxy handler panicked", "mode", e.mode, "stack", string(debug.Stack()))
 	e.err = errors.New("internal error")
 	if !w.wroteHeader {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Connection", "close")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, "internal error\n")
+		if e.mode == modeAPI {
+			writeStatus(w, &statusError{status: http.StatusInternalServerError, msg: "internal error"})
+		} else {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = io.WriteString(w, "internal error\n")
+		}
 		_ = http.NewResponseController(w.ResponseWriter).Flush()
 	}
 	panic(http.ErrAbortHandler)

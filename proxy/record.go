@@ -16,6 +16,8 @@ const (
 	modeConnect = "connect"
 	modeTunnel  = "tunnel"
 	modeMITM    = "mitm"
+	// modeAPI is the Connectors API gateway (gateway.go).
+	modeAPI = "api"
 )
 
 // entry collects what the audit line and the metrics report for one request.

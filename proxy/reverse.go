@@ -113,7 +113,7 @@ func (p *Proxy) resolveReverse(r *http.Request) (*routed, error) {
 		return nil, err
 	}
 	conn := c.connectors[0]
-	addr, target, err := p.reverseTarget(conn, rt.rest, rawQuery)
+	addr, target, err := p.joinTarget(conn, conn.Spec.Address, "spec.address", rt.rest, rawQuery)
 	if err != nil {
 		return nil, err
 	}
@@ -122,11 +122,13 @@ func (p *Proxy) resolveReverse(r *http.Request) (*routed, error) {
 	return &routed{plan: pl, conn: conn, addr: addr, injects: true}, nil
 }
 
-// reverseTarget joins the escaped path rest and the query onto the
-// Connector's address. The result must still fall under that address: dot
-// segments or encoded slashes in the path could otherwise escape it.
-func (p *Proxy) reverseTarget(conn *v1alpha1.Connector, rest, rawQuery string) (match.Address, *url.URL, error) {
-	pa := p.memos.address(conn.Spec.Address)
+// joinTarget joins the escaped path rest and the query onto raw, the
+// Connector's address in field (spec.address, or another address of the
+// Connector the request goes to). The result must still fall under that
+// address: dot segments or encoded slashes in the path could otherwise
+// escape it.
+func (p *Proxy) joinTarget(conn *v1alpha1.Connector, raw, field, rest, rawQuery string) (match.Address, *url.URL, error) {
+	pa := p.memos.address(raw)
 	if pa.err != nil {
 		// A Connector stored before the CRDs checked addresses: the
 		// gateway is misconfigured, and the message names the rule (the
@@ -137,7 +139,7 @@ func (p *Proxy) reverseTarget(conn *v1alpha1.Connector, rest, rawQuery string) (
 			reason = ae.Reason
 		}
 		return match.Address{}, nil, &statusError{status: http.StatusBadGateway,
-			msg: "connector " + quote(conn.Key()) + ": spec.address " + reason, err: pa.err}
+			msg: "connector " + quote(conn.Key()) + ": " + field + " " + reason, err: pa.err}
 	}
 	target, err := pa.join(rest, rawQuery)
 	if err != nil {

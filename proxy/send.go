@@ -54,6 +54,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	if pl.dropAuthorization {
 		h.Del("Authorization")
 	}
+	for _, k := range pl.dropHeaders {
+		h.Del(k)
+	}
 	removeTokenHeaders(h, pl.token)
 	if pl.credential != "" {
 		h.Set("Authorization", pl.credential)

@@ -65,7 +65,17 @@ type Server struct {
 }
 
 // NewServer builds the HTTP server for p.
-func (p *Proxy) NewServer(opts ServerOptions) *Server {
+func (p *Proxy) NewServer(opts ServerOptions) *Server { return p.newServer(p, opts) }
+
+// NewGatewayServer builds the HTTP server of the Connectors API gateway g
+// (Proxy.Gateway): a listener of its own, so that it can be exposed through
+// an Ingress without exposing the workload proxy, with the same limits
+// and timeouts as the proxy's.
+func (p *Proxy) NewGatewayServer(g http.Handler, opts ServerOptions) *Server {
+	return p.newServer(g, opts)
+}
+
+func (p *Proxy) newServer(h http.Handler, opts ServerOptions) *Server {
 	if opts.Addr == "" {
 		opts.Addr = ":8080"
 	}
@@ -87,7 +97,7 @@ func (p *Proxy) NewServer(opts ServerOptions) *Server {
 	}
 	return &Server{proxy: p, limits: lim, HTTP: &http.Server{
 		Addr:              opts.Addr,
-		Handler:           p,
+		Handler:           h,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       opts.IdleTimeout,
 		WriteTimeout:      opts.WriteTimeout,

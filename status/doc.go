@@ -19,7 +19,8 @@
 // proxy when spec.proxy names one), owns a Service c-<name> that leads the
 // host-form name to the proxy (a name clash is a condition, never an
 // overwrite), and sets the conditions upstream names: ConnectorClassReady,
-// SecretReady, LivenessReady, AuthReady, ProxyServiceReady and Ready. For
+// SecretReady, LivenessReady, AuthReady, ProxyServiceReady and Ready, and
+// status.api.path, its path on the Connectors API. For
 // each ConnectorClass it sets status.api.address from spec.api, and
 // ProxyReady, APIReady and Ready.
 //

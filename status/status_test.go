@@ -29,6 +29,8 @@ func TestEachReasonIsReachedByChangingObjects(t *testing.T) {
 	create(t, env, gitConnector(t, ns, "git", cls.Name, up.URL, "git-auth"))
 	c := waitReady(t, env, ns, "git", status.False, status.ReasonConnectorClassNotFound)
 	require.Contains(t, condition(c, status.TypeReady).Message, "spec.connectorClassName")
+	require.NotNil(t, c.Status.API, "status.api.path is written on every Connector, ready or not")
+	require.Equal(t, "/connectors/v1alpha1/"+ns+"/git/path", c.Status.API.Path)
 
 	create(t, env, cls)
 	c = waitReady(t, env, ns, "git", status.False, status.ReasonSecretNotFound)

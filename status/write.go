@@ -27,8 +27,9 @@ type statusPatch struct {
 		Conditions         []v1alpha1.Condition `json:"conditions"`
 		// Proxy is always sent: null removes it.
 		Proxy *v1alpha1.ProxyStatus `json:"proxy"`
-		// API is sent for classes only (null removes it).
-		API **v1alpha1.ClassAPIStatus `json:"api,omitempty"`
+		// API is a class's **ClassAPIStatus (null removes it) or a
+		// Connector's *ConnectorAPIStatus.
+		API any `json:"api,omitempty"`
 	} `json:"status"`
 }
 
@@ -45,13 +46,15 @@ type written struct {
 	status v1alpha1.Status
 	proxy  *v1alpha1.ProxyStatus
 	api    *v1alpha1.ClassAPIStatus
+	path   *v1alpha1.ConnectorAPIStatus
 }
 
 // outputs are the status fields besides the conditions: the proxy address,
-// and for a class its API address.
+// for a class its API address, and for a Connector its Connectors API path.
 type outputs struct {
 	proxy *v1alpha1.ProxyStatus
 	api   *v1alpha1.ClassAPIStatus
+	path  *v1alpha1.ConnectorAPIStatus
 }
 
 // base returns the status to compare with and the resourceVersion to
@@ -61,7 +64,7 @@ func (c *controller) base(k key, obj client.Object, cur *v1alpha1.Status, curOut
 	defer c.mu.Unlock()
 	if w, ok := c.written[k]; ok {
 		if w.stale[obj.GetResourceVersion()] {
-			return &w.status, outputs{proxy: w.proxy, api: w.api}, w.to
+			return &w.status, outputs{proxy: w.proxy, api: w.api, path: w.path}, w.to
 		}
 		// The cache caught up, or someone else wrote.
 		delete(c.written, k)
@@ -79,7 +82,8 @@ func (c *controller) writeStatus(ctx context.Context, k key, obj client.Object, 
 	carryTransitions(cur.Conditions, conds, metav1.NewTime(c.opts.Now().Truncate(1e9)))
 	if cur.ObservedGeneration == obj.GetGeneration() &&
 		equality.Semantic.DeepEqual(cur.Conditions, conds) &&
-		equality.Semantic.DeepEqual(curOut.proxy, out.proxy) && equality.Semantic.DeepEqual(curOut.api, out.api) {
+		equality.Semantic.DeepEqual(curOut.proxy, out.proxy) && equality.Semantic.DeepEqual(curOut.api, out.api) &&
+		equality.Semantic.DeepEqual(curOut.path, out.path) {
 		return false, before, nil
 	}
 	var p statusPatch
@@ -87,7 +91,9 @@ func (c *controller) writeStatus(ctx context.Context, k key, obj client.Object, 
 	p.Status.ObservedGeneration = obj.GetGeneration()
 	p.Status.Conditions = conds
 	p.Status.Proxy = out.proxy
-	if kind != "connector" {
+	if kind == "connector" {
+		p.Status.API = out.path
+	} else {
 		p.Status.API = &out.api
 	}
 	body, err := json.Marshal(p)
@@ -120,7 +126,7 @@ func (c *controller) writeStatus(ctx context.Context, k key, obj client.Object, 
 		}
 	}
 	c.written[k] = written{
-		stale: stale, to: target.GetResourceVersion(), proxy: out.proxy, api: out.api,
+		stale: stale, to: target.GetResourceVersion(), proxy: out.proxy, api: out.api, path: out.path,
 		status: v1alpha1.Status{ObservedGeneration: obj.GetGeneration(), Conditions: conds, Annotations: cur.Annotations},
 	}
 	c.mu.Unlock()
@@ -135,7 +141,8 @@ func (c *controller) forgetWritten(k key) {
 
 func (c *controller) writeConnector(ctx context.Context, conn *v1alpha1.Connector, conds []v1alpha1.Condition, proxy *v1alpha1.ProxyStatus) error {
 	wrote, before, err := c.writeStatus(ctx, connectorKey(conn), conn, "connector", &conn.Status.Status,
-		outputs{proxy: conn.Status.Proxy}, conds, outputs{proxy: proxy})
+		outputs{proxy: conn.Status.Proxy, path: conn.Status.API}, conds,
+		outputs{proxy: proxy, path: &v1alpha1.ConnectorAPIStatus{Path: v1alpha1.APIPath(conn.Namespace, conn.Name)}})
 	if err != nil || !wrote {
 		return err
 	}

@@ -75,6 +75,11 @@ type config struct {
 	metricsAuth bool
 	// Memory: drop the start-up pages of the executable once ready.
 	releaseStartupPages bool
+	// The Connectors API gateway: its listener ("" serves none) and
+	// upstream's two feature flags.
+	connectorsAPIListen  string
+	apisPermissions      bool
+	apisWritePassthrough bool
 }
 
 // Roles --serve names.
@@ -149,6 +154,9 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 100, "requests to the Kubernetes API allowed in a burst above --kube-api-qps")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on --ops-listen (heap, goroutines, CPU), to the users --metrics-auth allows; off by default")
 	fs.BoolVar(&c.metricsAuth, "metrics-auth", true, "serve /metrics (and /debug/pprof/ with --pprof) only to a bearer token the API server accepts (TokenReview) whose user may get the path (a SubjectAccessReview on the non-resource URL, such as the ClusterRole connectors-node-metrics-reader grants); /healthz and /readyz stay open. Off serves them to anyone who reaches --ops-listen")
+	fs.StringVar(&c.connectorsAPIListen, "connectors-api-listen", "", "address the Connectors API gateway listens on, host:port (/connectors/v1alpha1/<namespace>/<connector>/path/<api-path> for callers with their own Kubernetes token, on a listener apart from the workload proxy's so that it alone can be exposed through an Ingress); empty serves no gateway. Needs the proxy role")
+	fs.BoolVar(&c.apisPermissions, "enable-connector-apis-permissions", false, "at the Connectors API gateway, also require the request method's verb (get, create, update, delete, patch) on the connectors/apis/<class> subresource, or on connectors/apis/<class>/<path> for a path of the class's OpenAPI description; off, get on the Connector is enough")
+	fs.BoolVar(&c.apisWritePassthrough, "enable-connector-apis-write-passthrough", false, "let POST, PUT, DELETE and PATCH through the Connectors API gateway; off, they are answered 405 and only GET, HEAD and OPTIONS are served")
 	fs.BoolVar(&c.releaseStartupPages, "release-startup-pages", true, "once the caches are synced and the servers listen, drop the resident pages of the binary's own code and read-only data that start-up touched (madvise MADV_PAGEOUT, then MADV_DONTNEED; MADV_RANDOM against read-ahead): they fault back in from the file as serving needs them, so RSS holds the serving working set, not the whole binary (about 14 instead of 57 MiB of file-backed RSS). Linux only; off keeps them resident")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -199,6 +207,13 @@ func (c *config) validate() error {
 	for name, addr := range map[string]string{"proxy-listen": c.proxyListen, "ops-listen": c.opsListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(name, "%q is not host:port", addr)
+		}
+	}
+	if c.connectorsAPIListen != "" {
+		if _, _, err := net.SplitHostPort(c.connectorsAPIListen); err != nil {
+			bad("connectors-api-listen", "%q is not host:port", c.connectorsAPIListen)
+		} else if !c.serves(roleProxy) {
+			bad("connectors-api-listen", "the gateway runs in the proxy role, which --serve=%s leaves out", c.serve)
 		}
 	}
 	if pub, err := publicurl.Parse(c.publicURL); err != nil {

@@ -29,6 +29,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 		"kube-api-qps", "kube-api-burst", "pprof", "metrics-auth",
 		"release-startup-pages",
 		"max-connections", "max-connections-per-source", "max-unauthenticated-per-source", "unauthenticated-idle-timeout",
+		"connectors-api-listen", "enable-connector-apis-permissions", "enable-connector-apis-write-passthrough",
 	} {
 		i := strings.Index(help, "  -"+name+" ")
 		if i < 0 {
@@ -57,6 +58,8 @@ func TestFlagsDefaults(t *testing.T) {
 	require.Equal(t, "connectors-proxy-ca.crt", c.caConfigMap)
 	require.False(t, c.pprof, "profiles are served only when asked for")
 	require.True(t, c.metricsAuth, "/metrics needs a token and RBAC unless turned off")
+	require.Empty(t, c.connectorsAPIListen, "the Connectors API gateway is served only when asked for")
+	require.False(t, c.apisPermissions || c.apisWritePassthrough, "upstream's Connectors API flags default off")
 	require.InDelta(t, 50, c.kubeAPIQPS, 0, "client-go's 5 per second queued the reviews of 100 new tokens past their timeout")
 	require.Equal(t, 100, c.kubeAPIBurst)
 	require.True(t, c.releaseStartupPages, "the binary's start-up pages are released unless turned off")
@@ -133,6 +136,8 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--max-unauthenticated-per-source=-1"}, "--max-unauthenticated-per-source: must be positive"},
 		{[]string{"--node-id=n", "--max-connections-per-source=32"}, "--max-unauthenticated-per-source: 64 is more than --max-connections-per-source=32"},
 		{[]string{"--node-id=n", "--unauthenticated-idle-timeout=0s"}, "--unauthenticated-idle-timeout: must be positive"},
+		{[]string{"--node-id=n", "--connectors-api-listen=8081"}, "--connectors-api-listen: \"8081\" is not host:port"},
+		{[]string{"--node-id=n", "--serve=csi", "--connectors-api-listen=:8081"}, "--connectors-api-listen: the gateway runs in the proxy role"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Setenv("NODE_NAME", "")

@@ -35,7 +35,9 @@ type node struct {
 	cache *kube.Cache
 	csi   *csi.Server
 	proxy *proxy.Server
-	ops   *http.Server
+	// gateway serves the Connectors API; nil without --connectors-api-listen.
+	gateway *proxy.Server
+	ops     *http.Server
 	// status writes Connector status while it holds the lease; nil with --status=false.
 	status *status.Reconciler
 	// ready reports whether the caches are synced and the CA loaded.
@@ -196,13 +198,19 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		if err != nil {
 			return nil, err
 		}
-		n.proxy = p.NewServer(proxy.ServerOptions{
+		limits := proxy.ServerOptions{
 			Addr:                        cfg.proxyListen,
 			MaxConnections:              cfg.maxConnections,
 			MaxConnectionsPerSource:     cfg.maxConnectionsPerSource,
 			MaxUnauthenticatedPerSource: cfg.maxUnauthenticatedPerSource,
 			UnauthenticatedIdleTimeout:  cfg.unauthenticatedIdleTimeout,
-		})
+		}
+		n.proxy = p.NewServer(limits)
+		if cfg.connectorsAPIListen != "" {
+			if n.gateway, err = newGateway(cfg, client, p, breaker, reviewMetrics, limits); err != nil {
+				return nil, err
+			}
+		}
 		// Probes send the Connector's credential, so the status writer
 		// runs where the proxy (and its Secret access) does.
 		if cfg.status {
@@ -239,6 +247,36 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	return n, nil
+}
+
+// newGateway builds the Connectors API gateway's server: a reviewer of its
+// own for the API server's audiences (people's and ServiceAccounts' own
+// tokens), sharing the proxy's client, breaker and review metrics (as the
+// api-token and api-access series), with the proxy's connection limits.
+func newGateway(cfg *config, client kubernetes.Interface, p *proxy.Proxy, breaker *kube.Breaker,
+	metrics *kube.ReviewMetrics, limits proxy.ServerOptions) (*proxy.Server, error) {
+	reviewer, err := kube.NewReviewer(kube.ReviewerOptions{
+		Client:        client,
+		APIAudiences:  true,
+		TokenTTL:      cfg.tokenCacheTTL,
+		Metrics:       metrics,
+		MetricsPrefix: "api-",
+		OutageGrace:   cfg.apiOutageGrace,
+		Breaker:       breaker,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h, err := p.Gateway(proxy.GatewayOptions{
+		Auth:             reviewer,
+		APIPermissions:   cfg.apisPermissions,
+		WritePassthrough: cfg.apisWritePassthrough,
+	})
+	if err != nil {
+		return nil, err
+	}
+	limits.Addr = cfg.connectorsAPIListen
+	return p.NewGatewayServer(h, limits), nil
 }
 
 // watchPods starts the watch that ends a deleted pod's tokens within
@@ -311,6 +349,11 @@ func (n *node) serve(ctx context.Context) error {
 			return err
 		}
 	}
+	if n.gateway != nil {
+		if err := listen(n.gateway.HTTP.Addr, "connectors-api", n.gateway.Serve); err != nil {
+			return err
+		}
+	}
 	statusDone := n.runStatus(ctx)
 	go n.releaseStartupPages(ctx)
 	<-ctx.Done()
@@ -321,6 +364,11 @@ func (n *node) serve(ctx context.Context) error {
 
 	stopCtx, stop := context.WithTimeout(context.Background(), n.cfg.shutdownTimeout)
 	defer stop()
+	if n.gateway != nil {
+		if err := n.gateway.Shutdown(stopCtx); err != nil {
+			n.log.Error(err, "connectors API gateway did not drain in time")
+		}
+	}
 	if n.proxy != nil {
 		if err := n.proxy.Shutdown(stopCtx); err != nil {
 			n.log.Error(err, "proxy did not drain in time")

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/ca"
@@ -156,7 +157,9 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	proxyAddr, err := loopback.FreeAddr()
 	require.NoError(t, err)
 	publicURL := "http://localhost:" + strings.Split(proxyAddr, ":")[1]
-	proxyLog := startRole(t, env, "connectors-proxy", "--serve=proxy", "--proxy-listen="+proxyAddr,
+	gatewayAddr, err := loopback.FreeAddr()
+	require.NoError(t, err)
+	proxyLog := startRole(t, env, "connectors-proxy", "--serve=proxy", "--proxy-listen="+proxyAddr, "--connectors-api-listen="+gatewayAddr,
 		"--public-url="+publicURL, "--allow-loopback-upstreams",
 		// A central proxy serves pods of other nodes (this one is on
 		// node-b), so it checks no node or source binding.
@@ -210,6 +213,21 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	}
 	mounted := filepath.Join(target, "ca-bundle.crt")
 	require.NoError(t, fetch(mounted), "before the rotation")
+
+	// The central proxy's Connectors API gateway, with the proxy role's
+	// RBAC as deployed: the app's own ServiceAccount token for the API
+	// server's audience, and the Connector's path the status writer wrote.
+	var conn v1alpha1.Connector
+	require.Eventually(t, func() bool {
+		return env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "api"}, &conn) == nil && conn.Status.API != nil
+	}, 30*time.Second, 100*time.Millisecond, "status.api.path was never written")
+	require.Equal(t, v1alpha1.APIPath(ns, "api"), conn.Status.API.Path)
+	appToken := env.Token(t, ns, "app", nil, time.Hour)
+	out, err := exec.CommandContext(ctx, curl, "-fsS", "-H", "Authorization: Bearer "+appToken, //nolint:gosec // curl with the test's own arguments
+		"http://"+gatewayAddr+conn.Status.API.Path+"/status").CombinedOutput()
+	require.NoError(t, err, "curl through the Connectors API gateway: %s", out)
+	require.Equal(t, "ok", string(out))
+	t.Cleanup(func() { require.NotContains(t, proxyLog.String(), appToken, "a caller's token reached a log") })
 
 	// The CA as the proxy created it, and a new one.
 	secrets := env.Kube.CoreV1().Secrets(sysNS)

@@ -151,11 +151,14 @@ func NormalizeHost(h string) string {
 }
 
 // Segments splits an escaped path into decoded segments, dropping the
-// leading and a trailing empty segment. unsafe reports dot segments,
-// encoded '/' or '\', a raw '\', a segment that does not decode, a ';'
-// (servers such as Tomcat and Jetty drop ";params" before resolving dot
-// segments, so "..;" climbs out of a prefix) and a '%' left after decoding
-// (double encoding).
+// leading and a trailing empty segment. unsafe reports dot segments, also
+// between encoded slashes ("..%2F"), encoded '\' or a raw one, a segment
+// that does not decode, a ';' (servers such as Tomcat and Jetty drop
+// ";params" before resolving dot segments, so "..;" climbs out of a
+// prefix) and a '%' left after decoding (double encoding). An encoded '/'
+// alone is safe: a segment holding one (GitLab's "group%2Fproject") equals
+// no segment of an address, and a server that decodes it sees more
+// segments below the same prefix.
 func Segments(escaped string) (segs []string, unsafe bool) {
 	p := strings.TrimPrefix(escaped, "/")
 	p = strings.TrimSuffix(p, "/")
@@ -166,12 +169,27 @@ func Segments(escaped string) (segs []string, unsafe bool) {
 	segs = make([]string, 0, len(parts))
 	for _, s := range parts {
 		d, err := url.PathUnescape(s)
-		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\;%") {
+		if err != nil || strings.ContainsAny(d, "\\;%") || hasDotSegment(d) {
 			unsafe = true
 		}
 		segs = append(segs, d)
 	}
 	return segs, unsafe
+}
+
+// hasDotSegment reports whether a decoded segment, split at the slashes it
+// may hold, has a "." or ".." piece.
+func hasDotSegment(d string) bool {
+	for {
+		piece, rest, more := strings.Cut(d, "/")
+		if piece == "." || piece == ".." {
+			return true
+		}
+		if !more {
+			return false
+		}
+		d = rest
+	}
 }
 
 // Matches reports whether t falls under a, and how specific the match is:

@@ -39,6 +39,11 @@ func TestMatches(t *testing.T) {
 		{"https://h.test/gitlab", "https://h.test/gitlab%2Fother", false},
 		{"https://h.test/gitlab", "https://h.test/gitlab/..%2Fother", false},
 		{"https://h.test/gitlab", "https://h.test/gitlab/a%5C..%5Cb", false},
+		// GitLab's API names a project by its encoded full path.
+		{"https://h.test/gitlab", "https://h.test/gitlab/api/v4/projects/group%2Fapp", true},
+		{"https://h.test/gitlab", "https://h.test/gitlab/a%2F..%2F..%2Fother", false},
+		{"https://h.test/gitlab", "https://h.test/gitlab/a%2F.", false},
+		{"https://h.test/gitlab", "https://h.test/gitlab/%2E%2E%2Fother", false},
 		{"https://h.test", "https://h.test/a/./b", false},
 		{"https://h.test", "https://h.test.evil.test/", false},
 		{"https://h.test", "https://evil.test/h.test", false},

@@ -122,5 +122,15 @@ func PathPrefix(namespace, name string) string {
 	return "/namespaces/" + namespace + "/connectors/" + name
 }
 
+// APIPathPrefix starts every path of the Connectors API.
+const APIPathPrefix = "/connectors/v1alpha1/"
+
+// APIPath is a Connector's path on the Connectors API, as upstream writes
+// it into status.api.path: /connectors/v1alpha1/<ns>/<name>/path. A tool's
+// API path follows it.
+func APIPath(namespace, name string) string {
+	return APIPathPrefix + namespace + "/" + name + "/path"
+}
+
 // Key is <namespace>/<name>.
 func (c *Connector) Key() string { return c.Namespace + "/" + c.Name }

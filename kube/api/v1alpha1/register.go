@@ -15,6 +15,9 @@ const (
 	ConnectorClassResource = "connectorclasses"
 	// ProxySubresource is checked when the connector proxy permission option is on.
 	ProxySubresource = "proxy"
+	// APISubresource is checked, as apis/<class> or apis/<class>/<path>,
+	// when the Connectors API permission option is on.
+	APISubresource = "apis"
 )
 
 // AddToScheme registers the types of this package with a scheme.
@@ -22,6 +25,7 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&Connector{}, &ConnectorList{},
 		&ConnectorClass{}, &ConnectorClassList{},
+		&ResourceInterface{}, &ResourceInterfaceList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
