@@ -378,3 +378,72 @@ func TestUnguardedSecretInAProbeTemplateDoesNotFailTheProbe(t *testing.T) {
 	require.NoError(t, env.Client.Update(context.Background(), basicSecret(ns, "git-auth", upstreamPass)))
 	waitReady(t, env, ns, "git", status.True, "")
 }
+
+// TestCACertReadyAndItsWarningEvents: CACertReady (severity Info) says
+// whether spec.caCertSecretRef holds a certificate, with upstream's
+// reasons, and each turn to False is a Warning Event with upstream's
+// reason. It never counts towards Ready by itself.
+func TestCACertReadyAndItsWarningEvents(t *testing.T) {
+	env := apiserver.Shared(t)
+	ns := env.Namespace(t, "cacert")
+	up := startUpstream(t)
+	startNode(t, env, nodeOptions{identity: "node-cacert", leaseNS: ns})
+	ctx := context.Background()
+
+	cls := gitClass("cacert-"+ns, nil)
+	plain := gitConnector(t, ns, "plain", cls.Name, up.URL, "git-auth")
+	withCA := gitConnector(t, ns, "with-ca", cls.Name, up.URL, "git-auth")
+	withCA.Spec.CACertSecretRef = &corev1.LocalObjectReference{Name: "tool-ca"}
+	create(t, env, cls, basicSecret(ns, "git-auth", upstreamPass), plain, withCA)
+
+	caCond := func(name, st, reason string) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%s CACertReady=%s %s", name, st, reason), func() (bool, string) {
+			cd := condition(getConnector(t, env, ns, name), status.TypeCACertReady)
+			if cd == nil {
+				return false, "no CACertReady"
+			}
+			return cd.Status == st && cd.Reason == reason && cd.Severity == status.SeverityInfo,
+				fmt.Sprintf("%s %s %q severity %q", cd.Status, cd.Reason, cd.Message, cd.Severity)
+		})
+	}
+	warned := func(reason string) {
+		t.Helper()
+		eventually(t, "a Warning Event "+reason, func() (bool, string) {
+			var events corev1.EventList
+			require.NoError(t, env.Client.List(ctx, &events, client.InNamespace(ns)))
+			var seen []string
+			for _, e := range events.Items {
+				if e.Type == corev1.EventTypeWarning && e.Reason == reason && e.InvolvedObject.Name == "with-ca" {
+					return true, ""
+				}
+				seen = append(seen, e.Reason)
+			}
+			return false, strings.Join(seen, ",")
+		})
+	}
+	waitReady(t, env, ns, "plain", status.True, "")
+	caCond("plain", status.True, status.ReasonNoCACert)
+
+	caCond("with-ca", status.False, status.ReasonSecretNotFound)
+	warned(status.EventCACertSecretNotFound)
+	// Fail-closed: without its CA the Connector is not proxied, probes
+	// included.
+	eventually(t, "with-ca not live without its CA", func() (bool, string) {
+		l := condition(getConnector(t, env, ns, "with-ca"), status.TypeLivenessReady)
+		return l != nil && l.Status == status.False, fmt.Sprintf("%+v", l)
+	})
+
+	bad := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tool-ca"},
+		Data: map[string][]byte{"ca.crt": []byte("not a certificate")}}
+	create(t, env, bad)
+	caCond("with-ca", status.False, status.ReasonInvalidPEM)
+	warned(status.EventInvalidCACert)
+
+	ca, err := testpki.NewCA("cacert test CA")
+	require.NoError(t, err)
+	bad.Data = map[string][]byte{"ca.crt": ca.PEM}
+	require.NoError(t, env.Client.Update(ctx, bad))
+	caCond("with-ca", status.True, status.ReasonCACertValid)
+	waitReady(t, env, ns, "with-ca", status.True, "")
+}
