@@ -181,16 +181,16 @@ func TestFinding3NpmAddressCannotSetKeys(t *testing.T) {
 		files := render(t, catalogInput(t, "npm.yaml", address, "npmrc", "yarnrc"))
 		npmrc := files[".npmrc"]
 		values := npmrcValues(npmrc)
-		want := []string{"//registry.example/" + path + "/:_auth", "audit", "fund", "https-proxy", "noproxy", "proxy", "registry", "update-notifier"}
+		want := []string{"//registry.example/" + path + "/:_auth", "audit", "fund", "https-proxy", "noproxy", "proxy", "registry", "strict-ssl", "update-notifier"}
 		if got := sortedKeys(values); !slices.Equal(got, want) {
 			t.Errorf("%q: .npmrc keys %q, want %q\n%s", address, got, want, npmrc)
 		}
-		if values["registry"] != address+"/" {
-			t.Errorf("%q: registry = %q", address, values["registry"])
+		if values["registry"] != address+"/" || values["strict-ssl"] != true {
+			t.Errorf("%q: registry = %q, strict-ssl = %q", address, values["registry"], values["strict-ssl"])
 		}
 		texts, addresses = append(texts, string(npmrc)), append(addresses, address)
 		var yarnrc map[string]any
-		if err := yaml.UnmarshalStrict(files[".yarnrc.yml"], &yarnrc); err != nil || yarnrc["npmRegistryServer"] != address+"/" || len(yarnrc) != 7 {
+		if err := yaml.UnmarshalStrict(files[".yarnrc.yml"], &yarnrc); err != nil || yarnrc["npmRegistryServer"] != address+"/" || yarnrc["enableStrictSsl"] != true || len(yarnrc) != 8 {
 			t.Errorf("%q: .yarnrc.yml reads %v, %v\n%s", address, yarnrc, err, files[".yarnrc.yml"])
 		}
 	}
@@ -200,7 +200,7 @@ func TestFinding3NpmAddressCannotSetKeys(t *testing.T) {
 		for _, e := range entries {
 			keys[fmt.Sprint(e[1])] = e[2]
 		}
-		if len(entries) != 8 || keys["registry"] != addresses[i]+"/" {
+		if len(entries) != 9 || keys["registry"] != addresses[i]+"/" {
 			t.Errorf("npm reads %q from\n%s", entries, texts[i])
 		}
 	}

@@ -13,7 +13,8 @@ import (
 const pypiGreeting = "installed through the connectors proxy"
 
 // Catalog, pypi: with the .pypirc and pip.conf of deploy/classes/pypi.yaml,
-// twine uploads a wheel and pip installs it back through the reverse proxy,
+// twine uploads a wheel to upstream's repository name connectors-pypi and
+// pip installs it back through the reverse proxy,
 // while the index (PEP 503 and the legacy upload API behind Basic auth)
 // sees only the Connector's credential and never the pod's token.
 func TestCatalogPypiUploadAndInstall(t *testing.T) {
@@ -39,7 +40,7 @@ func TestCatalogPypiUploadAndInstall(t *testing.T) {
 	home := t.TempDir()
 	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8", "PIP_CONFIG_FILE=" + filepath.Join(v.target, "pip.conf")}
 	if _, err := s.run(dist, env, "twine", "upload", "--non-interactive", "--disable-progress-bar",
-		"--config-file", filepath.Join(v.target, ".pypirc"), "-r", "connectors", wheel); err != nil {
+		"--config-file", filepath.Join(v.target, ".pypirc"), "-r", "connectors-pypi", wheel); err != nil {
 		t.Fatalf("twine upload failed: %v", err)
 	}
 	if got := index.Files("hello-connectors"); len(got) != 1 || got[0] != filepath.Base(wheel) {

@@ -16,6 +16,9 @@ const (
 	TypeProxyServiceReady   = "ProxyServiceReady"
 	TypeProxyReady          = "ProxyReady"
 	TypeAPIReady            = "APIReady"
+	// TypeCACertReady is informational (severity Info): it does not count
+	// towards Ready.
+	TypeCACertReady = "CACertReady"
 )
 
 // Condition statuses.
@@ -57,6 +60,17 @@ const (
 	ReasonNonAPI                 = "NonAPI"
 	ReasonAPIInvalid             = "APIInvalid"
 	ReasonAPIUnreachable         = "APIUnreachable"
+	// CACertReady's reasons, upstream's names (SecretNotFound is shared).
+	ReasonCACertValid = "Valid"
+	ReasonNoCACert    = "NoCACert"
+	ReasonInvalidPEM  = "InvalidPEM"
+)
+
+// Reasons of the Warning Events of a CACertReady that turned False,
+// upstream's names.
+const (
+	EventCACertSecretNotFound = "CACertSecretNotFound"
+	EventInvalidCACert        = "InvalidCACert"
 )
 
 // SeverityInfo marks a condition that does not count towards Ready.

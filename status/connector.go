@@ -9,6 +9,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // reconcileConnector computes and writes one Connector's status, and keeps
@@ -153,9 +154,39 @@ func (c *controller) connectorStatus(ctx context.Context, conn *v1alpha1.Connect
 	live, auth := c.probeConditions(conn, in)
 	conds := []v1alpha1.Condition{
 		cond(TypeConnectorClassReady, True, "", ""),
-		in.secretCond, live, auth, svcCond,
+		in.secretCond, live, auth, svcCond, c.caCertCondition(ctx, conn),
 	}
 	return append(conds, ready(conds)), proxy, nil
+}
+
+// caCertCondition is CACertReady, of severity Info: whether the Secret of
+// spec.caCertSecretRef holds a certificate. It does not count towards
+// Ready, as upstream; a Connector whose CA Secret is missing or holds no
+// certificate is not proxied (its tool would be verified against another
+// set of roots than the one asked for), which its LivenessReady shows.
+func (c *controller) caCertCondition(ctx context.Context, conn *v1alpha1.Connector) v1alpha1.Condition {
+	info := func(status, reason, message string) v1alpha1.Condition {
+		cd := cond(TypeCACertReady, status, reason, message)
+		cd.Severity = SeverityInfo
+		return cd
+	}
+	ref := conn.Spec.CACertSecretRef
+	if ref == nil || ref.Name == "" {
+		return info(True, ReasonNoCACert, "")
+	}
+	key := conn.Namespace + "/" + ref.Name
+	s, err := c.opts.Objects.Secret(ctx, conn.Namespace, ref.Name)
+	switch {
+	case errors.Is(err, kube.ErrNotFound):
+		return info(False, ReasonSecretNotFound, fmt.Sprintf(
+			"spec.caCertSecretRef.name: secret %q not found; the connector is not proxied until it exists", key))
+	case err != nil:
+		return info(Unknown, ReasonSecretUnavailable, fmt.Sprintf("spec.caCertSecretRef.name: reading secret %q failed", key))
+	case len(ca.CertsFromSecret(s)) == 0:
+		return info(False, ReasonInvalidPEM, fmt.Sprintf(
+			"spec.caCertSecretRef.name: secret %q holds no PEM certificate in a key ending .crt or .pem; the connector is not proxied until it does", key))
+	}
+	return info(True, ReasonCACertValid, fmt.Sprintf("CA certificate loaded from secret %q", ref.Name))
 }
 
 // address returns status.proxy and ProxyServiceReady. When the host-form

@@ -22,6 +22,7 @@ import (
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/proxy/registryauth"
 )
 
 // livenessField is the field path of the class's HTTP liveness probe.
@@ -163,8 +164,15 @@ func (c *controller) probeConditions(conn *v1alpha1.Connector, in *inputs) (live
 	liveSpec, _, authSpec, _ := probeSpecs(in)
 	live = cond(TypeLivenessReady, True, ReasonNonLivenessProbe, "")
 	auth = cond(TypeAuthReady, True, ReasonNonAuthProbe, "")
-	if authSpec != nil && !in.secretOK() {
+	switch {
+	case authSpec != nil && !in.secretOK():
 		auth = cond(TypeAuthReady, Unknown, ReasonSecretNotReady, "waiting for spec.auth.secretRef to be ready")
+		authSpec = nil
+	case authSpec != nil && in.secret == nil:
+		// An optional auth type without a Secret: there is no credential
+		// to check, and a tool that wants one for the probe's path would
+		// fail an anonymous Connector that reads only public content.
+		auth = cond(TypeAuthReady, True, ReasonSecretOptional, "")
 		authSpec = nil
 	}
 	if liveSpec == nil && authSpec == nil {
@@ -209,7 +217,7 @@ func (c *controller) runProbes(ctx context.Context, k key) (*probeResult, bool) 
 		res.liveness = redact(c.probe(ctx, live, in, liveSpec, liveField, judgeLiveness), in.secret)
 		c.metrics.probes.WithLabelValues("liveness", result(res.liveness)).Inc()
 	}
-	if authSpec != nil && in.secretOK() {
+	if authSpec != nil && in.secretOK() && in.secret != nil {
 		res.auth = redact(c.probe(ctx, conn, in, authSpec, authField, judgeAuth), in.secret)
 		c.metrics.probes.WithLabelValues("auth", result(res.auth)).Inc()
 	}
@@ -264,9 +272,12 @@ func result(o *outcome) string {
 type judge func(what string, a *answer, err error) *outcome
 
 // judgeLiveness: the tool is reachable when it answers below 500; a 401 or
-// 403 still shows it alive (the credential is AuthReady's business).
+// 403 still shows it alive (the credential is AuthReady's business), and so
+// does a registry token service that refused the credential.
 func judgeLiveness(what string, a *answer, err error) *outcome {
 	switch {
+	case errors.Is(err, registryauth.ErrCredentialRejected):
+		return &outcome{True, "", ""}
 	case errors.Is(err, proxy.ErrNotConnectorAddress), errors.Is(err, proxy.ErrNotAPIAddress):
 		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
 	case err != nil:
@@ -277,9 +288,12 @@ func judgeLiveness(what string, a *answer, err error) *outcome {
 	return &outcome{True, "", ""}
 }
 
-// judgeAuth: the credential is valid on a 2xx answer, rejected on 401 or 403.
+// judgeAuth: the credential is valid on a 2xx answer, rejected on 401 or
+// 403, or when a registry token service refused it.
 func judgeAuth(what string, a *answer, err error) *outcome {
 	switch {
+	case errors.Is(err, registryauth.ErrCredentialRejected):
+		return &outcome{False, ReasonCredentialsRejected, what + ": " + err.Error() + "; check the credential in spec.auth.secretRef"}
 	case errors.Is(err, proxy.ErrNotConnectorAddress), errors.Is(err, proxy.ErrNotAPIAddress):
 		return &outcome{False, ReasonProbeTargetRefused, what + ": " + err.Error()}
 	case err != nil:
@@ -359,7 +373,7 @@ func (c *controller) probeAPI(ctx context.Context, conn *v1alpha1.Connector, in 
 // with an optional query) and joins it below the API address, keeping the
 // address's path prefix, as upstream does.
 func apiProbeURL(conn *v1alpha1.Connector, base, tmpl string) (*url.URL, error) {
-	rendered, err := render("path", tmpl, map[string]any{"Connector": connectorView(conn), "Secret": nil})
+	rendered, err := render("path", tmpl, probeData(conn))
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +495,7 @@ func buildRequest(conn *v1alpha1.Connector, spec *v1alpha1.HTTPProbe) (*probeReq
 	if err != nil || addr.Host == "" {
 		return nil, fmt.Errorf("connector spec.address %q is not an absolute URL", conn.Spec.Address)
 	}
-	data := map[string]any{"Connector": connectorView(conn), "Secret": nil}
+	data := probeData(conn)
 	path, err := render("path", spec.Path, data)
 	if err != nil {
 		return nil, err
@@ -493,8 +507,22 @@ func buildRequest(conn *v1alpha1.Connector, spec *v1alpha1.HTTPProbe) (*probeReq
 	if spec.Scheme != "" {
 		scheme = strings.ToLower(spec.Scheme)
 	}
-	if spec.Host != "" {
-		host = spec.Host
+	// The host may be a template, as a class whose API is on another host
+	// (an address extension) needs; empty means the address's host. The
+	// proxy refuses a probe outside the Connector's addresses, whatever it
+	// renders.
+	rh, err := render("host", spec.Host, data)
+	if err != nil {
+		return nil, err
+	}
+	if rh = strings.TrimSpace(rh); rh != "" {
+		if strings.ContainsAny(rh, "/?#@ \r\n") || unresolved(rh) {
+			return nil, fmt.Errorf("host: %q is not a host[:port]", rh)
+		}
+		host = rh
+		if spec.Scheme == "" {
+			scheme = extensionScheme(conn, rh, scheme)
+		}
 	}
 	u, err := url.Parse(scheme + "://" + host + path)
 	if err != nil || u.Host == "" {
@@ -514,8 +542,11 @@ func buildRequest(conn *v1alpha1.Connector, spec *v1alpha1.HTTPProbe) (*probeReq
 			return nil, err
 		}
 		v = strings.TrimSpace(v)
-		if v == "" {
-			continue // such as {{ if .Secret }}…{{ end }}: the credential is injected instead
+		if v == "" || unresolved(v) {
+			// Such as {{ if .Secret }}…{{ end }}, or upstream's unguarded
+			// {{ .Secret.StringData.token }}: the template sees no Secret,
+			// and the proxy injects the credential instead.
+			continue
 		}
 		if strings.ContainsAny(v, "\r\n") || strings.ContainsAny(hd.Name, " :\r\n") || hd.Name == "" {
 			return nil, fmt.Errorf("httpHeaders[%d]: bad header", i)
@@ -523,6 +554,35 @@ func buildRequest(conn *v1alpha1.Connector, spec *v1alpha1.HTTPProbe) (*probeReq
 		h.Add(hd.Name, v)
 	}
 	return &probeRequest{method: method, url: u, headers: h}, nil
+}
+
+// extensionScheme is the scheme of the Connector's address extension on
+// host, so a probe of an API extension speaks its scheme; else fallback.
+func extensionScheme(conn *v1alpha1.Connector, host, fallback string) string {
+	for _, p := range params(conn.Spec.AddressExtensions) {
+		if u, err := url.Parse(p.Value.StringVal); err == nil && strings.EqualFold(u.Host, host) && u.Scheme != "" {
+			return strings.ToLower(u.Scheme)
+		}
+	}
+	return fallback
+}
+
+// probeData is what probe templates see: the Connector, and as .Secret an
+// empty map, never the Secret itself. The credential reaches a probe
+// through the proxy, as it reaches every proxied request, so no template
+// can copy it into a path or a header the class chose. An empty map is
+// false in {{ if .Secret }}, and an unguarded {{ .Secret.StringData.x }},
+// as in upstream's examples, renders "<no value>" instead of failing the
+// probe; a header holding that is left out (unresolved).
+func probeData(conn *v1alpha1.Connector) map[string]any {
+	return map[string]any{"Connector": connectorView(conn), "Secret": map[string]any{}}
+}
+
+// unresolved reports whether a rendered header or host holds what a
+// template prints for a missing value (or what printf makes of one), which
+// only a template reading .Secret produces here.
+func unresolved(v string) bool {
+	return strings.Contains(v, "<no value>") || strings.Contains(v, "%!")
 }
 
 // render runs one probe template. Output is bounded like class templates.

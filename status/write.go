@@ -140,11 +140,24 @@ func (c *controller) forgetWritten(k key) {
 }
 
 func (c *controller) writeConnector(ctx context.Context, conn *v1alpha1.Connector, conds []v1alpha1.Condition, proxy *v1alpha1.ProxyStatus) error {
+	oldCA := findCondition(conn.Status.Conditions, TypeCACertReady)
+	if oldCA != nil {
+		copied := *oldCA
+		oldCA = &copied
+	}
 	wrote, before, err := c.writeStatus(ctx, connectorKey(conn), conn, "connector", &conn.Status.Status,
 		outputs{proxy: conn.Status.Proxy, path: conn.Status.API}, conds,
 		outputs{proxy: proxy, path: &v1alpha1.ConnectorAPIStatus{Path: v1alpha1.APIPath(conn.Namespace, conn.Name)}})
 	if err != nil || !wrote {
 		return err
+	}
+	if ca := findCondition(conds, TypeCACertReady); ca != nil && ca.Status == False &&
+		(oldCA == nil || oldCA.Status != False || oldCA.Reason != ca.Reason) {
+		reason := EventInvalidCACert
+		if ca.Reason == ReasonSecretNotFound {
+			reason = EventCACertSecretNotFound
+		}
+		c.recorder.Event(conn, corev1.EventTypeWarning, reason, ca.Message)
 	}
 	after := findCondition(conds, TypeReady)
 	if after != nil && (before == nil || before.Status != after.Status || before.Reason != after.Reason) {

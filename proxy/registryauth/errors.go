@@ -1,5 +1,7 @@
 package registryauth
 
+import "errors"
+
 // Error is a failure of the token flow that is not the base transport's.
 // Message is safe to show a client: it names the Connector and at most the
 // scheme and host of a realm, never a credential or a token. Err, when set,
@@ -17,6 +19,11 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// ErrCredentialRejected is in the chain of the *Error a token fetch
+// returns when the token service answered 401 or 403 to the Connector's
+// credential: the registry is up and the credential is wrong.
+var ErrCredentialRejected = errors.New("the credential was rejected")
 
 // TokenServiceError is a failure of the base transport while it fetched a
 // token from the realm (a refused dial, a timeout, an untrusted

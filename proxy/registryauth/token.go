@@ -96,11 +96,13 @@ func (a *Auth) fetchToken(ctx context.Context, base http.RoundTripper, f *Flow, 
 	}
 	defer discard(resp)
 	if resp.StatusCode != http.StatusOK {
-		msg := fmt.Sprintf("registry token service of connector %q answered %d", f.Connector, resp.StatusCode)
 		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-			msg = fmt.Sprintf("registry token service rejected the credential of connector %q (%d)", f.Connector, resp.StatusCode)
+			return "", time.Time{}, &Error{
+				Message: fmt.Sprintf("registry token service rejected the credential of connector %q (%d)", f.Connector, resp.StatusCode),
+				Err:     ErrCredentialRejected,
+			}
 		}
-		return "", time.Time{}, &Error{Message: msg}
+		return "", time.Time{}, &Error{Message: fmt.Sprintf("registry token service of connector %q answered %d", f.Connector, resp.StatusCode)}
 	}
 	var tr tokenResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxTokenResponse)).Decode(&tr); err != nil {
