@@ -22,6 +22,8 @@ func AddToScheme(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&Connector{}, &ConnectorList{},
 		&ConnectorClass{}, &ConnectorClassList{},
+		&AccessPolicy{}, &AccessPolicyList{},
+		&AccessRequest{}, &AccessRequestList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
