@@ -21,7 +21,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	// Every registered flag appears in the help with a description.
 	for _, name := range []string{
 		"node-id", "kubeconfig", "namespace", "ca-secret", "csi-endpoint", "proxy-listen", "ops-listen",
-		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions",
+		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions", "enable-connectors-approval",
 		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 		"status", "status-probe-interval",
