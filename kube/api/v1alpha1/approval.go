@@ -1,7 +1,5 @@
 package v1alpha1
 
-import "strings"
-
 // Resources and names of the approval flow (docs/approvals.md).
 const (
 	AccessPolicyResource  = "accesspolicies"
@@ -65,15 +63,4 @@ func FindCondition(conds []Condition, t string) *Condition {
 		}
 	}
 	return nil
-}
-
-// IsPodProxyResource reports whether resource is connectors/proxy/v1/pod/<ns>/<name>
-// with two non-empty segments: the only resource a generated Role may name.
-func IsPodProxyResource(resource string) bool {
-	rest, ok := strings.CutPrefix(resource, ConnectorResource+"/"+PodProxySubresourcePrefix)
-	if !ok {
-		return false
-	}
-	ns, name, ok := strings.Cut(rest, "/")
-	return ok && ns != "" && name != "" && !strings.Contains(name, "/")
 }
