@@ -20,13 +20,13 @@ import (
 type Approval int
 
 const (
-	// ApprovalPending: checks or the grant are not done yet; retry.
+	// ApprovalPending means the checks or the grant are not done yet; retry.
 	ApprovalPending Approval = iota
-	// ApprovalGranted: the pod-scoped permission is synced.
+	// ApprovalGranted means the pod-scoped permission is synced.
 	ApprovalGranted
-	// ApprovalRejected: a check rejected the request; final.
+	// ApprovalRejected means a check rejected the request; final.
 	ApprovalRejected
-	// ApprovalDenied: no policy can grant it, or the request is no longer
+	// ApprovalDenied means no policy can grant it, or the request is no longer
 	// valid (the pod ended, the Connector is gone).
 	ApprovalDenied
 )

@@ -72,7 +72,7 @@ func (f *fixture) policy(t *testing.T, roleTemplate string) {
 	require.NoError(t, f.env.Client.Create(context.Background(), &v1alpha1.AccessPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "gate"},
 		Spec: v1alpha1.AccessPolicySpec{CheckGrantedPermission: &v1alpha1.CheckGrantedPermission{Spec: v1alpha1.CheckGrantedPermissionSpec{
-			Checks: []v1alpha1.CheckRule{{Name: "manual", Ref: &v1alpha1.CheckRuleRef{ConfigMap: corev1.LocalObjectReference{Name: "connectors-approvals-in-pipeline"}}}},
+			Checks:       []v1alpha1.CheckRule{{Name: "manual", Ref: &v1alpha1.CheckRuleRef{ConfigMap: corev1.LocalObjectReference{Name: "connectors-approvals-in-pipeline"}}}},
 			RoleTemplate: v1alpha1.RoleTemplate{Ref: &v1alpha1.RoleTemplateRef{ConfigMap: &corev1.LocalObjectReference{Name: roleTemplate}}},
 		}}},
 	}))

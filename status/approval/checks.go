@@ -52,7 +52,7 @@ func (c *Controller) evaluateChecks(ctx context.Context, ar *v1alpha1.AccessRequ
 				}
 				continue
 			}
-			mc := c.check(ctx, ar, pod, p.Name, rule)
+			mc := c.check(ctx, pod, p.Name, rule)
 			if prev != nil && prev.Condition.Status == mc.Condition.Status && prev.Condition.LastTransitionTime != nil {
 				mc.Condition.LastTransitionTime = prev.Condition.LastTransitionTime
 			} else {
@@ -92,7 +92,7 @@ func findCheck(list []v1alpha1.MatchedCheck, name string) *v1alpha1.MatchedCheck
 }
 
 // check evaluates one check rule for the pod.
-func (c *Controller) check(ctx context.Context, ar *v1alpha1.AccessRequest, pod *corev1.Pod, policy string, rule v1alpha1.CheckRule) v1alpha1.MatchedCheck {
+func (c *Controller) check(ctx context.Context, pod *corev1.Pod, policy string, rule v1alpha1.CheckRule) v1alpha1.MatchedCheck {
 	mc := v1alpha1.MatchedCheck{Name: rule.Name, Condition: v1alpha1.Condition{Type: v1alpha1.ConditionReady}}
 	set := func(status metav1.ConditionStatus, reason, format string, args ...any) v1alpha1.MatchedCheck {
 		mc.Condition.Status, mc.Condition.Reason = string(status), reason
@@ -171,7 +171,7 @@ func (c *Controller) checkSpec(ctx context.Context, rule v1alpha1.CheckRule) (*v
 	// Upstream's templates write selector.labels for matchLabels.
 	var spec struct {
 		v1alpha1.CheckRuleSpec `json:",inline"`
-		Selector struct {
+		Selector               struct {
 			v1alpha1.CheckSelector `json:",inline"`
 			Labels                 map[string]string `json:"labels,omitempty"`
 		} `json:"selector"`

@@ -78,7 +78,9 @@ func (c *Controller) grant(ctx context.Context, ar *v1alpha1.AccessRequest, pod 
 	}
 	if _, err := c.apply(ctx, binding, func(cur, want client.Object) bool {
 		return reflect.DeepEqual(cur.(*rbacv1.RoleBinding).Subjects, want.(*rbacv1.RoleBinding).Subjects)
-	}, func(cur, want client.Object) { cur.(*rbacv1.RoleBinding).Subjects = want.(*rbacv1.RoleBinding).Subjects }); err != nil {
+	}, func(cur, want client.Object) {
+		cur.(*rbacv1.RoleBinding).Subjects = want.(*rbacv1.RoleBinding).Subjects
+	}); err != nil {
 		return err
 	}
 	if created && c.opts.Recorder != nil {
