@@ -133,6 +133,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--max-unauthenticated-per-source=-1"}, "--max-unauthenticated-per-source: must be positive"},
 		{[]string{"--node-id=n", "--max-connections-per-source=32"}, "--max-unauthenticated-per-source: 64 is more than --max-connections-per-source=32"},
 		{[]string{"--node-id=n", "--unauthenticated-idle-timeout=0s"}, "--unauthenticated-idle-timeout: must be positive"},
+		{[]string{"--node-id=n", "--enable-connectors-approval"}, "--enable-connectors-approval: needs --enable-connector-proxy-permissions"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Setenv("NODE_NAME", "")
