@@ -82,7 +82,7 @@ func startApproval(t *testing.T) *approvalEnv {
 	// The builder may read the Connector, not use it through the proxy.
 	env.AllowConnectors(t, ns, ns, "builder")
 
-	ctrl, err := approval.New(approval.Options{Client: cl, Namespace: sys, CheckPeriod: 100 * time.Millisecond})
+	ctrl, err := approval.New(approval.Options{Client: cl, Events: env.Kube, Namespace: sys, CheckPeriod: 100 * time.Millisecond})
 	require.NoError(t, err)
 	done := make(chan struct{})
 	go func() {
@@ -287,6 +287,18 @@ func TestApprovalPendingApprovedAndPodEnd(t *testing.T) {
 		APIGroups: []string{"connectors.alauda.io"}, Resources: []string{"connectors/proxy/v1/pod/" + a.ns + "/build-1"},
 		ResourceNames: []string{approvalConnector}, Verbs: []string{"*"},
 	}}, role.Rules)
+	require.Eventually(t, func() bool {
+		var evs corev1.EventList
+		if err := a.env.Client.List(ctx, &evs, client.InNamespace(a.ns)); err != nil {
+			return false
+		}
+		for _, e := range evs.Items {
+			if e.InvolvedObject.Kind == "AccessRequest" && e.InvolvedObject.Name == ar.Name && e.Reason == v1alpha1.ReasonSynced {
+				return true
+			}
+		}
+		return false
+	}, time.Minute, 100*time.Millisecond, "the AccessRequest has an Event naming the grant")
 	require.NoError(t, a.proxyAllows(build), "the proxy serves the approved pod")
 	require.ErrorIs(t, a.proxyAllows(sibling), kube.ErrForbidden, "the proxy refuses another pod of the same ServiceAccount")
 	// The ServiceAccount as such (a token bound to no pod) gets nothing.

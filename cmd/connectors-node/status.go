@@ -31,6 +31,7 @@ func newStatus(cfg *config, rc *rest.Config, kc kubernetes.Interface, cache *kub
 	if cfg.approval {
 		approvals, err := approval.New(approval.Options{
 			Client:    cl,
+			Events:    kc,
 			Namespace: cfg.namespace,
 			Log:       log.WithName("approval"),
 		})

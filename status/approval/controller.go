@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
@@ -30,9 +33,9 @@ type Options struct {
 	// Namespace is the service's namespace: the only one whose role and
 	// check template ConfigMaps are read. Required.
 	Namespace string
-	// Recorder records Events on AccessRequests when a grant is synced or
-	// removed. Default: none.
-	Recorder record.EventRecorder
+	// Events, when set, receives Events on AccessRequests (core/v1) while
+	// Run runs: a grant synced, a grant removed. Default: none.
+	Events kubernetes.Interface
 	// CheckPeriod is how often a pending request looks at its checks and a
 	// granted one at its pod. Default 5s.
 	CheckPeriod time.Duration
@@ -73,6 +76,8 @@ func (o *Options) setDefaults() error {
 // pod ends.
 type Controller struct {
 	opts Options
+	// recorder is set by Run when Options.Events is; nil records nothing.
+	recorder record.EventRecorder
 }
 
 // New builds a Controller; Run starts it.
@@ -115,6 +120,12 @@ func (c *Controller) Run(ctx context.Context) error {
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	}); err != nil {
 		return fmt.Errorf("approval: %w", err)
+	}
+	if c.opts.Events != nil {
+		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+		broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: c.opts.Events.CoreV1().Events("")})
+		defer broadcaster.Shutdown()
+		c.recorder = broadcaster.NewRecorder(c.opts.Client.Scheme(), corev1.EventSource{Component: "connectors-approval"})
 	}
 	go informer.RunWithContext(ctx)
 	if !toolscache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {

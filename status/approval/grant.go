@@ -83,8 +83,8 @@ func (c *Controller) grant(ctx context.Context, ar *v1alpha1.AccessRequest, pod 
 	}); err != nil {
 		return err
 	}
-	if created && c.opts.Recorder != nil {
-		c.opts.Recorder.Eventf(ar, corev1.EventTypeNormal, v1alpha1.ReasonSynced,
+	if created && c.recorder != nil {
+		c.recorder.Eventf(ar, corev1.EventTypeNormal, v1alpha1.ReasonSynced,
 			"granted %s/%s get on connectors/%s for connector %s", ar.Spec.Subject.Namespace, ar.Spec.Subject.Name,
 			v1alpha1.PodProxySubresource(pod.Namespace, pod.Name), ar.Spec.ConnectorRef.Name)
 	}

@@ -181,8 +181,8 @@ func (c *Controller) cleanUp(ctx context.Context, ar *v1alpha1.AccessRequest, wh
 	if err != nil {
 		return err
 	}
-	if removed && c.opts.Recorder != nil {
-		c.opts.Recorder.Eventf(ar, corev1.EventTypeNormal, v1alpha1.ReasonPermissionCleanUp, "removed the grant: %s", why)
+	if removed && c.recorder != nil {
+		c.recorder.Eventf(ar, corev1.EventTypeNormal, v1alpha1.ReasonPermissionCleanUp, "removed the grant: %s", why)
 	}
 	setCondition(&ar.Status.Conditions, v1alpha1.ConditionAccessPermissionSync, metav1.ConditionTrue, v1alpha1.ReasonPermissionCleanUp,
 		"the grant is removed: "+why, c.now())
