@@ -10,15 +10,27 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/kube"
+	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
 // resolve checks that user may get each Connector, reads it, checks its
 // addresses and reads its class, in order. Access is checked before the read so that a pod learns
 // nothing about Connectors it may not get. Errors are gRPC statuses.
-func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.NamespacedName) ([]configgen.Connector, error) {
+func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.NamespacedName, pod kube.PodRef, sa string) ([]configgen.Connector, error) {
 	out := make([]configgen.Connector, 0, len(refs))
+	var waiting []kube.ApprovalStatus
 	for _, ref := range refs {
 		if err := n.opts.Authorizer.Authorize(ctx, user, ref.Namespace, ref.Name); err != nil {
+			var fe *kube.ForbiddenError
+			if n.opts.Approvals != nil && errors.As(err, &fe) && fe.Resource != v1alpha1.ConnectorResource {
+				// Readable, but not usable through the proxy: approval.
+				st, err := n.approval(ctx, pod, sa, ref)
+				if err != nil {
+					return nil, err
+				}
+				waiting = append(waiting, st)
+				continue
+			}
 			if errors.Is(err, kube.ErrForbidden) {
 				return nil, status.Errorf(codes.PermissionDenied, "%s may not get connector %q", user.Name, ref.String())
 			}
@@ -53,6 +65,9 @@ func (n *nodeServer) resolve(ctx context.Context, user kube.User, refs []types.N
 			ProxyAddress:  n.proxyAddress(ctx, n.log, obj, class),
 			ClassProxyURL: class.OwnProxy(n.opts.PublicURL.String()),
 		})
+	}
+	if len(waiting) > 0 {
+		return nil, n.waitForApproval(pod, waiting)
 	}
 	return out, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/configgen"
@@ -49,8 +50,23 @@ type PodEvents interface {
 
 var _ PodEvents = (*kube.EventRecorder)(nil)
 
+// Approvals creates or reuses the AccessRequest of a pod that lacks the
+// proxy permission on a Connector, and reports where it stands.
+// *kube.AccessRequests satisfies it.
+type Approvals interface {
+	Request(ctx context.Context, pod kube.PodRef, serviceAccount string, connector types.NamespacedName) (kube.ApprovalStatus, error)
+}
+
+var _ Approvals = (*kube.AccessRequests)(nil)
+
 // Event reasons the plugin records on pods.
 const (
+	// ReasonWaitingForApproval: the pod may not use a Connector through the
+	// proxy yet; its AccessRequest waits for checks.
+	ReasonWaitingForApproval = "WaitingForApproval"
+	// ReasonAccessRejected: an AccessRequest of the pod was rejected; the
+	// volume holds only .error.json.
+	ReasonAccessRejected = "AccessRejected"
 	// ReasonConfigurationNotFound: some configuration.names were found
 	// and mounted, these were not.
 	ReasonConfigurationNotFound = "ConfigurationNotFound"
@@ -86,6 +102,13 @@ type Options struct {
 	// Authorizer checks the pod's ServiceAccount against each named
 	// Connector. Required.
 	Authorizer Authorizer
+	// Approvals, when set, turns on the approval flow (docs/approvals.md):
+	// the pod is checked as its pod-bound token is, so a pod-scoped grant
+	// counts, and a pod that lacks the proxy permission gets an
+	// AccessRequest; the publish fails with Unavailable until it is
+	// granted, and mounts only .error.json once it is rejected. It needs an
+	// Authorizer that checks the proxy permission. Default: off.
+	Approvals Approvals
 	// Ready reports whether the caches have synced; Probe answers not ready
 	// until it returns true. Default: always ready.
 	Ready func() bool

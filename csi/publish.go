@@ -125,7 +125,17 @@ func (n *nodeServer) render(ctx context.Context, req *csi.NodePublishVolumeReque
 	}
 	n.checkExpiration(attrs.TokenExpiration, token, log)
 	user := kube.ServiceAccountUser(attrs.PodNamespace, attrs.ServiceAccount)
-	connectors, err := n.resolve(ctx, user, attrs.Connectors)
+	pod := kube.PodRef{Namespace: attrs.PodNamespace, Name: attrs.PodName, UID: req.GetVolumeContext()[AttrPodUID]}
+	if n.opts.Approvals != nil {
+		// As the proxy sees the pod's bound token: a pod-scoped grant counts.
+		user = kube.PodUser(pod, attrs.ServiceAccount)
+	}
+	connectors, err := n.resolve(ctx, user, attrs.Connectors, pod, attrs.ServiceAccount)
+	var rejected *rejectedError
+	if errors.As(err, &rejected) {
+		// The workload fails at once on .error.json instead of waiting.
+		return rejected.files(), p, nil, nil
+	}
 	if err != nil {
 		return nil, p, nil, err
 	}

@@ -49,6 +49,10 @@ type ReviewerOptions struct {
 	APIAudiences bool
 	// ProxyPermission also requires `get` on the connectors/proxy subresource.
 	ProxyPermission bool
+	// PodProxyPermission, with ProxyPermission, also accepts `get` on the
+	// pod-scoped subresource connectors/proxy/v1/pod/<ns>/<pod> that an
+	// approval grants, for a user whose token is bound to that pod.
+	PodProxyPermission bool
 	// TokenTTL bounds how long a token review is cached; a token is never
 	// cached past its own expiry. Default 5m.
 	TokenTTL time.Duration
@@ -253,10 +257,34 @@ func (r *Reviewer) Authorize(ctx context.Context, user User, namespace, name str
 	if err := r.allowed(ctx, user, namespace, name, ""); err != nil {
 		return err
 	}
-	if r.opts.ProxyPermission {
-		return r.allowed(ctx, user, namespace, name, v1alpha1.ProxySubresource)
+	if !r.opts.ProxyPermission {
+		return nil
 	}
-	return nil
+	err := r.allowed(ctx, user, namespace, name, v1alpha1.ProxySubresource)
+	if err == nil || !r.opts.PodProxyPermission || !errors.Is(err, ErrForbidden) {
+		return err
+	}
+	pod := first(user.Extra[ExtraPodName])
+	podNS, ok := serviceAccountNamespace(user.Name)
+	if pod == "" || !ok {
+		return err
+	}
+	if r.allowed(ctx, user, namespace, name, v1alpha1.PodProxySubresource(podNS, pod)) == nil {
+		return nil
+	}
+	// The error names connectors/proxy: the permission the pod lacks.
+	return err
+}
+
+// PodUser is the user of a pod's ServiceAccount token bound to the pod,
+// as the TokenReview of its kubelet-projected token names it.
+func PodUser(pod PodRef, serviceAccount string) User {
+	u := ServiceAccountUser(pod.Namespace, serviceAccount)
+	u.Extra = map[string][]string{ExtraPodName: {pod.Name}}
+	if pod.UID != "" {
+		u.Extra[ExtraPodUID] = []string{pod.UID}
+	}
+	return u
 }
 
 // AuthorizeVerb checks that user may verb the Connector namespace/name, or

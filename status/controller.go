@@ -123,6 +123,13 @@ func (r *Reconciler) lead(ctx context.Context) error {
 	for range r.opts.ProbeWorkers {
 		wg.Go(func() { c.prober.work(ctx) })
 	}
+	for _, run := range r.opts.WhileLeading {
+		wg.Go(func() {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				r.opts.Log.Error(err, "a controller of the status leader stopped")
+			}
+		})
+	}
 	<-ctx.Done()
 	c.queue.ShutDown()
 	c.prober.shutdown()

@@ -90,6 +90,11 @@ type Options struct {
 	// ProbeTimeout bounds one probe, redirects included. Default 10s.
 	ProbeTimeout time.Duration
 
+	// WhileLeading are more controllers that run only while this node holds
+	// the Lease, such as the approval controller (status/approval); each
+	// stops when its context ends. Default: none.
+	WhileLeading []func(ctx context.Context) error
+
 	// Log receives reconcile errors. Default: discarded.
 	Log logr.Logger
 	// Registerer registers the metrics. Default: not registered.

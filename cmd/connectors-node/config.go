@@ -37,6 +37,7 @@ type config struct {
 
 	clusterDomain         string
 	proxyPermissions      bool
+	approval              bool
 	allowUnmatchedTunnels bool
 	allowLoopback         bool
 	denyCIDRs             string
@@ -127,6 +128,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.audience, "audience", csi.DefaultAudience, "token audience of the proxy; must match the CSIDriver's tokenRequests")
 	fs.StringVar(&c.clusterDomain, "cluster-domain", publicurl.DefaultClusterDomain, "cluster DNS domain, for host-form addresses c-<name>.<ns>.svc.<domain> and the cluster-local no_proxy suffixes written into volumes")
 	fs.BoolVar(&c.proxyPermissions, "enable-connector-proxy-permissions", false, "also require get on the connectors/proxy subresource to use a Connector")
+	fs.BoolVar(&c.approval, "enable-connectors-approval", false, "approval-gated use of Connectors (docs/approvals.md): a pod without connectors/proxy gets an AccessRequest and mounts once a pod-scoped grant is synced; the status leader runs the approval controller. Needs --enable-connector-proxy-permissions")
 	fs.BoolVar(&c.allowUnmatchedTunnels, "allow-unmatched-tunnels", false, "let CONNECT to hosts no listed Connector serves through as blind tunnels (no credential); off, they get 403")
 	fs.BoolVar(&c.allowLoopback, "allow-loopback-upstreams", false, "allow Connector addresses on loopback (for local testing); link-local, metadata and the proxy's own address stay refused")
 	fs.StringVar(&c.denyCIDRs, "deny-cidrs", "", "comma-separated extra CIDRs the proxy never connects to")
@@ -188,6 +190,9 @@ func (c *config) validate() error {
 	}
 	if c.caConfigMap == "" {
 		bad("ca-configmap", "required")
+	}
+	if c.approval && !c.proxyPermissions {
+		bad("enable-connectors-approval", "needs --enable-connector-proxy-permissions: approval gates the connectors/proxy permission")
 	}
 	if c.namespace == "" {
 		bad("namespace", "required")

@@ -21,7 +21,7 @@ func TestHelpExplainsEveryFlag(t *testing.T) {
 	// Every registered flag appears in the help with a description.
 	for _, name := range []string{
 		"node-id", "kubeconfig", "namespace", "ca-secret", "csi-endpoint", "proxy-listen", "ops-listen",
-		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions",
+		"public-url", "audience", "cluster-domain", "enable-connector-proxy-permissions", "enable-connectors-approval",
 		"allow-unmatched-tunnels", "allow-loopback-upstreams", "deny-cidrs", "system-roots", "tmpfs-size",
 		"secret-cache-ttl", "token-cache-ttl", "shutdown-timeout", "audit-log", "v",
 		"status", "status-probe-interval",
@@ -138,6 +138,7 @@ func TestBadFlagsNameTheFlag(t *testing.T) {
 		{[]string{"--node-id=n", "--unauthenticated-idle-timeout=0s"}, "--unauthenticated-idle-timeout: must be positive"},
 		{[]string{"--node-id=n", "--connectors-api-listen=8081"}, "--connectors-api-listen: \"8081\" is not host:port"},
 		{[]string{"--node-id=n", "--serve=csi", "--connectors-api-listen=:8081"}, "--connectors-api-listen: the gateway runs in the proxy role"},
+		{[]string{"--node-id=n", "--enable-connectors-approval"}, "--enable-connectors-approval: needs --enable-connector-proxy-permissions"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			t.Setenv("NODE_NAME", "")

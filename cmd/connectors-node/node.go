@@ -90,10 +90,12 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		Client:          client,
 		Audience:        cfg.audience,
 		ProxyPermission: cfg.proxyPermissions,
-		TokenTTL:        cfg.tokenCacheTTL,
-		Metrics:         reviewMetrics,
-		OutageGrace:     cfg.apiOutageGrace,
-		Breaker:         breaker,
+		// A pod-scoped grant counts for a token bound to that pod.
+		PodProxyPermission: cfg.approval,
+		TokenTTL:           cfg.tokenCacheTTL,
+		Metrics:            reviewMetrics,
+		OutageGrace:        cfg.apiOutageGrace,
+		Breaker:            breaker,
 	})
 	if err != nil {
 		return nil, err
@@ -137,6 +139,14 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		if err != nil {
 			return nil, err
 		}
+		var approvals csi.Approvals
+		if cfg.approval {
+			cl, err := newClient(rc)
+			if err != nil {
+				return nil, err
+			}
+			approvals = &kube.AccessRequests{Client: cl}
+		}
 		n.csi, err = csi.NewServer(csi.Options{
 			NodeID:          cfg.nodeID,
 			Endpoint:        cfg.csiEndpoint,
@@ -144,6 +154,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 			Objects:         cache,
 			Services:        cache,
 			Authorizer:      reviewer,
+			Approvals:       approvals,
 			Ready:           func() bool { return cache.Synced() && cas.loaded() },
 			Audience:        cfg.audience,
 			PublicURL:       cfg.public,

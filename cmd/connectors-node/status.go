@@ -17,21 +17,28 @@ import (
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/status"
+	"github.com/connectors-node/connectors-node/status/approval"
 )
 
 // newStatus builds the status reconciler over the node's cache and proxy.
 func newStatus(cfg *config, rc *rest.Config, kc kubernetes.Interface, cache *kube.Cache, p *proxy.Proxy,
 	caPEM []byte, log logr.Logger, reg prometheus.Registerer) (*status.Reconciler, error) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	cl, err := client.New(rc, client.Options{Scheme: scheme})
+	cl, err := newClient(rc)
 	if err != nil {
 		return nil, err
+	}
+	var leading []func(context.Context) error
+	if cfg.approval {
+		approvals, err := approval.New(approval.Options{
+			Client:    cl,
+			Events:    kc,
+			Namespace: cfg.namespace,
+			Log:       log.WithName("approval"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		leading = append(leading, approvals.Run)
 	}
 	// The Lease holder's identity: the node, or for a proxy-only process
 	// (no node) its host name, which is the pod's name in a Deployment.
@@ -53,9 +60,23 @@ func newStatus(cfg *config, rc *rest.Config, kc kubernetes.Interface, cache *kub
 		Audience:      cfg.audience,
 		ProxyCACert:   caPEM,
 		ProbeInterval: cfg.statusProbeInterval,
+		WhileLeading:  leading,
 		Log:           log.WithName("status"),
 		Registerer:    reg,
 	})
+}
+
+// newClient is a client of the Kubernetes and connectors types that can
+// also watch.
+func newClient(rc *rest.Config) (client.WithWatch, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return client.NewWithWatch(rc, client.Options{Scheme: scheme})
 }
 
 // runStatus runs the status reconciler until ctx ends; the channel closes

@@ -26,6 +26,8 @@ func AddToScheme(s *runtime.Scheme) error {
 		&Connector{}, &ConnectorList{},
 		&ConnectorClass{}, &ConnectorClassList{},
 		&ResourceInterface{}, &ResourceInterfaceList{},
+		&AccessPolicy{}, &AccessPolicyList{},
+		&AccessRequest{}, &AccessRequestList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

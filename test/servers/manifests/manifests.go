@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -127,6 +128,31 @@ func WaitForServicePolicy(ctx context.Context, c client.Client) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the Service admission policy is not enforced (last answer: %w): %w", err, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// WaitForGrantPolicy waits until the API server enforces deploy/'s
+// ValidatingAdmissionPolicy on access grants: until c, which is not the
+// status writer, is refused a dry-run create of a Role labelled as one.
+func WaitForGrantPolicy(ctx context.Context, c client.Client) error {
+	probe := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "default", Name: "connectors-access-probe",
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "connectors-node", v1alpha1.AccessRequestLabel: "probe"},
+		},
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		if apierrors.IsForbidden(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the access grant admission policy is not enforced (last answer: %w): %w", err, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
