@@ -194,6 +194,11 @@ func (n *cluster) gitCloneJob(ctx context.Context, t *testing.T, name, node stri
 	return pod
 }
 
+// gitSecret is the name of gitConnector's Secret for the password.
+func gitSecret(password string) string {
+	return "git-credentials-" + password[:8]
+}
+
 // gitServer starts a Git server for t whose user bot has a random
 // password, with the repository name holding README.md, and returns the
 // server, the repository's URL and the password.
@@ -249,13 +254,17 @@ func (n *cluster) runJob(ctx context.Context, t *testing.T, name, manifest strin
 
 // gitConnector applies the catalog's Git ConnectorClass and examples/git-connector.yaml
 // (Secret, Connector, the git-clone ServiceAccount and its RBAC) for a Git
-// server at address with the password.
+// server at address with the password. The Secret is one of the
+// password's own (gitSecret): the proxies cache a Secret they read for
+// --secret-cache-ttl, so a story that rewrote a shared one could meet the
+// previous story's password.
 func (n *cluster) gitConnector(ctx context.Context, t *testing.T, address, password string) {
 	t.Helper()
 	if _, err := n.kubectl(ctx, catalogClass(t, "git.yaml"), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.kubectl(ctx, example(t, "git-connector.yaml",
+		"name: git-credentials", "name: "+gitSecret(password),
 		"replace-with-a-personal-access-token", password,
 		"address: https://github.com", "address: "+address,
 	), "apply", "-f", "-"); err != nil {

@@ -89,8 +89,8 @@ metadata: {name: git-after-stop, namespace: default}
 spec:
   connectorClassName: git
   address: %s
-  auth: {name: basicAuth, secretRef: {name: git-credentials}}
-`, srv.URL), "apply", "-f", "-"); err != nil {
+  auth: {name: basicAuth, secretRef: {name: %s}}
+`, srv.URL, gitSecret(password)), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
