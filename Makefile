@@ -46,11 +46,11 @@ generate: $(TOOLS) ## Regenerate deepcopy code and the CRDs in deploy/base/crds 
 	cp deploy/base/crds/*.yaml charts/connectors-node/crds/
 
 .PHONY: demo-node
-demo-node: deps testbin ## Run the real-node suite's main story visibly: the git-clone Job on a real kubelet, in both topologies (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -count=1 -v -run '^(TestGitCloneJob|TestSplitTopologyGitClone)$$' ./e2e/node/
+demo-node: deps testbin ## Run the real-node suite's main story visibly: the git-clone Job on each of two real nodes through its own node's proxy, and through the central proxy on the other node (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -count=1 -v -run '^(TestGitCloneJobOnEachNodeThroughItsOwnProxy|TestSplitTopologyGitClone)$$' ./e2e/node/
 
 .PHONY: testbin
-testbin: ## Build kube-apiserver, etcd, kubelet, kube-scheduler and kube-controller-manager for the tests into a cache outside the repo.
+testbin: ## Build kube-apiserver, etcd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager and CoreDNS for the tests into a cache outside the repo.
 	@hack/testbin.sh node >/dev/null
 
 .PHONY: lint

@@ -4,9 +4,10 @@
 set -euo pipefail
 
 packages=(git curl ca-certificates util-linux docker-registry skopeo apache2-utils)
-# The real-node suite: the container runtime, the CNI loopback plugin, and
-# kubectl for kustomize and describe.
-packages+=(containerd runc containernetworking-plugins kubectl)
+# The real-node suite: the container runtime, the CNI plugins (bridge,
+# host-local, portmap, loopback), iptables for kube-proxy and the suite's
+# forwarding, and kubectl for kustomize and describe.
+packages+=(containerd runc containernetworking-plugins iptables kubectl)
 # The catalog's Maven story: mvn, nginx as the repository (WebDAV PUT),
 # and the plugins and dependency it resolves from Debian's maven-repo.
 packages+=(maven nginx libmaven-install-plugin-java libmaven-deploy-plugin-java libmaven-dependency-plugin-java junit4)

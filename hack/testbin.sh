@@ -6,8 +6,10 @@
 #   hack/testbin.sh        etcd, kube-apiserver and kubectl (the integration
 #                          tests; kubectl is the client of the Kubernetes
 #                          ConnectorClass's tests)
-#   hack/testbin.sh node   also kubelet, kube-scheduler and
-#                          kube-controller-manager (the real-node suite)
+#   hack/testbin.sh node   also kubelet, kube-proxy, kube-scheduler,
+#                          kube-controller-manager and CoreDNS (the real-node
+#                          suite); CoreDNS's version is in its file name
+#                          (coredns-<version>, linked as coredns)
 #
 #   TESTBIN_DIR   override the cache directory
 set -euo pipefail
@@ -16,6 +18,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 kube_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/tools/testbin/kube-apiserver/go.mod")
 node_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/tools/testbin/kube-node/go.mod")
 etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/tools/testbin/etcd/go.mod")
+coredns_version=$(awk '$1=="require" && $2=="github.com/coredns/coredns" {print $3}' "$here/tools/testbin/coredns/go.mod")
 if [ "$kube_version" != "$node_version" ]; then
   echo "testbin: hack/tools/testbin/kube-apiserver pins $kube_version but hack/tools/testbin/kube-node pins $node_version" >&2
   exit 1
@@ -52,5 +55,8 @@ if [ "${1:-}" = node ]; then
   build kube-scheduler kube-node k8s.io/kubernetes/cmd/kube-scheduler "${stamp[@]}"
   build kube-controller-manager kube-node k8s.io/kubernetes/cmd/kube-controller-manager "${stamp[@]}"
   build kubelet kube-node k8s.io/kubernetes/cmd/kubelet "${stamp[@]}"
+  build kube-proxy kube-node k8s.io/kubernetes/cmd/kube-proxy "${stamp[@]}"
+  build "coredns-$coredns_version" coredns github.com/coredns/coredns
+  ln -sfn "coredns-$coredns_version" "$dir/coredns"
 fi
 echo "$dir"

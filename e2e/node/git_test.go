@@ -58,19 +58,34 @@ func exampleText(name string, replace ...string) (string, error) {
 	return s, nil
 }
 
-// onNode adapts a workload of examples/ to the test node: the local
-// workload image and the host network (the node has no pod network).
+// onNode adapts a workload of examples/ to the test cluster: the local
+// workload image.
 func onNode(t *testing.T, name string, replace ...string) string {
 	t.Helper()
 	return example(t, name, append([]string{
 		"image: alpine/git:2.47.2", "image: " + workloadImage,
-		"      restartPolicy: Never", "      restartPolicy: Never\n      hostNetwork: true",
 	}, replace...)...)
+}
+
+// onNodeNamed is onNode for a workload the scheduler places on the node
+// named node.
+func onNodeNamed(t *testing.T, name, node string, replace ...string) string {
+	t.Helper()
+	return onNode(t, name, append([]string{
+		"      restartPolicy: Never", "      restartPolicy: Never\n      nodeSelector: {kubernetes.io/hostname: " + node + "}",
+	}, replace...)...)
+}
+
+// reachable maps the address of a test server, which listens on the
+// suite's loopback, to the name pods reach it by (testServersName, which
+// the cluster DNS maps to hostIP, forwarded to loopback).
+func reachable(address string) string {
+	return strings.Replace(address, "://127.0.0.1:", "://"+testServersName+":", 1)
 }
 
 // noSecret checks that secret is in no file of the pod's volumes and in no
 // log line of the node.
-func (n *node) noSecret(t *testing.T, secret, podUID string) {
+func (n *cluster) noSecret(t *testing.T, secret, podUID string) {
 	t.Helper()
 	files := n.volumes.seen(podUID)
 	if len(files) == 0 {
@@ -90,23 +105,69 @@ func (n *node) noSecret(t *testing.T, secret, podUID string) {
 	}
 }
 
-// The git-clone Job of examples/git-clone-job.yaml, placed by the scheduler:
-// kubelet mints the token, the DaemonSet pod publishes the volume, and the
-// Job's container clones through the proxy with the mounted .gitconfig.
-func TestGitCloneJob(t *testing.T) {
+// The git-clone Job of examples/git-clone-job.yaml on each node, placed by
+// the scheduler: kubelet mints the token, the node's DaemonSet pod
+// publishes the volume, and the Job's container clones with the mounted
+// .gitconfig through the shipped public URL, the Service connectors-proxy
+// (internalTrafficPolicy: Local), so through its own node's proxy, which
+// checks that the connection comes from the pod's address (the source
+// binding is on, as shipped). The audit line of the Job's clone is in the
+// log of its node's DaemonSet pod and in no other node's.
+func TestGitCloneJobOnEachNodeThroughItsOwnProxy(t *testing.T) {
 	n := suite(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	n.gitCloneJob(ctx, t, "git-clone")
+	for i, node := range nodeNames {
+		t.Run(node, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+			defer cancel()
+			name := fmt.Sprintf("git-clone-%d", i)
+			pod := n.gitCloneJob(ctx, t, name, node)
+			for _, other := range nodeNames {
+				plugin, err := n.pluginPod(ctx, other)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if other == node {
+					if !n.waitAuditedPath(ctx, t, string(plugin.UID), "default/git", "/"+name) {
+						t.Errorf("the DaemonSet pod of %s logged no injected request for /%s:\n%s", node, name, n.podLog(t, string(plugin.UID)))
+					}
+				} else if auditedPath(n.podLog(t, string(plugin.UID)), "default/git", "/"+name) {
+					t.Errorf("the DaemonSet pod of %s logged the clone of the Job on %s", other, node)
+				}
+			}
+			if pod.Status.PodIP == "" || pod.Spec.HostNetwork {
+				t.Errorf("the Job's pod ran with IP %q, hostNetwork %v: want the pod network", pod.Status.PodIP, pod.Spec.HostNetwork)
+			}
+		})
+	}
 }
 
-// gitCloneJob runs examples/git-clone-job.yaml as the Job name against a
-// Git server of its own, checks that it cloned with the injected credential
-// and that the credential is in no mounted file and no log line, and
-// returns the Job's pod.
-func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev1.Pod {
+// waitAuditedPath waits up to 30 s for the container logs of the pod (uid)
+// to hold auditedPath's line.
+func (n *cluster) waitAuditedPath(ctx context.Context, t *testing.T, uid, connector, path string) bool {
 	t.Helper()
-	srv, repo, password := gitServer(t, "private-repo")
+	return poll(ctx, 30*time.Second, "the audit line", func(context.Context) (bool, error) {
+		return auditedPath(n.podLog(t, uid), connector, path), nil
+	}) == nil
+}
+
+// auditedPath reports whether a container log has the proxy's request line
+// for the connector with the credential injected and a path holding path.
+func auditedPath(log, connector, path string) bool {
+	for l := range strings.Lines(log) {
+		if auditedInjection(l, connector, "") && strings.Contains(l, `"path":"`) && strings.Contains(l[strings.Index(l, `"path":"`):], path) {
+			return true
+		}
+	}
+	return false
+}
+
+// gitCloneJob runs examples/git-clone-job.yaml as the Job name on the node
+// against a Git server of its own with a repository of that name, checks
+// that it cloned with the injected credential and that the credential is
+// in no mounted file and no log line, and returns the Job's pod.
+func (n *cluster) gitCloneJob(ctx context.Context, t *testing.T, name, node string) corev1.Pod {
+	t.Helper()
+	srv, repo, password := gitServer(t, name)
 	n.gitConnector(ctx, t, srv.URL, password)
 	// The files name the address in the Connector's status once the status
 	// writer has reconciled it: the path form under the proxy the
@@ -116,7 +177,7 @@ func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev
 		t.Fatal(err)
 	}
 	n.waitConnectorStatus(ctx, t, "default", "git", "True", public+v1alpha1.PathPrefix("default", "git"))
-	pod := n.runJob(ctx, t, name, onNode(t, "git-clone-job.yaml",
+	pod := n.runJob(ctx, t, name, onNodeNamed(t, "git-clone-job.yaml", node,
 		"https://github.com/example/private-repo", repo,
 		"metadata:\n  name: git-clone\n", "metadata:\n  name: "+name+"\n",
 	))
@@ -126,8 +187,16 @@ func (n *node) gitCloneJob(ctx context.Context, t *testing.T, name string) corev
 	if users := srv.Users(); len(users) == 0 || users[0] != "bot" {
 		t.Errorf("the Git server saw users %q, want bot: the proxy did not inject the credential", users)
 	}
+	if pod.Spec.NodeName != node {
+		t.Errorf("the Job's pod ran on %s, want %s", pod.Spec.NodeName, node)
+	}
 	n.noSecret(t, password, string(pod.UID))
 	return pod
+}
+
+// gitSecret is the name of gitConnector's Secret for the password.
+func gitSecret(password string) string {
+	return "git-credentials-" + password[:8]
 }
 
 // gitServer starts a Git server for t whose user bot has a random
@@ -141,6 +210,7 @@ func gitServer(t *testing.T, name string) (*gitserver.Server, string, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
+	srv.URL = reachable(srv.URL)
 	repo, err := srv.CreateRepo(name, map[string]string{"README.md": readme})
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +221,7 @@ func gitServer(t *testing.T, name string) (*gitserver.Server, string, string) {
 // runJob applies the Job manifest, waits until the Job named name has
 // finished, checks that it succeeded on the node, placed by the scheduler,
 // and returns its pod.
-func (n *node) runJob(ctx context.Context, t *testing.T, name, manifest string) corev1.Pod {
+func (n *cluster) runJob(ctx context.Context, t *testing.T, name, manifest string) corev1.Pod {
 	t.Helper()
 	if _, err := n.kubectl(ctx, manifest, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
@@ -176,21 +246,25 @@ func (n *node) runJob(ctx context.Context, t *testing.T, name, manifest string) 
 	if job.Status.Succeeded == 0 {
 		t.Fatalf("the %s Job failed; its pod's log:\n%s", name, n.podLog(t, string(pod.UID)))
 	}
-	if pod.Spec.NodeName != nodeName {
-		t.Errorf("the pod ran on %q, want %q (placed by the scheduler)", pod.Spec.NodeName, nodeName)
+	if n.node(pod.Spec.NodeName) == nil {
+		t.Errorf("the pod ran on %q, want one of %q (placed by the scheduler)", pod.Spec.NodeName, nodeNames)
 	}
 	return pod
 }
 
 // gitConnector applies the catalog's Git ConnectorClass and examples/git-connector.yaml
 // (Secret, Connector, the git-clone ServiceAccount and its RBAC) for a Git
-// server at address with the password.
-func (n *node) gitConnector(ctx context.Context, t *testing.T, address, password string) {
+// server at address with the password. The Secret is one of the
+// password's own (gitSecret): the proxies cache a Secret they read for
+// --secret-cache-ttl, so a story that rewrote a shared one could meet the
+// previous story's password.
+func (n *cluster) gitConnector(ctx context.Context, t *testing.T, address, password string) {
 	t.Helper()
 	if _, err := n.kubectl(ctx, catalogClass(t, "git.yaml"), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.kubectl(ctx, example(t, "git-connector.yaml",
+		"name: git-credentials", "name: "+gitSecret(password),
 		"replace-with-a-personal-access-token", password,
 		"address: https://github.com", "address: "+address,
 	), "apply", "-f", "-"); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -101,15 +100,15 @@ func TestKubectlLogsAndExecThroughTheProxy(t *testing.T) {
 		_ = n.env.Kube.CoreV1().Secrets("default").Delete(context.Background(), "cluster-token", metav1.DeleteOptions{})
 		_ = n.env.Kube.CoreV1().Secrets("default").Delete(context.Background(), "cluster-ca", metav1.DeleteOptions{})
 	})
-	connector := fmt.Sprintf(`apiVersion: connectors.alauda.io/v1alpha1
+	connector := `apiVersion: connectors.alauda.io/v1alpha1
 kind: Connector
 metadata: {name: cluster, namespace: default}
 spec:
   connectorClassName: k8s
-  address: https://127.0.0.1:%s
+  address: https://kubernetes.default.svc
   auth: {name: bearerTokenAuth, secretRef: {name: cluster-token}}
   caCertSecretRef: {name: cluster-ca}
-`, apiServerPort)
+`
 	if _, err := n.kubectl(ctx, connector, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +120,6 @@ metadata: {name: %s, namespace: default}
 spec:
   serviceAccountName: kubectl-user
   restartPolicy: Never
-  hostNetwork: true
   terminationGracePeriodSeconds: 1
   containers:
     - name: main
@@ -144,20 +142,14 @@ spec:
 	if p.Status.Phase != corev1.PodRunning {
 		t.Fatalf("the pod is %s, want Running", p.Status.Phase)
 	}
-	// The pod's own kubeconfig, read where kubelet mounted it: kubectl
-	// runs beside the pod, on the node, with the pod's token.
-	kubeconfig := filepath.Join(kubeletRoot, "pods", string(p.UID), "volumes", "kubernetes.io~csi", "kube", "mount", "kubeconfig")
-	if err := poll(ctx, time.Minute, "the pod's kubeconfig", func(context.Context) (bool, error) {
-		_, err := os.Stat(kubeconfig)
-		return err == nil, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-
+	// The pinned kubectl runs in the pod with the pod's own kubeconfig
+	// (started there with the admin's kubectl exec): its connections come
+	// from the pod's address, as the token's binding wants.
 	run := func(env []string, args ...string) string {
 		t.Helper()
-		cmd := exec.CommandContext(ctx, kubectl, args...) //nolint:gosec // the pinned kubectl of the tests
-		cmd.Env = append([]string{"HOME=" + t.TempDir(), "KUBECONFIG=" + kubeconfig, "PATH=" + os.Getenv("PATH")}, env...)
+		script := strings.Join(append(env, "HOME=/tmp", "KUBECONFIG=/opt/kube/kubeconfig", "kubectl", shellQuote(args)), " ")
+		cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig="+n.kubeconfig, "exec", "-n", "default", podName, "--", "sh", "-c", script) //nolint:gosec // the pinned kubectl of the tests
+		cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
 		out, err := cmd.CombinedOutput()
 		if strings.Contains(string(out), saToken) {
 			t.Fatalf("the output of kubectl %s holds the Connector's token", strings.Join(args, " "))
@@ -199,4 +191,13 @@ spec:
 		t.Errorf("the node's audit shows %d exec upgrades (101) with the credential injected, want 2 (WebSocket and SPDY): %v", upgrades, err)
 	}
 	n.noSecret(t, saToken, string(p.UID))
+}
+
+// shellQuote quotes each argument for sh and joins them with spaces.
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

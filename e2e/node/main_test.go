@@ -24,8 +24,8 @@ const inNamespace = "CONNECTORS_NODE_SUITE_IN_NS"
 // skipReason, when set, skips every test (outside CI).
 var skipReason string
 
-// theNode is the running node, set up once in TestMain.
-var theNode *node
+// theCluster is the running cluster, set up once in TestMain.
+var theCluster *cluster
 
 func TestMain(m *testing.M) {
 	os.Exit(mainCode(m))
@@ -44,16 +44,16 @@ func mainCode(m *testing.M) int {
 	if os.Getenv(inNamespace) == "" {
 		return reexec()
 	}
-	n, err := startNode()
+	n, err := startCluster()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "real-node suite: starting the node: %v\n", err)
+		fmt.Fprintf(os.Stderr, "real-node suite: starting the cluster: %v\n", err)
 		if n != nil {
 			n.dumpLogs()
 			n.stop()
 		}
 		return 1
 	}
-	theNode = n
+	theCluster = n
 	if selected("TestKubeletRepublishRefreshesTheToken") {
 		n.republish = n.startRepublish(context.Background())
 	}
@@ -76,13 +76,13 @@ func selected(name string) bool {
 	return err != nil || re.MatchString(name)
 }
 
-// suite returns the node, or skips the test when the suite cannot run here.
-func suite(t *testing.T) *node {
+// suite returns the cluster, or skips the test when the suite cannot run here.
+func suite(t *testing.T) *cluster {
 	t.Helper()
 	if skipReason != "" {
 		t.Skipf("skipping the real-node suite: %s", skipReason)
 	}
-	return theNode
+	return theCluster
 }
 
 // prerequisites reports what this machine lacks to run the suite.
@@ -94,18 +94,20 @@ func prerequisites() error {
 	if err != nil {
 		return fmt.Errorf("%w (make testbin builds them)", err)
 	}
-	for _, b := range []string{"kubelet", "kube-scheduler", "kube-controller-manager"} {
+	for _, b := range []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "coredns"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
 			return fmt.Errorf("%s is not in %s (make testbin builds it)", b, dir)
 		}
 	}
-	for _, tool := range []string{"containerd", "runc", "ctr", "kubectl", "unshare", "ip", "git"} {
+	for _, tool := range []string{"containerd", "runc", "ctr", "kubectl", "unshare", "nsenter", "ip", "iptables", "git", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s not found (make deps installs it)", tool)
 		}
 	}
-	if _, err := os.Stat("/usr/lib/cni/loopback"); err != nil {
-		return errors.New("the CNI loopback plugin is not in /usr/lib/cni (make deps installs containernetworking-plugins)")
+	for _, plugin := range []string{"loopback", "bridge", "host-local", "portmap"} {
+		if _, err := os.Stat(filepath.Join("/usr/lib/cni", plugin)); err != nil {
+			return fmt.Errorf("the CNI %s plugin is not in /usr/lib/cni (make deps installs containernetworking-plugins)", plugin)
+		}
 	}
 	return nil
 }

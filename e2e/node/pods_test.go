@@ -10,15 +10,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/mount-utils"
 )
 
-// podSpec is a workload pod on the test node with the git Connector's
-// volume at /connectors.
+// podSpec is a workload pod with the git Connector's volume at
+// /connectors.
 type podSpec struct {
 	name, serviceAccount, securityContext, script string
 	restart                                       string
 	namespace                                     string // default: default
+	node                                          string // default: where the scheduler places it
 }
 
 func (p podSpec) yaml() string {
@@ -28,13 +28,17 @@ func (p podSpec) yaml() string {
 	if p.namespace == "" {
 		p.namespace = "default"
 	}
+	selector := "{}"
+	if p.node != "" {
+		selector = "{kubernetes.io/hostname: " + p.node + "}"
+	}
 	return fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata: {name: %s, namespace: %s}
 spec:
   serviceAccountName: %s
   restartPolicy: %s
-  hostNetwork: true
+  nodeSelector: %s
   terminationGracePeriodSeconds: 1
   securityContext: %s
   containers:
@@ -49,11 +53,11 @@ spec:
         driver: connectors-csi
         readOnly: true
         volumeAttributes: {connectors: git, configuration.names: gitconfig}
-`, p.name, p.namespace, p.serviceAccount, p.restart, p.securityContext, workloadImage, p.script)
+`, p.name, p.namespace, p.serviceAccount, p.restart, selector, p.securityContext, workloadImage, p.script)
 }
 
 // runPod creates the pod and deletes it when the test ends.
-func (n *node) runPod(ctx context.Context, t *testing.T, p podSpec) {
+func (n *cluster) runPod(ctx context.Context, t *testing.T, p podSpec) {
 	t.Helper()
 	if _, err := n.kubectl(ctx, p.yaml(), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
@@ -62,7 +66,7 @@ func (n *node) runPod(ctx context.Context, t *testing.T, p podSpec) {
 }
 
 // deletePod deletes the pod and waits until it is gone.
-func (n *node) deletePod(t *testing.T, name string) {
+func (n *cluster) deletePod(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -76,7 +80,7 @@ func (n *node) deletePod(t *testing.T, name string) {
 }
 
 // waitPhase waits until the pod reaches one of the phases.
-func (n *node) waitPhase(ctx context.Context, t *testing.T, name string, phases ...corev1.PodPhase) *corev1.Pod {
+func (n *cluster) waitPhase(ctx context.Context, t *testing.T, name string, phases ...corev1.PodPhase) *corev1.Pod {
 	t.Helper()
 	var pod *corev1.Pod
 	if err := poll(ctx, 3*time.Minute, "pod "+name+" in "+fmt.Sprint(phases), func(ctx context.Context) (bool, error) {
@@ -187,11 +191,11 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 	n.runPod(ctx, t, podSpec{name: "steady-reader", serviceAccount: "git-clone", securityContext: "{runAsUser: 1000, fsGroup: 1000}", script: reader})
 	pod := n.waitPhase(ctx, t, "steady-reader", corev1.PodRunning)
 
-	plugins, err := n.env.Kube.CoreV1().Pods("connectors-system").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=connectors-node"})
-	if err != nil || len(plugins.Items) != 1 {
-		t.Fatalf("the DaemonSet pods: %v (%d)", err, len(plugins.Items))
+	plugin, err := n.pluginPod(ctx, pod.Spec.NodeName)
+	if err != nil {
+		t.Fatal(err)
 	}
-	old := plugins.Items[0].Name
+	old := plugin.Name
 	if err := n.env.Kube.CoreV1().Pods("connectors-system").Delete(ctx, old, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +213,7 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 	// Other stories' pods (the republish story's) keep theirs: only the
 	// deleted pod's tmpfs must be gone.
 	if err := poll(ctx, time.Minute, "no connectors-csi tmpfs of the deleted pod in the node's mount table", func(context.Context) (bool, error) {
-		infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+		infos, err := n.node(pod.Spec.NodeName).mounts()
 		if err != nil {
 			return false, err
 		}

@@ -24,18 +24,18 @@ import (
 )
 
 const (
-	// registryHost and authHost are the names the test overlay maps to
-	// loopback for the DaemonSet pod (hostAliases): clients send requests
-	// for them to the proxy, which resolves them.
+	// registryHost and authHost are names the cluster DNS maps to the
+	// tests' servers: clients send requests for them to the proxy, which
+	// resolves them.
 	registryHost = "registry.node.test"
 	authHost     = "auth.node.test"
 	registryUser = "robot$ci"
 	// registryClientImage holds crane (built from the tools module) and
 	// the host's skopeo.
 	registryClientImage = "connectors-e2e-registry-client:dev"
-	// nodeProxyHost is the node topology's proxy, as the overlay's
+	// nodeProxyHost is the node topology's proxy, as the shipped
 	// --public-url names it.
-	nodeProxyHost = "localhost:8080"
+	nodeProxyHost = "connectors-proxy.connectors-system.svc"
 )
 
 // tektonStep is the Tekton-style step: (a) as examples/tekton-task.yaml's
@@ -136,7 +136,6 @@ metadata: {name: %s, namespace: default}
 spec:
   serviceAccountName: builder
   restartPolicy: Never
-  hostNetwork: true
   terminationGracePeriodSeconds: 1
   containers:
     - name: step
@@ -177,7 +176,7 @@ spec:
 		}
 	}
 
-	plugin, err := n.pluginPod(ctx)
+	plugin, err := n.pluginPod(ctx, p.Spec.NodeName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,8 +302,8 @@ func (w *tokenRecorder) Write(b []byte) (int, error) {
 
 // buildRegistryClientImage builds the image of the Tekton-style step (crane
 // built from the tools module, skopeo and sh from the host) and imports it
-// into the node's containerd.
-func (n *node) buildRegistryClientImage(ctx context.Context) error {
+// into the nodes' containerd.
+func (n *cluster) buildRegistryClientImage(ctx context.Context) error {
 	crane, err := imagebuild.GoBuild(ctx, filepath.Join(apiserver.RepoRoot(), "hack", "tools"), "github.com/google/go-containerregistry/cmd/crane")
 	if err != nil {
 		return err
@@ -328,6 +327,10 @@ func (n *node) buildRegistryClientImage(ctx context.Context) error {
 	if err := imagebuild.WriteTarball(tar, registryClientImage, img); err != nil {
 		return err
 	}
-	_, err = run(ctx, "ctr", "--address", n.socket, "-n", "k8s.io", "image", "import", tar)
-	return err
+	for _, w := range n.nodes {
+		if err := w.importImage(ctx, tar); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -46,13 +46,13 @@ done`
 // startRepublish sets up the republish story: a Git server, the Git
 // Connector of examples/ in a namespace of its own (the other stories
 // rewrite default's), and the watcher pod.
-func (n *node) startRepublish(ctx context.Context) *republishStory {
+func (n *cluster) startRepublish(ctx context.Context) *republishStory {
 	s := &republishStory{started: time.Now()}
 	s.err = n.setupRepublish(ctx, s)
 	return s
 }
 
-func (n *node) setupRepublish(ctx context.Context, s *republishStory) error {
+func (n *cluster) setupRepublish(ctx context.Context, s *republishStory) error {
 	s.password = rand.Text()
 	dir := filepath.Join(n.work, "republish-git")
 	if err := os.MkdirAll(dir, 0o750); err != nil {
@@ -63,6 +63,7 @@ func (n *node) setupRepublish(ctx context.Context, s *republishStory) error {
 		return err
 	}
 	n.stops = append(n.stops, func() { _ = srv.Close() })
+	srv.URL = reachable(srv.URL)
 	repo, err := srv.CreateRepo("watched", map[string]string{"README.md": readme})
 	if err != nil {
 		return err

@@ -22,8 +22,8 @@ const (
 	// csiServiceAccount is the split topology's CSI-only DaemonSet pods'
 	// ServiceAccount, which has no Secret verb.
 	csiServiceAccount = "connectors-csi"
-	// splitProxyURL is the central proxy's address in overlay-split.
-	splitProxyURL = "http://localhost:8081"
+	// splitProxyURL is the central proxy's address, as shipped.
+	splitProxyURL = "http://connectors-proxy.connectors-system.svc"
 )
 
 // The split topology on the real node: deploy/overlays/split, installed
@@ -40,15 +40,16 @@ func TestSplitTopologyGitClone(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
-	old, err := n.pluginPod(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { n.installNodeTopology(t) })
 	if err := n.apply(ctx, "overlay-split"); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.waitPlugin(ctx, old.Name, csiServiceAccount); err != nil {
+	if err := n.waitPlugin(ctx, "", csiServiceAccount); err != nil {
+		t.Fatal(err)
+	}
+	// One replica, so the Job runs on the other node than the central
+	// proxy.
+	if _, err := n.kubectl(ctx, "", "scale", "-n", systemNamespace, "deployment/connectors-proxy", "--replicas=1"); err != nil {
 		t.Fatal(err)
 	}
 	proxy, err := n.waitProxyDeployment(ctx)
@@ -56,7 +57,16 @@ func TestSplitTopologyGitClone(t *testing.T) {
 		out, _ := n.kubectl(ctx, "", "describe", "pods", "-n", systemNamespace)
 		t.Fatalf("%v\n%s", err, out)
 	}
-	plugin, err := n.pluginPod(ctx)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the central proxy's log:\n%s", n.podLog(t, string(proxy.UID)))
+		}
+	})
+	jobNode := nodeNames[0]
+	if proxy.Spec.NodeName == jobNode {
+		jobNode = nodeNames[1]
+	}
+	plugin, err := n.pluginPod(ctx, jobNode)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +78,10 @@ func TestSplitTopologyGitClone(t *testing.T) {
 		t.Errorf("the DaemonSet runs %s and the proxy Deployment %s, want one image", plugin.Spec.Containers[0].Image, proxy.Spec.Containers[0].Image)
 	}
 
-	job := n.gitCloneJob(ctx, t, "git-clone-split")
+	job := n.gitCloneJob(ctx, t, "git-clone-split", jobNode)
+	if job.Status.PodIP == "" || proxy.Spec.NodeName == job.Spec.NodeName {
+		t.Errorf("the Job's pod ran on %s (IP %q), the central proxy on %s: want another node, on the pod network", job.Spec.NodeName, job.Status.PodIP, proxy.Spec.NodeName)
+	}
 	for p, c := range n.volumes.seen(string(job.UID)) {
 		if filepath.Base(p) == ".gitconfig" && !strings.Contains(c, splitProxyURL) {
 			t.Errorf("%s does not name the central proxy %s:\n%s", p, splitProxyURL, c)
@@ -88,7 +101,7 @@ func TestSplitTopologyGitClone(t *testing.T) {
 // nothing with Secrets: by SubjectAccessReview for every verb, and with the
 // pod's own mounted token, whose request for a Secret and for the list of
 // Secrets the API server forbids while its read of Connectors succeeds.
-func (n *node) noSecretAccess(ctx context.Context, t *testing.T, plugin corev1.Pod) {
+func (n *cluster) noSecretAccess(ctx context.Context, t *testing.T, plugin corev1.Pod) {
 	t.Helper()
 	user := "system:serviceaccount:" + systemNamespace + ":" + plugin.Spec.ServiceAccountName
 	for _, ns := range []string{"", systemNamespace, "default"} {
@@ -109,7 +122,7 @@ func (n *node) noSecretAccess(ctx context.Context, t *testing.T, plugin corev1.P
 		}
 	}
 
-	token, err := n.podServiceAccountToken(string(plugin.UID))
+	token, err := n.podServiceAccountToken(plugin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +150,18 @@ func (n *node) noSecretAccess(ctx context.Context, t *testing.T, plugin corev1.P
 }
 
 // podServiceAccountToken reads the ServiceAccount token kubelet mounted
-// into the pod with the UID.
-func (n *node) podServiceAccountToken(uid string) (string, error) {
-	files, err := filepath.Glob(filepath.Join(kubeletRoot, "pods", uid, "volumes", "kubernetes.io~projected", "*", "token"))
+// into the pod, on its node.
+func (n *cluster) podServiceAccountToken(pod corev1.Pod) (string, error) {
+	w := n.node(pod.Spec.NodeName)
+	if w == nil {
+		return "", fmt.Errorf("pod %s is on no node of the suite (%q)", pod.Name, pod.Spec.NodeName)
+	}
+	files, err := filepath.Glob(filepath.Join(w.root(), kubeletRoot, "pods", string(pod.UID), "volumes", "kubernetes.io~projected", "*", "token"))
 	if err != nil {
 		return "", err
 	}
 	if len(files) != 1 {
-		return "", fmt.Errorf("pod %s: %d projected token files, want 1", uid, len(files))
+		return "", fmt.Errorf("pod %s: %d projected token files, want 1", pod.UID, len(files))
 	}
 	b, err := os.ReadFile(files[0])
 	if err != nil {
@@ -157,7 +174,7 @@ func (n *node) podServiceAccountToken(uid string) (string, error) {
 // hold an auditedInjection line: a request's line is written after its
 // answer, in the next batch window, and reaches the log file through the
 // container runtime.
-func (n *node) waitAudited(ctx context.Context, t *testing.T, uid, connector, mode string) bool {
+func (n *cluster) waitAudited(ctx context.Context, t *testing.T, uid, connector, mode string) bool {
 	t.Helper()
 	return poll(ctx, 30*time.Second, "the audit line", func(context.Context) (bool, error) {
 		return auditedInjection(n.podLog(t, uid), connector, mode), nil
@@ -186,39 +203,39 @@ func hasArg(p corev1.Pod, arg string) bool {
 	return false
 }
 
-// pluginPod returns the one DaemonSet pod that is not going away.
-func (n *node) pluginPod(ctx context.Context) (corev1.Pod, error) {
+// pluginPod returns the one DaemonSet pod on the node that is not going
+// away.
+func (n *cluster) pluginPod(ctx context.Context, node string) (corev1.Pod, error) {
 	pods, err := n.env.Kube.CoreV1().Pods(systemNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=connectors-node,!app.kubernetes.io/component"})
 	if err != nil {
 		return corev1.Pod{}, err
 	}
 	var live []corev1.Pod
 	for _, p := range pods.Items {
-		if p.DeletionTimestamp == nil {
+		if p.DeletionTimestamp == nil && p.Spec.NodeName == node {
 			live = append(live, p)
 		}
 	}
 	if len(live) != 1 {
-		return corev1.Pod{}, fmt.Errorf("%d DaemonSet pods, want 1", len(live))
+		return corev1.Pod{}, fmt.Errorf("%d DaemonSet pods on %s, want 1", len(live), node)
 	}
 	return live[0], nil
 }
 
-// waitProxyDeployment waits until the proxy Deployment's one pod is Ready
-// and returns it.
-func (n *node) waitProxyDeployment(ctx context.Context) (corev1.Pod, error) {
+// waitProxyDeployment waits until the proxy Deployment has one pod, and
+// it Ready, and returns it.
+func (n *cluster) waitProxyDeployment(ctx context.Context) (corev1.Pod, error) {
 	var ready corev1.Pod
-	err := poll(ctx, 3*time.Minute, "the proxy Deployment's pod Ready", func(ctx context.Context) (bool, error) {
+	err := poll(ctx, 3*time.Minute, "the proxy Deployment's one pod Ready", func(ctx context.Context) (bool, error) {
 		pods, err := n.env.Kube.CoreV1().Pods(systemNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=proxy"})
-		if err != nil {
+		if err != nil || len(pods.Items) != 1 {
 			return false, err
 		}
-		for _, p := range pods.Items {
-			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
-					ready = p
-					return true, nil
-				}
+		p := pods.Items[0]
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && p.DeletionTimestamp == nil {
+				ready = p
+				return true, nil
 			}
 		}
 		return false, nil
@@ -229,7 +246,7 @@ func (n *node) waitProxyDeployment(ctx context.Context) (corev1.Pod, error) {
 // installNodeTopology goes back to the node topology: it deletes what only
 // the split topology has (the proxy Deployment and its disruption budget),
 // applies the node overlay again and waits for its DaemonSet pod.
-func (n *node) installNodeTopology(t *testing.T) {
+func (n *cluster) installNodeTopology(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -242,12 +259,17 @@ func (n *node) installNodeTopology(t *testing.T) {
 	if err := n.waitPlugin(ctx, "", nodeServiceAccount); err != nil {
 		t.Fatal(err)
 	}
-	if err := poll(ctx, 2*time.Minute, "one DaemonSet pod of the node topology and no proxy Deployment pod", func(ctx context.Context) (bool, error) {
+	if err := poll(ctx, 2*time.Minute, "one DaemonSet pod of the node topology per node and no proxy Deployment pod", func(ctx context.Context) (bool, error) {
 		pods, err := n.env.Kube.CoreV1().Pods(systemNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=connectors-node"})
 		if err != nil {
 			return false, err
 		}
-		return len(pods.Items) == 1 && pods.Items[0].Spec.ServiceAccountName == nodeServiceAccount, nil
+		for _, p := range pods.Items {
+			if p.Spec.ServiceAccountName != nodeServiceAccount {
+				return false, nil
+			}
+		}
+		return len(pods.Items) == len(n.nodes), nil
 	}); err != nil {
 		t.Error(err)
 	}

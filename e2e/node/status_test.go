@@ -129,7 +129,11 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := "c-git-host.default.svc." + clusterDomain
-	address := pu.Scheme + "://" + host + ":" + pu.Port()
+	hostPort := host
+	if pu.Port() != "" {
+		hostPort += ":" + pu.Port()
+	}
+	address := pu.Scheme + "://" + hostPort
 	conn := n.waitConnectorStatus(ctx, t, "default", "git-host", "True", address)
 	n.waitConnectorStatus(ctx, t, "default", "git-no-secret", "False", "")
 	n.waitConnectorStatus(ctx, t, "default", "git-wrong-password", "False", "")
@@ -142,8 +146,11 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ref := metav1.GetControllerOf(svc); svc.Spec.Type != corev1.ServiceTypeExternalName || svc.Spec.ExternalName != pu.Hostname() || ref == nil || ref.UID != conn.UID {
-		t.Errorf("Service c-git-host is %s to %q controlled by %+v, want an ExternalName to %q owned by the Connector", svc.Spec.Type, svc.Spec.ExternalName, ref, pu.Hostname())
+	// The public URL's host, a Service's name ending in .svc, completed
+	// with the cluster domain.
+	proxyHost := pu.Hostname() + "." + clusterDomain
+	if ref := metav1.GetControllerOf(svc); svc.Spec.Type != corev1.ServiceTypeExternalName || svc.Spec.ExternalName != proxyHost || ref == nil || ref.UID != conn.UID {
+		t.Errorf("Service c-git-host is %s to %q controlled by %+v, want an ExternalName to %q owned by the Connector", svc.Spec.Type, svc.Spec.ExternalName, ref, proxyHost)
 	}
 
 	// kubectl get connectors, as a user runs it: -o wide adds the address.
@@ -169,7 +176,6 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 		"metadata:\n  name: git-clone\n", "metadata:\n  name: git-clone-host\n",
 		"serviceAccountName: git-clone", "serviceAccountName: git-host-clone",
 		"connectors: git\n", "connectors: git-host\n",
-		"      hostNetwork: true", "      hostNetwork: true\n      dnsPolicy: ClusterFirstWithHostNet",
 		"- git clone", "- cat /etc/resolv.conf && git clone",
 	))
 	log := n.podLog(t, string(pod.UID))
@@ -179,8 +185,8 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	if !strings.Contains(log, "nameserver "+clusterDNSIP) {
 		t.Errorf("the Job's resolv.conf does not name the cluster DNS %s:\n%s", clusterDNSIP, log)
 	}
-	if n.dns.Asked(host) == 0 {
-		t.Errorf("nobody asked the cluster DNS for %s", host)
+	if logs, err := n.logs(); err != nil || !strings.Contains(logs, `"A IN `+host+`.`) {
+		t.Errorf("CoreDNS logged no query for %s (%v)", host, err)
 	}
 	if users := srv.Users(); len(users) <= probed || users[len(users)-1] != "bot" {
 		t.Errorf("the Git server saw users %q after the probes' %d, want bot: the proxy did not inject the credential", users, probed)
@@ -197,11 +203,11 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	if gitconfigs == 0 {
 		t.Errorf("the node saw no .gitconfig of the Job's volume")
 	}
-	plugin, err := n.pluginPod(ctx)
+	plugin, err := n.pluginPod(ctx, pod.Spec.NodeName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostLine := `"host":"` + host + ":" + pu.Port() + `"`
+	hostLine := `"host":"` + hostPort + `"`
 	if !n.waitAudited(ctx, t, string(plugin.UID), "default/git-host", "reverse") || !strings.Contains(n.podLog(t, string(plugin.UID)), hostLine) {
 		t.Errorf("the DaemonSet pod logged no injected request for default/git-host with %s", hostLine)
 	}
@@ -242,10 +248,10 @@ func replaced(t *testing.T, s string, pairs ...string) string {
 	return s
 }
 
-// publicURL returns the --public-url of the node's DaemonSet pod: the
-// proxy the status writer's addresses lead to in either topology.
-func (n *node) publicURL(ctx context.Context) (string, error) {
-	p, err := n.pluginPod(ctx)
+// publicURL returns the --public-url of the first node's DaemonSet pod:
+// the proxy the status writer's addresses lead to in either topology.
+func (n *cluster) publicURL(ctx context.Context) (string, error) {
+	p, err := n.pluginPod(ctx, nodeName)
 	if err != nil {
 		return "", err
 	}
@@ -260,7 +266,7 @@ func (n *node) publicURL(ctx context.Context) (string, error) {
 // waitConnectorStatus waits until the status writer has reconciled the
 // Connector's generation with Ready ready and, when address is set,
 // status.proxy.httpAddress.url address, and returns the Connector.
-func (n *node) waitConnectorStatus(ctx context.Context, t *testing.T, namespace, name, ready, address string) *v1alpha1.Connector {
+func (n *cluster) waitConnectorStatus(ctx context.Context, t *testing.T, namespace, name, ready, address string) *v1alpha1.Connector {
 	t.Helper()
 	c := &v1alpha1.Connector{}
 	if err := poll(ctx, 2*time.Minute, "the status of connector "+namespace+"/"+name, func(ctx context.Context) (bool, error) {

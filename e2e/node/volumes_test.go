@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,16 +14,18 @@ import (
 )
 
 // volumeWatch records the content of every file seen in a connectors-csi
-// tmpfs on the node while the suite runs, so a story can check that a
+// tmpfs on the nodes while the suite runs, so a story can check that a
 // credential was in none of them, even after the pod's volume is gone.
 type volumeWatch struct {
 	mu    sync.Mutex
 	files map[string]string
 }
 
-func (w *volumeWatch) run(ctx context.Context) {
+func (w *volumeWatch) run(ctx context.Context, nodes []*worker) {
 	for {
-		w.scan()
+		for _, n := range nodes {
+			w.scan(n)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -31,8 +34,10 @@ func (w *volumeWatch) run(ctx context.Context) {
 	}
 }
 
-func (w *volumeWatch) scan() {
-	infos, err := mount.ParseMountInfo("/proc/self/mountinfo")
+// scan reads the files of the node's connectors-csi tmpfs mounts, through
+// the node's view of the file system.
+func (w *volumeWatch) scan(n *worker) {
+	infos, err := n.mounts()
 	if err != nil {
 		return
 	}
@@ -40,7 +45,7 @@ func (w *volumeWatch) scan() {
 		if !strings.HasPrefix(mi.Source, "connectors-csi") {
 			continue
 		}
-		_ = filepath.WalkDir(mi.MountPoint, func(p string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(n.root()+mi.MountPoint, func(p string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
 				return nil //nolint:nilerr // a volume going away while scanned
 			}
@@ -67,4 +72,9 @@ func (w *volumeWatch) seen(sub string) map[string]string {
 		}
 	}
 	return out
+}
+
+// mounts returns the node's mount table.
+func (n *worker) mounts() ([]mount.MountInfo, error) {
+	return mount.ParseMountInfo(fmt.Sprintf("/proc/%d/mountinfo", n.holder.Process.Pid))
 }

@@ -2,6 +2,8 @@ package apiserver
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +31,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
@@ -42,6 +45,8 @@ type Env struct {
 	Client client.Client
 
 	env *envtest.Environment
+	// certDir is the cert dir servingCerts made, removed by Stop.
+	certDir string
 	// apiArgs is the API server's command line, read by Kill for Restart.
 	apiArgs []string
 	// restarted is the API server Restart started, if any.
@@ -68,6 +73,11 @@ type Options struct {
 	// APIServerFlags are more kube-apiserver flags, name (without the
 	// dashes) to value.
 	APIServerFlags map[string]string
+	// ServingNames are more DNS names and IP addresses the serving
+	// certificate names besides localhost and 127.0.0.1: those in-cluster
+	// clients dial (the kubernetes Service's ClusterIP and names) and the
+	// address nodes reach the API server on.
+	ServingNames []string
 }
 
 // Scheme returns a scheme with the Kubernetes and connectors types.
@@ -182,6 +192,13 @@ func start(opts Options) (*Env, error) {
 		api.Address = "127.0.0.1"
 		api.Port = opts.Port
 	}
+	var certDir string
+	if len(opts.ServingNames) > 0 {
+		api := env.ControlPlane.GetAPIServer()
+		if certDir, err = servingCerts(api, opts.ServingNames); err != nil {
+			return nil, err
+		}
+	}
 	if opts.ServiceAccountAdmission {
 		env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
 	}
@@ -196,6 +213,9 @@ func start(opts Options) (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		if certDir != "" {
+			_ = os.RemoveAll(certDir)
+		}
 		// envtest leaves etcd and the API server running when a step after
 		// their start (the CRD install) fails.
 		if stopErr := env.Stop(); stopErr != nil {
@@ -203,7 +223,7 @@ func start(opts Options) (*Env, error) {
 		}
 		return nil, err
 	}
-	e := &Env{Config: cfg, env: env}
+	e := &Env{Config: cfg, env: env, certDir: certDir}
 	if e.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		_ = env.Stop()
 		return nil, err
@@ -218,7 +238,56 @@ func start(opts Options) (*Env, error) {
 // Stop stops the API server and etcd. It is safe to call more than once.
 func (e *Env) Stop() error {
 	e.stopRestarted()
-	return e.env.Stop()
+	err := e.env.Stop()
+	if e.certDir != "" {
+		_ = os.RemoveAll(e.certDir)
+	}
+	return err
+}
+
+// servingCerts writes, into a directory of its own that becomes the API
+// server's cert dir, a serving certificate for localhost, 127.0.0.1 and
+// names from a CA of its own, and the service account signing key, as
+// envtest writes them; envtest then keeps them and trusts the CA.
+func servingCerts(api *envtest.APIServer, names []string) (string, error) {
+	dir, err := os.MkdirTemp("", "connectors-node-apiserver-")
+	if err != nil {
+		return "", err
+	}
+	ca, err := testpki.NewCA("test API server CA")
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	certPEM, keyPEM, err := ca.Issue(append([]string{"localhost", "127.0.0.1"}, names...)...)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	sa, err := testpki.NewCA("test service account signer")
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	saKey, err := x509.MarshalECPrivateKey(sa.Key)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", err
+	}
+	for name, data := range map[string][]byte{
+		"apiserver.crt": certPEM,
+		"apiserver.key": keyPEM,
+		"sa-signer.crt": sa.PEM,
+		"sa-signer.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saKey}),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			_ = os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	api.CertDir = dir
+	api.CA = ca.PEM
+	return dir, nil
 }
 
 var (
