@@ -16,13 +16,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/daemon"
 	"github.com/connectors-node/connectors-node/test/servers/kubelet"
 	"github.com/connectors-node/connectors-node/test/servers/loopback"
 )
@@ -118,14 +118,13 @@ type Node struct {
 	// Kubelet publishes volumes on this node.
 	Kubelet *kubelet.Kubelet
 
-	cmd    *exec.Cmd
-	log    *os.File
-	exited chan struct{}
+	proc *daemon.Process
 }
 
 // Start starts a node process with both roles on free loopback addresses
 // and waits until /readyz answers 200 and the CSI Probe says ready. On
-// failure it stops what it started and the error holds the log's last lines.
+// failure it stops what it started; the error names the log, and holds it
+// when the process exited at start.
 func Start(ctx context.Context, opts Options) (*Node, error) {
 	if opts.Binary == "" || opts.Name == "" || opts.Kubeconfig == "" || opts.Work == "" {
 		return nil, errors.New("nodeproc: Binary, Name, Kubeconfig and Work are required")
@@ -139,7 +138,6 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		Root:    orDefault(opts.Root, opts.Work),
 		Socket:  orDefault(opts.Socket, filepath.Join(opts.Work, "csi", "csi.sock")),
 		LogPath: orDefault(opts.LogPath, filepath.Join(opts.Work, "connectors-node.log")),
-		exited:  make(chan struct{}),
 	}
 	if n.Proxy, err = loopback.FreeAddr(); err != nil {
 		return nil, err
@@ -165,89 +163,51 @@ func Start(ctx context.Context, opts Options) (*Node, error) {
 		"--public-url=" + n.PublicURL,
 		"--allow-loopback-upstreams",
 	}, opts.Args...)
-	if n.log, err = os.Create(n.LogPath); err != nil {
+	cmd := exec.Command(bin, n.Args...) //nolint:gosec,noctx // the binary the caller built; stopped by Stop
+	cmd.Env = withEnv(os.Environ(), opts.Env)
+	if n.proc, err = daemon.Start("node "+n.Name, cmd, n.LogPath); err != nil {
 		return nil, err
 	}
-	n.cmd = exec.Command(bin, n.Args...) //nolint:gosec,noctx // the binary the caller built; stopped by Stop
-	n.cmd.Env = withEnv(os.Environ(), opts.Env)
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
-		_ = n.log.Close()
-		return nil, fmt.Errorf("starting node %s: %w", n.Name, err)
-	}
-	go func() {
-		_ = n.cmd.Wait()
-		close(n.exited)
-	}()
 	timeout := opts.ReadyTimeout
 	if timeout <= 0 {
 		timeout = DefaultReadyTimeout
 	}
 	if err := n.waitReady(ctx, timeout); err != nil {
 		n.Stop()
-		return nil, err
+		return nil, fmt.Errorf("%w; its log is %s", err, n.LogPath)
 	}
 	return n, nil
 }
 
+// waitReady waits until /readyz answers 200, then until the CSI Probe says
+// ready.
 func (n *Node) waitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for !ready(ctx, "http://"+n.Ops+"/readyz") {
-		select {
-		case <-n.exited:
-			return fmt.Errorf("node %s exited at start; its log %s ends:\n%s", n.Name, n.LogPath, Tail(n.LogPath, 40))
-		case <-ctx.Done():
-			return fmt.Errorf("node %s not ready within %s; its log %s ends:\n%s", n.Name, timeout, n.LogPath, Tail(n.LogPath, 40))
-		case <-time.After(100 * time.Millisecond):
-		}
+	ok := func(resp *http.Response) bool { return resp.StatusCode == http.StatusOK }
+	if err := n.proc.WaitReady("http://"+n.Ops+"/readyz", timeout, ok); err != nil {
+		return err
 	}
 	k, err := kubelet.Dial(n.Socket)
 	if err != nil {
 		return err
 	}
 	n.Kubelet = k
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	return k.WaitReady(ctx)
 }
 
-func ready(ctx context.Context, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
-}
-
 // PID is the node process's id.
-func (n *Node) PID() int { return n.cmd.Process.Pid }
+func (n *Node) PID() int { return n.proc.PID() }
 
-// Exited is closed when the process has exited.
-func (n *Node) Exited() <-chan struct{} { return n.exited }
-
-// Stop closes the kubelet stand-in, sends SIGTERM, waits for the process to
-// exit (killing it after 30 s) and closes the log. A second Stop does nothing.
+// Stop closes the kubelet stand-in, sends SIGTERM and waits for the process
+// to exit, killing it after 30 s (the binary drains for up to its
+// --shutdown-timeout, 20 s). A second Stop does nothing.
 func (n *Node) Stop() {
 	if n.Kubelet != nil {
 		_ = n.Kubelet.Close()
 		n.Kubelet = nil
 	}
-	if n.log == nil {
-		return
-	}
-	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-	case <-time.After(stopGrace):
-		_ = n.cmd.Process.Kill()
-		<-n.exited
-	}
-	_ = n.log.Close()
-	n.log = nil
+	n.proc.StopWithin(stopGrace)
 }
 
 // Tail returns the last n lines of a log file, for set-up errors.
