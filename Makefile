@@ -105,7 +105,7 @@ bench-go: ## Run the Go benchmarks (CSI publish, rendering, matching, leaves, ro
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: bench-proxy
-bench-proxy: ## Load the proxy on loopback against direct and nginx with wrk (installs nginx and wrk).
+bench-proxy: ## Load the proxy on loopback against direct, nginx, HAProxy and Caddy with wrk (installs wrk, nginx, haproxy and caddy).
 	@hack/install-deps.sh bench
 	test/bench/proxy.sh
 
