@@ -28,9 +28,6 @@ import (
 const (
 	// audience is the proxy audience of deploy/csidriver.yaml's tokenRequests.
 	audience = "connectors-proxy"
-	// nodeNamespace and nodeServiceAccount are deploy/'s identity for the node service.
-	nodeNamespace      = "connectors-system"
-	nodeServiceAccount = "connectors-node"
 	// nodeName is the node the suite's connectors-node serves; podIP is
 	// the address of every pod on it, the loopback address the clients
 	// connect from.

@@ -28,8 +28,9 @@ import (
 )
 
 const (
-	// Namespace and ServiceAccount are deploy/'s identity of the node.
-	Namespace      = "connectors-system"
+	// Namespace is the namespace of deploy/'s identity of the node.
+	Namespace = "connectors-system"
+	// ServiceAccount is deploy/'s ServiceAccount of the node.
 	ServiceAccount = "connectors-node"
 
 	// DefaultReadyTimeout bounds the wait for a started node to be ready.
