@@ -59,16 +59,33 @@ lint: $(TOOLS) ## Run go vet and golangci-lint.
 	golangci-lint run ./...
 
 .PHONY: verify
-verify: lint check-generated ## Run go vet, golangci-lint and the generated-code check.
+verify: lint check-generated check-stages ## Run go vet, golangci-lint, the generated-code check and the test-stage check.
+
+.PHONY: check-stages
+check-stages: ## Check that the test stages (unit, integration, e2e, e2e-node) hold every package of ./... exactly once.
+	hack/packages.sh check
 
 .PHONY: test
-test: verify testbin ## Run vet, lint and every test (with -race) against a real API server; in CI also a fuzz smoke run. Install the packages first with make deps: a test whose program is missing skips, and fails in CI.
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) hack/gotest.sh -race -count=1 -timeout=30m ./...
-	@if [ "$${CI:-}" = true ]; then $(MAKE) fuzz FUZZTIME=3s; fi
+test: testbin ## Run every test with -race in named stages, printing each stage's time: verify, unit, integration, e2e, e2e-node; in CI also a fuzz smoke run. Install the packages first with make deps: a test whose program is missing skips, and fails in CI.
+	hack/test.sh
+
+GOTEST := hack/gotest.sh -race -count=1 -timeout=30m
 
 .PHONY: test-unit
-test-unit: ## Run the tests that need no API server and no root (go test -short), with -race.
-	hack/gotest.sh -race -count=1 -short ./...
+test-unit: ## Run the tests of the packages that need no API server (hack/packages.sh unit), with -short and -race.
+	pkgs=$$(hack/packages.sh unit) && TEST_LOG=bin/test-unit.log $(GOTEST) -short $$pkgs
+
+.PHONY: test-integration
+test-integration: ## Run the tests of the packages outside e2e/ that start a real API server (hack/packages.sh integration), with -race.
+	pkgs=$$(hack/packages.sh integration) && KUBEBUILDER_ASSETS=$$(hack/testbin.sh) TEST_LOG=bin/test-integration.log $(GOTEST) $$pkgs
+
+.PHONY: test-e2e
+test-e2e: ## Run the end-to-end suite, e2e/ without e2e/node, with -race (needs root).
+	pkgs=$$(hack/packages.sh e2e) && KUBEBUILDER_ASSETS=$$(hack/testbin.sh) TEST_LOG=bin/test-e2e.log $(GOTEST) $$pkgs
+
+.PHONY: test-e2e-node
+test-e2e-node: testbin ## Run the real-node suite, e2e/node, with -race (needs root).
+	pkgs=$$(hack/packages.sh e2e-node) && KUBEBUILDER_ASSETS=$$(hack/testbin.sh) TEST_LOG=bin/test-e2e-node.log $(GOTEST) $$pkgs
 
 FUZZTIME ?= 30s
 
@@ -88,7 +105,7 @@ bench-go: ## Run the Go benchmarks (CSI publish, rendering, matching, leaves, ro
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: bench-proxy
-bench-proxy: ## Load the proxy on loopback against direct and nginx with wrk (installs nginx and wrk).
+bench-proxy: ## Load the proxy on loopback against direct, nginx, HAProxy and Caddy with wrk (installs wrk, nginx, haproxy and caddy).
 	@hack/install-deps.sh bench
 	test/bench/proxy.sh
 

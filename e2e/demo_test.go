@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/nodeproc"
 	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 )
 
@@ -27,7 +28,7 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	demo := filepath.Join(t.TempDir(), "demo")
-	if err := goBuild(demo, "./test/demo"); err != nil {
+	if err := nodeproc.Build(t.Context(), "./test/demo", demo); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +19,8 @@ import (
 
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/nodeproc"
 	"github.com/connectors-node/connectors-node/test/servers/kubelet"
-	"github.com/connectors-node/connectors-node/test/servers/loopback"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
 	"github.com/connectors-node/connectors-node/test/testenv"
 )
@@ -30,9 +28,6 @@ import (
 const (
 	// audience is the proxy audience of deploy/csidriver.yaml's tokenRequests.
 	audience = "connectors-proxy"
-	// nodeNamespace and nodeServiceAccount are deploy/'s identity for the node service.
-	nodeNamespace      = "connectors-system"
-	nodeServiceAccount = "connectors-node"
 	// nodeName is the node the suite's connectors-node serves; podIP is
 	// the address of every pod on it, the loopback address the clients
 	// connect from.
@@ -136,7 +131,7 @@ func setup() (*harness, error) {
 	bin := filepath.Join(work, "connectors-node")
 	built := make(chan error, 1)
 	h.bin = bin
-	go func() { built <- goBuild(bin, "./cmd/connectors-node") }()
+	go func() { built <- nodeproc.Build(context.Background(), nodeproc.MainPackage, bin) }()
 	env, err := apiserver.New(apiserver.Options{})
 	if err != nil {
 		return h, errors.Join(fmt.Errorf("starting the API server: %w", err), <-built)
@@ -159,119 +154,41 @@ func setup() (*harness, error) {
 	return h, nil
 }
 
-// goBuild compiles a main package of the repository, as `make build` does.
-func goBuild(out, pkg string) error {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("building connectors-node: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, gobin, "build", "-o", out, pkg) //nolint:gosec // the go tool building this repository
-	cmd.Dir = apiserver.RepoRoot()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
-	}
-	return nil
-}
-
 // startNode runs the binary with a kubeconfig for deploy/'s ServiceAccount,
 // so the suite also proves deploy/rbac.yaml is enough, and waits until both
 // /readyz and the CSI Probe say ready.
 func (h *harness) startNode(bin string) error {
-	token, err := h.mint(nodeNamespace, nodeServiceAccount, nil, time.Hour)
-	if err != nil {
-		return err
-	}
 	kubeconfig := filepath.Join(h.work, "node.kubeconfig")
-	if err := h.env.WriteKubeconfig(kubeconfig, token); err != nil {
+	if err := nodeproc.WriteKubeconfig(context.Background(), h.env, kubeconfig, time.Hour); err != nil {
 		return err
 	}
-	if h.proxyAddr, err = loopback.FreeAddr(); err != nil {
-		return err
-	}
-	if h.opsAddr, err = loopback.FreeAddr(); err != nil {
-		return err
-	}
-	// A name, as in a cluster: the proxy refuses forward targets on its
-	// public host name, and the Git servers of the stories are on 127.0.0.1.
-	_, port, _ := net.SplitHostPort(h.proxyAddr)
-	h.publicURL = "http://localhost:" + port
-	socket := filepath.Join(h.work, "csi", "csi.sock")
-	h.logPath = filepath.Join(h.work, "connectors-node.log")
-	logFile, err := os.Create(h.logPath)
-	if err != nil {
-		return err
-	}
-	node := exec.Command(bin, //nolint:gosec,noctx // the binary just built; stopped with SIGTERM after the suite
-		"--node-id="+nodeName,
-		"--kubeconfig="+kubeconfig,
-		"--csi-endpoint=unix://"+socket,
+	node, err := nodeproc.Start(context.Background(), nodeproc.Options{
+		Binary:     bin,
+		Name:       nodeName,
+		Kubeconfig: kubeconfig,
 		// The pods' volume targets live in the work directory.
-		"--kubelet-root="+h.work,
-		"--proxy-listen="+h.proxyAddr,
-		"--ops-listen="+h.opsAddr,
-		"--public-url="+h.publicURL,
-		"--allow-loopback-upstreams",
-		// No cluster DNS here: host-form status addresses (c-<name>.<ns>.svc)
-		// would not resolve for the tools the stories run.
-		"--status=false",
-		// The most detail it logs: more lines that must not hold a secret.
-		"--v=5",
-	)
-	// An empty PATH, as in the image, which holds no program: a publish
-	// that ran mount or umount fails every story.
-	node.Env = append(withoutEnv(os.Environ(), "PATH"), "PATH=")
-	node.Stdout, node.Stderr = logFile, logFile
-	if err := node.Start(); err != nil {
-		_ = logFile.Close()
-		return err
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = node.Wait()
-		close(exited)
-	}()
-	stops = append(stops, func() {
-		_ = node.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = node.Process.Kill()
-			<-exited
-		}
-		_ = logFile.Close()
+		Work: h.work,
+		// A name, as in a cluster: the proxy refuses forward targets on its
+		// public host name, and the Git servers of the stories are on 127.0.0.1.
+		PublicHost: "localhost",
+		// An empty PATH, as in the image, which holds no program: a publish
+		// that ran mount or umount fails every story.
+		Env: []string{"PATH="},
+		Args: []string{
+			// No cluster DNS here: host-form status addresses (c-<name>.<ns>.svc)
+			// would not resolve for the tools the stories run.
+			"--status=false",
+			// The most detail it logs: more lines that must not hold a secret.
+			"--v=5",
+		},
 	})
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for !ready(ctx, "http://"+h.opsAddr+"/readyz") {
-		select {
-		case <-exited:
-			return fmt.Errorf("connectors-node exited at start; its log:\n%s", tail(h.logPath, 40))
-		case <-ctx.Done():
-			return fmt.Errorf("connectors-node not ready within 60s; its log:\n%s", tail(h.logPath, 40))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	if h.kubelet, err = kubelet.Dial(socket); err != nil {
+	if err != nil {
 		return err
 	}
-	stops = append(stops, func() { _ = h.kubelet.Close() })
-	return h.kubelet.WaitReady(ctx)
-}
-
-func ready(ctx context.Context, url string) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	_ = resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	stops = append(stops, node.Stop)
+	h.proxyAddr, h.opsAddr, h.publicURL = node.Proxy, node.Ops, node.PublicURL
+	h.logPath, h.kubelet = node.LogPath, node.Kubelet
+	return nil
 }
 
 // mint asks the TokenRequest API for a ServiceAccount token.
@@ -339,20 +256,6 @@ func (h *harness) scanLog(forbidden map[string]string) error {
 // in the node's log: the proxy writes them at the latest at the end of one
 // batch window.
 func awaitAuditWindow() { time.Sleep(2 * proxy.AuditBatchWindow) }
-
-// tail returns the last n lines of a file, for set-up errors (no secret
-// exists yet when the node starts).
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path) //nolint:gosec // the suite's own log file
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // mountPoints lists the mount points under dir.
 func mountPoints(dir string) ([]string, error) {

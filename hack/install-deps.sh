@@ -23,8 +23,9 @@ packages+=(python3 python3-pip twine)
 packages+=(gh)
 # The shipped scrape example, run by a real Prometheus.
 packages+=(prometheus)
+# make bench-proxy: the load generator and the proxies it compares with.
 if [ "${1:-}" = bench ]; then
-  packages+=(nginx wrk)
+  packages+=(wrk nginx haproxy caddy)
 fi
 missing=()
 for p in "${packages[@]}"; do

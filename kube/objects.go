@@ -34,6 +34,15 @@ type Objects interface {
 	Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error)
 }
 
+// SecretRefresher is implemented by an Objects that caches Secrets.
+type SecretRefresher interface {
+	// RefreshSecret reads the Secret namespace/name again now: an upstream
+	// refused the credential it holds (401 or 403), which may have been
+	// rotated since it was read. The next Secret call answers what that
+	// read finds.
+	RefreshSecret(namespace, name string)
+}
+
 // NotFoundError is the error for a missing object. It wraps ErrNotFound.
 type NotFoundError struct {
 	// Kind is the lower-case kind: connector, connectorclass, secret.
@@ -51,8 +60,12 @@ func (e *NotFoundError) Unwrap() error { return ErrNotFound }
 type CacheOptions struct {
 	// Config reaches the API server. Required.
 	Config *rest.Config
-	// SecretTTL is how long a Secret read stays cached. Default 10s.
+	// SecretTTL is how long a Secret read stays cached; RefreshSecret
+	// reads it sooner. Default DefaultSecretTTL.
 	SecretTTL time.Duration
+	// RefusedRereadGap is the least time between two reads of one Secret
+	// that RefreshSecret makes. Default DefaultRefusedRereadGap.
+	RefusedRereadGap time.Duration
 	// MaxSecrets bounds the Secret cache. Default 1024.
 	MaxSecrets int
 	// ServiceTTL is how long a Service read (Service) stays cached. A
@@ -86,13 +99,28 @@ type Cache struct {
 	ttl       time.Duration
 	log       logr.Logger
 	secretLRU *staleCache
-	svcTTL    time.Duration
-	svcLRU    *staleCache
-	breaker   *Breaker
-	synced    atomic.Bool
+	// refusedGap is CacheOptions.RefusedRereadGap.
+	refusedGap time.Duration
+	svcTTL     time.Duration
+	svcLRU     *staleCache
+	breaker    *Breaker
+	synced     atomic.Bool
 }
 
-var _ Objects = (*Cache)(nil)
+var (
+	_ Objects         = (*Cache)(nil)
+	_ SecretRefresher = (*Cache)(nil)
+)
+
+const (
+	// DefaultSecretTTL is how long a Secret read stays cached by default:
+	// under steady use each Secret is read about once per TTL, and a
+	// refused credential sooner (RefreshSecret).
+	DefaultSecretTTL = 5 * time.Minute
+	// DefaultRefusedRereadGap is the least time between two reads of one
+	// Secret that refusals cause.
+	DefaultRefusedRereadGap = 10 * time.Second
+)
 
 // NewCache builds a Cache. Call Start before use.
 func NewCache(opts CacheOptions) (*Cache, error) {
@@ -100,7 +128,10 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 		return nil, fmt.Errorf("kube cache: Config is required")
 	}
 	if opts.SecretTTL <= 0 {
-		opts.SecretTTL = 10 * time.Second
+		opts.SecretTTL = DefaultSecretTTL
+	}
+	if opts.RefusedRereadGap <= 0 {
+		opts.RefusedRereadGap = DefaultRefusedRereadGap
 	}
 	if opts.MaxSecrets <= 0 {
 		opts.MaxSecrets = 1024
@@ -148,14 +179,15 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 		opts.Breaker = defaultBreaker(cs, opts.Now)
 	}
 	return &Cache{
-		informers: informers,
-		secrets:   cs,
-		ttl:       opts.SecretTTL,
-		log:       opts.Log,
-		secretLRU: newStaleCache("secret", opts.MaxSecrets, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
-		svcTTL:    opts.ServiceTTL,
-		svcLRU:    newStaleCache("service", opts.MaxServices, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
-		breaker:   opts.Breaker,
+		informers:  informers,
+		secrets:    cs,
+		ttl:        opts.SecretTTL,
+		log:        opts.Log,
+		secretLRU:  newStaleCache("secret", opts.MaxSecrets, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		refusedGap: opts.RefusedRereadGap,
+		svcTTL:     opts.ServiceTTL,
+		svcLRU:     newStaleCache("service", opts.MaxServices, opts.OutageGrace, opts.APITimeout, opts.Breaker, opts.Now),
+		breaker:    opts.Breaker,
 	}, nil
 }
 
@@ -223,8 +255,25 @@ func (c *Cache) ConnectorClass(ctx context.Context, name string) (*v1alpha1.Conn
 // except right after an outage, when a 403 or 404 may come from an API
 // server still loading its RBAC and caches (ErrUnavailable).
 func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	key := namespace + "/" + name
-	v, _, err := c.secretLRU.get(ctx, key, func(ctx context.Context) (answer, error) {
+	v, _, err := c.secretLRU.get(ctx, namespace+"/"+name, c.readSecret(namespace, name))
+	if err != nil {
+		return nil, err
+	}
+	return v.(*corev1.Secret), nil
+}
+
+// RefreshSecret implements SecretRefresher: it reads the Secret again now,
+// in the background, if it is cached and no such read of it was made in
+// the last RefusedRereadGap; until that read answers, Secret waits for it.
+// While the API server is unavailable the cached Secret keeps serving.
+func (c *Cache) RefreshSecret(namespace, name string) {
+	c.secretLRU.recheck(namespace+"/"+name, c.refusedGap, c.readSecret(namespace, name))
+}
+
+// readSecret returns the read of one Secret for the Secret cache.
+func (c *Cache) readSecret(namespace, name string) func(context.Context) (answer, error) {
+	return func(ctx context.Context) (answer, error) {
+		key := namespace + "/" + name
 		s, err := c.secrets.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			err = c.breaker.classifyRead(err)
@@ -235,11 +284,7 @@ func (c *Cache) Secret(ctx context.Context, namespace, name string) (*corev1.Sec
 		}
 		s.ManagedFields = nil
 		return answer{val: s, ttl: c.ttl, keep: true}, nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	return v.(*corev1.Secret), nil
 }
 
 // Service returns the Service namespace/name, read on demand and cached

@@ -33,6 +33,12 @@ type entry struct {
 	// failed is set once a refresh found the API unavailable: the stale
 	// answers that follow are counted as outage serves.
 	failed atomic.Bool
+	// recheck is set once a user of the answer found it refused (a
+	// credential an upstream answered 401 or 403 to): get waits for the
+	// read that recheck started rather than serving it.
+	recheck atomic.Bool
+	// rechecked is when a recheck read this answer; zero for other reads.
+	rechecked time.Time
 }
 
 // staleCache caches answers for their TTL and, for a grace period after it,
@@ -84,7 +90,15 @@ func (c *staleCache) lookup(key string) *entry {
 // cancellation and bounded by the timeout). hit reports a fresh answer.
 func (c *staleCache) get(ctx context.Context, key string, fetch func(context.Context) (answer, error)) (val any, hit bool, err error) {
 	if e := c.lookup(key); e != nil {
-		if c.now().Before(e.fresh) {
+		if e.recheck.Load() && c.breaker.closed() {
+			// The read recheck started, or one of our own.
+			val, err := c.wait(ctx, key, fetch, true)
+			if err == nil || !errors.Is(err, ErrUnavailable) {
+				return val, false, err
+			}
+			// The API is unavailable: the refused answer is all there is,
+			// served stale as below.
+		} else if c.now().Before(e.fresh) {
 			return e.val, true, nil
 		}
 		closed := c.breaker.closed()
@@ -99,20 +113,55 @@ func (c *staleCache) get(ctx context.Context, key string, fetch func(context.Con
 	if err := c.breaker.Allow(); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", c.kind, err)
 	}
+	val, err = c.wait(ctx, key, fetch, false)
+	return val, false, err
+}
+
+// wait reads key with fetch, one call for all concurrent callers (and the
+// refresh in flight), detached from the caller's cancellation and bounded
+// by the timeout; a fresh answer cached meanwhile is taken as it is. recheck
+// marks the answer read as the one a recheck asked for.
+func (c *staleCache) wait(ctx context.Context, key string, fetch func(context.Context) (answer, error), recheck bool) (any, error) {
 	ch := c.group.DoChan(key, func() (any, error) {
-		if e := c.lookup(key); e != nil && c.now().Before(e.fresh) {
+		if e := c.lookup(key); e != nil && c.now().Before(e.fresh) && !e.recheck.Load() {
 			return e.val, nil
 		}
 		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		return c.fetchAndStore(callCtx, key, fetch)
+		return c.fetchAndStore(callCtx, key, fetch, recheck)
 	})
 	select {
 	case res := <-ch:
-		return res.Val, false, res.Err
+		return res.Val, res.Err
 	case <-ctx.Done():
-		return nil, false, fmt.Errorf("waiting for the API (%s): %w: %w", c.kind, ErrUnavailable, ctx.Err())
+		return nil, fmt.Errorf("waiting for the API (%s): %w: %w", c.kind, ErrUnavailable, ctx.Err())
 	}
+}
+
+// recheck reads key again now, in the background, because a user found its
+// answer refused; until that read answers, get waits for it rather than
+// serving the refused answer. An answer that a recheck read less than gap
+// ago is not read again: a caller that keeps being refused (a 403 for a
+// path the credential may not use, or a credential not rotated yet) causes
+// at most one read per gap, not one per request. Without an answer cached
+// or while the breaker is open it does nothing: the next get reads, or the
+// breaker's probe decides when the API is asked again.
+func (c *staleCache) recheck(key string, gap time.Duration, fetch func(context.Context) (answer, error)) {
+	e := c.lookup(key)
+	if e == nil || !c.breaker.closed() {
+		return
+	}
+	if !e.rechecked.IsZero() && c.now().Sub(e.rechecked) < gap {
+		return
+	}
+	if e.recheck.Swap(true) {
+		return // a recheck is under way
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		_, _ = c.wait(ctx, key, fetch, true)
+	}()
 }
 
 // refresh fetches key again in the background unless a refresh of it is
@@ -129,15 +178,16 @@ func (c *staleCache) refresh(key string, fetch func(context.Context) (answer, er
 		_, _, _ = c.group.Do(key, func() (any, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			defer cancel()
-			return c.fetchAndStore(ctx, key, fetch)
+			return c.fetchAndStore(ctx, key, fetch, false)
 		})
 	}()
 }
 
 // fetchAndStore calls fetch and caches what it answers. An error that is not
 // ErrUnavailable (such as a missing object) drops the cached entry; one that
-// is marks it as served through an outage.
-func (c *staleCache) fetchAndStore(ctx context.Context, key string, fetch func(context.Context) (answer, error)) (any, error) {
+// is marks it as served through an outage. recheck records the answer as
+// read by a recheck.
+func (c *staleCache) fetchAndStore(ctx context.Context, key string, fetch func(context.Context) (answer, error), recheck bool) (any, error) {
 	a, err := fetch(ctx)
 	c.breaker.Record(err)
 	if err != nil {
@@ -145,11 +195,17 @@ func (c *staleCache) fetchAndStore(ctx context.Context, key string, fetch func(c
 			c.lru.Remove(key)
 		} else if e := c.lookup(key); e != nil {
 			e.failed.Store(true)
+			// Through an outage the refused answer is served stale, as
+			// any other, rather than every get asking the API again.
+			e.recheck.Store(false)
 		}
 		return nil, err
 	}
 	now := c.now()
 	e := &entry{val: a.val, fresh: now.Add(a.ttl), until: now.Add(a.ttl)}
+	if recheck {
+		e.rechecked = now
+	}
 	if a.keep {
 		e.until = e.until.Add(c.grace)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
@@ -68,7 +69,7 @@ func TestReverseChallenge(t *testing.T) {
 
 func TestAPIUnavailableIs503(t *testing.T) {
 	f := newFixture(t)
-	f.auth.setUnavailable(true)
+	f.auth.SetErr(fmt.Errorf("review: %w", kube.ErrUnavailable))
 	if code, _ := f.rev(t, "/namespaces/team-a/connectors/api/", bearer(tokA), nil); code != http.StatusServiceUnavailable {
 		t.Errorf("reverse: %d", code)
 	}

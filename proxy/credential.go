@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/connectors-node/connectors-node/kube"
-	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 )
 
 // Secret types whose credentials the proxy injects (SPEC §2).
@@ -25,17 +23,6 @@ const (
 	// injected as Basic (the registry token flow builds on this).
 	SecretTypeRegistryToken corev1.SecretType = "cpaas.io/distribution-registry-token"
 )
-
-// credential returns the Authorization value the Connector injects, or ""
-// when it has no Secret. The Secret must live in the Connector's namespace:
-// a Connector may not lend out another namespace's credential.
-func (p *Proxy) credential(ctx context.Context, c *v1alpha1.Connector) (string, error) {
-	s, err := p.secret(ctx, c)
-	if err != nil || s == nil {
-		return "", err
-	}
-	return p.memos.authorization(s)
-}
 
 // authorizationFor builds the Authorization value for a Secret by type.
 func authorizationFor(s *corev1.Secret) (string, error) {

@@ -27,7 +27,6 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/fake"
 )
@@ -49,23 +48,12 @@ func basicValue(user, pass string) string {
 }
 
 // newFakeAuth is the shared token reviewer with the fixture tokens.
-func newFakeAuth() *fakeAuth {
-	a := &fakeAuth{fake.NewAuth()}
+func newFakeAuth() *fake.Auth {
+	a := fake.NewAuth()
 	a.AddToken(tokA, "team-a", "default", "team-a/*")
 	a.AddToken(tokB, "team-b", "default", "team-b/*")
 	a.AddToken(tokNoAccess, "team-a", "nobody")
 	return a
-}
-
-// fakeAuth is the shared token reviewer, with an outage switch.
-type fakeAuth struct{ *fake.Auth }
-
-func (a *fakeAuth) setUnavailable(v bool) {
-	if v {
-		a.SetErr(fmt.Errorf("review: %w", kube.ErrUnavailable))
-		return
-	}
-	a.SetErr(nil)
 }
 
 // fakeObjects is the shared in-memory kube.Objects with this package's
@@ -279,7 +267,7 @@ type env struct {
 	server   *Server
 	addr     string // host:port of the proxy listener
 	url      string // http://addr
-	auth     *fakeAuth
+	auth     *fake.Auth
 	objects  *fakeObjects
 	ca       *ca.CA
 	caFile   string

@@ -2,8 +2,10 @@ package proxy
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 
+	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/proxy/policy"
 	"github.com/connectors-node/connectors-node/proxy/registryauth"
@@ -41,6 +43,9 @@ type plan struct {
 	// dropHeaders are removed from the client's request before headers
 	// are set (the Connectors API drops client X-Plugin headers).
 	dropHeaders []string
+	// secretNamespace and secretName name the Secret the credential comes
+	// from; an upstream's refusal of the credential has it read again.
+	secretNamespace, secretName string
 }
 
 // injects reports whether the plan injects a credential.
@@ -91,12 +96,13 @@ func (p *Proxy) planCredential(ctx context.Context, pl *plan, c *v1alpha1.Connec
 	if err != nil {
 		return err
 	}
-	if gen == nil {
-		pl.credential, err = p.credential(ctx, c)
-		return err
-	}
 	s, err := p.secret(ctx, c)
 	if err != nil || s == nil {
+		return err
+	}
+	pl.secretNamespace, pl.secretName = s.Namespace, s.Name
+	if gen == nil {
+		pl.credential, err = p.memos.authorization(s)
 		return err
 	}
 	data := make(map[string]string, len(s.Data))
@@ -105,4 +111,17 @@ func (p *Proxy) planCredential(ctx context.Context, pl *plan, c *v1alpha1.Connec
 	}
 	pl.generation = &generation{gen: gen, data: data}
 	return nil
+}
+
+// refused has the Secret of a plan read again when the upstream answered
+// the injected credential with 401 or 403: it may have been rotated since
+// it was read (kube.SecretRefresher). The request is not retried; the next
+// one carries what the read finds.
+func (p *Proxy) refused(pl *plan, status int) {
+	if pl.secretName == "" || (status != http.StatusUnauthorized && status != http.StatusForbidden) {
+		return
+	}
+	if r, ok := p.opts.Objects.(kube.SecretRefresher); ok {
+		r.RefreshSecret(pl.secretNamespace, pl.secretName)
+	}
 }

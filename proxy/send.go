@@ -136,6 +136,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		// a credential of its own in the workload's hands, usable without
 		// the proxy and beyond the pod token's life.
 		resp.Header.Del("Set-Cookie")
+		p.refused(pl, resp.StatusCode)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/connectors-node/connectors-node/proxy"
 	"github.com/connectors-node/connectors-node/status"
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 func TestMain(m *testing.M) {
@@ -47,14 +48,6 @@ const (
 	upstreamUser = "probe-bot"
 	upstreamPass = "pr0be-s3cret-PASSWORD"
 )
-
-// noAuth satisfies proxy.Authenticator; SendAs does not authenticate.
-type noAuth struct{}
-
-func (noAuth) Authenticate(context.Context, string) (kube.User, error) {
-	return kube.User{}, kube.ErrUnauthenticated
-}
-func (noAuth) Authorize(context.Context, kube.User, string, string) error { return kube.ErrForbidden }
 
 // counter counts the API requests of one node by verb.
 type counter struct {
@@ -163,7 +156,8 @@ func startNode(t testing.TB, env *apiserver.Env, o nodeOptions) *node {
 	require.True(t, cache.WaitForSync(ctx))
 	authority, err := ca.NewCA("status-test-ca", time.Now())
 	require.NoError(t, err)
-	p, err := proxy.New(proxy.Options{Objects: cache, Auth: noAuth{}, CA: authority, AllowLoopback: true, Log: log})
+	// SendAs does not authenticate: an Auth that knows no token.
+	p, err := proxy.New(proxy.Options{Objects: cache, Auth: fake.NewAuth(), CA: authority, AllowLoopback: true, Log: log})
 	require.NoError(t, err)
 	kc, err := kubernetes.NewForConfig(cfg)
 	require.NoError(t, err)

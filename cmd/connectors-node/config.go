@@ -134,7 +134,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.denyCIDRs, "deny-cidrs", "", "comma-separated extra CIDRs the proxy never connects to")
 	fs.StringVar(&c.systemRoots, "system-roots", "/etc/ssl/certs/ca-certificates.crt", "PEM bundle of trusted roots, written with the proxy CA into ca-bundle.crt; empty to write the proxy CA alone")
 	fs.StringVar(&c.tmpfsSize, "tmpfs-size", csi.DefaultTmpfsSize, "size limit of each volume's tmpfs")
-	fs.DurationVar(&c.secretTTL, "secret-cache-ttl", 10*time.Second, "how long a credential Secret read stays cached")
+	fs.DurationVar(&c.secretTTL, "secret-cache-ttl", kube.DefaultSecretTTL, "how long a credential Secret read stays cached; a Secret whose credential an upstream refuses (401 or 403) is read again at once, at most every 10s")
 	fs.DurationVar(&c.tokenCacheTTL, "token-cache-ttl", 5*time.Minute, "upper bound on caching a token review; never past the token's expiry")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")

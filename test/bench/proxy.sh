@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy benchmark: starts an upstream, the Connectors proxy (test/bench/proxyd)
 # nginx and HAProxy as reverse proxies that add a fixed Authorization header
-# (each with an access log), and the
+# (each with an access log), Caddy (Debian's, a Go peer) doing the same, and the
 # reference points of test/bench/baseline (a bare httputil.ReverseProxy, the
 # same with a synchronous HTTP/1.1 client, and a TCP relay), all on loopback, drives them with wrk and test/bench/load, and
 # prints one table: small keep-alive GETs direct / through nginx / the
@@ -15,7 +15,7 @@
 #
 # Environment: BENCH_DURATION (seconds per small-GET run, default 10),
 # BENCH_RUNS (default 3), BENCH_CONNS (default "50 100"), BENCH_STREAM_BYTES
-# (default 1 GiB), BENCH_PORT_BASE (nine ports from here, default 18400),
+# (default 1 GiB), BENCH_PORT_BASE (ten ports from here, default 18400),
 # BENCH_SMALL_ONLY=1 (only the small-GET wrk rows, for quick comparisons),
 # BENCH_GOGC (the proxy's and the floors' GOGC, default 400: high enough
 # that the difference is the proxy's work, not the collector's; the
@@ -29,7 +29,7 @@ CONNS=${BENCH_CONNS:-"50 100"}
 STREAM=${BENCH_STREAM_BYTES:-1073741824}
 BASE=${BENCH_PORT_BASE:-18400}
 UP_HTTP=$BASE UP_HTTPS=$((BASE + 1)) PROXY=$((BASE + 2)) OPS=$((BASE + 3)) NGINX=$((BASE + 4))
-FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7)) HAPROXY=$((BASE + 8))
+FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7)) HAPROXY=$((BASE + 8)) CADDY=$((BASE + 9))
 SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
 NODE_GOGC=${BENCH_GOGC:-400}
 GO=${GO:-go}
@@ -70,14 +70,14 @@ wait_port() {
 	return 1
 }
 
-for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC $HAPROXY; do
+for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC $HAPROXY $CADDY; do
 	if port_open "$p"; then
 		log "port $p is in use; set BENCH_PORT_BASE"
 		exit 1
 	fi
 done
-for tool in wrk nginx haproxy; do
-	command -v "$tool" >/dev/null || { log "$tool is not installed"; exit 1; }
+for tool in wrk nginx haproxy caddy; do
+	command -v "$tool" >/dev/null || { log "$tool is not installed: run hack/install-deps.sh bench (make bench-proxy does)"; exit 1; }
 done
 
 log "building into $work/bin"
@@ -167,6 +167,32 @@ haproxy -db -f "$work/haproxy/haproxy.cfg" >"$work/haproxy/access.log" 2>"$work/
 haproxy_pid=$!
 pids+=("$haproxy_pid")
 wait_port "$HAPROXY"
+
+# Caddy (Debian's), a reverse proxy written in Go like the Connectors proxy,
+# doing the same as shipped (its own GOGC and GOMAXPROCS): keep-alive to the
+# upstream, the fixed Authorization header, an access log line per request
+# written to a file; no admin endpoint, no automatic HTTPS, its state in the
+# work directory.
+mkdir -p "$work/caddy"
+cat >"$work/caddy/Caddyfile" <<EOF
+{
+	admin off
+	auto_https off
+}
+http://127.0.0.1:$CADDY {
+	log {
+		output file $work/caddy/access.log
+	}
+	reverse_proxy 127.0.0.1:$UP_HTTP {
+		header_up Authorization "Basic $nginx_cred"
+	}
+}
+EOF
+XDG_CONFIG_HOME=$work/caddy XDG_DATA_HOME=$work/caddy caddy run --adapter caddyfile --config "$work/caddy/Caddyfile" \
+	>"$work/caddy/caddy.log" 2>&1 &
+caddy_pid=$!
+pids+=("$caddy_pid")
+wait_port "$CADDY"
 
 # The reference points: the standard library's floor, the same with a
 # synchronous upstream client, and the TCP ceiling.
@@ -301,6 +327,7 @@ for ((run = 1; run <= RUNS; run++)); do
 		wrk_run "wrk-direct-$c" "$c" "http://127.0.0.1:$UP_HTTP/small" "${pids[0]}"
 		wrk_run "wrk-nginx-$c" "$c" "$ngx/small" "$nginx_workers"
 		wrk_run "wrk-haproxy-$c" "$c" "http://127.0.0.1:$HAPROXY/small" "$haproxy_pid"
+		wrk_run "wrk-caddy-$c" "$c" "http://127.0.0.1:$CADDY/small" "$caddy_pid"
 		wrk_run "wrk-floor-$c" "$c" "http://127.0.0.1:$FLOOR/small" "$floor_pid"
 		wrk_run "wrk-sync-$c" "$c" "http://127.0.0.1:$SYNC/small" "$sync_pid"
 		wrk_run "wrk-relay-$c" "$c" "http://127.0.0.1:$RELAY/small" "$relay_pid"
@@ -350,7 +377,7 @@ minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; 
 # line at most 0.2.
 for c in $CONNS; do
 	ngx_rps=$(median "wrk-nginx-$c.rps") floor_rps=$(median "wrk-floor-$c.rps") floor_cpu=$(median "wrk-floor-$c.cpu")
-	for t in direct nginx haproxy floor sync relay reverse forward; do
+	for t in direct nginx haproxy caddy floor sync relay reverse forward; do
 		rps=$(median "wrk-$t-$c.rps") p99=$(median "wrk-$t-$c.p99") cpu=$(median "wrk-$t-$c.cpu")
 		nr=$(ratio "$rps" "$ngx_rps") fr=$(ratio "$rps" "$floor_rps") over=$(minus "$cpu" "$floor_cpu")
 		np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")

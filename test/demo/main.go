@@ -29,15 +29,13 @@ import (
 	"syscall"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/nodeproc"
 	"github.com/connectors-node/connectors-node/test/servers/gitserver"
 	"github.com/connectors-node/connectors-node/test/servers/kubelet"
-	"github.com/connectors-node/connectors-node/test/servers/loopback"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
@@ -71,9 +69,7 @@ type demo struct {
 	work     string
 	env      *apiserver.Env
 	git      *gitserver.Server
-	node     *exec.Cmd
-	nodeLog  *os.File
-	kubelet  *kubelet.Kubelet
+	node     *nodeproc.Node
 	target   string
 	cleanups []func()
 }
@@ -133,7 +129,7 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 		if i == 5 && d.keep {
-			d.printf("\n    --keep: volume at %s, node log at %s; press Ctrl-C to finish\n", d.target, d.nodeLog.Name())
+			d.printf("\n    --keep: volume at %s, node log at %s; press Ctrl-C to finish\n", d.target, d.node.LogPath)
 			<-ctx.Done()
 		}
 	}
@@ -210,96 +206,31 @@ func (d *demo) createConnector(ctx context.Context, password string) error {
 // startNode runs the binary with the deploy/ ServiceAccount's own token, so
 // the demo also shows that deploy/base/rbac.yaml is enough.
 func (d *demo) startNode(ctx context.Context) error {
-	token, err := d.mint("connectors-system", "connectors-node", nil)
-	if err != nil {
-		return err
-	}
 	kubeconfig := filepath.Join(d.work, "node.kubeconfig")
-	if err := d.env.WriteKubeconfig(kubeconfig, token); err != nil {
+	if err := nodeproc.WriteKubeconfig(ctx, d.env, kubeconfig, time.Hour); err != nil {
 		return err
 	}
-	proxyAddr, err := loopback.FreeAddr()
-	if err != nil {
-		return err
-	}
-	opsAddr, err := loopback.FreeAddr()
-	if err != nil {
-		return err
-	}
-	socket := filepath.Join(d.work, "csi", "csi.sock")
-	d.nodeLog, err = os.Create(filepath.Join(d.work, "connectors-node.log"))
-	if err != nil {
-		return err
-	}
-	bin, err := filepath.Abs(d.binary)
-	if err != nil {
-		return err
-	}
-	args := []string{
-		"--node-id=" + nodeName,
-		"--kubeconfig=" + kubeconfig,
-		"--csi-endpoint=unix://" + socket,
-		"--kubelet-root=" + d.work,
-		"--proxy-listen=" + proxyAddr,
-		"--ops-listen=" + opsAddr,
-		"--public-url=http://" + proxyAddr,
-		"--allow-loopback-upstreams",
-		// The metrics the demo points at are read on loopback, without a token.
-		"--metrics-auth=false",
-		// No cluster DNS here: host-form status addresses (c-<name>.<ns>.svc)
-		// would not resolve for the tools the stories run.
-		"--status=false",
-	}
-	d.node = exec.CommandContext(ctx, bin, args...) //nolint:gosec // the binary the Makefile built
-	d.node.Stdout, d.node.Stderr = d.nodeLog, d.nodeLog
-	d.node.Cancel = func() error { return d.node.Process.Signal(syscall.SIGTERM) }
-	d.node.WaitDelay = 20 * time.Second
-	if err := d.node.Start(); err != nil {
-		return err
-	}
-	d.onCleanup(func() {
-		_ = d.node.Process.Signal(syscall.SIGTERM)
-		_ = d.node.Wait()
-		_ = d.nodeLog.Close()
+	node, err := nodeproc.Start(ctx, nodeproc.Options{
+		Binary:     d.binary,
+		Name:       nodeName,
+		Kubeconfig: kubeconfig,
+		Work:       d.work,
+		Args: []string{
+			// The metrics the demo points at are read on loopback, without a token.
+			"--metrics-auth=false",
+			// No cluster DNS here: host-form status addresses (c-<name>.<ns>.svc)
+			// would not resolve for the tools the stories run.
+			"--status=false",
+		},
 	})
-	d.say("connectors-node %s", strings.Join(args, " "))
-
-	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	for {
-		resp, err := http.Get("http://" + opsAddr + "/readyz") //nolint:noctx // bounded by the loop's deadline
-		if err == nil {
-			_ = resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-waitCtx.Done():
-			return fmt.Errorf("connectors-node not ready within 60s; its log is %s", d.nodeLog.Name())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	d.kubelet, err = kubelet.Dial(socket)
 	if err != nil {
 		return err
 	}
-	d.onCleanup(func() { _ = d.kubelet.Close() })
-	if err := d.kubelet.WaitReady(waitCtx); err != nil {
-		return err
-	}
-	d.say("ready: proxy on %s, CSI socket %s, metrics on http://%s/metrics", proxyAddr, socket, opsAddr)
+	d.node = node
+	d.onCleanup(node.Stop)
+	d.say("connectors-node %s", strings.Join(node.Args, " "))
+	d.say("ready: proxy on %s, CSI socket %s, metrics on http://%s/metrics", node.Proxy, node.Socket, node.Ops)
 	return nil
-}
-
-func (d *demo) mint(ns, sa string, audiences []string) (string, error) {
-	secs := int64(3600)
-	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: &secs}}
-	resp, err := d.env.Kube.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), sa, req, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("minting a token for %s/%s: %w", ns, sa, err)
-	}
-	return resp.Status.Token, nil
 }
 
 // volumeAttributes reads the CSI volume attributes of the example Job.
@@ -345,11 +276,11 @@ func (d *demo) publish(ctx context.Context) error {
 		return err
 	}
 	tokens := map[string]kubelet.Token{audience: tok}
-	if err := d.kubelet.Publish(ctx, "demo-volume", d.target, pod, attrs, tokens); err != nil {
+	if err := d.node.Kubelet.Publish(ctx, "demo-volume", d.target, pod, attrs, tokens); err != nil {
 		return err
 	}
 	// Unpublish even when a later step fails (a second unpublish succeeds).
-	d.onCleanup(func() { _ = d.kubelet.Unpublish(context.Background(), "demo-volume", d.target) })
+	d.onCleanup(func() { _ = d.node.Kubelet.Unpublish(context.Background(), "demo-volume", d.target) })
 	d.say("volume attributes from examples/git-clone-job.yaml: %v", attrs)
 	entries, err := os.ReadDir(d.target)
 	if err != nil {
@@ -395,7 +326,7 @@ func (d *demo) clone(repoURL, password string) error {
 		return errors.New("the Git server saw no authenticated request")
 	}
 	d.say("the Git server saw user %q: the proxy injected the credential", d.git.Users()[0])
-	if log, err := os.ReadFile(d.nodeLog.Name()); err == nil {
+	if log, err := os.ReadFile(d.node.LogPath); err == nil {
 		d.say("the proxy's audit lines:")
 		for _, l := range strings.Split(string(log), "\n") {
 			if strings.Contains(l, `"msg":"request"`) {
@@ -440,7 +371,7 @@ func (d *demo) clone(repoURL, password string) error {
 }
 
 func (d *demo) unpublish(ctx context.Context) error {
-	if err := d.kubelet.Unpublish(ctx, "demo-volume", d.target); err != nil {
+	if err := d.node.Kubelet.Unpublish(ctx, "demo-volume", d.target); err != nil {
 		return err
 	}
 	if _, err := os.Stat(d.target); !errors.Is(err, fs.ErrNotExist) {

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/connectors-node/connectors-node/test/bench/internal/fleet"
+	"github.com/connectors-node/connectors-node/test/nodeproc"
 )
 
 type config struct {
@@ -208,7 +209,7 @@ func run(ctx context.Context, cfg config) error {
 		say("phase=load-%d-connections requests=%d errors=%d rps=%.0f major_faults=%d at_end: %s peak: %s",
 			conns, ok, failed, float64(ok)/cfg.loadFor.Seconds(), after-before, during, p)
 		if lerr != nil {
-			say("#   first error: %v; node log: %s", lerr, fleet.LastLines(n.LogPath, 3))
+			say("#   first error: %v; node log: %s", lerr, strings.ReplaceAll(nodeproc.Tail(n.LogPath, 3), "\n", " | "))
 		}
 		if ok == 0 {
 			return fmt.Errorf("no request of the %d-connection load succeeded: %w", conns, lerr)

@@ -20,10 +20,10 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/connectors-node/connectors-node/kube"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/proxy"
+	"github.com/connectors-node/connectors-node/test/fake"
 )
 
 // proxySpec is what the orchestrator tells the proxy process (JSON file).
@@ -102,7 +102,7 @@ func runProxy(ctx context.Context, args []string) error {
 		return err
 	}
 	p, err := proxy.New(proxy.Options{
-		Objects: newObjects(spec), Auth: auth{token: spec.Token}, CA: authority,
+		Objects: newObjects(spec), Auth: newAuth(spec.Token), CA: authority,
 		AllowLoopback: true, Resolver: benchResolver, UpstreamRoots: []*x509.Certificate{root},
 	})
 	if err != nil {
@@ -144,49 +144,25 @@ func benchResolver(_ context.Context, host string) ([]netip.Addr, error) {
 	return nil, &net.DNSError{Err: "not a bench name", Name: host, IsNotFound: true}
 }
 
-// auth accepts one token and allows it every Connector.
-type auth struct{ token string }
-
-func (a auth) Authenticate(_ context.Context, token string) (kube.User, error) {
-	if token != a.token {
-		return kube.User{}, fmt.Errorf("bench: %w", kube.ErrUnauthenticated)
-	}
-	return kube.ServiceAccountUser(benchNS, "builder"), nil
+// newAuth accepts one token, a ServiceAccount of the bench namespace
+// allowed every Connector.
+func newAuth(token string) *fake.Auth {
+	a := fake.NewAuth()
+	a.AddToken(token, benchNS, "builder")
+	a.AllowAll()
+	return a
 }
 
-func (auth) Authorize(context.Context, kube.User, string, string) error { return nil }
-
-// objects holds the one Connector and its Secret.
-type objects struct {
-	conn   *v1alpha1.Connector
-	secret *corev1.Secret
-}
-
-func newObjects(spec proxySpec) objects {
+// newObjects holds the one Connector and its Secret.
+func newObjects(spec proxySpec) *fake.Objects {
 	raw, _ := json.Marshal(spec.Realm)
 	c := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: benchName}}
 	c.Spec.Address = spec.Address
 	c.Spec.AddressExtensions = []v1alpha1.Param{{Name: "realm", Value: apiextensionsv1.JSON{Raw: raw}}}
 	c.Spec.Auth.SecretRef = &corev1.ObjectReference{Name: "reg"}
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: "reg"}, Type: proxy.SecretTypeRegistryToken,
-		Data: map[string][]byte{"username": []byte(spec.User), "password": []byte(spec.Password)}}
-	return objects{conn: c, secret: s}
-}
-
-func (o objects) Connector(_ context.Context, ns, name string) (*v1alpha1.Connector, error) {
-	if ns == benchNS && name == benchName {
-		return o.conn, nil
-	}
-	return nil, &kube.NotFoundError{Kind: "connector", Key: ns + "/" + name}
-}
-
-func (o objects) ConnectorClass(_ context.Context, name string) (*v1alpha1.ConnectorClass, error) {
-	return nil, &kube.NotFoundError{Kind: "connectorclass", Key: name}
-}
-
-func (o objects) Secret(_ context.Context, ns, name string) (*corev1.Secret, error) {
-	if ns == benchNS && name == "reg" {
-		return o.secret, nil
-	}
-	return nil, &kube.NotFoundError{Kind: "secret", Key: ns + "/" + name}
+	o := fake.NewObjects()
+	o.AddConnector(c)
+	o.AddSecret(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: "reg"}, Type: proxy.SecretTypeRegistryToken,
+		Data: map[string][]byte{"username": []byte(spec.User), "password": []byte(spec.Password)}})
+	return o
 }

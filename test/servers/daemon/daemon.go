@@ -71,16 +71,23 @@ func (p *Process) WaitReady(url string, timeout time.Duration, ready func(*http.
 	}
 }
 
+// PID is the program's process id.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Stop sends SIGTERM, waits for the program to exit, and kills it if it
-// has not within the grace period. Stop on a nil Process does nothing.
-func (p *Process) Stop() {
+// has not within 10 s. Stop on a nil Process does nothing.
+func (p *Process) Stop() { p.StopWithin(stopGrace) }
+
+// StopWithin is Stop with a grace period of its own, for a program that
+// drains for longer on SIGTERM.
+func (p *Process) StopWithin(grace time.Duration) {
 	if p == nil {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(stopGrace):
+	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}

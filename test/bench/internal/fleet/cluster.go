@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,15 +200,4 @@ func (c *Cluster) connector(ctx context.Context, ref ConnectorRef) error {
 		return fmt.Errorf("creating connector %s/%s: %w", ref.Namespace, ref.Name, err)
 	}
 	return nil
-}
-
-// NodeToken mints a token of the deploy/ ServiceAccount connectors-node.
-func (c *Cluster) NodeToken(ctx context.Context) (string, error) {
-	secs := int64(2 * 3600)
-	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}
-	resp, err := c.Kube.CoreV1().ServiceAccounts("connectors-system").CreateToken(ctx, "connectors-node", req, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("minting the node's token: %w", err)
-	}
-	return resp.Status.Token, nil
 }
