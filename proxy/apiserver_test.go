@@ -107,11 +107,17 @@ func newWithAPI(ctx context.Context, t *testing.T, api *apiserver.Env, edit func
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serveWithCache(ctx, t, api, cache, edit)
+	return newWithCache(ctx, t, api, cache, edit)
 }
 
 // serveWithCache is serveWithAPI with the cache the test built.
 func serveWithCache(ctx context.Context, t *testing.T, api *apiserver.Env, cache *kube.Cache, edit func(*Options)) string {
+	t.Helper()
+	return serveOn(ctx, t, newWithCache(ctx, t, api, cache, edit).NewServer(ServerOptions{}))
+}
+
+// newWithCache is newWithAPI with the cache the test built.
+func newWithCache(ctx context.Context, t *testing.T, api *apiserver.Env, cache *kube.Cache, edit func(*Options)) *Proxy {
 	t.Helper()
 	if err := cache.Start(ctx); err != nil {
 		t.Fatal(err)
