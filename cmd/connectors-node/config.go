@@ -22,6 +22,8 @@ import (
 
 // config is everything the command line sets.
 type config struct {
+	// showVersion asks for the version alone; nothing else is validated.
+	showVersion bool
 	nodeID      string
 	kubeconfig  string
 	namespace   string
@@ -150,11 +152,15 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go's /debug/pprof/ profiles on --ops-listen (heap, goroutines, CPU), to the users --metrics-auth allows; off by default")
 	fs.BoolVar(&c.metricsAuth, "metrics-auth", true, "serve /metrics (and /debug/pprof/ with --pprof) only to a bearer token the API server accepts (TokenReview) whose user may get the path (a SubjectAccessReview on the non-resource URL, such as the ClusterRole connectors-node-metrics-reader grants); /healthz and /readyz stay open. Off serves them to anyone who reaches --ops-listen")
 	fs.BoolVar(&c.releaseStartupPages, "release-startup-pages", true, "once the caches are synced and the servers listen, drop the resident pages of the binary's own code and read-only data that start-up touched (madvise MADV_PAGEOUT, then MADV_DONTNEED; MADV_RANDOM against read-ahead): they fault back in from the file as serving needs them, so RSS holds the serving working set, not the whole binary (about 14 instead of 57 MiB of file-backed RSS). Linux only; off keeps them resident")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.showVersion {
+		return c, nil
 	}
 	return c, c.validate()
 }
