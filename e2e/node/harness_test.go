@@ -273,11 +273,13 @@ func (n *node) clusterDNS(ctx context.Context) error {
 	return nil
 }
 
-// buildImages builds the images with build/image, as make image does, and
-// the workload image from the host's git and sh.
+// buildImages builds the images with build/image, as make image does but
+// for the host's architecture alone (the node runs that image; no other
+// architecture is built), and the workload image from the host's git and
+// sh.
 func (n *node) buildImages(ctx context.Context) error {
 	dir := filepath.Join(n.work, "images")
-	cmd := exec.CommandContext(ctx, "go", "run", "./build/image", "--out", dir, "--tag", "dev")
+	cmd := exec.CommandContext(ctx, "go", "run", "./build/image", "--out", dir, "--tag", "dev", "--platforms", "linux/"+runtime.GOARCH) //nolint:gosec // the go tool building this repository
 	cmd.Dir = apiserver.RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go run ./build/image: %w\n%s", err, out)
