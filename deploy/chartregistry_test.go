@@ -105,7 +105,7 @@ func TestChartFromAnOCIRegistry(t *testing.T) {
 		values := filepath.Join(src, "values.yaml")
 		b, err := os.ReadFile(values) //nolint:gosec // the test's copy
 		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(values, bytes.Replace(b, []byte("tag: latest"), []byte("tag: "+c.tag), 1), 0o600))
+		require.NoError(t, os.WriteFile(values, bytes.Replace(b, []byte("tag: latest"), []byte("tag: "+c.tag), 1), 0o600)) //nolint:gosec // the test's copy of the chart
 		helm(t, "package", src, "--version", c.version, "--app-version", c.tag, "--destination", dir)
 		helm(t, "push", filepath.Join(dir, "connectors-node-"+c.version+".tgz"), repo, "--ca-file", caFile)
 	}
