@@ -25,6 +25,14 @@ PUSH ?=
 image: ## Build the image tarballs into bin/images without Docker (PUSH=registry/path also pushes them).
 	$(GO) run ./build/image --out $(BIN)/images --tag $(IMAGE_TAG) --version $(VERSION) $(if $(PUSH),--push $(PUSH))
 
+CHART_VERSION ?= $(shell hack/chart-version.sh)
+CHART_REGISTRY ?=
+
+.PHONY: chart
+chart: $(TOOLS) ## Package the Helm chart as bin/charts/connectors-node-<version>.tgz, its version from git describe (CHART_REGISTRY=oci://registry/path also pushes it with helm push).
+	helm package charts/connectors-node --version $(CHART_VERSION) --app-version $(VERSION) --destination $(BIN)/charts
+	$(if $(CHART_REGISTRY),helm push $(BIN)/charts/connectors-node-$(CHART_VERSION).tgz $(CHART_REGISTRY))
+
 .PHONY: deps
 deps: ## Install the Debian packages the demo and tests use (git, curl, ...), when missing.
 	@hack/install-deps.sh

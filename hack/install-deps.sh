@@ -21,8 +21,11 @@ fi
 packages+=(python3 python3-pip twine)
 # The GitHub ConnectorClass's client.
 packages+=(gh)
-# The shipped scrape example, run by a real Prometheus.
+# The shipped scrape example, dashboard and alerts, run by a real Prometheus.
 packages+=(prometheus)
+# The arm64 image's binary, run under emulation by build/image's test.
+packages+=(qemu-user-static)
+
 # make bench-proxy: the load generator and the proxies it compares with.
 if [ "${1:-}" = bench ]; then
   packages+=(wrk nginx haproxy caddy)

@@ -211,6 +211,13 @@ func (b *batchWriter) add(line []byte) {
 	b.mu.Unlock()
 }
 
+// pendingBytes is the size of the batch waiting to be written.
+func (b *batchWriter) pendingBytes() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
+}
+
 // windowEnd writes what arrived during the window, which starts the next
 // one; a window with nothing to write ends the cooling.
 func (b *batchWriter) windowEnd() {

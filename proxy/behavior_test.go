@@ -9,10 +9,12 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/connectors-node/connectors-node/kube"
@@ -392,4 +394,80 @@ func TestInvalidStoredAddressIs502(t *testing.T) {
 	if reqs := f.log.take(); len(reqs) != 0 {
 		t.Errorf("an upstream was reached: %v", reqs)
 	}
+}
+
+// TestCAExpiryAndAuditBacklogGauges: the CA expiry gauge follows the CA
+// that signs now (a rotation moves it), and the audit backlog gauge is
+// the batch waiting for its write.
+func TestCAExpiryAndAuditBacklogGauges(t *testing.T) {
+	first, err := ca.NewCA("first", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := ca.NewCA("second", time.Now().Add(-365*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var current atomic.Pointer[ca.CA]
+	current.Store(first)
+	reg := prometheus.NewRegistry()
+	blocked := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), SigningCA: current.Load, AuditLog: blocked, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name string) float64 {
+		t.Helper()
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range families {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no %s", name)
+		return 0
+	}
+	if got, want := gauge("connectors_proxy_ca_expiry_timestamp_seconds"), float64(first.Cert.NotAfter.Unix()); got != want {
+		t.Errorf("CA expiry %v, want %v", got, want)
+	}
+	current.Store(second)
+	if got, want := gauge("connectors_proxy_ca_expiry_timestamp_seconds"), float64(second.Cert.NotAfter.Unix()); got != want {
+		t.Errorf("CA expiry after a rotation %v, want %v", got, want)
+	}
+
+	if got := gauge("connectors_proxy_audit_pending_bytes"); got != 0 {
+		t.Errorf("audit backlog %v before any request", got)
+	}
+	e := &entry{mode: modeReverse, method: http.MethodGet, status: http.StatusOK}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.audit.write(e, time.Millisecond, 0, 0) // written at once: the writer blocks on it
+	}()
+	<-blocked.entered
+	p.audit.write(e, time.Millisecond, 0, 0) // waits behind it
+	if got := gauge("connectors_proxy_audit_pending_bytes"); got <= 0 {
+		t.Errorf("audit backlog %v while the writer is blocked", got)
+	}
+	close(blocked.release)
+	<-done
+	p.audit.flush()
+	if got := gauge("connectors_proxy_audit_pending_bytes"); got != 0 {
+		t.Errorf("audit backlog %v after the flush", got)
+	}
+}
+
+// blockingWriter closes entered on its first Write and blocks it until
+// release is closed.
+type blockingWriter struct {
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.entered); <-w.release })
+	return len(p), nil
 }

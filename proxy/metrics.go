@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/connectors-node/connectors-node/kube/ca"
 )
 
 // metrics are the proxy's Prometheus collectors.
@@ -120,4 +122,33 @@ func (m *metrics) byteCounter(mode, direction string) prometheus.Counter {
 		m.byteSeries.store(bl, c)
 	}
 	return c
+}
+
+// caExpiryGauge reports when the CA that signs leaves now expires, for the
+// alert on a CA near its end.
+func caExpiryGauge(signing func() *ca.CA) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "connectors_proxy_ca_expiry_timestamp_seconds",
+		Help: "Expiry (notAfter, Unix seconds) of the CA certificate that signs the proxy's leaf certificates now.",
+	}, func() float64 {
+		authority := signing()
+		if authority == nil || authority.Cert == nil {
+			return 0
+		}
+		return float64(authority.Cert.NotAfter.Unix())
+	})
+}
+
+// pendingGauge reports the audit bytes waiting for a write; requests wait
+// once it reaches maxAuditPending. Without an audit log it is always 0.
+func (a *auditLog) pendingGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "connectors_proxy_audit_pending_bytes",
+		Help: "Audit log bytes waiting to be written; at 1 MiB requests wait for the write in progress.",
+	}, func() float64 {
+		if a == nil {
+			return 0
+		}
+		return float64(a.out.pendingBytes())
+	})
 }

@@ -71,6 +71,9 @@ func New(opts Options) (*Proxy, error) {
 		Now:        opts.Now,
 	})
 	p.leaves = newLeafCache(p.opts.SigningCA, opts.LeafCacheSize, opts.LeafValidity, opts.Now, p.metrics)
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(caExpiryGauge(p.opts.SigningCA), p.audit.pendingGauge())
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      roundTripper{p},

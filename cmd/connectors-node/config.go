@@ -22,6 +22,8 @@ import (
 
 // config is everything the command line sets.
 type config struct {
+	// showVersion asks for the version alone; nothing else is validated.
+	showVersion bool
 	nodeID      string
 	kubeconfig  string
 	namespace   string
@@ -160,11 +162,15 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.apisPermissions, "enable-connector-apis-permissions", false, "at the Connectors API gateway, also require the request method's verb (get, create, update, delete, patch) on the connectors/apis/<class> subresource, or on connectors/apis/<class>/<path> for a path of the class's OpenAPI description; off, get on the Connector is enough")
 	fs.BoolVar(&c.apisWritePassthrough, "enable-connector-apis-write-passthrough", false, "let POST, PUT, DELETE and PATCH through the Connectors API gateway; off, they are answered 405 and only GET, HEAD and OPTIONS are served")
 	fs.BoolVar(&c.releaseStartupPages, "release-startup-pages", true, "once the caches are synced and the servers listen, drop the resident pages of the binary's own code and read-only data that start-up touched (madvise MADV_PAGEOUT, then MADV_DONTNEED; MADV_RANDOM against read-ahead): they fault back in from the file as serving needs them, so RSS holds the serving working set, not the whole binary (about 14 instead of 57 MiB of file-backed RSS). Linux only; off keeps them resident")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.showVersion {
+		return c, nil
 	}
 	return c, c.validate()
 }

@@ -69,6 +69,15 @@ func TestFlagsDefaults(t *testing.T) {
 	require.Equal(t, 10*time.Second, c.unauthenticatedIdleTimeout)
 }
 
+// --version prints the version alone, with no other flag required.
+func TestVersionPrintsTheVersion(t *testing.T) {
+	t.Setenv("NODE_NAME", "")
+	var out, errOut bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"--version"}, &out, &errOut))
+	require.Equal(t, "connectors-node "+version+"\n", out.String())
+	require.Empty(t, errOut.String())
+}
+
 func TestProxyOnlyNeedsNoNodeID(t *testing.T) {
 	t.Setenv("NODE_NAME", "")
 	c, err := parseFlags([]string{"--serve=proxy", "--check-pod-node=false"}, &bytes.Buffer{})

@@ -37,6 +37,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.showVersion {
+		_, err := fmt.Fprintf(stdout, "connectors-node %s\n", version)
+		return err
+	}
 	audit := stdout
 	if cfg.auditLog != "-" {
 		f, err := os.OpenFile(cfg.auditLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)

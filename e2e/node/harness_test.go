@@ -310,12 +310,13 @@ func (c *cluster) apiServer(context.Context) error {
 	return os.WriteFile(filepath.Join(c.work, "ca.crt"), env.Config.CAData, 0o600)
 }
 
-// buildImages builds the images with build/image, as make image does,
-// the workload image from the host's git, curl and sh and the pinned
+// buildImages builds the images with build/image, as make image does but
+// for the host's architecture alone (the node runs that image; no other
+// architecture is built), the workload image from the host's git, curl and sh and the pinned
 // kubectl, and CoreDNS's image.
 func (c *cluster) buildImages(ctx context.Context) error {
 	dir := filepath.Join(c.work, "images")
-	cmd := exec.CommandContext(ctx, "go", "run", "./build/image", "--out", dir, "--tag", "dev")
+	cmd := exec.CommandContext(ctx, "go", "run", "./build/image", "--out", dir, "--tag", "dev", "--platforms", "linux/"+runtime.GOARCH) //nolint:gosec // the go tool building this repository
 	cmd.Dir = apiserver.RepoRoot()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go run ./build/image: %w\n%s", err, out)

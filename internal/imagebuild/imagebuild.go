@@ -4,12 +4,15 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -187,8 +191,14 @@ func Push(ctx context.Context, ref string, img v1.Image, insecure bool) error {
 }
 
 // GoBuild compiles a main package of the module in dir as a static binary
-// for linux (CGO_ENABLED=0, -trimpath, stripped) and returns its bytes.
+// for linux on the host's architecture (CGO_ENABLED=0, -trimpath,
+// stripped) and returns its bytes.
 func GoBuild(ctx context.Context, dir, pkg string, ldflags ...string) ([]byte, error) {
+	return GoBuildArch(ctx, dir, pkg, runtime.GOARCH, ldflags...)
+}
+
+// GoBuildArch is GoBuild for linux on goarch.
+func GoBuildArch(ctx context.Context, dir, pkg, goarch string, ldflags ...string) ([]byte, error) {
 	out, err := os.MkdirTemp("", "imagebuild-")
 	if err != nil {
 		return nil, err
@@ -198,9 +208,9 @@ func GoBuild(ctx context.Context, dir, pkg string, ldflags ...string) ([]byte, e
 	flags := strings.Join(append([]string{"-s", "-w"}, ldflags...), " ")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", flags, "-o", bin, pkg) //nolint:gosec // the go tool building this repository
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+		return nil, fmt.Errorf("go build %s for linux/%s: %w\n%s", pkg, goarch, err, b)
 	}
 	return os.ReadFile(bin) //nolint:gosec // the file just built
 }
@@ -301,4 +311,158 @@ func CompressedSize(img v1.Image) (int64, error) {
 		total += l.Size
 	}
 	return total, nil
+}
+
+// Platform is an os/architecture pair an image is built for.
+type Platform struct {
+	OS, Arch string
+}
+
+// ParsePlatforms parses a comma-separated list of os/arch pairs, e.g.
+// "linux/amd64,linux/arm64". Only linux is accepted: the binaries are
+// static linux executables.
+func ParsePlatforms(s string) ([]Platform, error) {
+	var out []Platform
+	seen := map[Platform]bool{}
+	for f := range strings.SplitSeq(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		osName, arch, ok := strings.Cut(f, "/")
+		if !ok || osName != "linux" || arch == "" || strings.Contains(arch, "/") {
+			return nil, fmt.Errorf("platform %q: want linux/<arch>, e.g. linux/arm64", f)
+		}
+		p := Platform{OS: osName, Arch: arch}
+		if seen[p] {
+			return nil, fmt.Errorf("platform %q named twice", f)
+		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no platform named")
+	}
+	return out, nil
+}
+
+func (p Platform) String() string { return p.OS + "/" + p.Arch }
+
+// PlatformImage is one image of an index.
+type PlatformImage struct {
+	Platform Platform
+	Image    v1.Image
+}
+
+// Index returns the OCI image index of imgs, each manifest with its
+// platform, in the order given.
+func Index(imgs []PlatformImage) (v1.ImageIndex, error) {
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	adds := make([]mutate.IndexAddendum, 0, len(imgs))
+	for _, pi := range imgs {
+		cf, err := pi.Image.ConfigFile()
+		if err != nil {
+			return nil, fmt.Errorf("reading the %s config: %w", pi.Platform, err)
+		}
+		if cf.OS != pi.Platform.OS || cf.Architecture != pi.Platform.Arch {
+			return nil, fmt.Errorf("the %s image is built for %s/%s", pi.Platform, cf.OS, cf.Architecture)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: pi.Image, Descriptor: v1.Descriptor{
+			Platform: &v1.Platform{OS: pi.Platform.OS, Architecture: pi.Platform.Arch},
+		}})
+	}
+	return mutate.AppendManifests(idx, adds...), nil
+}
+
+// WriteIndexTarball writes idx tagged ref to file as an OCI image layout
+// archive (oci-layout, index.json, blobs/), as `docker buildx build
+// --output type=oci` does: `ctr image import`, `docker load` (25 and
+// later), `skopeo copy oci-archive:` and `crane push` read it. The index's
+// entry in index.json carries ref as org.opencontainers.image.ref.name.
+func WriteIndexTarball(file, ref string, idx v1.ImageIndex) (err error) {
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", ref, err)
+	}
+	dir, err := os.MkdirTemp("", "imagebuild-layout-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return fmt.Errorf("writing the image layout: %w", err)
+	}
+	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": tag.Name(),
+		"io.containerd.image.name":          tag.Name(),
+	})); err != nil {
+		return fmt.Errorf("writing the image layout: %w", err)
+	}
+	tmp := file + ".tmp"
+	f, err := os.Create(tmp) //nolint:gosec // the output file the caller names
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(tmp)
+		}
+	}()
+	tw := tar.NewWriter(f)
+	if err := tarDir(tw, dir); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", file, err)
+	}
+	return os.Rename(tmp, file)
+}
+
+// tarDir writes the regular files and directories under dir, in name
+// order, stamped with epoch.
+func tarDir(tw *tar.Writer, dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: rel + "/", Mode: 0o755, ModTime: epoch})
+		}
+		data, err := os.ReadFile(p) //nolint:gosec // a file of the layout just written
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: rel, Mode: 0o644, Size: int64(len(data)), ModTime: epoch}); err != nil {
+			return err
+		}
+		_, err = tw.Write(data)
+		return err
+	})
+}
+
+// PushIndex pushes idx, and every image it lists, to ref. Plain HTTP is
+// used for registries on loopback addresses and when insecure is set.
+func PushIndex(ctx context.Context, ref string, idx v1.ImageIndex, insecure bool) error {
+	var opts []name.Option
+	if insecure {
+		opts = append(opts, name.Insecure)
+	}
+	tag, err := name.NewTag(ref, opts...)
+	if err != nil {
+		return fmt.Errorf("image name %q: %w", ref, err)
+	}
+	if err := remote.WriteIndex(tag, idx, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	return nil
 }
