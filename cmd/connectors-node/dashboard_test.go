@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -76,35 +74,7 @@ func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
 	// An HTTPS API that wants a bearer token, its Connector, a pod allowed
 	// to use it and a pod that is not.
 	const apiToken = "api-secret-9876543210"
-	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+apiToken {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		_, _ = fmt.Fprint(w, "ok")
-	}))
-	t.Cleanup(api.Close)
-	ns := env.Namespace(t, "team")
-	_, err := env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"},
-		Type:       "connectors.cpaas.io/bearer-token",
-		StringData: map[string]string{"token": apiToken},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-ca"},
-		StringData: map[string]string{"ca.crt": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	require.NoError(t, env.Client.Create(ctx, &v1alpha1.Connector{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
-		Spec: v1alpha1.ConnectorSpec{
-			ConnectorClassName: "bearer-api",
-			Address:            api.URL,
-			Auth:               v1alpha1.ConnectorAuth{Name: "bearerToken", SecretRef: &corev1.ObjectReference{Name: "api-token"}},
-			CACertSecretRef:    &corev1.LocalObjectReference{Name: "api-ca"},
-		},
-	}))
+	ns, api := bearerAPIConnector(ctx, t, env, apiToken)
 	env.ServiceAccount(t, ns, "app")
 	env.ServiceAccount(t, ns, "other")
 	env.AllowConnectors(t, ns, ns, "app")
@@ -268,22 +238,7 @@ func startPrometheus(t *testing.T, env *apiserver.Env, prom, ops string) string 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), b, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "rules.yaml"), shortRules(t), 0o600))
 
-	web, err := loopback.FreeAddr()
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), //nolint:gosec // the test's own config
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+web)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus:\n%s", out.String())
-		}
-	})
-	return web
+	return runPrometheus(t, prom, dir)
 }
 
 // shortRules is examples/prometheus/rules.yaml with every `for:` at 1s.

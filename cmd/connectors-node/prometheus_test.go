@@ -48,21 +48,7 @@ func TestPrometheusScrapesWithTheExampleConfig(t *testing.T) {
 			t.Cleanup(func() { require.NotContains(t, logs.String(), token) })
 			config := exampleScrapeConfig(t, ops, tokenFile)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "prometheus.yml"), config, 0o600))
-			web, err := loopback.FreeAddr()
-			require.NoError(t, err)
-			ctx, cancel := context.WithCancel(context.Background())
-			cmd := exec.CommandContext(ctx, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), //nolint:gosec // the test's own config
-				"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+web)
-			out := &syncBuffer{}
-			cmd.Stdout, cmd.Stderr = out, out
-			require.NoError(t, cmd.Start())
-			t.Cleanup(func() {
-				cancel()
-				_ = cmd.Wait()
-				if t.Failed() {
-					t.Logf("prometheus:\n%s", out.String())
-				}
-			})
+			web := runPrometheus(t, prom, dir)
 			var target promTarget
 			require.Eventually(t, func() bool {
 				target = scrapeTarget(t, web)
@@ -143,4 +129,27 @@ func scrapeTarget(t *testing.T, web string) promTarget {
 		return promTarget{}
 	}
 	return body.Data.ActiveTargets[0]
+}
+
+// runPrometheus runs prom with dir/prometheus.yml, its data in dir/data,
+// until the test ends, logging its output if the test failed, and returns
+// its web address.
+func runPrometheus(t *testing.T, prom, dir string) string {
+	t.Helper()
+	web, err := loopback.FreeAddr()
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, prom, "--config.file="+filepath.Join(dir, "prometheus.yml"), //nolint:gosec // the test's own config
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+web)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("prometheus:\n%s", out.String())
+		}
+	})
+	return web
 }

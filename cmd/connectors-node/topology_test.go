@@ -121,35 +121,7 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 	// An HTTPS API that wants a bearer token, its Connector and a pod's
 	// ServiceAccount allowed to use it.
 	const apiToken = "api-secret-0123456789"
-	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+apiToken {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		_, _ = fmt.Fprint(w, "ok")
-	}))
-	t.Cleanup(api.Close)
-	ns := env.Namespace(t, "team")
-	_, err = env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"},
-		Type:       "connectors.cpaas.io/bearer-token",
-		StringData: map[string]string{"token": apiToken},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	_, err = env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-ca"},
-		StringData: map[string]string{"ca.crt": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	require.NoError(t, env.Client.Create(ctx, &v1alpha1.Connector{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
-		Spec: v1alpha1.ConnectorSpec{
-			ConnectorClassName: "bearer-api",
-			Address:            api.URL,
-			Auth:               v1alpha1.ConnectorAuth{Name: "bearerToken", SecretRef: &corev1.ObjectReference{Name: "api-token"}},
-			CACertSecretRef:    &corev1.LocalObjectReference{Name: "api-ca"},
-		},
-	}))
+	ns, api := bearerAPIConnector(ctx, t, env, apiToken)
 	env.ServiceAccount(t, ns, "app")
 	env.AllowConnectors(t, ns, ns, "app")
 
@@ -297,4 +269,41 @@ func TestSplitTopologyAcrossACARotation(t *testing.T) {
 			require.NotContains(t, string(b), "PRIVATE KEY", e.Name())
 		}
 	}
+}
+
+// bearerAPIConnector serves an HTTPS API that wants apiToken as a bearer
+// token and makes the Connector "api" of the class bearer-api for it, with
+// its token and CA Secrets, in a new namespace, which it returns.
+func bearerAPIConnector(ctx context.Context, t *testing.T, env *apiserver.Env, apiToken string) (string, *httptest.Server) {
+	t.Helper()
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+apiToken {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		_, _ = fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(api.Close)
+	ns := env.Namespace(t, "team")
+	_, err := env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-token"},
+		Type:       "connectors.cpaas.io/bearer-token",
+		StringData: map[string]string{"token": apiToken},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = env.Kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api-ca"},
+		StringData: map[string]string{"ca.crt": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	require.NoError(t, env.Client.Create(ctx, &v1alpha1.Connector{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
+		Spec: v1alpha1.ConnectorSpec{
+			ConnectorClassName: "bearer-api",
+			Address:            api.URL,
+			Auth:               v1alpha1.ConnectorAuth{Name: "bearerToken", SecretRef: &corev1.ObjectReference{Name: "api-token"}},
+			CACertSecretRef:    &corev1.LocalObjectReference{Name: "api-ca"},
+		},
+	}))
+	return ns, api
 }
