@@ -117,3 +117,62 @@ func TestOpsPortRBACOnARealAPIServer(t *testing.T) {
 		})
 	}
 }
+
+// TestPodMonitorScrapesWhatTheScrapeConfigDoes: the Prometheus Operator's
+// form of the example (examples/prometheus/podmonitor.yaml; no operator
+// runs here) selects every pod with an ops port in both topologies, in
+// their namespace, on the port named metrics, and sends a token of the
+// ServiceAccount rbac.yaml lets get /metrics.
+func TestPodMonitorScrapesWhatTheScrapeConfigDoes(t *testing.T) {
+	objs, err := manifests.Load(filepath.Join(apiserver.RepoRoot(), "examples", "prometheus", "podmonitor.yaml"))
+	require.NoError(t, err)
+	var pm, secret *unstructured.Unstructured
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "PodMonitor":
+			pm = o
+		case "Secret":
+			secret = o
+		}
+	}
+	require.NotNil(t, pm, "no PodMonitor")
+	require.NotNil(t, secret, "no token Secret")
+
+	selector, _, err := unstructured.NestedStringMap(pm.Object, "spec", "selector", "matchLabels")
+	require.NoError(t, err)
+	namespaces, _, err := unstructured.NestedStringSlice(pm.Object, "spec", "namespaceSelector", "matchNames")
+	require.NoError(t, err)
+	endpoints, _, err := unstructured.NestedSlice(pm.Object, "spec", "podMetricsEndpoints")
+	require.NoError(t, err)
+	require.Len(t, endpoints, 1)
+	ep := endpoints[0].(map[string]any)
+	require.Equal(t, "metrics", ep["port"])
+	require.Equal(t, "/metrics", ep["path"])
+	tokenSecret, _, err := unstructured.NestedString(ep, "authorization", "credentials", "name")
+	require.NoError(t, err)
+	require.Equal(t, secret.GetName(), tokenSecret)
+	require.Equal(t, pm.GetNamespace(), secret.GetNamespace(), "the operator reads the Secret from the PodMonitor's namespace")
+	require.Equal(t, "kubernetes.io/service-account-token", secret.Object["type"])
+	require.Equal(t, "monitoring", secret.GetNamespace())
+	require.Equal(t, "prometheus", secret.GetAnnotations()["kubernetes.io/service-account.name"],
+		"the token is of the ServiceAccount rbac.yaml binds to connectors-node-metrics-reader")
+
+	for _, topology := range []string{"node", "split"} {
+		objs := kustomize(t, "overlays/"+topology)
+		pods := opsPods(t, objs)
+		require.NotEmpty(t, pods, topology)
+		for _, u := range objs {
+			if u.GetKind() != "DaemonSet" && u.GetKind() != "Deployment" {
+				continue
+			}
+			name := u.GetKind() + " " + u.GetName()
+			tmpl := pods[name]
+			for k, v := range selector {
+				require.Equal(t, v, tmpl.Labels[k], "%s %s: the PodMonitor does not select it", topology, name)
+			}
+			require.Contains(t, namespaces, u.GetNamespace(), "%s %s", topology, name)
+			require.True(t, slices.ContainsFunc(tmpl.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool { return p.Name == "metrics" }),
+				"%s %s has no port named metrics", topology, name)
+		}
+	}
+}
