@@ -56,8 +56,12 @@ func TestChartMonitoringFilesAreTheExamples(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, string(example), string(shipped), "charts/connectors-node/files/%s differs from examples/prometheus/%s", f, f)
 	}
-	for _, u := range render(t) {
-		require.NotContains(t, []string{"PrometheusRule", "ConfigMap"}, u.GetKind(), "monitoring objects without being asked")
+	plain := byKey(t, render(t))
+	for _, key := range []string{"PrometheusRule connectors-system/connectors-node", "ConfigMap connectors-system/connectors-node-dashboard"} {
+		require.NotContains(t, plain, key, "monitoring objects without being asked")
+	}
+	for _, u := range plain {
+		require.NotEqual(t, "PrometheusRule", u.GetKind(), "monitoring objects without being asked")
 	}
 	objs := render(t, "monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true", "monitoring.prometheusRule.labels.release=kps")
 	rule := byKey(t, objs)["PrometheusRule connectors-system/connectors-node"]
