@@ -115,7 +115,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty means the in-cluster ServiceAccount (default $KUBECONFIG)")
 	fs.StringVar(&c.namespace, "namespace", "connectors-system", "namespace of the service, where the proxy CA Secret lives")
 	fs.StringVar(&c.caSecret, "ca-secret", "connectors-proxy-ca", "name of the Secret holding the proxy CA; created on first start if absent")
-	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; a stale socket is removed at start")
+	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; replaces a socket there (a stale one, or an older instance's during an upgrade); on exit the socket is removed only while it is still this process's")
 	fs.StringVar(&c.proxyListen, "proxy-listen", ":8080", "address the forward and reverse proxy listens on")
 	fs.StringVar(&c.opsListen, "ops-listen", ":9090", "address serving /healthz, /readyz and /metrics (see --metrics-auth)")
 	fs.StringVar(&c.publicURL, "public-url", publicurl.Default, "public address of the proxy as pods reach it, http(s)://host[:port]; written into volumes and the base of path-form Connector addresses")
