@@ -14,7 +14,9 @@ import (
 	"github.com/go-logr/logr/funcr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/connectors-node/connectors-node/csi"
@@ -205,30 +207,55 @@ func manyAttributes(m map[string]string, n int) {
 	}
 }
 
-// TestSecondInstanceDoesNotTakeOverALiveSocket pins the stale-socket rule:
-// before it, a second instance removed the first's live socket, took it
-// over and deleted it on exit, leaving the first unreachable.
-func TestSecondInstanceDoesNotTakeOverALiveSocket(t *testing.T) {
+// TestNewInstanceTakesOverTheSocketAndTheOldOneLeavesIt pins the socket
+// ownership rules of a rolling upgrade with a surge (two instances on one
+// node for a while): the new instance takes the path over at once, the old
+// one keeps its open connections, and on exit the old one leaves the path
+// alone since it is no longer its own. Before, the second refused to
+// start, and an instance removed the path on exit whoever's it was (Stop's
+// os.Remove, and the listener's unlink on close).
+func TestNewInstanceTakesOverTheSocketAndTheOldOneLeavesIt(t *testing.T) {
 	h := newHarness(t, nil)
 	opts := validOptions(t)
 	opts.Endpoint = h.server.Socket()
+	oldConn := dialSocket(t, opts.Endpoint)
+	_, err := csipb.NewIdentityClient(oldConn).Probe(context.Background(), &csipb.ProbeRequest{})
+	require.NoError(t, err)
+
 	second, err := csi.NewServer(opts)
 	require.NoError(t, err)
-	err = second.Start()
-	require.ErrorContains(t, err, "another process is serving on "+h.server.Socket())
+	require.NoError(t, second.Start())
+	defer second.Stop(context.Background())
 
-	// The first still answers on its socket.
-	_, err = h.identity.Probe(context.Background(), &csipb.ProbeRequest{})
+	// The old instance still answers its open connection.
+	_, err = csipb.NewIdentityClient(oldConn).Probe(context.Background(), &csipb.ProbeRequest{})
 	require.NoError(t, err)
-	fi, err := os.Lstat(h.server.Socket())
-	require.NoError(t, err)
-	assert.Equal(t, os.ModeSocket, fi.Mode().Type())
 
-	// Once the first is gone, a new instance starts on its socket.
+	// The old instance stops: the path stays, and new clients reach the
+	// new instance on it.
 	h.stop()
-	leaveStaleSocket(t, opts.Endpoint)
-	third, err := csi.NewServer(opts)
+	fi, err := os.Lstat(opts.Endpoint)
+	require.NoError(t, err, "the old instance removed the socket the new one serves on")
+	assert.Equal(t, os.ModeSocket, fi.Mode().Type())
+	_, err = csipb.NewIdentityClient(dialSocket(t, opts.Endpoint)).Probe(context.Background(), &csipb.ProbeRequest{})
+	require.NoError(t, err, "the new instance does not answer on the socket")
+
+	// The new instance owns the path, so it removes it when it stops.
+	second.Stop(context.Background())
+	_, err = os.Lstat(opts.Endpoint)
+	assert.ErrorIs(t, err, os.ErrNotExist, "Stop leaves its own socket behind")
+	// No temporary socket is left beside it.
+	entries, err := os.ReadDir(filepath.Dir(opts.Endpoint))
 	require.NoError(t, err)
-	require.NoError(t, third.Start())
-	third.Stop(context.Background())
+	for _, e := range entries {
+		assert.NotContains(t, e.Name(), ".tmp", "temporary socket left behind")
+	}
+}
+
+func dialSocket(t *testing.T, path string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
 }

@@ -86,8 +86,9 @@ type Options struct {
 	// NodeID is this node's name, reported by NodeGetInfo. Required.
 	NodeID string
 	// Endpoint is the unix socket to listen on, as unix:///path or a plain
-	// path. A stale socket file is removed at start and its directory
-	// created. Default DefaultEndpoint.
+	// path. Its directory is created, and a socket already there (stale,
+	// or an older instance's) is atomically replaced; Stop removes it only
+	// while it is still this server's. Default DefaultEndpoint.
 	Endpoint string
 	// Version is reported by GetPluginInfo. Default DefaultVersion.
 	Version string

@@ -2,6 +2,8 @@ package csi
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
+	"syscall"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/go-logr/logr"
@@ -23,6 +25,10 @@ type Server struct {
 	log    logr.Logger
 	socket string
 	grpc   *grpc.Server
+	// owned identifies the socket file this server created, so that Stop
+	// removes the path only while it is still this server's: a newer
+	// instance may have taken it over meanwhile.
+	owned fileID
 
 	mu      sync.Mutex
 	started bool
@@ -77,8 +83,15 @@ func socketPath(endpoint string) (string, error) {
 // Socket is the path of the unix socket the server listens on.
 func (s *Server) Socket() string { return s.socket }
 
-// Start creates the socket's directory, removes a stale socket, listens, and
-// serves in the background. A Server starts once.
+// Start creates the socket's directory, listens, and serves in the
+// background. A Server starts once.
+//
+// It binds a temporary socket beside the endpoint and renames it over the
+// endpoint, so the path always answers: a stale socket is replaced, and so
+// is a live one of an older instance (a rolling upgrade with a surge runs
+// two on a node for a while); the older one keeps its open connections and
+// leaves the path alone when it stops, as it no longer owns it. Anything
+// at the path that is not a socket is refused.
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -88,14 +101,11 @@ func (s *Server) Start() error {
 	if err := os.MkdirAll(filepath.Dir(s.socket), 0o750); err != nil {
 		return fmt.Errorf("csi server: creating the socket directory: %w", err)
 	}
-	if err := removeStaleSocket(s.socket); err != nil {
+	lis, id, err := listenReplacing(s.socket)
+	if err != nil {
 		return fmt.Errorf("csi server: %w", err)
 	}
-	var lc net.ListenConfig
-	lis, err := lc.Listen(context.Background(), "unix", s.socket)
-	if err != nil {
-		return fmt.Errorf("csi server: listening on %s: %w", s.socket, err)
-	}
+	s.owned = id
 	s.started = true
 	s.served = make(chan error, 1)
 	go func() {
@@ -121,36 +131,84 @@ func (s *Server) Err() error {
 	return s.err
 }
 
-// removeStaleSocket removes a socket file left by an earlier process. It
-// refuses to remove anything that is not a socket, or a socket that answers.
-func removeStaleSocket(path string) error {
+// fileID is a file's device and inode: what tells one socket file at a
+// path from another created there later.
+type fileID struct{ dev, ino uint64 }
+
+func statID(path string) (fileID, fs.FileInfo, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fileID{}, nil, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, nil, fmt.Errorf("%s: no device and inode", path)
+	}
+	return fileID{dev: uint64(st.Dev), ino: uint64(st.Ino)}, fi, nil //nolint:unconvert // Dev is 32-bit on some platforms
+}
+
+// listenReplacing listens on a temporary unix socket beside path and
+// renames it over path, atomically replacing a socket there (stale or
+// live). It refuses to replace anything that is not a socket. It returns
+// the listener, which never unlinks on Close, and the new file's identity.
+func listenReplacing(path string) (net.Listener, fileID, error) {
 	fi, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil
 	case err != nil:
-		return fmt.Errorf("checking %s: %w", path, err)
+		return nil, fileID{}, fmt.Errorf("checking %s: %w", path, err)
 	case fi.Mode().Type() != fs.ModeSocket:
-		return fmt.Errorf("%s exists and is not a socket", path)
+		return nil, fileID{}, fmt.Errorf("%s exists and is not a socket", path)
 	}
-	// A socket something answers on is another running instance's: taking
-	// it over would leave that one unreachable (and delete the socket when
-	// this one exits).
-	d := net.Dialer{Timeout: time.Second}
-	if conn, err := d.Dial("unix", path); err == nil {
-		_ = conn.Close()
-		return fmt.Errorf("another process is serving on %s: stop it first, or use another --csi-endpoint", path)
+	// Instances in other containers may have the same pid: a random name.
+	var suffix [8]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return nil, fileID{}, fmt.Errorf("naming a temporary socket: %w", err)
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"."+hex.EncodeToString(suffix[:])+".tmp")
+	var lc net.ListenConfig
+	lis, err := lc.Listen(context.Background(), "unix", tmp)
+	if err != nil {
+		return nil, fileID{}, fmt.Errorf("listening on %s: %w", tmp, err)
+	}
+	// Close must not unlink by name (the file is renamed by then): Stop
+	// removes the path only while it is this listener's file.
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	id, _, err := statID(tmp)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, fileID{}, fmt.Errorf("placing the socket at %s: %w", path, err)
+	}
+	return lis, id, nil
+}
+
+// removeIfOwned removes path only if it is still the file identified by id.
+// It reports whether it removed it.
+func removeIfOwned(path string, id fileID) (bool, error) {
+	cur, _, err := statID(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case cur != id:
+		return false, nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("removing stale socket %s: %w", path, err)
+		return false, err
 	}
-	return nil
+	return true, nil
 }
 
 // Stop stops serving: it lets calls in flight finish (GracefulStop) until
 // ctx ends, then closes every connection (Stop) and abandons handlers that
 // are still running; then it waits for the serve loop to return and removes
-// the socket. It is safe to call more than once.
+// the socket if it is still the one this server created (a newer instance
+// may have replaced it). It is safe to call more than once.
 func (s *Server) Stop(ctx context.Context) {
 	s.mu.Lock()
 	served := s.served
@@ -169,8 +227,12 @@ func (s *Server) Stop(ctx context.Context) {
 	if served != nil {
 		for range served {
 		}
-		if err := os.Remove(s.socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		removed, err := removeIfOwned(s.socket, s.owned)
+		switch {
+		case err != nil:
 			s.log.Error(err, "removing the csi socket", "socket", s.socket)
+		case !removed:
+			s.log.Info("csi socket not removed: it is no longer this server's", "socket", s.socket)
 		}
 	}
 	s.log.Info("csi server stopped")

@@ -48,6 +48,7 @@ type config struct {
 	secretTTL             time.Duration
 	tokenCacheTTL         time.Duration
 	shutdownTimeout       time.Duration
+	shutdownDelay         time.Duration
 	verbosity             int
 	auditLog              string
 
@@ -123,7 +124,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.StringVar(&c.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty means the in-cluster ServiceAccount (default $KUBECONFIG)")
 	fs.StringVar(&c.namespace, "namespace", "connectors-system", "namespace of the service, where the proxy CA Secret lives")
 	fs.StringVar(&c.caSecret, "ca-secret", "connectors-proxy-ca", "name of the Secret holding the proxy CA; created on first start if absent")
-	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; a stale socket is removed at start")
+	fs.StringVar(&c.csiEndpoint, "csi-endpoint", csi.DefaultEndpoint, "CSI gRPC endpoint, unix://<path>; replaces a socket there (a stale one, or an older instance's during an upgrade); on exit the socket is removed only while it is still this process's")
 	fs.StringVar(&c.proxyListen, "proxy-listen", ":8080", "address the forward and reverse proxy listens on")
 	fs.StringVar(&c.opsListen, "ops-listen", ":9090", "address serving /healthz, /readyz and /metrics (see --metrics-auth)")
 	fs.StringVar(&c.publicURL, "public-url", publicurl.Default, "public address of the proxy as pods reach it, http(s)://host[:port]; written into volumes and the base of path-form Connector addresses")
@@ -139,6 +140,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.DurationVar(&c.secretTTL, "secret-cache-ttl", kube.DefaultSecretTTL, "how long a credential Secret read stays cached; a Secret whose credential an upstream refuses (401 or 403) is read again at once, at most every 10s")
 	fs.DurationVar(&c.tokenCacheTTL, "token-cache-ttl", 5*time.Minute, "upper bound on caching a token review; never past the token's expiry")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 20*time.Second, "how long to drain in-flight requests and CSI calls on SIGTERM")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, first answer /readyz with 503 and keep serving every listener this long, so Service endpoints (kube-proxy) move new connections to another instance before the listeners close; then drain within --shutdown-timeout. 0 closes at once")
 	fs.StringVar(&c.auditLog, "audit-log", "-", "where the proxy writes its audit log, one JSON line per proxied request: - for standard output, or a file, appended to")
 	fs.StringVar(&c.serve, "serve", roleCSI+","+roleProxy, "roles to serve, a comma list: csi (the node plugin; reads Connectors and the published CA certificates, never a Secret) and proxy (holds Secret access and the CA key; publishes the CA certificates)")
 	fs.StringVar(&c.caConfigMap, "ca-configmap", ca.DefaultConfigMap, "name of the ConfigMap in --namespace that publishes the proxy CA certificates without the key; the proxy role writes it, a csi-only node reads only it")
@@ -242,6 +244,9 @@ func (c *config) validate() error {
 		if d <= 0 {
 			bad(name, "must be positive, got %s", d)
 		}
+	}
+	if c.shutdownDelay < 0 {
+		bad("shutdown-delay", "must not be negative, got %s", c.shutdownDelay)
 	}
 	if c.kubeletRoot == "" || !filepath.IsAbs(c.kubeletRoot) {
 		bad("kubelet-root", "%q is not an absolute path", c.kubeletRoot)

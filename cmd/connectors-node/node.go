@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -42,6 +43,9 @@ type node struct {
 	status *status.Reconciler
 	// ready reports whether the caches are synced and the CA loaded.
 	ready func(context.Context) error
+	// stopping is set on SIGTERM: /readyz fails from then on, while the
+	// listeners serve on for --shutdown-delay.
+	stopping atomic.Bool
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {
@@ -231,6 +235,9 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 		}
 	}
 	ready := func(context.Context) error {
+		if n.stopping.Load() {
+			return errors.New("shutting down")
+		}
 		if !cache.Synced() {
 			return errors.New("caches not synced")
 		}
@@ -316,6 +323,20 @@ func watchPods(ctx context.Context, cfg *config, rc *rest.Config, breaker *kube.
 	return w, nil
 }
 
+// failed reports whether ctx ended because a server failed, not on a signal.
+func failed(ctx context.Context) bool {
+	err := context.Cause(ctx)
+	return err != nil && !errors.Is(err, context.Canceled)
+}
+
+// csiDone is closed when the CSI server stops serving; never without one.
+func (n *node) csiDone() <-chan struct{} {
+	if n.csi == nil {
+		return nil
+	}
+	return n.csi.Done()
+}
+
 // serve runs every server until ctx ends or one fails, then stops them in
 // order: the proxy drains its requests, the CSI server its calls, and the ops
 // endpoints go last so probes answer during the drain.
@@ -368,10 +389,23 @@ func (n *node) serve(ctx context.Context) error {
 	statusDone := n.runStatus(ctx)
 	go n.releaseStartupPages(ctx)
 	<-ctx.Done()
-	n.log.Info("shutting down")
+	n.stopping.Store(true)
+	n.log.Info("shutting down", "delay", n.cfg.shutdownDelay.String())
 	// The status writer stops first and releases its lease, so another
 	// node takes over at once.
 	<-statusDone
+	// Not ready from now on, but still serving: endpoints drop this pod
+	// and kube-proxy moves new connections to another instance (the one a
+	// surge started on this node) before the listeners close. A failed
+	// server ends the wait.
+	if n.cfg.shutdownDelay > 0 && !failed(ctx) {
+		t := time.NewTimer(n.cfg.shutdownDelay)
+		select {
+		case <-t.C:
+		case <-n.csiDone():
+		}
+		t.Stop()
+	}
 
 	stopCtx, stop := context.WithTimeout(context.Background(), n.cfg.shutdownTimeout)
 	defer stop()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +48,23 @@ func startRole(t *testing.T, env *apiserver.Env, sa string, args ...string) *syn
 // ends, and returns its ops address and log once probe answers 200 there.
 func runRole(t *testing.T, env *apiserver.Env, sa, probe string, args ...string) (string, *syncBuffer) {
 	t.Helper()
+	ops, logs, stop := launchRole(t, env, sa, probe, args...)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("%s stopped with %v", sa, err)
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", sa, logs.String())
+		}
+	})
+	return ops, logs
+}
+
+// launchRole is runRole whose caller stops the process: stop cancels its
+// context (as SIGTERM does) and returns run's result. The test's end stops
+// it too, if the caller has not.
+func launchRole(t *testing.T, env *apiserver.Env, sa, probe string, args ...string) (string, *syncBuffer, func() error) {
+	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
 	require.NoError(t, env.WriteKubeconfig(kubeconfig, env.Token(t, "connectors-system", sa, nil, time.Hour)))
 	ops, err := loopback.FreeAddr()
@@ -57,15 +75,16 @@ func runRole(t *testing.T, env *apiserver.Env, sa, probe string, args ...string)
 	go func() {
 		done <- run(ctx, append([]string{"--kubeconfig=" + kubeconfig, "--ops-listen=" + ops, "--system-roots="}, args...), logs, logs)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("%s stopped with %v", sa, err)
-		}
-		if t.Failed() {
-			t.Logf("%s log:\n%s", sa, logs.String())
-		}
-	})
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			runErr = <-done
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
 	require.Eventually(t, func() bool {
 		resp, err := http.Get("http://" + ops + probe) //nolint:noctx // a test probe
 		if err != nil {
@@ -74,7 +93,7 @@ func runRole(t *testing.T, env *apiserver.Env, sa, probe string, args ...string)
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, time.Minute, 50*time.Millisecond, "%s never answered %s; log:\n%s", sa, probe, logs)
-	return ops, logs
+	return ops, logs, stop
 }
 
 // TestSplitTopologyAcrossACARotation runs the split topology as deployed:

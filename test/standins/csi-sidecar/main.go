@@ -8,12 +8,20 @@
 //
 // As registrar it asks the plugin its name (GetPluginInfo) and serves
 // kubelet's plugin-registration API (k8s.io/kubelet/pkg/apis/pluginregistration/v1)
-// on <plugin-registration-path>/<driver>-reg.sock. As livenessprobe it
-// answers /healthz with the plugin's Probe.
+// on <plugin-registration-path>/<driver>-reg.sock. Like the real one it
+// (re)creates that socket on start, so kubelet (re)registers the driver
+// with it: it binds a temporary socket and renames it over the path, so
+// the path never goes missing when a new pod's registrar starts beside an
+// old one (a rolling upgrade with a surge). On exit it removes the socket
+// only while the file there is the one it created: an old pod stopping
+// after a new one started leaves the new registration alone. As
+// livenessprobe it answers /healthz with the plugin's Probe.
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -126,13 +134,18 @@ func registrar(ctx context.Context, args []string) error {
 		return err
 	}
 	socket := filepath.Join(*regDir, driver+"-reg.sock")
-	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	lis, err := (&net.ListenConfig{}).Listen(ctx, "unix", socket)
+	lis, id, err := listenReplacing(socket)
 	if err != nil {
 		return err
 	}
+	defer func() {
+		switch removed, err := removeIfOwned(socket, id); {
+		case err != nil:
+			log.Printf("removing %s: %v", socket, err)
+		case !removed:
+			log.Printf("leaving %s: it is no longer this registrar's", socket)
+		}
+	}()
 	srv := grpc.NewServer()
 	registration.RegisterRegistrationServer(srv, &registrationServer{driver: driver, endpoint: *kubeletPath})
 	go func() {
@@ -141,6 +154,64 @@ func registrar(ctx context.Context, args []string) error {
 	}()
 	log.Printf("serving the registration of %s on %s", driver, socket)
 	return srv.Serve(lis)
+}
+
+// fileID is a file's device and inode.
+type fileID struct{ dev, ino uint64 }
+
+func statID(path string) (fileID, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fileID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, fmt.Errorf("%s: no device and inode", path)
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, nil //nolint:unconvert // Dev is 32-bit on some platforms
+}
+
+// listenReplacing listens on a temporary socket beside path and renames it
+// over path, replacing a socket there atomically. The listener never
+// unlinks on Close.
+func listenReplacing(path string) (net.Listener, fileID, error) {
+	var suffix [8]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return nil, fileID{}, err
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+"."+hex.EncodeToString(suffix[:])+".tmp")
+	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "unix", tmp)
+	if err != nil {
+		return nil, fileID{}, err
+	}
+	lis.(*net.UnixListener).SetUnlinkOnClose(false)
+	id, err := statID(tmp)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, fileID{}, fmt.Errorf("placing the registration socket at %s: %w", path, err)
+	}
+	return lis, id, nil
+}
+
+// removeIfOwned removes path only while it is the file identified by id.
+func removeIfOwned(path string, id fileID) (bool, error) {
+	cur, err := statID(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	case cur != id:
+		return false, nil
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }
 
 func livenessprobe(ctx context.Context, args []string) error {
