@@ -54,3 +54,16 @@ if [ ! -e "$verdaccio_dir/node_modules/verdaccio/bin/verdaccio" ]; then
   rm -rf "$verdaccio_dir"
   mv "$verdaccio_dir.tmp" "$verdaccio_dir"
 fi
+# Yarn 4 (@yarnpkg/cli-dist), the Yarn stories' client, from the npm
+# registry at the version e2e/catalog_yarn_test.go pins, into a cache
+# outside the repository keyed by that version (where the tests look).
+yarn_version="$(sed -n 's/^const yarnVersion = "\(.*\)"$/\1/p' "$root/e2e/catalog_yarn_test.go")"
+yarn_dir="${XDG_CACHE_HOME:-$HOME/.cache}/connectors-node/yarn-$yarn_version"
+if [ ! -e "$yarn_dir/node_modules/@yarnpkg/cli-dist/bin/yarn.js" ]; then
+  echo "install-deps: installing Yarn $yarn_version into $yarn_dir" >&2
+  rm -rf "$yarn_dir.tmp"
+  mkdir -p "$yarn_dir.tmp"
+  npm install --prefix "$yarn_dir.tmp" --no-audit --no-fund --omit=dev --loglevel=error "@yarnpkg/cli-dist@$yarn_version" >/dev/null
+  rm -rf "$yarn_dir"
+  mv "$yarn_dir.tmp" "$yarn_dir"
+fi

@@ -104,6 +104,30 @@ func (f *fixture) inner(t testing.TB, authority, serverName, request string, ins
 	return readStatus(t, br, all)
 }
 
+// plainInner sends a raw request inside a tunnel to the http:// Connector
+// plain, which the proxy serves in the clear.
+func (f *fixture) plainInner(t testing.TB, authority, request string, all *bodies) int {
+	t.Helper()
+	c := dial(t, f.addr)
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, "CONNECT "+authority+" HTTP/1.1\r\nHost: "+authority+"\r\n"+proxyAuth("team-a/plain", tokA)+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		t.Fatalf("CONNECT %s: %v", authority, err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode
+	}
+	if _, err := io.WriteString(c, request); err != nil {
+		t.Fatal(err)
+	}
+	return readStatus(t, br, all)
+}
+
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader

@@ -10,7 +10,8 @@ import (
 )
 
 // serveConnect handles CONNECT host:port: intercept when a listed
-// Connector serves the host, else refuse (or tunnel blindly when allowed).
+// Connector serves the host (over TLS for https://, in the clear for
+// http://), else refuse (or tunnel blindly when allowed).
 func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 	t, err := match.ParseAuthority(r.Host)
 	if err != nil {
@@ -23,6 +24,16 @@ func (p *Proxy) serveConnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cand, matched := match.AnyAuthority(c.cands, t)
+	if !matched {
+		// Some clients (Yarn 2 and later) tunnel plain HTTP too: a
+		// Connector whose address is http:// at this host and port gets
+		// its requests served in the clear inside the tunnel.
+		plain := t
+		plain.Scheme = "http"
+		if cand, matched = match.AnyAuthority(c.cands, plain); matched {
+			t = plain
+		}
+	}
 	if !matched && !p.opts.AllowUnmatchedTunnels {
 		p.fail(w, r, noConnector(t))
 		return

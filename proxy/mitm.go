@@ -23,10 +23,22 @@ type tunnel struct {
 	sniMismatch string
 }
 
-// intercept terminates TLS with a leaf for the CONNECT host and serves the
-// inner HTTP/1.1 requests, each checked and proxied on its own.
+// intercept terminates TLS with a leaf for the CONNECT host (or, for an
+// http:// target, reads the tunnel in the clear) and serves the inner
+// HTTP/1.1 requests, each checked and proxied on its own.
 func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t match.Target) {
 	e := entryFrom(r.Context())
+	tun := &tunnel{caller: c, target: t}
+	if t.Scheme == "http" {
+		conn, err := p.hijack(w, r)
+		if err != nil {
+			e.err = err
+			return
+		}
+		defer func() { _ = conn.Close() }()
+		p.serveTunnel(r, tun, conn, &headConn{Conn: conn, on: true})
+		return
+	}
 	// Sign (or fetch) the leaf before answering 200, so a CA failure is a
 	// clean 500 rather than a broken handshake.
 	leaf, err := p.leaves.get(t.Host)
@@ -40,7 +52,6 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 		return
 	}
 	defer func() { _ = conn.Close() }()
-	tun := &tunnel{caller: c, target: t}
 	tlsConn := tls.Server(conn, tun.tlsConfig(leaf))
 	ctx, cancel := context.WithTimeout(r.Context(), p.opts.TLSHandshakeTimeout)
 	err = tlsConn.HandshakeContext(ctx)
@@ -49,7 +60,12 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 		e.err = fmt.Errorf("client TLS handshake: %w", err)
 		return
 	}
-	hc := &headConn{Conn: tlsConn, on: true}
+	p.serveTunnel(r, tun, conn, &headConn{Conn: tlsConn, on: true})
+}
+
+// serveTunnel serves the inner requests of tun, read from hc, until conn
+// closes or the proxy shuts down.
+func (p *Proxy) serveTunnel(r *http.Request, tun *tunnel, conn net.Conn, hc *headConn) {
 	srv := p.innerServer(r.Context(), tun, hc)
 	if !p.tunnels.add(conn, srv) {
 		return
@@ -124,7 +140,7 @@ func (tun *tunnel) resolve(p *Proxy) resolver {
 			return nil, err
 		}
 		t := tun.target
-		target := &url.URL{Scheme: "https", Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+		target := &url.URL{Scheme: t.Scheme, Host: hostPort(t), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 		it, err := match.ParseURL(target)
 		if err != nil {
 			return nil, statusErrorf(http.StatusBadRequest, "bad request target")
@@ -142,12 +158,12 @@ func (tun *tunnel) checkTarget(r *http.Request) error {
 			"TLS server name does not match the CONNECT host %s", t.Host)
 	}
 	if r.URL.IsAbs() || r.URL.Host != "" {
-		if u, err := match.ParseURL(r.URL); err != nil || u.Scheme != "https" || u.Host != t.Host || u.Port != t.Port {
+		if u, err := match.ParseURL(r.URL); err != nil || u.Scheme != t.Scheme || u.Host != t.Host || u.Port != t.Port {
 			return statusErrorf(http.StatusMisdirectedRequest, "request target does not match the CONNECT host %s", t.Host)
 		}
 	}
 	if r.Host != "" {
-		host, port, err := match.Authority(r.Host, "443")
+		host, port, err := match.Authority(r.Host, match.DefaultPort(t.Scheme))
 		if err != nil || host != t.Host || port != t.Port {
 			return statusErrorf(http.StatusMisdirectedRequest, "Host does not match the CONNECT host %s", t.Host)
 		}
@@ -156,7 +172,7 @@ func (tun *tunnel) checkTarget(r *http.Request) error {
 }
 
 func hostPort(t match.Target) string {
-	if t.Port == "443" {
+	if t.Port == match.DefaultPort(t.Scheme) {
 		return bracket(t.Host)
 	}
 	return net.JoinHostPort(t.Host, t.Port)

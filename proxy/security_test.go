@@ -63,6 +63,12 @@ func innerCase(name, authority, sni, req string, insecure bool, want int, inject
 	}}
 }
 
+func plainCase(name, authority, req string, want int, inject func(*fixture) string) secCase {
+	return secCase{name: name, want: want, inject: inject, do: func(t *testing.T, f *fixture, all *bodies) int {
+		return f.plainInner(t, f.expand(authority), f.expand(req), all)
+	}}
+}
+
 // expand replaces {A} {B} {C} {S} by upstream ports and {TA} {TB} by tokens.
 func (f *fixture) expand(s string) string {
 	return strings.NewReplacer("{A}", f.pa, "{B}", f.pb, "{C}", f.pc, "{S}", f.ps,
@@ -134,6 +140,14 @@ func securityCases() []secCase {
 		innerCase("mitm: inner Host with another port", "api.example.test:{A}", "api.example.test", "GET / HTTP/1.1\r\nHost: api.example.test:{B}\r\n\r\n", false, 421, nil),
 		innerCase("mitm: inner absolute URL to another host", "api.example.test:{A}", "api.example.test", "GET https://other.example.test:{A}/ HTTP/1.1\r\nHost: api.example.test:{A}\r\n\r\n", false, 421, nil),
 		innerCase("mitm: inner absolute URL with http scheme", "api.example.test:{A}", "api.example.test", "GET http://api.example.test:{A}/ HTTP/1.1\r\nHost: api.example.test:{A}\r\n\r\n", false, 421, nil),
+
+		// Inside a tunnel to an http:// Connector, served in the clear.
+		plainCase("plain tunnel: control", "plain.example.test:{C}", "GET /in HTTP/1.1\r\nHost: plain.example.test:{C}\r\n\r\n", 200, basicOf),
+		plainCase("plain tunnel: inner Host of another host", "plain.example.test:{C}", "GET / HTTP/1.1\r\nHost: other.example.test:{C}\r\n\r\n", 421, nil),
+		plainCase("plain tunnel: inner Host without the port", "plain.example.test:{C}", "GET / HTTP/1.1\r\nHost: plain.example.test\r\n\r\n", 421, nil),
+		plainCase("plain tunnel: inner absolute URL with https scheme", "plain.example.test:{C}", "GET https://plain.example.test:{C}/ HTTP/1.1\r\nHost: plain.example.test:{C}\r\n\r\n", 421, nil),
+		plainCase("plain tunnel: inner absolute URL to another host", "plain.example.test:{C}", "GET http://other.example.test:{C}/ HTTP/1.1\r\nHost: plain.example.test:{C}\r\n\r\n", 421, nil),
+		plainCase("plain tunnel: another port is refused", "plain.example.test:{A}", "", 403, nil),
 
 		// Host header against the absolute-form target.
 		{name: "forward: decision and outbound Host follow the URL authority", want: 200, inject: basicOf,
