@@ -28,7 +28,7 @@ func TestTokenFromOtherNodeRefused(t *testing.T) {
 	defer cancel()
 	const repoName = "replayed"
 	srv, _, password := gitServer(t, repoName)
-	n.gitConnector(ctx, t, srv.URL, password)
+	n.gitConnector(ctx, t, srv.URL, password, repoName+".git")
 	public, err := n.publicURL(ctx)
 	if err != nil {
 		t.Fatal(err)

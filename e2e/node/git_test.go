@@ -168,7 +168,7 @@ func auditedPath(log, connector, path string) bool {
 func (n *cluster) gitCloneJob(ctx context.Context, t *testing.T, name, node string) corev1.Pod {
 	t.Helper()
 	srv, repo, password := gitServer(t, name)
-	n.gitConnector(ctx, t, srv.URL, password)
+	n.gitConnector(ctx, t, srv.URL, password, name+".git")
 	// The files name the address in the Connector's status once the status
 	// writer has reconciled it: the path form under the proxy the
 	// DaemonSet's pod names.
@@ -254,11 +254,12 @@ func (n *cluster) runJob(ctx context.Context, t *testing.T, name, manifest strin
 
 // gitConnector applies the catalog's Git ConnectorClass and examples/git-connector.yaml
 // (Secret, Connector, the git-clone ServiceAccount and its RBAC) for a Git
-// server at address with the password. The Secret is one of the
+// server at address with the password, and the repository the class's
+// auth probe reads (for a server that has none, any name). The Secret is one of the
 // password's own (gitSecret): the proxies cache a Secret they read for
 // --secret-cache-ttl, so a story that rewrote a shared one could meet the
 // previous story's password.
-func (n *cluster) gitConnector(ctx context.Context, t *testing.T, address, password string) {
+func (n *cluster) gitConnector(ctx context.Context, t *testing.T, address, password, repo string) {
 	t.Helper()
 	if _, err := n.kubectl(ctx, catalogClass(t, "git.yaml"), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
@@ -267,6 +268,7 @@ func (n *cluster) gitConnector(ctx context.Context, t *testing.T, address, passw
 		"name: git-credentials", "name: "+gitSecret(password),
 		"replace-with-a-personal-access-token", password,
 		"address: https://github.com", "address: "+address,
+		"value: example/private-repo", "value: "+repo,
 	), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}

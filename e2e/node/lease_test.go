@@ -29,7 +29,7 @@ func TestStatusLeaseMovesWhenTheHolderNodeStops(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	srv, _, password := gitServer(t, "lease-repo")
-	n.gitConnector(ctx, t, srv.URL, password)
+	n.gitConnector(ctx, t, srv.URL, password, "lease-repo.git")
 	public, err := n.publicURL(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -112,7 +112,7 @@ func TestNonRootPodsReadTheFiles(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	password := randomHex(t)
-	n.gitConnector(ctx, t, "http://127.0.0.1:1", password)
+	n.gitConnector(ctx, t, "http://127.0.0.1:1", password, "repo.git")
 
 	cases := []struct {
 		name, securityContext, mode, group string
@@ -148,7 +148,7 @@ func TestPodWithoutRBACStaysContainerCreating(t *testing.T) {
 	n := suite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	n.gitConnector(ctx, t, "http://127.0.0.1:1", randomHex(t))
+	n.gitConnector(ctx, t, "http://127.0.0.1:1", randomHex(t), "repo.git")
 	if _, err := n.kubectl(ctx, "", "create", "serviceaccount", "-n", "default", "no-rbac"); err != nil && !strings.Contains(err.Error(), "AlreadyExists") {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestDaemonSetPodReplacedWhileVolumesAreMounted(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	password := randomHex(t)
-	n.gitConnector(ctx, t, "http://127.0.0.1:1", password)
+	n.gitConnector(ctx, t, "http://127.0.0.1:1", password, "repo.git")
 	reader := `while true; do if cat /connectors/.gitconfig > /dev/null; then echo READ-OK; else echo READ-FAILED; fi; sleep 1; done`
 	n.runPod(ctx, t, podSpec{name: "steady-reader", serviceAccount: "git-clone", securityContext: "{runAsUser: 1000, fsGroup: 1000}", script: reader})
 	pod := n.waitPhase(ctx, t, "steady-reader", corev1.PodRunning)

@@ -75,7 +75,8 @@ func (n *cluster) setupRepublish(ctx context.Context, s *republishStory) error {
 	connector, err := exampleText("git-connector.yaml",
 		"namespace: default", "namespace: "+republishNamespace,
 		"replace-with-a-personal-access-token", s.password,
-		"address: https://github.com", "address: "+srv.URL)
+		"address: https://github.com", "address: "+srv.URL,
+		"value: example/private-repo", "value: watched.git")
 	if err != nil {
 		return err
 	}

@@ -25,7 +25,7 @@ func TestKubeletRestartKeepsMounts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	password := randomHex(t)
-	n.gitConnector(ctx, t, "http://127.0.0.1:1", password)
+	n.gitConnector(ctx, t, "http://127.0.0.1:1", password, "repo.git")
 	w := n.nodes[1]
 	reader := `while true; do if cat /connectors/.gitconfig > /dev/null; then echo READ-OK; else echo READ-FAILED; fi; sleep 1; done`
 	names := []string{"restart-reader-0", "restart-reader-1", "restart-reader-2"}

@@ -39,7 +39,7 @@ func TestRollingUpgradeDropsNoRequest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	srv, repo, password := gitServer(t, "upgrade-repo")
-	n.gitConnector(ctx, t, srv.URL, password)
+	n.gitConnector(ctx, t, srv.URL, password, "upgrade-repo.git")
 	public, err := n.publicURL(ctx)
 	if err != nil {
 		t.Fatal(err)

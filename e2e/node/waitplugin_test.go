@@ -22,7 +22,7 @@ func TestPodWaitsForThePluginOnItsNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	password := randomHex(t)
-	n.gitConnector(ctx, t, "http://127.0.0.1:1", password)
+	n.gitConnector(ctx, t, "http://127.0.0.1:1", password, "repo.git")
 	w := n.nodes[1]
 	setOSLabel := func(ctx context.Context, value string) error {
 		patch := `{"metadata":{"labels":{"kubernetes.io/os":null}}}`
