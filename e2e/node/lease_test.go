@@ -89,7 +89,7 @@ metadata: {name: git-after-stop, namespace: default}
 spec:
   connectorClassName: git
   address: %s
-  auth: {name: basicAuth, secretRef: {name: %s}}
+  auth: {name: basicAuth, secretRef: {name: %s}, params: [{name: repository, value: lease-repo.git}]}
 `, srv.URL, gitSecret(password)), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}

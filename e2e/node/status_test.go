@@ -20,20 +20,9 @@ import (
 	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
-// hostFormProbes are the probes the story adds to its class: both ask
-// the Git server for the repository's refs, the auth probe with the
-// Connector's credential injected.
-const hostFormProbes = `spec:
-  livenessProbe:
-    http: {path: "/host-form-repo.git/info/refs?service=git-upload-pack"}
-  authProbes:
-    - authName: basicAuth
-      probe:
-        http: {path: "/host-form-repo.git/info/refs?service=git-upload-pack"}
-`
-
 // hostFormObjects are the story's objects: a Git Connector of the
-// host-form class with its Secret, one whose Secret does not exist, one
+// host-form class with its Secret (each names the repository the class's
+// auth probe reads), one whose Secret does not exist, one
 // whose password is wrong, and the ServiceAccount allowed to use the
 // first.
 const hostFormObjects = `apiVersion: v1
@@ -54,7 +43,7 @@ metadata: {name: git-wrong-password, namespace: default}
 spec:
   connectorClassName: git-host
   address: %[2]s
-  auth: {name: basicAuth, secretRef: {name: git-wrong-credentials}}
+  auth: {name: basicAuth, secretRef: {name: git-wrong-credentials}, params: [{name: repository, value: host-form-repo.git}]}
 ---
 apiVersion: connectors.alauda.io/v1alpha1
 kind: Connector
@@ -62,7 +51,7 @@ metadata: {name: git-host, namespace: default}
 spec:
   connectorClassName: git-host
   address: %[2]s
-  auth: {name: basicAuth, secretRef: {name: git-host-credentials}}
+  auth: {name: basicAuth, secretRef: {name: git-host-credentials}, params: [{name: repository, value: host-form-repo.git}]}
 ---
 apiVersion: connectors.alauda.io/v1alpha1
 kind: Connector
@@ -70,7 +59,7 @@ metadata: {name: git-no-secret, namespace: default}
 spec:
   connectorClassName: git-host
   address: %[2]s
-  auth: {name: basicAuth, secretRef: {name: git-missing-credentials}}
+  auth: {name: basicAuth, secretRef: {name: git-missing-credentials}, params: [{name: repository, value: host-form-repo.git}]}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -113,8 +102,7 @@ func TestConnectorStatusAndHostFormAddress(t *testing.T) {
 	defer cancel()
 	srv, repo, password := gitServer(t, "host-form-repo")
 	class := replaced(t, catalogClass(t, "git.yaml"),
-		"metadata:\n  name: git\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n", "metadata:\n  name: git-host\n",
-		"\nspec:\n", "\n"+hostFormProbes)
+		"metadata:\n  name: git\n  annotations:\n    connectors.cpaas.io/proxy-resolver: path\n", "metadata:\n  name: git-host\n")
 	for _, m := range []string{class, fmt.Sprintf(hostFormObjects, password, srv.URL)} {
 		if _, err := n.kubectl(ctx, m, "apply", "-f", "-"); err != nil {
 			t.Fatal(err)
