@@ -5,6 +5,7 @@
 package gitserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"fmt"
@@ -28,6 +29,7 @@ type Server struct {
 	srv      *http.Server
 	mu       sync.Mutex
 	users    []string
+	stderr   bytes.Buffer
 	user     string
 	password string
 }
@@ -65,10 +67,7 @@ func Start(root, user, password string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{URL: "http://" + ln.Addr().String(), Root: root, user: user, password: password}
-	h := &cgi.Handler{
-		Path: backend,
-		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
-	}
+	h := s.backend(backend)
 	s.srv = &http.Server{Handler: s.auth(h), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 	return s, nil
@@ -84,11 +83,39 @@ func NewHandler(root, user, password string) (*Server, http.Handler, error) {
 		return nil, nil, err
 	}
 	s := &Server{Root: root, user: user, password: password, srv: &http.Server{ReadHeaderTimeout: 10 * time.Second}}
-	h := &cgi.Handler{
-		Path: backend,
-		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root},
-	}
+	h := s.backend(backend)
 	return s, s.auth(h), nil
+}
+
+// backend is git http-backend for the repositories under s.Root. What it
+// writes to stderr (such as "Request not supported" for a path that is no
+// repository, as a probe of / is) is kept for Stderr, not written into the
+// output of the test that runs the server.
+func (s *Server) backend(path string) *cgi.Handler {
+	return &cgi.Handler{
+		Path:   path,
+		Env:    []string{"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + s.Root},
+		Stderr: lockedWriter{mu: &s.mu, w: &s.stderr},
+	}
+}
+
+// Stderr returns what git http-backend has written to its stderr.
+func (s *Server) Stderr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+// lockedWriter writes to w under mu.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (s *Server) auth(next http.Handler) http.Handler {
