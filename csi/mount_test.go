@@ -22,6 +22,7 @@ import (
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
 	"github.com/connectors-node/connectors-node/csi/mounter"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // These tests mount real tmpfs file systems and need root.
@@ -31,9 +32,7 @@ func requireRoot(t testing.TB) {
 	if testing.Short() {
 		t.Skip("mounts tmpfs; skipped with -short (make test-unit)")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("mounting tmpfs needs root")
-	}
+	testenv.NeedRoot(t, "mounting a tmpfs")
 }
 
 // newRealHarness is a harness with the real mounter. Every mount left under

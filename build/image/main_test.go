@@ -42,7 +42,7 @@ const qemuARM64 = "qemu-aarch64-static"
 // the arm64 binary answers --version and --help under qemu.
 func TestImageIndexHasBothPlatforms(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary for two architectures")
+		t.Skip("builds the binary for two architectures: make test-integration runs it")
 	}
 	qemu, err := exec.LookPath(qemuARM64)
 	if err != nil {
@@ -151,7 +151,7 @@ func TestImageIndexHasBothPlatforms(t *testing.T) {
 // image, and nothing is built for another architecture.
 func TestOnePlatformIsAnImageTarball(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary")
+		t.Skip("builds the binary: make test-integration runs it")
 	}
 	t.Chdir(apiserver.RepoRoot())
 	out := t.TempDir()

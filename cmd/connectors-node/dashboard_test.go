@@ -56,9 +56,7 @@ type ruleFile struct {
 // rule file is rewritten with every `for:` at 1s; expressions, metric
 // names and thresholds are the shipped ones.
 func TestDashboardAndAlertsAgainstPrometheus(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: volumes are tmpfs mounts, which need root")
-	}
+	testenv.NeedRoot(t, "volumes (tmpfs mounts)")
 	prom := lookPrometheus(t)
 	env := apiserver.Start(t, apiserver.Options{})
 	ctx := context.Background()

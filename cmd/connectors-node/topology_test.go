@@ -103,9 +103,7 @@ func launchRole(t *testing.T, env *apiserver.Env, sa, probe string, args ...stri
 // curl, trusting only the mounted ca-bundle.crt, goes through TLS
 // interception before, during and after a CA rotation.
 func TestSplitTopologyAcrossACARotation(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: volumes are tmpfs mounts, which need root")
-	}
+	testenv.NeedRoot(t, "volumes (tmpfs mounts)")
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		testenv.SkipOrFail(t, "curl is not installed: run `make deps`")

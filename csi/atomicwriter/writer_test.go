@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/connectors-node/connectors-node/csi/atomicwriter"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 func newWriter(t *testing.T, edit func(*atomicwriter.Options)) (*atomicwriter.Writer, string) {
@@ -159,9 +160,7 @@ func TestYoungVersionsAreBoundedAndAgeOut(t *testing.T) {
 }
 
 func TestFullTmpfsGivesYoungVersionsRoomBack(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a tmpfs needs root")
-	}
+	testenv.NeedRoot(t, "mounting a tmpfs")
 	dir := t.TempDir()
 	require.NoError(t, syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"))
 	t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
@@ -200,9 +199,7 @@ func TestWriteSweepsCrashLeftovers(t *testing.T) {
 }
 
 func TestWriteWithGroup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("changing the group needs root")
-	}
+	testenv.NeedRoot(t, "changing the group")
 	gid := 2000
 	w, dir := newWriter(t, func(o *atomicwriter.Options) {
 		o.FileMode, o.DirMode, o.GID = 0o440, 0o550, &gid

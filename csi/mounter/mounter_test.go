@@ -13,6 +13,7 @@ import (
 	"k8s.io/mount-utils"
 
 	"github.com/connectors-node/connectors-node/csi/mounter"
+	"github.com/connectors-node/connectors-node/test/testenv"
 )
 
 // findMount returns the mountinfo entry of dir.
@@ -32,9 +33,7 @@ func findMount(t *testing.T, dir string) (mount.MountInfo, bool) {
 // PATH, as in the plugin's image: mount-utils' Mounter fails here with
 // `exec: "mount": executable file not found in $PATH`.
 func TestMountAndUnmountRunNoProgram(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting tmpfs needs root")
-	}
+	testenv.NeedRoot(t, "mounting a tmpfs")
 	t.Setenv("PATH", "")
 	dir := t.TempDir()
 	m := mounter.New()
@@ -67,9 +66,7 @@ func TestMountAndUnmountRunNoProgram(t *testing.T) {
 }
 
 func TestUnmountWithForceDetachesABusyMount(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("mounting tmpfs needs root")
-	}
+	testenv.NeedRoot(t, "mounting a tmpfs")
 	t.Setenv("PATH", "")
 	dir := t.TempDir()
 	m := mounter.New()

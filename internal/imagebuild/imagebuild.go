@@ -176,13 +176,9 @@ func WriteTarball(file, ref string, img v1.Image) error {
 // Push pushes img to ref. Plain HTTP is used for registries on loopback
 // addresses and when insecure is set.
 func Push(ctx context.Context, ref string, img v1.Image, insecure bool) error {
-	var opts []name.Option
-	if insecure {
-		opts = append(opts, name.Insecure)
-	}
-	tag, err := name.NewTag(ref, opts...)
+	tag, err := pushTag(ref, insecure)
 	if err != nil {
-		return fmt.Errorf("image name %q: %w", ref, err)
+		return err
 	}
 	if err := remote.Write(tag, img, remote.WithContext(ctx)); err != nil {
 		return fmt.Errorf("pushing %s: %w", ref, err)
@@ -453,16 +449,26 @@ func tarDir(tw *tar.Writer, dir string) error {
 // PushIndex pushes idx, and every image it lists, to ref. Plain HTTP is
 // used for registries on loopback addresses and when insecure is set.
 func PushIndex(ctx context.Context, ref string, idx v1.ImageIndex, insecure bool) error {
+	tag, err := pushTag(ref, insecure)
+	if err != nil {
+		return err
+	}
+	if err := remote.WriteIndex(tag, idx, remote.WithContext(ctx)); err != nil {
+		return fmt.Errorf("pushing %s: %w", ref, err)
+	}
+	return nil
+}
+
+// pushTag parses ref for a push, over plain HTTP when insecure is set (and,
+// as go-containerregistry does, for registries on loopback addresses).
+func pushTag(ref string, insecure bool) (name.Tag, error) {
 	var opts []name.Option
 	if insecure {
 		opts = append(opts, name.Insecure)
 	}
 	tag, err := name.NewTag(ref, opts...)
 	if err != nil {
-		return fmt.Errorf("image name %q: %w", ref, err)
+		return name.Tag{}, fmt.Errorf("image name %q: %w", ref, err)
 	}
-	if err := remote.WriteIndex(tag, idx, remote.WithContext(ctx)); err != nil {
-		return fmt.Errorf("pushing %s: %w", ref, err)
-	}
-	return nil
+	return tag, nil
 }

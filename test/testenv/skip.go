@@ -20,3 +20,12 @@ func SkipOrFail(t testing.TB, format string, args ...any) {
 	}
 	t.Skipf("skipping: %s", msg)
 }
+
+// NeedRoot skips t when the process is not root, or fails it in CI, which
+// runs as root: what names what needs it (a tmpfs mount, a chown).
+func NeedRoot(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "%s needs root (run make test as root)", what)
+	}
+}
