@@ -51,8 +51,12 @@ const (
 
 // counter counts the API requests of one node by verb.
 type counter struct {
-	writes atomic.Int64 // POST, PUT, PATCH, DELETE
-	reads  atomic.Int64
+	// namespace, when set, limits the count to requests for objects in
+	// it and cluster-scoped ones: the shared API server holds other
+	// tests' Connectors, which this node reconciles too.
+	namespace string
+	writes    atomic.Int64 // POST, PUT, PATCH, DELETE
+	reads     atomic.Int64
 	// statusWrites counts patches of connectors/status.
 	statusWrites atomic.Int64
 	// services and events count writes of those.
@@ -68,6 +72,10 @@ type countingTransport struct {
 }
 
 func (t *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if ns := t.c.namespace; ns != "" && strings.Contains(r.URL.Path, "/namespaces/") &&
+		!strings.Contains(r.URL.Path, "/namespaces/"+ns+"/") {
+		return t.rt.RoundTrip(r)
+	}
 	if strings.Contains(r.URL.Path, "/leases") {
 		t.c.leases.Add(1)
 		switch {
@@ -131,6 +139,8 @@ type nodeOptions struct {
 	interval  time.Duration
 	publicURL publicurl.URL
 	probeRate float64
+	// countNS limits the node's request counts to one namespace.
+	countNS string
 	// config is the node's client configuration; default the admin's.
 	config *rest.Config
 }
@@ -139,7 +149,7 @@ type nodeOptions struct {
 // cache, proxy and lease campaign.
 func startNode(t testing.TB, env *apiserver.Env, o nodeOptions) *node {
 	t.Helper()
-	n := &node{reg: prometheus.NewRegistry(), api: &counter{}, logs: &syncBuffer{}, done: make(chan struct{})}
+	n := &node{reg: prometheus.NewRegistry(), api: &counter{namespace: o.countNS}, logs: &syncBuffer{}, done: make(chan struct{})}
 	base := env.Config
 	if o.config != nil {
 		base = o.config

@@ -34,7 +34,7 @@ func runScale(tb testing.TB, env *apiserver.Env, n int) scale {
 	const interval = 4 * time.Second
 	cls := gitClass("git-"+ns, nil)
 	create(tb, env, cls, basicSecret(ns, "git-auth", upstreamPass))
-	node := startNode(tb, env, nodeOptions{identity: "node-a", leaseNS: ns, interval: interval, probeRate: 2000})
+	node := startNode(tb, env, nodeOptions{identity: "node-a", leaseNS: ns, countNS: ns, interval: interval, probeRate: 2000})
 	eventually(tb, "node leads", func() (bool, string) { return node.rec.Leading(), "" })
 	for i := range n {
 		create(tb, env, gitConnector(tb, ns, fmt.Sprintf("git-%04d", i), cls.Name, up.URL, "git-auth"))
