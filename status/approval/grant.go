@@ -106,7 +106,8 @@ func (c *Controller) apply(ctx context.Context, want client.Object, same func(cu
 		return false, fmt.Errorf("reading %T %s: %w", want, client.ObjectKeyFromObject(want), err)
 	}
 	if ref := metav1.GetControllerOf(cur); ref == nil || ref.UID != want.GetOwnerReferences()[0].UID {
-		return false, &templateError{fmt.Sprintf("%s %s exists and is not this request's", kindOf(want), client.ObjectKeyFromObject(want))}
+		owner := want.GetOwnerReferences()[0]
+		return false, &templateError{fmt.Sprintf("%s %s exists and is not owned by %s %s", kindOf(want), client.ObjectKeyFromObject(want), owner.Kind, owner.Name)}
 	}
 	if same(cur, want) {
 		return false, nil
