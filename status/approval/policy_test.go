@@ -68,12 +68,12 @@ func (f *fixture) policyGrant(t *testing.T, policy string) (*rbacv1.Role, *rbacv
 	ctx := context.Background()
 	key := client.ObjectKey{Namespace: f.ns, Name: approval.PolicyGrantPrefix + policy}
 	role, binding := &rbacv1.Role{}, &rbacv1.RoleBinding{}
-	if err := f.env.Client.Get(ctx, key, role); apierrors.IsNotFound(err) {
+	err := f.env.Client.Get(ctx, key, role)
+	if apierrors.IsNotFound(err) {
 		require.True(t, apierrors.IsNotFound(f.env.Client.Get(ctx, key, binding)), "a RoleBinding without its Role")
 		return nil, nil
-	} else {
-		require.NoError(t, err)
 	}
+	require.NoError(t, err)
 	require.NoError(t, f.env.Client.Get(ctx, key, binding))
 	return role, binding
 }
