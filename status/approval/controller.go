@@ -124,8 +124,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := policyInformer.AddIndexers(toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}); err != nil {
 		return fmt.Errorf("approval: %w", err)
 	}
-	// policiesOf enqueues the policies of a namespace ("": all), whose
-	// matched Connectors or subjects may have changed.
+	// policiesOf enqueues the policies of a namespace, whose matched
+	// Connectors may have changed; "" enqueues those of every namespace
+	// with a defaultPermission, whose subjects may have changed.
 	policiesOf := func(ns string) {
 		var objs []any
 		if ns == "" {
@@ -134,7 +135,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			objs, _ = policyInformer.GetIndexer().ByIndex(toolscache.NamespaceIndex, ns)
 		}
 		for _, o := range objs {
-			enqueueTo(policies)(o)
+			if p, ok := o.(*v1alpha1.AccessPolicy); ok && (ns != "" || p.Spec.DefaultPermission != nil) {
+				enqueueTo(policies)(o)
+			}
 		}
 	}
 	namespaceOf := func(obj any) string {

@@ -364,20 +364,11 @@ func subjectNames(subjects []rbacv1.Subject) string {
 // revokePolicy deletes a policy's default grant; removed says whether
 // there was anything to delete.
 func (c *Controller) revokePolicy(ctx context.Context, key types.NamespacedName) (removed bool, err error) {
-	meta := metav1.ObjectMeta{Namespace: key.Namespace, Name: PolicyGrantPrefix + key.Name}
-	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: *meta.DeepCopy()}} {
-		err := c.opts.Client.Delete(ctx, obj)
-		switch {
-		case err == nil:
-			removed = true
-		case !apierrors.IsNotFound(err):
-			return removed, fmt.Errorf("deleting %s %s: %w", kindOf(obj), client.ObjectKeyFromObject(obj), err)
-		}
-	}
+	removed, err = c.deleteGrant(ctx, key.Namespace, PolicyGrantPrefix+key.Name, v1alpha1.AccessPolicyLabel, key.Name)
 	if removed {
 		c.opts.Log.Info("default grant removed", "accesspolicy", key.String())
 	}
-	return removed, nil
+	return removed, err
 }
 
 // policyReadyFrom are the conditions a policy's Ready sums up, in order.

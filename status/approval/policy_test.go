@@ -219,9 +219,9 @@ func TestApprovalDefaultPermissionGrantsTheMatchedConnectors(t *testing.T) {
 
 // TestApprovalDefaultPermissionGrantsOnlyTheProxy: a role template for a
 // defaultPermission that grants anything but connectors/proxy (the
-// Connector itself, Secrets, the pod-scoped path with a wildcard) fails
-// the sync and grants nothing; a template outside the service's namespace
-// is never read.
+// Connector itself, Secrets, a wildcard, another verb, its own names)
+// fails the sync and grants nothing; another's Role of the grant's name is
+// left alone; a template outside the service's namespace is never read.
 func TestApprovalDefaultPermissionGrantsOnlyTheProxy(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -249,12 +249,23 @@ func TestApprovalDefaultPermissionGrantsOnlyTheProxy(t *testing.T) {
 		role, _ := f.policyGrant(t, "p-"+name)
 		require.Nil(t, role, "%s: nothing is granted", name)
 	}
+	// A Role of the grant's name that is not the controller's is neither
+	// taken over nor deleted.
+	foreign := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: approval.PolicyGrantPrefix + "p-foreign"}}
+	require.NoError(t, f.env.Client.Create(ctx, foreign))
+	f.defaultPolicy(t, "p-foreign", nil, "connectors-use-connectors-proxy", sat)
+	p := f.reconcilePolicy(t, "p-foreign")
+	require.Equal(t, v1alpha1.ReasonSyncFailed, policyCond(p, v1alpha1.ConditionPermissionSynced).Reason)
+	require.Contains(t, policyCond(p, v1alpha1.ConditionPermissionSynced).Message, "is not owned by AccessPolicy p-foreign")
+	require.NoError(t, f.env.Client.Get(ctx, client.ObjectKeyFromObject(foreign), foreign), "another's Role stays")
+	require.Empty(t, foreign.Rules)
+
 	require.NoError(t, f.env.Client.Create(ctx, &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "local"},
 		Data:       map[string]string{"rules": "- apiGroups: [connectors.alauda.io]\n  resources: [connectors/proxy]\n  verbs: ['*']\n"},
 	}))
 	f.defaultPolicy(t, "p-local", nil, "local", sat)
-	p := f.reconcilePolicy(t, "p-local")
+	p = f.reconcilePolicy(t, "p-local")
 	require.Equal(t, v1alpha1.ReasonSyncFailed, policyCond(p, v1alpha1.ConditionPermissionSynced).Reason)
 	require.Contains(t, policyCond(p, v1alpha1.ConditionPermissionSynced).Message, "ConfigMap "+f.sys+"/local")
 	require.False(t, f.mayUse(t, f.ns, "builder", "prod"))
