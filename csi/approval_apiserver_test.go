@@ -399,3 +399,67 @@ func TestApprovalPolicyChangeDoesNotAlterAnInFlightRequest(t *testing.T) {
 	require.Eventually(t, func() bool { return status.Code(a.h.publish(ctx, lreq)) == codes.PermissionDenied }, time.Minute, 100*time.Millisecond)
 	assert.Contains(t, status.Convert(a.h.publish(ctx, lreq)).Message(), "no AccessPolicy")
 }
+
+// TestApprovalDefaultPermissionMountsWithoutARequest: a policy's
+// defaultPermission, synced by the running controller, lets every pod of
+// the named ServiceAccount mount and use the Connector with no
+// AccessRequest and no check; the leader writes the policy's status. A
+// policy that selects another Connector grants nothing here.
+func TestApprovalDefaultPermissionMountsWithoutARequest(t *testing.T) {
+	a := startApproval(t)
+	ctx := context.Background()
+	// The gate of startApproval does not apply: remove it.
+	require.NoError(t, a.env.Client.Delete(ctx, approvalPolicy(a.ns)))
+	sat := v1alpha1.ServiceAccountTemplate{Names: []string{"builder"}, NamespaceSelector: &v1alpha1.ResourceSelector{Names: []string{a.ns}}}
+	policy := func(name, connector string) *v1alpha1.AccessPolicy {
+		return &v1alpha1.AccessPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: a.ns, Name: name},
+			Spec: v1alpha1.AccessPolicySpec{
+				Connector: &v1alpha1.ResourceSelector{Names: []string{connector}},
+				DefaultPermission: &v1alpha1.DefaultPermission{
+					RoleTemplate:    v1alpha1.RoleTemplate{Ref: &v1alpha1.RoleTemplateRef{ConfigMap: &corev1.LocalObjectReference{Name: "connectors-use-connectors-proxy"}}},
+					BindingTemplate: v1alpha1.BindingTemplate{ServiceAccounts: []v1alpha1.ServiceAccountTemplate{sat}},
+				},
+			},
+		}
+	}
+	require.NoError(t, a.env.Client.Create(ctx, policy("elsewhere", "another")))
+	build := a.pod("build-1", "pr-1")
+	sibling := a.pod("build-2", "pr-2")
+	time.Sleep(300 * time.Millisecond) // a few check periods: nothing to grant
+	require.ErrorIs(t, a.proxyAllows(build), kube.ErrForbidden, "a policy for another Connector grants nothing")
+
+	require.NoError(t, a.env.Client.Create(ctx, policy("harbor-default", approvalConnector)))
+	p := &v1alpha1.AccessPolicy{}
+	require.Eventually(t, func() bool {
+		require.NoError(t, a.env.Client.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: "harbor-default"}, p))
+		c := v1alpha1.FindCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+		return c != nil && c.Status == "True" && p.Status.ObservedGeneration == p.Generation
+	}, time.Minute, 50*time.Millisecond, "the controller writes the policy's status")
+	assert.Equal(t, []corev1.LocalObjectReference{{Name: approvalConnector}}, p.Status.MatchedConnectors)
+	assert.Equal(t, v1alpha1.ReasonSynced, policyCondition(p, v1alpha1.ConditionPermissionSynced).Reason)
+
+	req := a.request(build)
+	require.Eventually(t, func() bool { return a.h.publish(ctx, req) == nil }, time.Minute, 100*time.Millisecond, "mounts with the default grant")
+	require.NoError(t, a.proxyAllows(build))
+	require.NoError(t, a.proxyAllows(sibling), "the default grant is the ServiceAccount's, for every pod")
+	var list v1alpha1.AccessRequestList
+	require.NoError(t, a.env.Client.List(ctx, &list, client.InNamespace(a.ns)))
+	assert.Empty(t, list.Items, "no AccessRequest with the default grant")
+	require.NoError(t, a.h.unpublish(ctx, req.VolumeId, req.TargetPath))
+
+	// The policy goes: so does its grant.
+	require.NoError(t, a.env.Client.Delete(ctx, p))
+	require.Eventually(t, func() bool {
+		err := a.env.Client.Get(ctx, client.ObjectKey{Namespace: a.ns, Name: approval.PolicyGrantPrefix + "harbor-default"}, &rbacv1.RoleBinding{})
+		return apierrors.IsNotFound(err)
+	}, time.Minute, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return errors.Is(a.proxyAllows(sibling), kube.ErrForbidden) }, time.Minute, 50*time.Millisecond)
+}
+
+func policyCondition(p *v1alpha1.AccessPolicy, t string) v1alpha1.Condition {
+	if c := v1alpha1.FindCondition(p.Status.Conditions, t); c != nil {
+		return *c
+	}
+	return v1alpha1.Condition{}
+}

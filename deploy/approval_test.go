@@ -24,7 +24,9 @@ import (
 // the approval component's RBAC (escalate and bind on Roles) and writes
 // Roles and RoleBindings with the status writer's own token: only the
 // pod-scoped proxy grant for one Connector, bound to one ServiceAccount,
-// passes; nobody else may forge or change such a grant.
+// and a policy's default grant of connectors/proxy on named Connectors,
+// bound to ServiceAccounts and their groups, pass; nobody else may forge
+// or change such a grant.
 func TestApprovalGrantPolicyOnARealAPIServer(t *testing.T) {
 	objs := kustomize(t, "overlays/node")
 	component, err := manifests.Load(filepath.Join("components", "approval", "rbac.yaml"))
@@ -117,6 +119,52 @@ func TestApprovalGrantPolicyOnARealAPIServer(t *testing.T) {
 		refused(err, who+" adding a subject to a grant")
 	}
 
+	// A policy's default grant: connectors/proxy on named Connectors, bound
+	// to ServiceAccounts and their groups, and nothing broader.
+	proxyRule := rbacv1.PolicyRule{
+		APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"connectors/proxy"},
+		ResourceNames: []string{"dev", "dev-2"}, Verbs: []string{"*"},
+	}
+	_, err = writer.RbacV1().Roles(ns).Create(ctx, policyRole("connectors-policy-p", proxyRule), metav1.CreateOptions{})
+	require.NoError(t, err, "the status writer creates a policy's default grant")
+	_, err = writer.RbacV1().RoleBindings(ns).Create(ctx, policyBinding("connectors-policy-p", "connectors-policy-p", saSubject("builder"), saSubject("deployer"),
+		rbacv1.Subject{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:serviceaccounts:team"},
+		rbacv1.Subject{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:serviceaccounts"}), metav1.CreateOptions{})
+	require.NoError(t, err, "the status writer binds it to ServiceAccounts and their groups")
+	for what, rule := range map[string]rbacv1.PolicyRule{
+		"every Connector's proxy":             {APIGroups: proxyRule.APIGroups, Resources: proxyRule.Resources, Verbs: proxyRule.Verbs},
+		"the proxy of the Connector named ''": {APIGroups: proxyRule.APIGroups, Resources: proxyRule.Resources, ResourceNames: []string{""}, Verbs: proxyRule.Verbs},
+		"the Connector itself":                {APIGroups: proxyRule.APIGroups, Resources: []string{"connectors"}, ResourceNames: proxyRule.ResourceNames, Verbs: proxyRule.Verbs},
+		"the Connectors API":                  {APIGroups: proxyRule.APIGroups, Resources: []string{"connectors/apis"}, ResourceNames: proxyRule.ResourceNames, Verbs: proxyRule.Verbs},
+		"reading Secrets":                     {APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: proxyRule.ResourceNames, Verbs: []string{"get"}},
+		"another verb":                        {APIGroups: proxyRule.APIGroups, Resources: proxyRule.Resources, ResourceNames: proxyRule.ResourceNames, Verbs: []string{"update"}},
+	} {
+		_, err = writer.RbacV1().Roles(ns).Create(ctx, policyRole("connectors-policy-bad", rule), metav1.CreateOptions{})
+		refused(err, "a default grant of "+what)
+	}
+	_, err = writer.RbacV1().Roles(ns).Create(ctx, policyRole("connectors-access-p", proxyRule), metav1.CreateOptions{})
+	refused(err, "a default grant not named connectors-policy-<policy>")
+	_, err = writer.RbacV1().Roles(ns).Create(ctx, grantRole("connectors-policy-q", proxyRule), metav1.CreateOptions{})
+	refused(err, "a request's grant of the Connector-wide proxy")
+	for what, subject := range map[string]rbacv1.Subject{
+		"a user":                 {Kind: "User", APIGroup: rbacv1.GroupName, Name: "mallory"},
+		"every authenticated":    {Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:authenticated"},
+		"the masters":            {Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:masters"},
+		"a group named like one": {Kind: "Group", APIGroup: rbacv1.GroupName, Name: "system:serviceaccounts:team:x"},
+	} {
+		_, err = writer.RbacV1().RoleBindings(ns).Create(ctx, policyBinding("connectors-policy-b", "connectors-policy-b", saSubject("builder"), subject), metav1.CreateOptions{})
+		refused(err, "a default grant to "+what)
+	}
+	_, err = writer.RbacV1().RoleBindings(ns).Create(ctx, policyBinding("connectors-policy-c", "connectors-policy-p", saSubject("builder")), metav1.CreateOptions{})
+	refused(err, "a default grant binding another Role")
+	cur, err := env.Kube.RbacV1().RoleBindings(ns).Get(ctx, "connectors-policy-p", metav1.GetOptions{})
+	require.NoError(t, err)
+	cur.Subjects = append(cur.Subjects, rbacv1.Subject{Kind: "User", APIGroup: rbacv1.GroupName, Name: "mallory"})
+	_, err = env.Kube.RbacV1().RoleBindings(ns).Update(ctx, cur, metav1.UpdateOptions{})
+	refused(err, "the admin adding a subject to a default grant")
+	require.NoError(t, writer.RbacV1().RoleBindings(ns).Delete(ctx, "connectors-policy-p", metav1.DeleteOptions{}))
+	require.NoError(t, writer.RbacV1().Roles(ns).Delete(ctx, "connectors-policy-p", metav1.DeleteOptions{}))
+
 	require.NoError(t, writer.RbacV1().RoleBindings(ns).Delete(ctx, "connectors-access-a", metav1.DeleteOptions{}), "the status writer removes its binding")
 	require.NoError(t, writer.RbacV1().Roles(ns).Delete(ctx, "connectors-access-a", metav1.DeleteOptions{}), "the status writer removes its Role")
 }
@@ -161,6 +209,18 @@ func grantBinding(name, kind, role string, subjects ...rbacv1.Subject) *rbacv1.R
 		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: kind, Name: role},
 		Subjects: subjects,
 	}
+}
+
+func policyRole(name string, rule rbacv1.PolicyRule) *rbacv1.Role {
+	r := grantRole(name, rule)
+	r.Labels = map[string]string{"app.kubernetes.io/managed-by": "connectors-node", v1alpha1.AccessPolicyLabel: name}
+	return r
+}
+
+func policyBinding(name, role string, subjects ...rbacv1.Subject) *rbacv1.RoleBinding {
+	b := grantBinding(name, "Role", role, subjects...)
+	b.Labels = map[string]string{"app.kubernetes.io/managed-by": "connectors-node", v1alpha1.AccessPolicyLabel: name}
+	return b
 }
 
 func saSubject(name string) rbacv1.Subject {

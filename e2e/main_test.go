@@ -132,7 +132,12 @@ func setup() (*harness, error) {
 	built := make(chan error, 1)
 	h.bin = bin
 	go func() { built <- nodeproc.Build(context.Background(), nodeproc.MainPackage, bin) }()
-	env, err := apiserver.New(apiserver.Options{})
+	// The project's CRDs, and Tekton's ApprovalTask for the approval story.
+	root := apiserver.RepoRoot()
+	env, err := apiserver.New(apiserver.Options{CRDDirs: []string{
+		filepath.Join(root, "deploy", "base", "crds"),
+		filepath.Join(root, "test", "standins", "approvaltask"),
+	}})
 	if err != nil {
 		return h, errors.Join(fmt.Errorf("starting the API server: %w", err), <-built)
 	}
@@ -230,7 +235,13 @@ func (h *harness) checkLog() error {
 // value.
 func (h *harness) scanLog(forbidden map[string]string) error {
 	awaitAuditWindow()
-	f, err := os.Open(h.logPath)
+	return scanLogFile(h.logPath, forbidden)
+}
+
+// scanLogFile scans every line of a connectors-node log for the forbidden
+// strings.
+func scanLogFile(path string, forbidden map[string]string) error {
+	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}

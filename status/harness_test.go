@@ -143,6 +143,8 @@ type nodeOptions struct {
 	countNS string
 	// config is the node's client configuration; default the admin's.
 	config *rest.Config
+	// whileLeading run while the node holds the lease.
+	whileLeading []func(context.Context) error
 }
 
 // startNode starts a reconciler as a node process would: its own clients,
@@ -183,7 +185,8 @@ func startNode(t testing.TB, env *apiserver.Env, o nodeOptions) *node {
 		PublicURL:     o.publicURL,
 		ProbeInterval: o.interval, ProbeBackoff: 200 * time.Millisecond, ProbeTimeout: 5 * time.Second,
 		ProbeRate: o.probeRate, ProbeWorkers: 8, Workers: 8,
-		Log: log, Registerer: n.reg,
+		WhileLeading: o.whileLeading,
+		Log:          log, Registerer: n.reg,
 	})
 	require.NoError(t, err)
 	go func() {

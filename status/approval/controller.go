@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"time"
 
@@ -27,8 +28,9 @@ import (
 // Options configure New. Zero values take the documented defaults.
 type Options struct {
 	// Client reads and writes AccessRequests, AccessPolicies, Pods,
-	// Connectors, ConfigMaps, check objects, Roles and RoleBindings. Its
-	// scheme must know the core, RBAC and connectors types. Required.
+	// Connectors, Namespaces, ConfigMaps, check objects, Roles and
+	// RoleBindings, and creates SubjectAccessReviews. Its scheme must know
+	// the core, RBAC, authorization and connectors types. Required.
 	Client client.WithWatch
 	// Namespace is the service's namespace: the only one whose role and
 	// check template ConfigMaps are read. Required.
@@ -39,7 +41,10 @@ type Options struct {
 	// CheckPeriod is how often a pending request looks at its checks and a
 	// granted one at its pod. Default 5s.
 	CheckPeriod time.Duration
-	// Workers reconcile in parallel. Default 2.
+	// PolicyResync is how often every AccessPolicy is reconciled anyway,
+	// which restores a default grant that was deleted. Default 5m.
+	PolicyResync time.Duration
+	// Workers reconcile in parallel, per kind. Default 2.
 	Workers int
 	// Log receives reconcile errors. Default: discarded.
 	Log logr.Logger
@@ -58,6 +63,9 @@ func (o *Options) setDefaults() error {
 	if o.CheckPeriod <= 0 {
 		o.CheckPeriod = 5 * time.Second
 	}
+	if o.PolicyResync <= 0 {
+		o.PolicyResync = 5 * time.Minute
+	}
 	if o.Workers <= 0 {
 		o.Workers = 2
 	}
@@ -73,7 +81,8 @@ func (o *Options) setDefaults() error {
 // Controller reconciles AccessRequests: it validates the pod, resolves the
 // Connector, snapshots the matched AccessPolicies, evaluates their checks
 // and syncs the pod-scoped Role and RoleBinding, which it removes when the
-// pod ends.
+// pod ends. It also reconciles AccessPolicies: their status and the Role
+// and RoleBinding of their defaultPermission.
 type Controller struct {
 	opts Options
 	// recorder is set by Run when Options.Events is; nil records nothing.
@@ -89,37 +98,93 @@ func New(opts Options) (*Controller, error) {
 }
 
 // Run reconciles until ctx ends. The status writer runs it while it holds
-// the status Lease.
+// the status Lease, so only the leader writes grants and status.
 func (c *Controller) Run(ctx context.Context) error {
-	queue := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName](),
-		workqueue.TypedRateLimitingQueueConfig[types.NamespacedName]{Name: "connectors-approval"})
-	defer queue.ShutDown()
+	requests := newQueue("connectors-approval")
+	defer requests.ShutDown()
+	policies := newQueue("connectors-access-policies")
+	defer policies.ShutDown()
 
 	cl := c.opts.Client
-	lw := &toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			list := &v1alpha1.AccessRequestList{}
-			return list, cl.List(ctx, list, &client.ListOptions{Raw: &o})
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return cl.Watch(ctx, &v1alpha1.AccessRequestList{}, &client.ListOptions{Raw: &o})
-		},
+	enqueueTo := func(q workqueue.TypedRateLimitingInterface[types.NamespacedName]) func(any) {
+		return func(obj any) {
+			if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if o, ok := obj.(client.Object); ok {
+				q.Add(types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()})
+			}
+		}
 	}
-	informer := toolscache.NewSharedIndexInformer(lw, &v1alpha1.AccessRequest{}, 0, toolscache.Indexers{})
-	enqueue := func(obj any) {
+	requestInformer := newInformer(cl, &v1alpha1.AccessRequestList{}, &v1alpha1.AccessRequest{}, 0)
+	// The resync repairs a default grant someone deleted.
+	policyInformer := newInformer(cl, &v1alpha1.AccessPolicyList{}, &v1alpha1.AccessPolicy{}, c.opts.PolicyResync)
+	connectorInformer := newInformer(cl, &v1alpha1.ConnectorList{}, &v1alpha1.Connector{}, 0)
+	namespaceInformer := newInformer(cl, &corev1.NamespaceList{}, &corev1.Namespace{}, 0)
+	if err := policyInformer.AddIndexers(toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc}); err != nil {
+		return fmt.Errorf("approval: %w", err)
+	}
+	// policiesOf enqueues the policies of a namespace, whose matched
+	// Connectors may have changed; "" enqueues those of every namespace
+	// with a defaultPermission, whose subjects may have changed.
+	policiesOf := func(ns string) {
+		var objs []any
+		if ns == "" {
+			objs = policyInformer.GetStore().List()
+		} else {
+			objs, _ = policyInformer.GetIndexer().ByIndex(toolscache.NamespaceIndex, ns)
+		}
+		for _, o := range objs {
+			if p, ok := o.(*v1alpha1.AccessPolicy); ok && (ns != "" || p.Spec.DefaultPermission != nil) {
+				enqueueTo(policies)(o)
+			}
+		}
+	}
+	namespaceOf := func(obj any) string {
 		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		if ar, ok := obj.(*v1alpha1.AccessRequest); ok {
-			queue.Add(types.NamespacedName{Namespace: ar.Namespace, Name: ar.Name})
+		if o, ok := obj.(client.Object); ok {
+			return o.GetNamespace()
 		}
+		return ""
 	}
-	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, obj any) { enqueue(obj) },
-	}); err != nil {
-		return fmt.Errorf("approval: %w", err)
+	for _, h := range []struct {
+		informer toolscache.SharedIndexInformer
+		handler  toolscache.ResourceEventHandler
+	}{
+		{requestInformer, toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    enqueueTo(requests),
+			UpdateFunc: func(_, obj any) { enqueueTo(requests)(obj) },
+		}},
+		{policyInformer, toolscache.ResourceEventHandlerFuncs{
+			AddFunc:    enqueueTo(policies),
+			UpdateFunc: func(_, obj any) { enqueueTo(policies)(obj) },
+			DeleteFunc: enqueueTo(policies),
+		}},
+		{connectorInformer, toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) { policiesOf(namespaceOf(obj)) },
+			UpdateFunc: func(old, obj any) {
+				if !reflect.DeepEqual(old.(*v1alpha1.Connector).Labels, obj.(*v1alpha1.Connector).Labels) ||
+					old.(*v1alpha1.Connector).DeletionTimestamp != obj.(*v1alpha1.Connector).DeletionTimestamp {
+					policiesOf(namespaceOf(obj))
+				}
+			},
+			DeleteFunc: func(obj any) { policiesOf(namespaceOf(obj)) },
+		}},
+		{namespaceInformer, toolscache.ResourceEventHandlerFuncs{
+			AddFunc: func(any) { policiesOf("") },
+			UpdateFunc: func(old, obj any) {
+				if !reflect.DeepEqual(old.(*corev1.Namespace).Labels, obj.(*corev1.Namespace).Labels) {
+					policiesOf("")
+				}
+			},
+			DeleteFunc: func(any) { policiesOf("") },
+		}},
+	} {
+		if _, err := h.informer.AddEventHandler(h.handler); err != nil {
+			return fmt.Errorf("approval: %w", err)
+		}
 	}
 	if c.opts.Events != nil {
 		broadcaster := record.NewBroadcaster(record.WithContext(ctx))
@@ -127,38 +192,71 @@ func (c *Controller) Run(ctx context.Context) error {
 		defer broadcaster.Shutdown()
 		c.recorder = broadcaster.NewRecorder(c.opts.Client.Scheme(), corev1.EventSource{Component: "connectors-approval"})
 	}
-	go informer.RunWithContext(ctx)
-	if !toolscache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+	informers := []toolscache.SharedIndexInformer{requestInformer, policyInformer, connectorInformer, namespaceInformer}
+	synced := make([]toolscache.InformerSynced, len(informers))
+	for i, inf := range informers {
+		go inf.RunWithContext(ctx)
+		synced[i] = inf.HasSynced
+	}
+	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
 
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
 		wg.Go(func() {
-			for c.next(ctx, queue) {
+			for c.next(ctx, requests, "access request", c.Reconcile) {
+			}
+		})
+		wg.Go(func() {
+			for c.next(ctx, policies, "access policy", func(ctx context.Context, key types.NamespacedName) (bool, error) {
+				return false, c.ReconcilePolicy(ctx, key)
+			}) {
 			}
 		})
 	}
 	<-ctx.Done()
-	queue.ShutDown()
+	requests.ShutDown()
+	policies.ShutDown()
 	wg.Wait()
 	return nil
 }
 
-// next reconciles one AccessRequest; false once the queue shuts down.
-func (c *Controller) next(ctx context.Context, queue workqueue.TypedRateLimitingInterface[types.NamespacedName]) bool {
+func newQueue(name string) workqueue.TypedRateLimitingInterface[types.NamespacedName] {
+	return workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.DefaultTypedControllerRateLimiter[types.NamespacedName](),
+		workqueue.TypedRateLimitingQueueConfig[types.NamespacedName]{Name: name})
+}
+
+// newInformer lists and watches one kind through the client.
+func newInformer(cl client.WithWatch, list client.ObjectList, obj runtime.Object, resync time.Duration) toolscache.SharedIndexInformer {
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			l := list.DeepCopyObject().(client.ObjectList)
+			return l, cl.List(ctx, l, &client.ListOptions{Raw: &o})
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return cl.Watch(ctx, list.DeepCopyObject().(client.ObjectList), &client.ListOptions{Raw: &o})
+		},
+	}
+	return toolscache.NewSharedIndexInformer(lw, obj, resync, toolscache.Indexers{})
+}
+
+// next reconciles one key of queue; false once the queue shuts down.
+func (c *Controller) next(ctx context.Context, queue workqueue.TypedRateLimitingInterface[types.NamespacedName], what string,
+	reconcile func(context.Context, types.NamespacedName) (bool, error)) bool {
 	key, quit := queue.Get()
 	if quit {
 		return false
 	}
 	defer queue.Done(key)
-	again, err := c.Reconcile(ctx, key)
+	again, err := reconcile(ctx, key)
 	switch {
 	case ctx.Err() != nil:
 		// The lease is gone: the next leader redoes the work.
 	case err != nil:
 		if !apierrors.IsConflict(err) {
-			c.opts.Log.Error(err, "reconciling access request", "accessrequest", key.String())
+			c.opts.Log.Error(err, "reconciling "+what, "key", key.String())
 		}
 		queue.AddRateLimited(key)
 	default:

@@ -7,4 +7,9 @@
 // get on connectors/proxy/v1/pod/<namespace>/<pod> for that Connector only.
 // The grant is removed when the pod ends or the Connector goes away, and
 // the request's conditions say where it stands, as upstream names them.
+//
+// For each AccessPolicy it writes status (matchedConnectors, conditions,
+// observedGeneration) and syncs the grant of its defaultPermission: a Role
+// with connectors/proxy on the matched Connectors, bound to the
+// ServiceAccounts of its bindingTemplate that may read them.
 package approval

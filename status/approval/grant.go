@@ -106,7 +106,8 @@ func (c *Controller) apply(ctx context.Context, want client.Object, same func(cu
 		return false, fmt.Errorf("reading %T %s: %w", want, client.ObjectKeyFromObject(want), err)
 	}
 	if ref := metav1.GetControllerOf(cur); ref == nil || ref.UID != want.GetOwnerReferences()[0].UID {
-		return false, &templateError{fmt.Sprintf("%s %s exists and is not this request's", kindOf(want), client.ObjectKeyFromObject(want))}
+		owner := want.GetOwnerReferences()[0]
+		return false, &templateError{fmt.Sprintf("%s %s exists and is not owned by %s %s", kindOf(want), client.ObjectKeyFromObject(want), owner.Kind, owner.Name)}
 	}
 	if same(cur, want) {
 		return false, nil
@@ -165,18 +166,40 @@ func (c *Controller) roleRules(ctx context.Context, name string, ar *v1alpha1.Ac
 // revoke deletes the request's Role and RoleBinding; removed says whether
 // there was anything to delete.
 func (c *Controller) revoke(ctx context.Context, key types.NamespacedName) (removed bool, err error) {
-	meta := metav1.ObjectMeta{Namespace: key.Namespace, Name: GrantPrefix + key.Name}
-	for _, obj := range []client.Object{&rbacv1.RoleBinding{ObjectMeta: meta}, &rbacv1.Role{ObjectMeta: *meta.DeepCopy()}} {
-		err := c.opts.Client.Delete(ctx, obj)
+	removed, err = c.deleteGrant(ctx, key.Namespace, GrantPrefix+key.Name, v1alpha1.AccessRequestLabel, key.Name)
+	if removed {
+		c.opts.Log.Info("access grant removed", "accessrequest", key.String())
+	}
+	return removed, err
+}
+
+// deleteGrant deletes the RoleBinding and Role name of namespace when they
+// carry the controller's labels for their owner (labelKey: owner); an
+// object of that name that is not the controller's is left alone.
+func (c *Controller) deleteGrant(ctx context.Context, namespace, name, labelKey, owner string) (removed bool, err error) {
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	for _, obj := range []client.Object{&rbacv1.RoleBinding{}, &rbacv1.Role{}} {
+		err := c.opts.Client.Get(ctx, key, obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return removed, fmt.Errorf("reading %s %s: %w", kindOf(obj), key, err)
+		}
+		if l := obj.GetLabels(); l[ManagedByLabel] != ManagedByValue || l[labelKey] != owner {
+			c.opts.Log.Info("left alone: not the controller's grant", "kind", kindOf(obj), "name", key.String())
+			continue
+		}
+		uid := obj.GetUID()
+		err = c.opts.Client.Delete(ctx, obj, client.Preconditions{UID: &uid})
 		switch {
 		case err == nil:
 			removed = true
-		case !apierrors.IsNotFound(err):
+		case apierrors.IsNotFound(err), apierrors.IsConflict(err):
+			// Gone, or replaced since it was read: the next reconcile sees.
+		default:
 			return removed, fmt.Errorf("deleting %s %s: %w", kindOf(obj), key, err)
 		}
-	}
-	if removed {
-		c.opts.Log.Info("access grant removed", "accessrequest", key.String())
 	}
 	return removed, nil
 }

@@ -19,6 +19,9 @@ const (
 	// AccessRequestLabel names, on a generated Role and RoleBinding, the
 	// AccessRequest they grant.
 	AccessRequestLabel = "connectors.alauda.io/accessRequest"
+	// AccessPolicyLabel names, on the Role and RoleBinding of a policy's
+	// defaultPermission, the AccessPolicy they grant.
+	AccessPolicyLabel = "connectors.alauda.io/accessPolicy"
 )
 
 // AccessRequest condition types, as upstream names them.
@@ -29,6 +32,12 @@ const (
 	ConditionAccessPolicyMatched  = "AccessPolicyMatched"
 	ConditionAccessCheckReady     = "AccessCheckReady"
 	ConditionAccessPermissionSync = "AccessPermissionSync"
+)
+
+// AccessPolicy condition types, as upstream names them; Ready sums them up.
+const (
+	ConditionConnectorsMatched = "ConnectorsMatched"
+	ConditionPermissionSynced  = "PermissionSynced"
 )
 
 // Condition reasons of the approval flow.
@@ -47,6 +56,9 @@ const (
 	ReasonSynced            = "Synced"
 	ReasonSyncFailed        = "SyncFailed"
 	ReasonPermissionCleanUp = "PermissionCleanUp"
+	// ReasonNoPermissionRequired: a policy has nothing to grant (no
+	// defaultPermission, no matched Connector or no subject left).
+	ReasonNoPermissionRequired = "NoPermissionRequired"
 )
 
 // PodProxySubresource is the pod-scoped proxy permission of the pod
