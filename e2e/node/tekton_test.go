@@ -188,7 +188,8 @@ func (n *cluster) taskRunPod(ctx context.Context, t *testing.T, tr *taskRun) tek
 }
 
 // checkTektonNoSecret checks that the pod's token, read from its volume,
-// is in none of the Authorization headers the server saw, and that the
+// is in none of the Authorization headers the server saw (serverAuths; nil
+// for a server that records none), and that the
 // secret and the pod's token are in no mounted file (the token's own file
 // aside), log line, TaskRun or pod object.
 func (n *cluster) checkTektonNoSecret(ctx context.Context, t *testing.T, name string, pod tektonPod, secret string, serverAuths []string) {
@@ -202,7 +203,7 @@ func (n *cluster) checkTektonNoSecret(ctx context.Context, t *testing.T, name st
 	if podToken == "" {
 		t.Fatal("the node saw no context.token in the TaskRun pod's volume")
 	}
-	if len(serverAuths) == 0 {
+	if serverAuths != nil && len(serverAuths) == 0 {
 		t.Error("the server saw no request")
 	}
 	for _, a := range serverAuths {
@@ -267,4 +268,74 @@ func TestTektonTaskRunWithoutRBACShowsPermissionDenied(t *testing.T) {
 	if status, reason, msg := tr.succeeded(); status != "False" || reason != "TaskRunTimeout" {
 		t.Errorf("the TaskRun ended %s (%s: %s), want False (TaskRunTimeout)", status, reason, msg)
 	}
+}
+
+// The kubectl Task of examples/tekton/ run by the real Tekton controller
+// with a k8s Connector whose cluster is the suite's API server: kubectl in
+// the step, with the workspace's kubeconfig, goes through the proxy, and
+// the API server sees the Connector's ServiceAccount (auth whoami), not the
+// pod's. The Connector's token is in no mounted file, log line, result, or
+// the TaskRun's or the pod's object.
+func TestTektonKubectlThroughTheK8sConnector(t *testing.T) {
+	n := suite(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	n.tekton(ctx, t)
+	if _, err := n.kubectl(ctx, catalogClass(t, "kubernetes.yaml"), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kubectl(ctx, kubectlTargetObjects, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	token, err := n.kubectl(ctx, "", "create", "token", "-n", "default", "operator", "--duration=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token = strings.TrimSpace(token)
+	secrets := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: tekton-cluster-token, namespace: default}
+type: connectors.cpaas.io/bearer-token
+stringData: {token: %q}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tekton-cluster-ca, namespace: default}
+stringData: {ca.crt: %q}
+---
+apiVersion: connectors.alauda.io/v1alpha1
+kind: Connector
+metadata: {name: cluster, namespace: default}
+spec:
+  connectorClassName: k8s
+  address: https://kubernetes.default.svc
+  auth: {name: bearerTokenAuth, secretRef: {name: tekton-cluster-token}}
+  caCertSecretRef: {name: tekton-cluster-ca}
+`, token, string(n.env.Config.CAData))
+	if _, err := n.kubectl(ctx, secrets, "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = n.kubectl(ctx, "", "delete", "-n", "default", "connector/cluster", "secret/tekton-cluster-token", "secret/tekton-cluster-ca", "--ignore-not-found")
+	})
+
+	name := "tekton-kubectl"
+	tr, pod := n.runTaskRun(ctx, t, name,
+		example(t, "tekton/kubectl-task.yaml", "image: bitnami/kubectl:1.33", "image: "+workloadImage),
+		example(t, "tekton/kubectl-taskrun.yaml", "name: kubectl-demo\n", "name: "+name+"\n"))
+	if status, reason, msg := tr.succeeded(); status != "True" {
+		t.Fatalf("the TaskRun ended %s (%s): %s\n%s", status, reason, msg, n.podLog(t, pod.uid))
+	}
+	var output string
+	for _, r := range tr.Status.Results {
+		if r.Name == "output" {
+			output = fmt.Sprint(r.Value)
+		}
+	}
+	if want := "system:serviceaccount:default:operator"; output != want {
+		t.Errorf("kubectl auth whoami in the step printed %q, want %q (the Connector's identity)", output, want)
+	}
+	n.checkTektonNoSecret(ctx, t, name, pod, token, nil)
 }
