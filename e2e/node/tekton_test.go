@@ -292,26 +292,12 @@ func TestTektonKubectlThroughTheK8sConnector(t *testing.T) {
 		t.Fatal(err)
 	}
 	token = strings.TrimSpace(token)
-	secrets := fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata: {name: tekton-cluster-token, namespace: default}
-type: connectors.cpaas.io/bearer-token
-stringData: {token: %q}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: tekton-cluster-ca, namespace: default}
-stringData: {ca.crt: %q}
----
-apiVersion: connectors.alauda.io/v1alpha1
-kind: Connector
-metadata: {name: cluster, namespace: default}
-spec:
-  connectorClassName: k8s
-  address: https://kubernetes.default.svc
-  auth: {name: bearerTokenAuth, secretRef: {name: tekton-cluster-token}}
-  caCertSecretRef: {name: tekton-cluster-ca}
-`, token, string(n.env.Config.CAData))
+	secrets := example(t, "tekton/k8s-connector.yaml",
+		"name: cluster-token", "name: tekton-cluster-token",
+		"name: cluster-ca", "name: tekton-cluster-ca",
+		"replace-with-a-serviceaccount-token", token,
+		"ca.crt: replace-with-the-cluster-ca", fmt.Sprintf("ca.crt: %q", string(n.env.Config.CAData)),
+	)
 	if _, err := n.kubectl(ctx, secrets, "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
