@@ -58,7 +58,7 @@ demo-node: deps testbin ## Run the real-node suite's main story visibly: the git
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) test -count=1 -v -run '^(TestGitCloneJobOnEachNodeThroughItsOwnProxy|TestSplitTopologyGitClone)$$' ./e2e/node/
 
 .PHONY: testbin
-testbin: ## Build kube-apiserver, etcd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager and CoreDNS for the tests into a cache outside the repo.
+testbin: ## Build kube-apiserver, etcd, kubelet, kube-proxy, kube-scheduler, kube-controller-manager, CoreDNS and Tekton Pipelines for the tests into a cache outside the repo.
 	@hack/testbin.sh node >/dev/null
 
 .PHONY: lint

@@ -193,3 +193,68 @@ func TestConnectorAddressesFollowTheGrammar(t *testing.T) {
 		require.NoError(t, c.CheckAddresses(), "example connector %s", name)
 	}
 }
+
+// TestTektonExamples checks examples/tekton, whose Tasks and TaskRuns the
+// real-node suite runs: every TaskRun names a Task of the directory and
+// binds every workspace the Task declares and no other, each csi workspace
+// is a read-only connectors-csi volume naming an example Connector, and a
+// Task's workspace bound to the plugin is declared readOnly.
+func TestTektonExamples(t *testing.T) {
+	ex := load(t)
+	files, err := filepath.Glob("tekton/*.yaml")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	objs, err := manifests.Load(files...)
+	require.NoError(t, err)
+	tasks := map[string]map[string]bool{} // Task -> its workspaces, readOnly or not
+	var runs []*unstructured.Unstructured
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "Task":
+			ws, _, err := unstructured.NestedSlice(u.Object, "spec", "workspaces")
+			require.NoError(t, err)
+			tasks[u.GetName()] = map[string]bool{}
+			for _, w := range ws {
+				m := w.(map[string]any)
+				ro, _, _ := unstructured.NestedBool(m, "readOnly")
+				tasks[u.GetName()][m["name"].(string)] = ro
+			}
+		case "TaskRun":
+			runs = append(runs, u)
+		case "Connector":
+			ex.connectors[u.GetName()] = &v1alpha1.Connector{}
+		case "ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding":
+		default:
+			t.Fatalf("unexpected kind %s in examples/tekton", u.GetKind())
+		}
+	}
+	require.NotEmpty(t, runs)
+	for _, u := range runs {
+		task, _, _ := unstructured.NestedString(u.Object, "spec", "taskRef", "name")
+		declared, ok := tasks[task]
+		require.True(t, ok, "TaskRun %s names Task %q, not in examples/tekton", u.GetName(), task)
+		ws, _, err := unstructured.NestedSlice(u.Object, "spec", "workspaces")
+		require.NoError(t, err)
+		bound := map[string]bool{}
+		for _, w := range ws {
+			m := w.(map[string]any)
+			name := m["name"].(string)
+			ro, known := declared[name]
+			require.True(t, known, "TaskRun %s binds workspace %s, which Task %s does not declare", u.GetName(), name, task)
+			bound[name] = true
+			c, ok := m["csi"].(map[string]any)
+			if !ok {
+				continue
+			}
+			require.Equal(t, csi.DriverName, c["driver"], "TaskRun %s workspace %s", u.GetName(), name)
+			require.Equal(t, true, c["readOnly"], "TaskRun %s workspace %s", u.GetName(), name)
+			require.True(t, ro, "Task %s does not declare workspace %s readOnly", task, name)
+			attrs, _, err := unstructured.NestedStringMap(c, "volumeAttributes")
+			require.NoError(t, err)
+			require.Contains(t, ex.connectors, attrs["connector.name"], "TaskRun %s workspace %s names an unknown Connector", u.GetName(), name)
+		}
+		for name := range declared {
+			require.True(t, bound[name], "TaskRun %s does not bind workspace %s of Task %s", u.GetName(), name, task)
+		}
+	}
+}

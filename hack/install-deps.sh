@@ -23,6 +23,8 @@ packages+=(python3 python3-pip twine)
 packages+=(gh)
 # The shipped scrape example, dashboard and alerts, run by a real Prometheus.
 packages+=(prometheus)
+# The real-node suite's Tekton image build Task: buildah.
+packages+=(buildah)
 # The arm64 image's binary, run under emulation by build/image's test.
 packages+=(qemu-user-static)
 

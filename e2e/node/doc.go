@@ -13,7 +13,9 @@
 // shipped public URL, with every token bound to its pod's address.
 //
 // The tests build what they run: the images with internal/imagebuild and
-// the Kubernetes binaries and CoreDNS with `make testbin`
+// the Kubernetes binaries, CoreDNS and Tekton Pipelines with `make testbin`
 // (hack/testbin.sh node). Missing binaries skip the suite outside CI and
-// fail it in CI.
+// fail it in CI. The TestTekton stories install Tekton from its release
+// manifests on first use (tekton_harness_test.go) and run the Tasks of
+// examples/tekton as real TaskRuns.
 package node
