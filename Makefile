@@ -106,7 +106,7 @@ check-generated: $(TOOLS) ## Check that the deepcopy code and deploy/base/crds m
 	hack/check-generated.sh
 
 .PHONY: bench
-bench: bench-go bench-proxy bench-registry bench-memory bench-scale ## Run every benchmark: Go benchmarks, the proxy load table, registry push/pull, the binary's memory, the many-node simulation.
+bench: bench-go bench-proxy bench-registry bench-memory bench-scale bench-pods bench-clients ## Run every benchmark: Go benchmarks, the proxy load table, registry push/pull, the binary's memory, the many-node simulation, pod start-up and clients on the real nodes.
 
 .PHONY: bench-go
 bench-go: ## Run the Go benchmarks (CSI publish, rendering, matching, leaves, round trips).
@@ -130,3 +130,13 @@ SCALE_NODES ?= 20
 .PHONY: bench-scale
 bench-scale: build testbin ## Run SCALE_NODES (20) node processes against one API server with 1,000 Connectors and count API requests at rest, per publish and per proxied request (needs root).
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./test/bench/scale --binary $(BIN)/connectors-node --nodes $(SCALE_NODES)
+
+BENCH_ROUNDS ?= 3
+
+.PHONY: bench-pods
+bench-pods: deps testbin ## On the real-node suite's cluster: 30 pods created at once on one node, time until all Running with the connectors volume against without it, BENCH_ROUNDS (3) interleaved rounds (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH=pods CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -count=1 -v -timeout=60m -run '^TestBenchPodsStartup$$' ./e2e/node/
+
+.PHONY: bench-clients
+bench-clients: deps testbin ## On the real-node suite's cluster: git clone of a 200 MiB repository from a pod through its node's reverse proxy against direct, BENCH_ROUNDS (3) interleaved rounds (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH=clients CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -count=1 -v -timeout=60m -run '^TestBenchGitClone$$' ./e2e/node/

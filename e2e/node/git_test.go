@@ -129,6 +129,8 @@ func TestGitCloneJobOnEachNodeThroughItsOwnProxy(t *testing.T) {
 				if other == node {
 					if !n.waitAuditedPath(ctx, t, string(plugin.UID), "default/git", "/"+name) {
 						t.Errorf("the DaemonSet pod of %s logged no injected request for /%s:\n%s", node, name, n.podLog(t, string(plugin.UID)))
+					} else {
+						t.Logf("the audit line in %s's DaemonSet pod %s:\n%s", node, plugin.Name, auditLine(n.podLog(t, string(plugin.UID)), "default/git", "/"+name))
 					}
 				} else if auditedPath(n.podLog(t, string(plugin.UID)), "default/git", "/"+name) {
 					t.Errorf("the DaemonSet pod of %s logged the clone of the Job on %s", other, node)
@@ -153,12 +155,21 @@ func (n *cluster) waitAuditedPath(ctx context.Context, t *testing.T, uid, connec
 // auditedPath reports whether a container log has the proxy's request line
 // for the connector with the credential injected and a path holding path.
 func auditedPath(log, connector, path string) bool {
+	return auditLine(log, connector, path) != ""
+}
+
+// auditLine returns auditedPath's first line, without the container log's
+// prefix, or "".
+func auditLine(log, connector, path string) string {
 	for l := range strings.Lines(log) {
 		if auditedInjection(l, connector, "") && strings.Contains(l, `"path":"`) && strings.Contains(l[strings.Index(l, `"path":"`):], path) {
-			return true
+			if i := strings.Index(l, "{"); i >= 0 {
+				l = l[i:]
+			}
+			return strings.TrimSpace(l)
 		}
 	}
-	return false
+	return ""
 }
 
 // gitCloneJob runs examples/git-clone-job.yaml as the Job name on the node
@@ -191,6 +202,10 @@ func (n *cluster) gitCloneJob(ctx context.Context, t *testing.T, name, node stri
 		t.Errorf("the Job's pod ran on %s, want %s", pod.Spec.NodeName, node)
 	}
 	n.noSecret(t, password, string(pod.UID))
+	if !t.Failed() {
+		t.Logf("the Job's pod %s on %s (%s) cloned %s through %s; its log:\n%s", pod.Name, pod.Spec.NodeName, pod.Status.PodIP,
+			repo, public, strings.TrimSpace(n.podLog(t, string(pod.UID))))
+	}
 	return pod
 }
 

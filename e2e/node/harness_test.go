@@ -321,7 +321,7 @@ func (c *cluster) buildImages(ctx context.Context) error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go run ./build/image: %w\n%s", err, out)
 	}
-	files, links, err := imagebuild.HostFiles(ctx, "/bin/sh", "/usr/bin/git", "/usr/bin/curl", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/id", "/usr/bin/sleep",
+	files, links, err := imagebuild.HostFiles(ctx, "/bin/sh", "/usr/bin/git", "/usr/bin/curl", "/usr/bin/cat", "/usr/bin/ls", "/usr/bin/id", "/usr/bin/sleep", "/usr/bin/rm",
 		"/usr/lib/git-core/git-remote-http", "/usr/lib/git-core/git-remote-https", "/etc/ssl/certs/ca-certificates.crt", "/etc/nsswitch.conf")
 	if err != nil {
 		return err

@@ -82,6 +82,7 @@ func TestSplitTopologyGitClone(t *testing.T) {
 	if job.Status.PodIP == "" || proxy.Spec.NodeName == job.Spec.NodeName {
 		t.Errorf("the Job's pod ran on %s (IP %q), the central proxy on %s: want another node, on the pod network", job.Spec.NodeName, job.Status.PodIP, proxy.Spec.NodeName)
 	}
+	t.Logf("the central proxy %s runs on %s, the Job's pod on %s", proxy.Name, proxy.Spec.NodeName, job.Spec.NodeName)
 	for p, c := range n.volumes.seen(string(job.UID)) {
 		if filepath.Base(p) == ".gitconfig" && !strings.Contains(c, splitProxyURL) {
 			t.Errorf("%s does not name the central proxy %s:\n%s", p, splitProxyURL, c)

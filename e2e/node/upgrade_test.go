@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +35,12 @@ const upgradeImage = "connectors-node:upgrade"
 // A rolling upgrade of the DaemonSet (its image moves to a second tag of
 // the same image) while pods on both nodes send a steady stream of proxied
 // git and curl requests through their node's proxy: no request fails, and
-// the pods read their volumes throughout.
+// the pods read their volumes throughout. No volume is disturbed: each
+// pod, started before the upgrade, keeps its one tmpfs mount and its files
+// unchanged across it, and the new plugin pods refresh its token file
+// afterwards (kubelet, restarted, mints new tokens at once and republishes,
+// instead of at 80% of the token's life), with which its requests go on
+// succeeding.
 func TestRollingUpgradeDropsNoRequest(t *testing.T) {
 	n := suite(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -83,6 +90,26 @@ func TestRollingUpgradeDropsNoRequest(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	type volumeState struct {
+		files  map[string]string
+		mounts int
+	}
+	volumeOf := func(p *corev1.Pod) volumeState {
+		w := n.node(p.Spec.NodeName)
+		files, err := volumeFiles(w, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return volumeState{files: files, mounts: csiMounts(t, w, string(p.UID))}
+	}
+	before := make([]volumeState, len(pods))
+	for i, p := range pods {
+		before[i] = volumeOf(p)
+		if before[i].mounts != 1 || before[i].files["context.token"] == "" {
+			t.Fatalf("%s before the upgrade: %d connectors-csi mounts, token file of %d bytes; want 1 and a token",
+				p.Name, before[i].mounts, len(before[i].files["context.token"]))
+		}
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
@@ -108,6 +135,59 @@ func TestRollingUpgradeDropsNoRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * time.Second) // traffic after the rollout
+	for i, p := range pods {
+		after := volumeOf(p)
+		if after.mounts != before[i].mounts {
+			t.Errorf("%s has %d connectors-csi mounts after the upgrade, %d before", p.Name, after.mounts, before[i].mounts)
+		}
+		if !maps.Equal(withoutToken(after.files), withoutToken(before[i].files)) {
+			t.Errorf("%s's files changed across the upgrade: %d files before, %d after", p.Name, len(before[i].files), len(after.files))
+		}
+	}
+	// The token file is refreshed afterwards, by the new plugin pods.
+	for _, w := range n.nodes {
+		if err := w.kubelet.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-w.kubelet.exited:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("kubelet of %s did not stop within 30 s of SIGTERM", w.name)
+		}
+		if err := n.kubelet(w, fmt.Sprintf("kubelet-after-upgrade-%d", time.Now().UnixNano())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	okAtRefresh := make([]int, len(pods))
+	for i, p := range pods {
+		w := n.node(p.Spec.NodeName)
+		if err := poll(ctx, 3*time.Minute, p.Name+"'s token file refreshed after the upgrade", func(context.Context) (bool, error) {
+			files, err := volumeFiles(w, p)
+			return err == nil && files["context.token"] != "" && files["context.token"] != before[i].files["context.token"], err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		okAtRefresh[i], _, _ = count(p)
+		if err := n.waitReady(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Requests with the refreshed token.
+	if err := poll(ctx, time.Minute, "requests after the refresh", func(context.Context) (bool, error) {
+		for i, p := range pods {
+			if ok, _, _ := count(p); ok < okAtRefresh[i]+6 {
+				return false, nil
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Error(err)
+	}
+	for i, p := range pods {
+		if left := volumeOf(p).mounts; left != before[i].mounts {
+			t.Errorf("%s has %d connectors-csi mounts after the refresh, %d before the upgrade", p.Name, left, before[i].mounts)
+		}
+	}
 	for _, p := range pods {
 		if _, err := n.kubectl(ctx, "", "exec", "-n", "default", p.Name, "--", "sh", "-c", "echo > /tmp/stop"); err != nil {
 			t.Fatal(err)
