@@ -44,6 +44,7 @@ type config struct {
 	profiles   string
 	idleConns  []int
 	idleOnly   bool
+	idleKinds  string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.DurationVar(&cfg.loadFor, "load-for", 10*time.Second, "duration of each load phase")
 	flag.StringVar(&env, "env", "", "extra NAME=value for the node's environment, overriding the DaemonSet's (e.g. GOGC=100)")
 	flag.StringVar(&arg, "arg", "", "extra flag for the node (e.g. --release-startup-pages=false)")
+	flag.StringVar(&cfg.idleKinds, "idle-kinds", "keepalive,tunnels", "idle connections to measure, in this order: keepalive (reverse proxy), tunnels (intercepted CONNECT); each after the last's are closed")
 	flag.BoolVar(&cfg.idleOnly, "idle-only", false, "measure idle connections only, without the load phases")
 	flag.StringVar(&cfg.profiles, "profiles", "", "directory to write a heap profile of every phase into (runs the node with --pprof)")
 	flag.Parse()
@@ -242,23 +244,30 @@ func run(ctx context.Context, cfg config) error {
 	// Idle connections: each carried one request and stays open, through
 	// the reverse proxy (keep-alive) and as intercepted CONNECT tunnels to
 	// a TLS Connector of the pod's namespace.
-	var tunnels []fleet.IdleTarget
-	for _, pod := range pods {
-		ref, err := c.CreateTLSConnector(ctx, pod.Pod.Namespace, "tls-"+pod.Pod.Name)
-		if err != nil {
+	for kind := range strings.SplitSeq(cfg.idleKinds, ",") {
+		var targets []fleet.IdleTarget
+		switch kind {
+		case "keepalive":
+			targets = n.ReverseTargets(pods)
+		case "tunnels":
+			for _, pod := range pods {
+				ref, err := c.CreateTLSConnector(ctx, pod.Pod.Namespace, "tls-"+pod.Pod.Name)
+				if err != nil {
+					return err
+				}
+				targets = append(targets, fleet.IdleTarget{
+					URL: c.UpstreamTLS + "/info/refs", Token: pod.Token, Connector: ref, CAFile: caFile,
+				})
+			}
+		case "":
+			continue
+		default:
+			return fmt.Errorf("--idle-kinds: unknown kind %q (keepalive, tunnels)", kind)
+		}
+		if err := idleConnections(ctx, cfg, n, kind, targets, profile); err != nil {
 			return err
 		}
-		tunnels = append(tunnels, fleet.IdleTarget{
-			URL: c.UpstreamTLS + "/info/refs", Token: pod.Token, Connector: ref, CAFile: caFile,
-		})
 	}
-	if err := idleConnections(ctx, cfg, n, "keepalive", n.ReverseTargets(pods), profile); err != nil {
-		return err
-	}
-	if err := idleConnections(ctx, cfg, n, "tunnels", tunnels, profile); err != nil {
-		return err
-	}
-
 	if cfg.idleOnly {
 		return nil
 	}
