@@ -76,7 +76,8 @@ func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.C
 	}()
 	var inner net.Conn = conn
 	if leaf != nil {
-		tlsConn := tls.Server(conn, tun.tlsConfig(leaf))
+		raw := &batchConn{Conn: conn}
+		tlsConn := tls.Server(raw, tun.tlsConfig(leaf))
 		hctx, cancel := context.WithTimeout(ctx, p.opts.TLSHandshakeTimeout)
 		err := tlsConn.HandshakeContext(hctx)
 		cancel()
@@ -85,7 +86,7 @@ func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.C
 			done()
 			return
 		}
-		inner = tlsConn
+		inner = &batchedTLS{Conn: tlsConn, raw: raw}
 	}
 	p.serveTunnel(ctx, tun, conn, &headConn{Conn: inner, on: true}, done)
 }
@@ -253,4 +254,83 @@ func (c *notifyConn) Close() error {
 	err := c.Conn.Close()
 	c.onClose()
 	return err
+}
+
+// maxWriteBatch bounds the bytes a batchConn holds before it writes them.
+const maxWriteBatch = 64 << 10
+
+// writeBatches are the buffers of batchConns while they batch.
+var writeBatches = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteBatch+1<<10); return &b }}
+
+// batchConn is the client connection under an intercepted tunnel's TLS:
+// between begin and end it gathers the records of one TLS write and sends
+// them in one write, where the TLS connection would send each of its
+// 16 KiB records on its own. Records other writers send meanwhile (alerts
+// a read answers) join the batch in their order. It holds no buffer
+// between batches.
+type batchConn struct {
+	net.Conn
+	mu    sync.Mutex
+	batch *[]byte
+}
+
+func (c *batchConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batch == nil {
+		return c.Conn.Write(b)
+	}
+	*c.batch = append(*c.batch, b...)
+	if len(*c.batch) >= maxWriteBatch {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+func (c *batchConn) begin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batch == nil {
+		c.batch = writeBatches.Get().(*[]byte)
+	}
+}
+
+// end writes what the batch holds and stops batching.
+func (c *batchConn) end() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batch == nil {
+		return nil
+	}
+	err := c.flushLocked()
+	writeBatches.Put(c.batch)
+	c.batch = nil
+	return err
+}
+
+func (c *batchConn) flushLocked() error {
+	_, err := c.Conn.Write(*c.batch)
+	*c.batch = (*c.batch)[:0]
+	return err
+}
+
+// batchedTLS is a TLS connection over a batchConn whose every Write is one
+// batch.
+type batchedTLS struct {
+	*tls.Conn
+	raw *batchConn
+	wmu sync.Mutex
+}
+
+func (c *batchedTLS) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.raw.begin()
+	n, err := c.Conn.Write(b)
+	if ferr := c.raw.end(); err == nil && ferr != nil {
+		return 0, ferr
+	}
+	return n, err
 }
