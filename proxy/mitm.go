@@ -3,12 +3,15 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 
 	"github.com/connectors-node/connectors-node/grammar/match"
 )
@@ -26,58 +29,90 @@ type tunnel struct {
 // intercept terminates TLS with a leaf for the CONNECT host (or, for an
 // http:// target, reads the tunnel in the clear) and serves the inner
 // HTTP/1.1 requests, each checked and proxied on its own.
+//
+// After the hijack the tunnel runs on a goroutine of its own and the
+// CONNECT handler returns, so that net/http lets go of the client
+// connection's buffers and the handler's stack, which an idle tunnel would
+// otherwise hold; the CONNECT's audit line is written when the tunnel
+// closes, as before.
 func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t match.Target) {
 	e := entryFrom(r.Context())
 	tun := &tunnel{caller: c, target: t}
-	if t.Scheme == "http" {
-		conn, err := p.hijack(w, r)
-		if err != nil {
-			e.err = err
+	var leaf *tls.Certificate
+	if t.Scheme != "http" {
+		// Sign (or fetch) the leaf before answering 200, so a CA failure
+		// is a clean 500 rather than a broken handshake.
+		var err error
+		if leaf, err = p.leaves.get(t.Host); err != nil {
+			p.fail(w, r, &statusError{status: http.StatusInternalServerError, msg: "cannot issue a certificate", err: err})
 			return
 		}
-		defer func() { _ = conn.Close() }()
-		p.serveTunnel(r, tun, conn, &headConn{Conn: conn, on: true})
-		return
-	}
-	// Sign (or fetch) the leaf before answering 200, so a CA failure is a
-	// clean 500 rather than a broken handshake.
-	leaf, err := p.leaves.get(t.Host)
-	if err != nil {
-		p.fail(w, r, &statusError{status: http.StatusInternalServerError, msg: "cannot issue a certificate", err: err})
-		return
 	}
 	conn, err := p.hijack(w, r)
 	if err != nil {
 		e.err = err
 		return
 	}
-	defer func() { _ = conn.Close() }()
-	tlsConn := tls.Server(conn, tun.tlsConfig(leaf))
-	ctx, cancel := context.WithTimeout(r.Context(), p.opts.TLSHandshakeTimeout)
-	err = tlsConn.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
-		e.err = fmt.Errorf("client TLS handshake: %w", err)
-		return
-	}
-	p.serveTunnel(r, tun, conn, &headConn{Conn: tlsConn, on: true})
+	inflightFrom(r.Context()).handedOff = true
+	go p.runTunnel(context.WithoutCancel(r.Context()), e, tun, conn, leaf)
 }
 
-// serveTunnel serves the inner requests of tun, read from hc, until conn
-// closes or the proxy shuts down.
-func (p *Proxy) serveTunnel(r *http.Request, tun *tunnel, conn net.Conn, hc *headConn) {
-	srv := p.innerServer(r.Context(), tun, hc)
+// runTunnel completes the TLS handshake of an intercepted tunnel (none
+// with a nil leaf: an http:// target is read in the clear), hands the
+// connection to the tunnel's inner server and returns; e is finished when
+// the connection closes. ctx is the CONNECT request's context.
+func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.Conn, leaf *tls.Certificate) {
+	done := sync.OnceFunc(func() {
+		_ = conn.Close()
+		p.finish(e)
+	})
+	defer func() {
+		if v := recover(); v != nil {
+			// The value is not logged: it could hold request data.
+			p.log.Error(fmt.Errorf("panic of type %T", v), "intercepted tunnel panicked", "stack", string(debug.Stack()))
+			e.err = errors.New("internal error")
+			done()
+		}
+	}()
+	var inner net.Conn = conn
+	if leaf != nil {
+		raw := &batchConn{Conn: conn}
+		tlsConn := tls.Server(raw, tun.tlsConfig(leaf))
+		hctx, cancel := context.WithTimeout(ctx, p.opts.TLSHandshakeTimeout)
+		err := tlsConn.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			e.err = fmt.Errorf("client TLS handshake: %w", err)
+			done()
+			return
+		}
+		inner = &batchedTLS{Conn: tlsConn, raw: raw}
+	}
+	p.serveTunnel(ctx, tun, conn, &headConn{Conn: inner, on: true}, done)
+}
+
+// serveTunnel hands hc, the inner connection of tun over the client
+// connection conn, to the tunnel's inner server and returns; the server's
+// connection goroutine serves the inner requests until conn closes or the
+// proxy shuts down, and then done runs.
+func (p *Proxy) serveTunnel(ctx context.Context, tun *tunnel, conn net.Conn, hc *headConn, done func()) {
+	srv := p.innerServer(ctx, tun, hc)
 	if !p.tunnels.add(conn, srv) {
+		done()
 		return
 	}
-	defer p.tunnels.remove(conn, srv)
 	p.metrics.tunnels.Inc()
-	defer p.metrics.tunnels.Dec()
-	l := newOneConnListener(hc)
+	l := newOneConnListener(hc, func() {
+		p.metrics.tunnels.Dec()
+		p.tunnels.remove(conn, srv)
+		done()
+	})
 	_ = srv.Serve(l)
-	// Serve returns as soon as Shutdown closes the listener; the in-flight
-	// request on the connection still finishes before it closes.
-	<-l.connDone
+	// Serve returns at its second Accept, or at once when shutdown began
+	// first; then it never took the connection, which closes here.
+	if !l.accepted.Load() {
+		_ = l.conn.Close()
+	}
 }
 
 // tlsConfig answers the client's handshake with leaf, the certificate of
@@ -185,49 +220,117 @@ func bracket(h string) string {
 	return h
 }
 
-// oneConnListener hands one connection to http.Server.Serve and then
-// blocks until that connection is closed, so Serve returns with it.
+// oneConnListener hands one connection to http.Server.Serve; its next
+// Accept fails, so Serve returns while the server's connection goroutine
+// serves the connection on.
 type oneConnListener struct {
-	conn     net.Conn
-	once     sync.Once
-	closed   chan struct{}
-	close    sync.Once
-	connDone chan struct{}
-	connOnce sync.Once
+	conn     *notifyConn
+	accepted atomic.Bool
 }
 
-func newOneConnListener(c net.Conn) *oneConnListener {
-	l := &oneConnListener{closed: make(chan struct{}), connDone: make(chan struct{})}
-	l.conn = &notifyConn{Conn: c, l: l}
-	return l
+// newOneConnListener listens with c; onClose runs once when c is closed.
+func newOneConnListener(c net.Conn, onClose func()) *oneConnListener {
+	return &oneConnListener{conn: &notifyConn{Conn: c, onClose: sync.OnceFunc(onClose)}}
 }
 
 func (l *oneConnListener) Accept() (net.Conn, error) {
-	var c net.Conn
-	l.once.Do(func() { c = l.conn })
-	if c != nil {
-		return c, nil
+	if l.accepted.CompareAndSwap(false, true) {
+		return l.conn, nil
 	}
-	<-l.closed
 	return nil, net.ErrClosed
 }
 
-func (l *oneConnListener) Close() error {
-	l.close.Do(func() { close(l.closed) })
-	return nil
-}
+func (l *oneConnListener) Close() error { return nil }
 
 func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
-// notifyConn closes its listener when it is closed.
+// notifyConn runs onClose when it is closed.
 type notifyConn struct {
 	net.Conn
-	l *oneConnListener
+	onClose func()
 }
 
 func (c *notifyConn) Close() error {
 	err := c.Conn.Close()
-	_ = c.l.Close()
-	c.l.connOnce.Do(func() { close(c.l.connDone) })
+	c.onClose()
 	return err
+}
+
+// maxWriteBatch bounds the bytes a batchConn holds before it writes them.
+const maxWriteBatch = 64 << 10
+
+// writeBatches are the buffers of batchConns while they batch.
+var writeBatches = sync.Pool{New: func() any { b := make([]byte, 0, maxWriteBatch+1<<10); return &b }}
+
+// batchConn is the client connection under an intercepted tunnel's TLS:
+// between begin and end it gathers the records of one TLS write and sends
+// them in one write, where the TLS connection would send each of its
+// 16 KiB records on its own. Records other writers send meanwhile (alerts
+// a read answers) join the batch in their order. It holds no buffer
+// between batches.
+type batchConn struct {
+	net.Conn
+	mu    sync.Mutex
+	batch *[]byte
+}
+
+func (c *batchConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batch == nil {
+		return c.Conn.Write(b)
+	}
+	*c.batch = append(*c.batch, b...)
+	if len(*c.batch) >= maxWriteBatch {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(b), nil
+}
+
+func (c *batchConn) begin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batch == nil {
+		c.batch = writeBatches.Get().(*[]byte)
+	}
+}
+
+// end writes what the batch holds and stops batching.
+func (c *batchConn) end() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.batch == nil {
+		return nil
+	}
+	err := c.flushLocked()
+	writeBatches.Put(c.batch)
+	c.batch = nil
+	return err
+}
+
+func (c *batchConn) flushLocked() error {
+	_, err := c.Conn.Write(*c.batch)
+	*c.batch = (*c.batch)[:0]
+	return err
+}
+
+// batchedTLS is a TLS connection over a batchConn whose every Write is one
+// batch.
+type batchedTLS struct {
+	*tls.Conn
+	raw *batchConn
+	wmu sync.Mutex
+}
+
+func (c *batchedTLS) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.raw.begin()
+	n, err := c.Conn.Write(b)
+	if ferr := c.raw.end(); err == nil && ferr != nil {
+		return 0, ferr
+	}
+	return n, err
 }

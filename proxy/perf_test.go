@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	goruntime "runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,6 +85,51 @@ func TestThousandMITMConnectionsToOneHostIssueOneLeaf(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(e.proxy.metrics.leafIssued); n != 1 {
 		t.Errorf("1000 connections to one host issued %v leaves, want 1", n)
+	}
+}
+
+// An idle intercepted tunnel holds one goroutine of net/http's server (its
+// inner connection's), not also the CONNECT handler's with the client
+// connection's buffers.
+func TestIdleInterceptedTunnelHoldsOneServerGoroutine(t *testing.T) {
+	upCA := newTestCA(t)
+	cert := upCA.serverCert(t, "api.example.test")
+	up := startTLS(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }), &cert)
+	o := newFakeObjects()
+	o.connector("team-a", "api", "https://api.example.test:"+port(t, up), "")
+	e := startEnv(t, o, []*x509.Certificate{upCA.cert})
+	u := "https://api.example.test:" + port(t, up) + "/"
+	before := serverGoroutines()
+	const tunnels = 40
+	for range tunnels {
+		c := e.forwardClient("team-a/api", tokA)
+		t.Cleanup(c.CloseIdleConnections)
+		if err := getOK(c, func() *http.Request { return newRequest(t, http.MethodGet, u, nil) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Beyond one per tunnel: the upstream's connections (the requests ran
+	// one after another) and a few that come and go.
+	most := before + tunnels + 8
+	var n int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n = serverGoroutines(); n <= most {
+			return
+		}
+	}
+	t.Errorf("%d idle tunnels hold %d goroutines of net/http's server (%d before), want at most %d", tunnels, n, before, most)
+}
+
+// serverGoroutines counts the goroutines serving a connection of an
+// http.Server.
+func serverGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := goruntime.Stack(buf, true)
+		if n < len(buf) {
+			return strings.Count(string(buf[:n]), "net/http.(*conn).serve(")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 

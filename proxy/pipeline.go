@@ -50,11 +50,16 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, mode string, h htt
 	if mode == modeConnect {
 		e.path = ""
 	}
-	defer p.finish(e)
 	sc := &scrubber{}
+	f := &inflight{entry: e, scrub: sc}
+	defer func() {
+		if !f.handedOff {
+			p.finish(e)
+		}
+	}()
 	rec := &recorder{ResponseWriter: w, e: e, scrub: sc}
 	defer p.recoverPanic(rec, e)
-	r = r.WithContext(context.WithValue(r.Context(), inflightKey{}, &inflight{entry: e, scrub: sc}))
+	r = r.WithContext(context.WithValue(r.Context(), inflightKey{}, f))
 	if hc := headConnFrom(r.Context()); hc != nil {
 		mixed := hc.take(r)
 		defer hc.resume()
@@ -117,6 +122,10 @@ type inflight struct {
 	entry *entry
 	scrub *scrubber
 	plan  *plan
+	// handedOff is set by a handler that returns while a goroutine of its
+	// own still serves the hijacked connection (an intercepted tunnel);
+	// that goroutine finishes the entry when the connection closes.
+	handedOff bool
 }
 
 type inflightKey struct{}

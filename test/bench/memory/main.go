@@ -4,7 +4,10 @@
 // its informers synced, with 1,000 Connectors cached, with 100 volumes
 // mounted (real tmpfs, published through the kubelet stand-in), under 100
 // keep-alive connections of reverse-proxy load, under 1,000 and at
-// --max-connections. It prints one line per phase; RSS is split into its
+// --max-connections, and with 1,000 and --max-connections idle
+// connections that each carried one request: keep-alive connections to the
+// reverse proxy, then intercepted CONNECT tunnels to a TLS Connector, with
+// the growth per connection. It prints one line per phase; RSS is split into its
 // anonymous part (the Go runtime's memory, which GOMEMLIMIT bounds) and its
 // file-backed part (the binary's mapped code and data), and each load
 // phase counts the major page faults (pages read back from the binary
@@ -39,6 +42,9 @@ type config struct {
 	extraEnv   []string
 	extraArgs  []string
 	profiles   string
+	idleConns  []int
+	idleOnly   bool
+	idleKinds  string
 }
 
 func main() {
@@ -51,9 +57,12 @@ func main() {
 	flag.DurationVar(&cfg.loadFor, "load-for", 10*time.Second, "duration of each load phase")
 	flag.StringVar(&env, "env", "", "extra NAME=value for the node's environment, overriding the DaemonSet's (e.g. GOGC=100)")
 	flag.StringVar(&arg, "arg", "", "extra flag for the node (e.g. --release-startup-pages=false)")
+	flag.StringVar(&cfg.idleKinds, "idle-kinds", "keepalive,tunnels", "idle connections to measure, in this order: keepalive (reverse proxy), tunnels (intercepted CONNECT); each after the last's are closed")
+	flag.BoolVar(&cfg.idleOnly, "idle-only", false, "measure idle connections only, without the load phases")
 	flag.StringVar(&cfg.profiles, "profiles", "", "directory to write a heap profile of every phase into (runs the node with --pprof)")
 	flag.Parse()
 	cfg.loads = []int{100, 1000}
+	cfg.idleConns = []int{1000}
 	if env != "" {
 		cfg.extraEnv = []string{env}
 	}
@@ -107,6 +116,37 @@ func pageFaults(pid int) (int64, error) {
 
 func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
 
+// idleConnections opens cfg.idleConns idle connections to targets (the
+// next count adding to those open) and prints the node's memory with each
+// count, and the growth per connection over the reading before the first:
+// RSS, its anonymous part, and heap in use plus stacks.
+func idleConnections(ctx context.Context, cfg config, n *fleet.Node, kind string, targets []fleet.IdleTarget, profile func(string)) error {
+	time.Sleep(cfg.settle)
+	base, err := n.Memory(ctx)
+	if err != nil {
+		return err
+	}
+	say("phase=before-idle-%s %s", kind, base)
+	idle := &fleet.Idle{}
+	defer idle.Close()
+	for _, conns := range cfg.idleConns {
+		if err := n.OpenIdle(ctx, idle, conns-idle.Len(), targets); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		time.Sleep(cfg.settle)
+		m, err := n.Memory(ctx)
+		if err != nil {
+			return err
+		}
+		perConn := func(now, before float64) float64 { return (now - before) * 1024 / float64(conns) }
+		say("phase=idle-%d-%s %s per_conn_kib: rss=%.1f anon=%.1f heap_inuse+stacks=%.1f", conns, kind, m,
+			perConn(m.RSS, base.RSS), perConn(m.Anon, base.Anon),
+			perConn(m.HeapInuse+m.Stacks, base.HeapInuse+base.Stacks))
+		profile(fmt.Sprintf("idle-%d-%s", conns, kind))
+	}
+	return nil
+}
+
 func run(ctx context.Context, cfg config) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("run as root: publishing a volume mounts a tmpfs")
@@ -118,6 +158,9 @@ func run(ctx context.Context, cfg config) error {
 	say("# DaemonSet settings: env %v, args %v, memory request %s, limit %s", ds.Env, ds.Args, ds.Request, ds.Limit)
 	if ds.MaxConnections > cfg.loads[len(cfg.loads)-1] {
 		cfg.loads = append(cfg.loads, ds.MaxConnections) // the most the proxy serves
+	}
+	if ds.MaxConnections > cfg.idleConns[len(cfg.idleConns)-1] {
+		cfg.idleConns = append(cfg.idleConns, ds.MaxConnections)
 	}
 	if err := flushBinary(cfg.binary); err != nil {
 		return err
@@ -179,6 +222,7 @@ func run(ctx context.Context, cfg config) error {
 	// One pod per volume, each in the namespace of its Connector, so the
 	// volumes name different Connectors.
 	pods := make([]fleet.Pod, 0, cfg.volumes)
+	var caFile string
 	for i := range cfg.volumes {
 		ref := refs[(i*len(refs)/cfg.volumes)%len(refs)]
 		pod, err := c.RunPod(ctx, n.Name, ref.Namespace, fmt.Sprintf("pod-%03d", i))
@@ -191,11 +235,42 @@ func run(ctx context.Context, cfg config) error {
 		}
 		defer func() { _ = n.Unpublish(context.Background(), pod, "connectors", target) }()
 		pods = append(pods, pod)
+		caFile = fleet.CAFile(target)
 	}
 	if err := idle(fmt.Sprintf("idle-%d-connectors-%d-volumes", len(refs), len(pods))); err != nil {
 		return err
 	}
 
+	// Idle connections: each carried one request and stays open, through
+	// the reverse proxy (keep-alive) and as intercepted CONNECT tunnels to
+	// a TLS Connector of the pod's namespace.
+	for kind := range strings.SplitSeq(cfg.idleKinds, ",") {
+		var targets []fleet.IdleTarget
+		switch kind {
+		case "keepalive":
+			targets = n.ReverseTargets(pods)
+		case "tunnels":
+			for _, pod := range pods {
+				ref, err := c.CreateTLSConnector(ctx, pod.Pod.Namespace, "tls-"+pod.Pod.Name)
+				if err != nil {
+					return err
+				}
+				targets = append(targets, fleet.IdleTarget{
+					URL: c.UpstreamTLS + "/info/refs", Token: pod.Token, Connector: ref, CAFile: caFile,
+				})
+			}
+		case "":
+			continue
+		default:
+			return fmt.Errorf("--idle-kinds: unknown kind %q (keepalive, tunnels)", kind)
+		}
+		if err := idleConnections(ctx, cfg, n, kind, targets, profile); err != nil {
+			return err
+		}
+	}
+	if cfg.idleOnly {
+		return nil
+	}
 	for _, conns := range cfg.loads {
 		peak := n.SamplePeak(ctx, 250*time.Millisecond)
 		before, _ := pageFaults(n.PID())

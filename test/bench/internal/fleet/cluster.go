@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/bench/internal/certs"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
 )
 
@@ -43,9 +45,12 @@ type Cluster struct {
 	// Upstream is the base URL of a loopback HTTP server that answers
 	// every path with a small body.
 	Upstream string
+	// UpstreamTLS is the same server over TLS, with a certificate for
+	// 127.0.0.1 that UpstreamCA (PEM) signed.
+	UpstreamTLS string
+	UpstreamCA  []byte
 
-	upstream *http.Server
-	closers  []func()
+	closers []func()
 }
 
 // Start starts the API server and the upstream under a new directory.
@@ -81,23 +86,46 @@ func (c *Cluster) start() error {
 	if err := manifests.InstallBase(context.Background(), c.Client, apiserver.RepoRoot()); err != nil {
 		return err
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if c.Upstream, err = c.serveUpstream(nil); err != nil {
+		return err
+	}
+	cert, caPEM, err := certs.Server("127.0.0.1")
 	if err != nil {
 		return err
 	}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.UpstreamTLS, err = c.serveUpstream(tlsConf); err != nil {
+		return err
+	}
+	c.UpstreamCA = caPEM
+	return os.MkdirAll(filepath.Join(c.Work, "kubelet"), 0o750)
+}
+
+// serveUpstream starts a loopback server that answers every path with a
+// small body, over TLS when tlsConf is not nil, and returns its base URL.
+func (c *Cluster) serveUpstream(tlsConf *tls.Config) (string, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
 	body := []byte("ok\n")
-	c.upstream = &http.Server{
+	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain")
 			_, _ = w.Write(body)
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
+		TLSConfig:         tlsConf,
 	}
-	go func() { _ = c.upstream.Serve(ln) }()
-	c.closers = append(c.closers, func() { _ = c.upstream.Close() })
-	c.Upstream = "http://" + ln.Addr().String()
-	return os.MkdirAll(filepath.Join(c.Work, "kubelet"), 0o750)
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsConf)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	c.closers = append(c.closers, func() { _ = srv.Close() })
+	return scheme + "://" + ln.Addr().String(), nil
 }
 
 // Close stops everything Start started, in reverse order.
@@ -176,7 +204,26 @@ func (c *Cluster) namespace(ctx context.Context, ns string) error {
 	return nil
 }
 
+// CreateTLSConnector creates a git Connector named name in namespace ns
+// (one of CreateConnectors') for UpstreamTLS, with its basic-auth Secret
+// and a Secret of UpstreamCA that verifies it.
+func (c *Cluster) CreateTLSConnector(ctx context.Context, ns, name string) (ConnectorRef, error) {
+	ref := ConnectorRef{Namespace: ns, Name: name}
+	ca := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-ca"},
+		Data:       map[string][]byte{"ca.crt": c.UpstreamCA},
+	}
+	if err := c.Client.Create(ctx, ca); err != nil {
+		return ref, fmt.Errorf("creating secret %s/%s: %w", ns, ca.Name, err)
+	}
+	return ref, c.createConnector(ctx, ref, c.UpstreamTLS, &corev1.LocalObjectReference{Name: ca.Name})
+}
+
 func (c *Cluster) connector(ctx context.Context, ref ConnectorRef) error {
+	return c.createConnector(ctx, ref, c.Upstream, nil)
+}
+
+func (c *Cluster) createConnector(ctx context.Context, ref ConnectorRef, address string, caRef *corev1.LocalObjectReference) error {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name + "-auth"},
 		Type:       corev1.SecretTypeBasicAuth,
@@ -189,7 +236,8 @@ func (c *Cluster) connector(ctx context.Context, ref ConnectorRef) error {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name},
 		Spec: v1alpha1.ConnectorSpec{
 			ConnectorClassName: "git",
-			Address:            c.Upstream,
+			Address:            address,
+			CACertSecretRef:    caRef,
 			Auth: v1alpha1.ConnectorAuth{
 				Name:      "basicAuth",
 				SecretRef: &corev1.ObjectReference{Name: secret.Name},
