@@ -260,7 +260,7 @@ func (h *head) frame(method string) error {
 	if hasCL {
 		n, ok := parseLength(cls[0])
 		if !ok {
-			return unsupported("Content-Length %q", cls[0])
+			return unsupported("Content-Length not a decimal number")
 		}
 		length = n
 	}
@@ -268,7 +268,7 @@ func (h *head) frame(method string) error {
 		r.StatusCode == http.StatusNoContent || r.StatusCode == http.StatusNotModified
 	if hasTE {
 		if len(te) != 1 || !asciiEqualFold(te[0], "chunked") {
-			return unsupported("Transfer-Encoding %q", te)
+			return unsupported("Transfer-Encoding other than one chunked")
 		}
 		if bodyless {
 			return unsupported("Transfer-Encoding on a response without a body")
