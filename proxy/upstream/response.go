@@ -56,26 +56,29 @@ type head struct {
 func readHead(br *bufio.Reader, method string) (*head, error) {
 	var buf [maxHeaderFields]field
 	fields := buf[:0]
-	var scratch []byte // lines longer than br's buffer, and the bytes they point into
+	var scratch []byte // lines longer than br's buffer
 	total := 0
-	first := true
-	var status []byte
+	line, err := readLine(br, &scratch, &total)
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(line) == 0 {
+			return nil, io.EOF
+		}
+		if errors.Is(err, io.EOF) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	code, status, err := parseStatusLine(line)
+	if err != nil {
+		return nil, err
+	}
 	for {
 		line, err := readLine(br, &scratch, &total)
 		if err != nil {
-			if first && errors.Is(err, io.EOF) && len(line) == 0 {
-				return nil, io.EOF
-			}
 			if errors.Is(err, io.EOF) {
 				return nil, io.ErrUnexpectedEOF
 			}
 			return nil, err
-		}
-		if first {
-			first = false
-			// The status line is copied: br's buffer moves on.
-			status = append([]byte(nil), line...)
-			continue
 		}
 		if len(line) == 0 {
 			break
@@ -89,12 +92,8 @@ func readHead(br *bufio.Reader, method string) (*head, error) {
 		}
 		fields = append(fields, f)
 	}
-	code, reason, err := parseStatusLine(status)
-	if err != nil {
-		return nil, err
-	}
 	resp := &http.Response{
-		Status:     reason,
+		Status:     status,
 		StatusCode: code,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
@@ -175,6 +174,14 @@ func parseStatusLine(line []byte) (int, string, error) {
 		if !valueByte(c) {
 			return 0, "", unsupported("control byte in the reason phrase")
 		}
+	}
+	switch string(rest) {
+	case "200 OK":
+		return code, "200 OK", nil
+	case "204 No Content":
+		return code, "204 No Content", nil
+	case "304 Not Modified":
+		return code, "304 Not Modified", nil
 	}
 	return code, string(rest), nil
 }
