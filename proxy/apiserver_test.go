@@ -133,7 +133,8 @@ func newWithCache(ctx context.Context, t *testing.T, api *apiserver.Env, cache *
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Objects: cache, Auth: reviewer, CA: authority, AllowLoopback: true, Resolver: testResolver}
+	opts := Options{Objects: cache, Auth: reviewer, CA: authority, AllowLoopback: true, Resolver: testResolver,
+		UpstreamFastPath: testFastPath()}
 	if edit != nil {
 		edit(&opts)
 	}

@@ -220,7 +220,8 @@ func TestShutdownWritesPendingAuditLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: authority, AuditLog: sink, AllowLoopback: true})
+	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), CA: authority, AuditLog: sink, AllowLoopback: true,
+		UpstreamFastPath: testFastPath()})
 	if err != nil {
 		t.Fatal(err)
 	}

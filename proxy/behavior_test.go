@@ -412,7 +412,8 @@ func TestCAExpiryAndAuditBacklogGauges(t *testing.T) {
 	current.Store(first)
 	reg := prometheus.NewRegistry()
 	blocked := &blockingWriter{entered: make(chan struct{}), release: make(chan struct{})}
-	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), SigningCA: current.Load, AuditLog: blocked, Registerer: reg})
+	p, err := New(Options{Objects: newFakeObjects(), Auth: newFakeAuth(), SigningCA: current.Load, AuditLog: blocked, Registerer: reg,
+		UpstreamFastPath: testFastPath()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"net/http"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/connectors-node/connectors-node/proxy/upstream"
 )
 
 // statusClientGone is recorded (never sent) when the client went away.
@@ -145,6 +147,7 @@ func classifyUpstream(err error) *statusError {
 	var hostErr x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	var verify *tls.CertificateVerificationError
+	var unsupported *upstream.UnsupportedError
 	switch {
 	case errors.As(err, &refused):
 		return &statusError{status: http.StatusForbidden, msg: refused.Error(), err: err}
@@ -152,6 +155,10 @@ func classifyUpstream(err error) *statusError {
 		return &statusError{status: http.StatusBadGateway, msg: "upstream TLS certificate not trusted", err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
 		return &statusError{status: http.StatusGatewayTimeout, msg: "upstream timed out", err: err}
+	case errors.As(err, &unsupported):
+		// A response head the upstream fast path does not read, to a
+		// request it may not send twice.
+		return &statusError{status: http.StatusBadGateway, msg: "upstream response refused: " + unsupported.Reason, err: err}
 	default:
 		return &statusError{status: http.StatusBadGateway, msg: "upstream unreachable", err: err}
 	}

@@ -280,6 +280,13 @@ type env struct {
 
 type envOption func(*Options)
 
+// testFastPath is Options.UpstreamFastPath for the suite's proxies: on
+// unless PROXY_TEST_UPSTREAM_FAST_PATH=0, so that the whole suite runs
+// with and without it.
+func testFastPath() bool {
+	return os.Getenv("PROXY_TEST_UPSTREAM_FAST_PATH") != "0"
+}
+
 func startEnv(t testing.TB, objects *fakeObjects, roots []*x509.Certificate, opts ...envOption) *env {
 	t.Helper()
 	return startEnvServer(t, objects, roots, ServerOptions{}, opts...)
@@ -303,6 +310,8 @@ func startEnvServer(t testing.TB, objects *fakeObjects, roots []*x509.Certificat
 		AuditLog:      e.logs,
 		Log:           e.logs.Logger(),
 		Registerer:    e.registry,
+
+		UpstreamFastPath: testFastPath(),
 	}
 	for _, f := range opts {
 		f(&o)

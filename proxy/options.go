@@ -103,6 +103,11 @@ type Options struct {
 	IdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost bounds idle upstream connections per host. Default 64.
 	MaxIdleConnsPerHost int
+	// UpstreamFastPath sends requests without a body to plain http://
+	// upstreams through a lean HTTP/1.1 client (package proxy/upstream),
+	// and every other request through net/http's transport as before.
+	// Default false.
+	UpstreamFastPath bool
 	// TunnelIdleTimeout closes an intercepted tunnel's idle keep-alive
 	// connection, bounds reading an inner request's headers, and ends a blind
 	// tunnel in which neither side sent anything for that long. Default 2m.

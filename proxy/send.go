@@ -80,16 +80,20 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, &statusError{status: http.StatusInternalServerError,
 			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
 	}
+	var base http.RoundTripper = t
 	if r.Header.Get("Upgrade") != "" {
 		// The rules let only websocket and SPDY/3.1 this far.
-		t = http1Only(t)
+		base = http1Only(t)
+	} else if fast := rt.p.upstreams.fast; fast != nil {
+		// Bodiless requests to plain http:// upstreams take the lean
+		// client; it hands every other request to t.
+		base = fast.With(t)
 	}
-	var base http.RoundTripper = t
 	if pl.credential != "" {
 		// Every Authorization sent upstream for an injecting plan (the
 		// credential, or a registry token fetched with it) is looked for
 		// in the response headers.
-		base = recordingTransport{base: t, scrub: scrubberFrom(r.Context())}
+		base = recordingTransport{base: base, scrub: scrubberFrom(r.Context())}
 	}
 	start := rt.p.opts.Now()
 	resp, err := rt.p.roundTrip(base, r, pl)

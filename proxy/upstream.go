@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/connectors-node/connectors-node/kube/ca"
+	"github.com/connectors-node/connectors-node/proxy/upstream"
 )
 
 // maxTransports bounds the transports kept for distinct Connector CAs.
@@ -21,11 +22,14 @@ const maxTransports = 64
 // through the SSRF guard and never use an environment proxy. When the roots
 // change (a global CA Secret came or went) every transport is rebuilt and
 // the old ones' idle connections closed, so no connection verified against
-// the old roots is reused.
+// the old roots is reused. With Options.UpstreamFastPath, fast sends the
+// bodiless requests to plain http:// upstreams (package upstream), dialing
+// through the same guard.
 type upstreams struct {
 	opts  *Options
 	guard *guard
 	src   ca.Roots
+	fast  *upstream.Transport // nil: every request takes the transports
 
 	mu    sync.Mutex
 	gen   uint64
@@ -46,6 +50,18 @@ func newUpstreams(opts *Options, g *guard) (*upstreams, error) {
 		src = ca.StaticRoots{Pool: roots}
 	}
 	u := &upstreams{opts: opts, guard: g, src: src}
+	if opts.UpstreamFastPath {
+		fast, err := upstream.New(upstream.Options{
+			Dial:                  g.DialContext,
+			ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+			IdleConnTimeout:       opts.IdleConnTimeout,
+			MaxIdleConnsPerHost:   opts.MaxIdleConnsPerHost,
+		})
+		if err != nil {
+			return nil, err
+		}
+		u.fast = fast
+	}
 	pool, gen := src.Roots()
 	u.reset(pool, gen)
 	return u, nil
@@ -146,5 +162,8 @@ func (u *upstreams) closeIdle() {
 	u.def.CloseIdleConnections()
 	for _, t := range u.trs {
 		t.CloseIdleConnections()
+	}
+	if u.fast != nil {
+		u.fast.CloseIdleConnections()
 	}
 }

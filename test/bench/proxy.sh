@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Proxy benchmark: starts an upstream, the Connectors proxy (test/bench/proxyd)
+# twice (net/http's upstream transport, and the upstream fast path),
 # nginx and HAProxy as reverse proxies that add a fixed Authorization header
 # (each with an access log), Caddy (Debian's, a Go peer) doing the same, and the
 # reference points of test/bench/baseline (a bare httputil.ReverseProxy, the
@@ -15,7 +16,7 @@
 #
 # Environment: BENCH_DURATION (seconds per small-GET run, default 10),
 # BENCH_RUNS (default 3), BENCH_CONNS (default "50 100"), BENCH_STREAM_BYTES
-# (default 1 GiB), BENCH_PORT_BASE (ten ports from here, default 18400),
+# (default 1 GiB), BENCH_PORT_BASE (twelve ports from here, default 18400),
 # BENCH_SMALL_ONLY=1 (only the small-GET wrk rows, for quick comparisons),
 # BENCH_GOGC (the proxy's and the floors' GOGC, default 400: high enough
 # that the difference is the proxy's work, not the collector's; the
@@ -30,6 +31,7 @@ STREAM=${BENCH_STREAM_BYTES:-1073741824}
 BASE=${BENCH_PORT_BASE:-18400}
 UP_HTTP=$BASE UP_HTTPS=$((BASE + 1)) PROXY=$((BASE + 2)) OPS=$((BASE + 3)) NGINX=$((BASE + 4))
 FLOOR=$((BASE + 5)) RELAY=$((BASE + 6)) SYNC=$((BASE + 7)) HAPROXY=$((BASE + 8)) CADDY=$((BASE + 9))
+FAST=$((BASE + 10)) FAST_OPS=$((BASE + 11))
 SMALL_ONLY=${BENCH_SMALL_ONLY:-0}
 NODE_GOGC=${BENCH_GOGC:-400}
 GO=${GO:-go}
@@ -70,7 +72,7 @@ wait_port() {
 	return 1
 }
 
-for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC $HAPROXY $CADDY; do
+for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC $HAPROXY $CADDY $FAST $FAST_OPS; do
 	if port_open "$p"; then
 		log "port $p is in use; set BENCH_PORT_BASE"
 		exit 1
@@ -101,6 +103,16 @@ proxy_pid=$!
 pids+=("$proxy_pid")
 wait_port "$PROXY"
 wait_port "$OPS"
+# The same proxy with the upstream fast path (proxy/upstream), for the
+# reverse-fast and forward-fast rows.
+GOGC=$NODE_GOGC GOMEMLIMIT=192MiB "$work/bin/proxyd" -upstream-fast-path -listen "127.0.0.1:$FAST" -ops "127.0.0.1:$FAST_OPS" \
+	-upstream-http "127.0.0.1:$UP_HTTP" -upstream-https "127.0.0.1:$UP_HTTPS" \
+	-upstream-ca "$work/upstream-ca.pem" -ca-out "$work/proxy-fast-ca.pem" -log "$work/proxy-fast-audit.log" "${pprof[@]}" \
+	2>"$work/proxyd-fast.log" &
+fast_pid=$!
+pids+=("$fast_pid")
+wait_port "$FAST"
+wait_port "$FAST_OPS"
 
 # nginx as the reverse proxy a user would pick: keep-alive to the upstream,
 # a fixed Authorization header, an access log like the proxy's audit log.
@@ -227,8 +239,8 @@ wrk.headers["Proxy-Authorization"] = "Basic $(printf '%s' "bench/plain:$token" |
 EOF
 L="$work/bin/load"
 
-stat() { # stat <json key>: a number from the proxy's /stats
-	curl -fsS "http://127.0.0.1:$OPS/stats" | grep -o "\"$1\":[0-9.e+]*" | cut -d: -f2
+stat() { # stat <json key>: a number from the proxy's /stats (the one on port $ops when set)
+	curl -fsS "http://127.0.0.1:${ops:-$OPS}/stats" | grep -o "\"$1\":[0-9.e+]*" | cut -d: -f2
 }
 field() { # field <key> <key=value line>
 	tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"
@@ -290,7 +302,8 @@ wrk_run() { # wrk_run <name> <conns> <url> <pids measured, comma-separated> [hea
 	@*) args+=(-s "${5#@}") ;;
 	*) args+=(-H "$5") ;;
 	esac
-	local aw0 al0
+	local aw0 al0 ops=$OPS
+	[[ $name == *-fast-* ]] && ops=$FAST_OPS
 	aw0=$(stat auditWrites) al0=$(stat auditLines)
 	t0=$(cpu_ticks "${measured[@]}")
 	out=$(timeout $((DURATION + 30)) wrk "${args[@]}" "$url")
@@ -333,6 +346,8 @@ for ((run = 1; run <= RUNS; run++)); do
 		wrk_run "wrk-relay-$c" "$c" "http://127.0.0.1:$RELAY/small" "$relay_pid"
 		wrk_run "wrk-reverse-$c" "$c" "$rev/small" "$proxy_pid" "Authorization: Bearer $token"
 		wrk_run "wrk-forward-$c" "$c" "http://127.0.0.1:$PROXY/small" "$proxy_pid" "@$work/forward.lua"
+		wrk_run "wrk-reverse-fast-$c" "$c" "http://127.0.0.1:$FAST/namespaces/bench/connectors/plain/small" "$fast_pid" "Authorization: Bearer $token"
+		wrk_run "wrk-forward-fast-$c" "$c" "http://127.0.0.1:$FAST/small" "$fast_pid" "@$work/forward.lua"
 	done
 	[[ $SMALL_ONLY == 1 ]] && continue
 
@@ -377,12 +392,12 @@ minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; 
 # line at most 0.2.
 for c in $CONNS; do
 	ngx_rps=$(median "wrk-nginx-$c.rps") floor_rps=$(median "wrk-floor-$c.rps") floor_cpu=$(median "wrk-floor-$c.cpu")
-	for t in direct nginx haproxy caddy floor sync relay reverse forward; do
+	for t in direct nginx haproxy caddy floor sync relay reverse forward reverse-fast forward-fast; do
 		rps=$(median "wrk-$t-$c.rps") p99=$(median "wrk-$t-$c.p99") cpu=$(median "wrk-$t-$c.cpu")
 		nr=$(ratio "$rps" "$ngx_rps") fr=$(ratio "$rps" "$floor_rps") over=$(minus "$cpu" "$floor_cpu")
 		np=$(ratio "$p99" "$(median "wrk-nginx-$c.p99")")
 		case $t in
-		reverse | forward)
+		reverse | forward | reverse-fast | forward-fast)
 			wpl=$(median "wrk-$t-$c.wpl")
 			v1=$(verdict "$nr" ">=" 0.5) v2=$(verdict "$over" "<=" 10) v3=$(verdict "$wpl" "<=" 0.2)
 			row "small GET, wrk" "$t" "$c" "$rps" "$p99" "$cpu" "" "${nr}x nginx, ${fr}x floor, cpu ${over} us, p99 ${np}x, audit ${wpl} writes/line" "rps $v1, cpu $v2, audit $v3"

@@ -48,6 +48,7 @@ type config struct {
 	upHTTP, upHTTPS    string
 	upCA, caOut, logTo string
 	pprof              bool
+	fastPath           bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -61,6 +62,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.caOut, "ca-out", "", "file to write the proxy CA certificate to (required)")
 	fs.StringVar(&c.logTo, "log", "", "audit log file (default: standard output)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/ on the ops listener")
+	fs.BoolVar(&c.fastPath, "upstream-fast-path", false, "send bodiless requests to plain http:// upstreams through the lean HTTP/1.1 client (proxy.Options.UpstreamFastPath)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -112,6 +114,8 @@ func run(ctx context.Context, args []string) error {
 		AuditLog:      logOut,
 		Log:           textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(os.Stderr))),
 		Registerer:    reg,
+
+		UpstreamFastPath: cfg.fastPath,
 	})
 	if err != nil {
 		return err
