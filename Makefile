@@ -122,7 +122,7 @@ bench-registry: deps tools ## Push and pull a 512 MiB image directly and through
 	test/bench/registry.sh
 
 .PHONY: bench-memory
-bench-memory: build testbin ## Measure bin/connectors-node's RSS, heap and goroutines with the DaemonSet's settings: idle, 1,000 Connectors, 100 volumes, 100 / 1,000 / --max-connections connections (needs root).
+bench-memory: build testbin ## Measure bin/connectors-node's RSS, heap and goroutines with the DaemonSet's settings: idle, 1,000 Connectors, 100 volumes, 100 / 1,000 / --max-connections connections of load, and per idle keep-alive connection and intercepted tunnel (needs root).
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./test/bench/memory --binary $(BIN)/connectors-node
 
 SCALE_NODES ?= 20

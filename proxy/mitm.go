@@ -74,7 +74,7 @@ func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.C
 			done()
 		}
 	}()
-	var inner net.Conn = conn
+	inner := conn
 	if leaf != nil {
 		raw := &batchConn{Conn: conn}
 		tlsConn := tls.Server(raw, tun.tlsConfig(leaf))
