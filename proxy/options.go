@@ -106,7 +106,8 @@ type Options struct {
 	// UpstreamFastPath sends requests without a body to plain http://
 	// upstreams through a lean HTTP/1.1 client (package proxy/upstream),
 	// and every other request through net/http's transport as before.
-	// Default false.
+	// Default false; the command's --upstream-fast-path (on by default)
+	// sets it.
 	UpstreamFastPath bool
 	// TunnelIdleTimeout closes an intercepted tunnel's idle keep-alive
 	// connection, bounds reading an inner request's headers, and ends a blind

@@ -42,6 +42,7 @@ type config struct {
 	approval              bool
 	allowUnmatchedTunnels bool
 	allowLoopback         bool
+	upstreamFastPath      bool
 	denyCIDRs             string
 	systemRoots           string
 	tmpfsSize             string
@@ -134,6 +135,7 @@ func parseFlags(args []string, out io.Writer) (*config, error) {
 	fs.BoolVar(&c.approval, "enable-connectors-approval", false, "approval-gated use of Connectors (docs/approvals.md): a pod without connectors/proxy gets an AccessRequest and mounts once a pod-scoped grant is synced; the status leader runs the approval controller. Needs --enable-connector-proxy-permissions")
 	fs.BoolVar(&c.allowUnmatchedTunnels, "allow-unmatched-tunnels", false, "let CONNECT to hosts no listed Connector serves through as blind tunnels (no credential); off, they get 403")
 	fs.BoolVar(&c.allowLoopback, "allow-loopback-upstreams", false, "allow Connector addresses on loopback (for local testing); link-local, metadata and the proxy's own address stay refused")
+	fs.BoolVar(&c.upstreamFastPath, "upstream-fast-path", true, "send requests without a body to plain http:// upstreams through the proxy's lean HTTP/1.1 client (a keep-alive pool, strict response parsing); every other request, and every response it does not read exactly as net/http does, goes through net/http's transport. Off sends every request through net/http's transport")
 	fs.StringVar(&c.denyCIDRs, "deny-cidrs", "", "comma-separated extra CIDRs the proxy never connects to")
 	fs.StringVar(&c.systemRoots, "system-roots", "/etc/ssl/certs/ca-certificates.crt", "PEM bundle of trusted roots, written with the proxy CA into ca-bundle.crt; empty to write the proxy CA alone")
 	fs.StringVar(&c.tmpfsSize, "tmpfs-size", csi.DefaultTmpfsSize, "size limit of each volume's tmpfs")

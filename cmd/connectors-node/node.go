@@ -204,6 +204,7 @@ func newNode(ctx context.Context, cfg *config, log logr.Logger, audit io.Writer)
 			ClusterDomain:         cfg.clusterDomain,
 			AllowUnmatchedTunnels: cfg.allowUnmatchedTunnels,
 			AllowLoopback:         cfg.allowLoopback,
+			UpstreamFastPath:      cfg.upstreamFastPath,
 			DenyCIDRs:             denied,
 			Roots:                 globalCAs,
 			AuditLog:              audit,

@@ -15,7 +15,8 @@ import (
 )
 
 // maxHeadBytes bounds a response head (status line and header fields). A
-// larger head is handed to the fallback, whose own limit is 1 MiB.
+// larger head is handed to the fallback (http.Transport reads up to
+// 10 MiB by default).
 const maxHeadBytes = 64 << 10
 
 // UnsupportedError is a response head the parser does not read: not
