@@ -60,8 +60,9 @@ func rawUpstream(t *testing.T, resp string) (port string, heads func() []string)
 // TestUpstreamFastPathRefusesAmbiguousFraming pins the upstream fast path's
 // answer to a response framed by both Content-Length and chunked coding,
 // which net/http reads as chunked: a request that may be repeated is sent
-// again through net/http's transport, one that may not gets 502, and the
-// client never gets a response read from those bytes by the fast path.
+// again through net/http's transport, one that may not never takes the fast
+// path, and the client never gets a response read from those bytes by the
+// fast path.
 func TestUpstreamFastPathRefusesAmbiguousFraming(t *testing.T) {
 	const ambiguous = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
 	for _, fast := range []bool{false, true} {
@@ -78,7 +79,8 @@ func TestUpstreamFastPathRefusesAmbiguousFraming(t *testing.T) {
 			sent   int // times the upstream saw the request
 		}{
 			{http.MethodGet, http.StatusOK, map[bool]int{false: 1, true: 2}[fast]},
-			{http.MethodPost, map[bool]int{false: http.StatusOK, true: http.StatusBadGateway}[fast], 1},
+			{http.MethodPost, http.StatusOK, 1},
+			{http.MethodDelete, http.StatusOK, 1},
 		} {
 			before := len(heads())
 			req := newRequest(t, tc.method, u, nil)

@@ -1,5 +1,6 @@
 // Package upstream is a lean HTTP/1.1 client for the proxy's common upstream
-// request: a plain http:// upstream, a request without a body, and a
+// request: a plain http:// upstream, a request without a body that may be
+// repeated (GET, HEAD, OPTIONS, TRACE, or one with an idempotency key), and a
 // response framed by Content-Length, chunked coding or the end of the
 // connection. It keeps a pool of keep-alive connections per upstream
 // address, writes the request line and headers directly, and reads the
@@ -12,8 +13,8 @@
 // (obs-fold, bare CR or LF, duplicate Content-Length, Content-Length with
 // Transfer-Encoding, a coding other than chunked, a trailer section,
 // anything past HTTP/1.1's common forms) is never guessed at: the
-// connection is closed and the request is sent again through the fallback
-// when it may be repeated (GET, HEAD, OPTIONS, TRACE), or it fails.
+// connection is closed and the request is sent again through the fallback,
+// which reads the answer as net/http does.
 //
 // The request bytes are those of http.Request.Write (as http.Transport
 // sends them with DisableCompression), and every response the parser

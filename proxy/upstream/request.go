@@ -13,8 +13,10 @@ import (
 const defaultUserAgent = "Go-http-client/1.1"
 
 // eligible reports whether r takes the fast path: a request without a body
-// to a plain http:// address, with canonical, valid header fields that ask
-// for nothing but a plain exchange. Anything else goes to the fallback,
+// that may be repeated, to a plain http:// address, with canonical, valid
+// header fields that ask for nothing but a plain exchange. Only a request
+// that may be repeated is taken, so that any response head the parser
+// refuses is answered by the fallback, never by an error. Anything else goes to the fallback,
 // which sends it or refuses it as net/http does.
 //
 // It returns the request target to write.
@@ -31,7 +33,7 @@ func eligible(r *http.Request) (string, bool) {
 		return "", false
 	}
 	m := method(r)
-	if m == http.MethodConnect || !validMethod(m) {
+	if m == http.MethodConnect || !validMethod(m) || !replayable(r) {
 		return "", false
 	}
 	for k, vv := range r.Header {

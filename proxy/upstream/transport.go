@@ -72,7 +72,7 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	resp, err := rt.t.roundTrip(r, uri)
 	var ue *UnsupportedError
-	if errors.As(err, &ue) && replayable(r) {
+	if errors.As(err, &ue) {
 		// Nothing of this response reached the caller: the fallback sends
 		// the request again and reads the answer its own way.
 		return rt.fallback.RoundTrip(r)
