@@ -135,8 +135,8 @@ BENCH_ROUNDS ?= 3
 
 .PHONY: bench-pods
 bench-pods: deps testbin ## On the real-node suite's cluster: 30 pods created at once on one node, time until all Running with the connectors volume against without it, BENCH_ROUNDS (3) interleaved rounds (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH=pods CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -count=1 -v -timeout=60m -run '^TestBenchPodsStartup$$' ./e2e/node/
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -tags nodebench -count=1 -v -timeout=60m -run '^TestBenchPodsStartup$$' ./e2e/node/
 
 .PHONY: bench-clients
 bench-clients: deps testbin ## On the real-node suite's cluster: git clone of a 200 MiB repository from a pod through its node's reverse proxy against direct, BENCH_ROUNDS (3) interleaved rounds (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH=clients CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -count=1 -v -timeout=60m -run '^TestBenchGitClone$$' ./e2e/node/
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -tags nodebench -count=1 -v -timeout=60m -run '^TestBenchGitClone$$' ./e2e/node/

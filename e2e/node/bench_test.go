@@ -1,3 +1,5 @@
+//go:build nodebench
+
 package node
 
 import (
@@ -20,25 +22,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// benchEnv selects the benchmarks of the real-node suite, by name
-// (comma-separated: pods, clients). They measure what users wait for, each
-// against the same work without the volume or the proxy in the same run,
-// and report; they fail only when the work itself fails. `make bench-pods`
-// and `make bench-clients` set it; `make test` does not, so they skip there.
-const benchEnv = "CONNECTORS_NODE_BENCH"
+// The benchmarks of the real-node suite are built only with the nodebench
+// tag, which `make bench-pods` and `make bench-clients` set and `make test`
+// does not. They measure what users wait for, each against the same work
+// without the volume or the proxy in the same run, and report; they fail
+// only when the work itself fails.
 
 // benchRoundsEnv sets the number of interleaved rounds of each benchmark
 // (default 3); medians are reported.
 const benchRoundsEnv = "CONNECTORS_NODE_BENCH_ROUNDS"
 
-// bench returns the cluster when the benchmark name is selected by
-// benchEnv, and skips the test otherwise.
-func bench(t *testing.T, name string) (*cluster, int) {
+// bench returns the cluster and the number of rounds.
+func bench(t *testing.T) (*cluster, int) {
 	t.Helper()
 	n := suite(t)
-	if !slices.Contains(strings.Split(os.Getenv(benchEnv), ","), name) {
-		t.Skipf("a benchmark: runs with %s=%s (make bench-%s)", benchEnv, name, name)
-	}
 	rounds := 3
 	if v := os.Getenv(benchRoundsEnv); v != "" {
 		r, err := strconv.Atoi(v)
@@ -118,7 +115,7 @@ spec:
 // same pods without it, in interleaved rounds. Target: the volume adds at
 // most 10% or 2 s, whichever is larger.
 func TestBenchPodsStartup(t *testing.T) {
-	n, rounds := bench(t, "pods")
+	n, rounds := bench(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*8*time.Minute)
 	defer cancel()
 	n.gitConnector(ctx, t, "http://127.0.0.1:1", randomHex(t), "repo.git")
@@ -203,7 +200,7 @@ const benchRepoMiB = 200
 // against direct to the Git server with the same credential, in
 // interleaved rounds. Target: ≥ 0.9× direct.
 func TestBenchGitClone(t *testing.T) {
-	n, rounds := bench(t, "clients")
+	n, rounds := bench(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*6*time.Minute+5*time.Minute)
 	defer cancel()
 	srv, _, password := gitServer(t, "bench-small")
