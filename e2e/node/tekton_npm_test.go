@@ -21,9 +21,9 @@ import (
 // and sh, cp and mkdir, for the nodejs Task's step.
 const tektonNodeImage = "connectors-e2e-tekton-node:dev"
 
-// npmGreeting is what the greeting package, the project's dependency,
-// exports.
-const npmGreeting = "installed through the connectors proxy"
+// dependencyGreeting is what the greeting package, the dependency of the
+// npm and pypi stories' projects, exports.
+const dependencyGreeting = "installed through the connectors proxy"
 
 // The nodejs Task of examples/tekton/ run by the real Tekton controller
 // with the npm-config workspace bound to the npm Connector's npmrc, against
@@ -80,8 +80,8 @@ func TestTektonNpmInstallAndPublishThroughTheForwardProxy(t *testing.T) {
 	if status, reason, msg := tr.succeeded(); status != "True" {
 		t.Fatalf("the TaskRun ended %s (%s): %s\n%s", status, reason, msg, log)
 	}
-	if !strings.Contains(log, npmGreeting) {
-		t.Errorf("the step's log does not show the installed dependency's %q:\n%s", npmGreeting, log)
+	if !strings.Contains(log, dependencyGreeting) {
+		t.Errorf("the step's log does not show the installed dependency's %q:\n%s", dependencyGreeting, log)
 	}
 	var publishes, tarballs int
 	for _, r := range reg.Log.Requests() {
@@ -124,7 +124,7 @@ func publishGreeting(ctx context.Context, t *testing.T, npm, addr, user, passwor
 	}
 	files := map[string]string{
 		filepath.Join(pkg, "package.json"): `{"name": "greeting", "version": "1.0.0", "main": "index.js", "license": "MIT"}` + "\n",
-		filepath.Join(pkg, "index.js"):     `module.exports = "` + npmGreeting + `";` + "\n",
+		filepath.Join(pkg, "index.js"):     `module.exports = "` + dependencyGreeting + `";` + "\n",
 		filepath.Join(dir, ".npmrc"): "registry=http://" + addr + "/\n//" + addr + "/:_auth=" +
 			base64.StdEncoding.EncodeToString([]byte(user+":"+password)) + "\naudit=false\nfund=false\nupdate-notifier=false\n",
 	}

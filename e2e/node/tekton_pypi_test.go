@@ -76,8 +76,8 @@ func TestTektonPypiInstallAndUploadThroughTheReverseProxy(t *testing.T) {
 	if status, reason, msg := tr.succeeded(); status != "True" {
 		t.Fatalf("the TaskRun ended %s (%s): %s\n%s", status, reason, msg, log)
 	}
-	if !strings.Contains(log, npmGreeting) {
-		t.Errorf("the step's log does not show the installed dependency's %q:\n%s", npmGreeting, log)
+	if !strings.Contains(log, dependencyGreeting) {
+		t.Errorf("the step's log does not show the installed dependency's %q:\n%s", dependencyGreeting, log)
 	}
 	if got := index.Files("hello-connectors"); len(got) != 1 || !strings.HasSuffix(got[0], ".whl") {
 		t.Errorf("the index holds %q for hello-connectors, want the uploaded wheel", got)
@@ -106,7 +106,7 @@ func TestTektonPypiInstallAndUploadThroughTheReverseProxy(t *testing.T) {
 func uploadGreeting(ctx context.Context, t *testing.T, twine, url, user, password string) {
 	t.Helper()
 	dir := t.TempDir()
-	wheel, err := pypiindex.Wheel(dir, "greeting", "1.0.0", "greeting", "GREETING = \""+npmGreeting+"\"\n")
+	wheel, err := pypiindex.Wheel(dir, "greeting", "1.0.0", "greeting", "GREETING = \""+dependencyGreeting+"\"\n")
 	if err != nil {
 		t.Fatal(err)
 	}
