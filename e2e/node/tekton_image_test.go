@@ -80,27 +80,41 @@ subjects:
 		}
 	}
 
+	craneFiles := []string{"/bin/sh", "/usr/bin/tar", "/usr/bin/tr", "/usr/bin/cat", "/etc/nsswitch.conf"}
 	builders := []struct {
 		name, task, taskRun, demo, image, upstreamImage string
 		files                                           []string
+		// tool is the host program the image needs, "" for crane (built
+		// from the tools module); mode is the proxy's audit mode.
+		tool, mode string
+		// taskRunReplace are more replacements in the TaskRun.
+		taskRunReplace []string
 	}{
 		{"crane", "image-build-push-task.yaml", "image-build-push-taskrun.yaml", "crane-build-push-demo", tektonCraneImage, "gcr.io/go-containerregistry/crane:debug",
-			[]string{"/bin/sh", "/usr/bin/tar", "/usr/bin/tr", "/usr/bin/cat", "/etc/nsswitch.conf"}},
+			craneFiles, "", "reverse", nil},
 		{"buildah", "buildah-build-push-task.yaml", "buildah-build-push-taskrun.yaml", "buildah-build-push-demo", tektonBuildahImage, "quay.io/buildah/stable:v1.28",
-			[]string{"/bin/sh", "/usr/bin/buildah", "/usr/bin/cat", "/etc/containers/policy.json", "/etc/containers/registries.conf", "/etc/nsswitch.conf"}},
+			[]string{"/bin/sh", "/usr/bin/buildah", "/usr/bin/cat", "/etc/containers/policy.json", "/etc/containers/registries.conf", "/etc/nsswitch.conf"}, "/usr/bin/buildah", "reverse", nil},
+		// Through the forward proxy to the registry's own name: the proxy
+		// intercepts TLS (mitm) and does the token flow.
+		{"crane-forward", "image-forward-push-task.yaml", "image-forward-push-taskrun.yaml", "crane-forward-push-demo", tektonCraneImage, "gcr.io/go-containerregistry/crane:debug",
+			craneFiles, "", "mitm", []string{"value: harbor.example.com/test/demo:v1", "value: " + reg.host + "/test/forward:v1"}},
 	}
 	for _, b := range builders {
 		t.Run(b.name, func(t *testing.T) {
-			if _, err := os.Stat("/usr/bin/" + b.name); b.name != "crane" && err != nil {
-				testenv.SkipOrFail(t, "%s not found (make deps installs it): %v", b.name, err)
+			if _, err := os.Stat(b.tool); b.tool != "" && err != nil {
+				testenv.SkipOrFail(t, "%s not found (make deps installs it): %v", b.tool, err)
 			}
-			if err := n.buildTektonBuilderImage(ctx, b.image, b.name == "crane", b.files...); err != nil {
+			if err := n.buildTektonBuilderImage(ctx, b.image, b.tool == "", b.files...); err != nil {
 				t.Fatal(err)
+			}
+			if b.name == "crane-forward" {
+				// Its source is the ConfigMap of the crane TaskRun's file.
+				n.applyKind(ctx, t, example(t, "tekton/image-build-push-taskrun.yaml"), "ConfigMap")
 			}
 			name := "tekton-" + b.name + "-push"
 			tr, pod := n.runTaskRun(ctx, t, name,
 				example(t, "tekton/"+b.task, "image: "+b.upstreamImage, "image: "+b.image),
-				example(t, "tekton/"+b.taskRun, "name: "+b.demo+"\n", "name: "+name+"\n"))
+				example(t, "tekton/"+b.taskRun, append([]string{"name: " + b.demo + "\n", "name: " + name + "\n"}, b.taskRunReplace...)...))
 			if status, reason, msg := tr.succeeded(); status != "True" {
 				t.Fatalf("the TaskRun ended %s (%s): %s\n%s", status, reason, msg, n.podLog(t, pod.uid))
 			}
@@ -121,8 +135,8 @@ subjects:
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !n.waitAudited(ctx, t, string(plugin.UID), "default/"+connector, "reverse") {
-				t.Errorf("the DaemonSet pod logged no reverse request for default/%s with the credential injected", connector)
+			if !n.waitAudited(ctx, t, string(plugin.UID), "default/"+connector, b.mode) {
+				t.Errorf("the DaemonSet pod logged no %s request for default/%s with the credential injected", b.mode, connector)
 			}
 			if len(reg.tokens.Counts()) == 0 {
 				t.Error("the token service issued no token: the proxy did not do the token flow")
@@ -176,4 +190,22 @@ func (n *cluster) buildTektonBuilderImage(ctx context.Context, ref string, withC
 		}
 	}
 	return nil
+}
+
+// applyKind applies the objects of kind among the YAML documents of
+// manifests.
+func (n *cluster) applyKind(ctx context.Context, t *testing.T, manifests, kind string) {
+	t.Helper()
+	var docs []string
+	for _, d := range strings.Split(manifests, "\n---\n") {
+		if strings.Contains("\n"+d, "\nkind: "+kind+"\n") {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) == 0 {
+		t.Fatalf("no %s in the manifests", kind)
+	}
+	if _, err := n.kubectl(ctx, strings.Join(docs, "\n---\n"), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -63,3 +63,11 @@ func (l *Log) SawHeader(v string) bool {
 	}
 	return false
 }
+
+// Authorizations returns the Authorization header of every request
+// recorded so far ("" for a request without one).
+func (l *Log) Authorizations() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.auths...)
+}
