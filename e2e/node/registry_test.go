@@ -91,34 +91,7 @@ func TestImagePushPullAsTektonStep(t *testing.T) {
 	if name == "" || strings.Contains(name, ",") || !strings.Contains(attrs["configuration.names"], "registry-config") {
 		t.Fatalf("examples/tekton-task.yaml mounts %v, want one Connector and configuration.names with registry-config", attrs)
 	}
-	connector := example(t, "registry-connector.yaml",
-		"name: harbor\n", "name: "+name+"\n",
-		"replace-with-the-robot-secret", password,
-		"address: https://harbor.example.com", fmt.Sprintf("address: https://%s\n  addressExtensions:\n    - {name: tokenRealm, value: %q}\n  caCertSecretRef: {name: registry-ca}", reg.host, reg.realm))
-	builder := fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata: {name: registry-ca, namespace: default}
-stringData:
-  ca.crt: %q
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: builder, namespace: default}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: use-%[2]s, namespace: default}
-rules:
-  - {apiGroups: [connectors.alauda.io], resources: [connectors], resourceNames: [%[2]s], verbs: [get]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: builder-uses-%[2]s, namespace: default}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: use-%[2]s}
-subjects:
-  - {kind: ServiceAccount, name: builder, namespace: default}
-`, string(reg.caPEM), name)
-	for _, m := range []string{catalogClass(t, "oci.yaml"), connector, builder} {
+	for _, m := range registryManifests(t, reg, name, password) {
 		if _, err := n.kubectl(ctx, m, "apply", "-f", "-"); err != nil {
 			t.Fatal(err)
 		}
@@ -333,4 +306,40 @@ func (n *cluster) buildRegistryClientImage(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// registryManifests are what an image story applies: the oci class, the
+// example registry Connector named name for the token registry reg with its
+// robot password, and the registry's CA, a builder ServiceAccount and its
+// RBAC on that Connector.
+func registryManifests(t *testing.T, reg *tokenRegistry, name, password string) []string {
+	t.Helper()
+	connector := example(t, "registry-connector.yaml",
+		"name: harbor\n", "name: "+name+"\n",
+		"replace-with-the-robot-secret", password,
+		"address: https://harbor.example.com", fmt.Sprintf("address: https://%s\n  addressExtensions:\n    - {name: tokenRealm, value: %q}\n  caCertSecretRef: {name: registry-ca}", reg.host, reg.realm))
+	builder := fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {name: registry-ca, namespace: default}
+stringData:
+  ca.crt: %q
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: builder, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: use-%[2]s, namespace: default}
+rules:
+  - {apiGroups: [connectors.alauda.io], resources: [connectors], resourceNames: [%[2]s], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: builder-uses-%[2]s, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: use-%[2]s}
+subjects:
+  - {kind: ServiceAccount, name: builder, namespace: default}
+`, string(reg.caPEM), name)
+	return []string{catalogClass(t, "oci.yaml"), connector, builder}
 }

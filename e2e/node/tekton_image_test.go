@@ -48,33 +48,7 @@ func TestTektonImageBuildPushThroughTheReverseProxy(t *testing.T) {
 	password := randomHex(t)
 	reg := startTokenRegistry(ctx, t, password)
 	const connector = "harbor"
-	builder := fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata: {name: registry-ca, namespace: default}
-stringData:
-  ca.crt: %q
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: builder, namespace: default}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {name: use-%[2]s, namespace: default}
-rules:
-  - {apiGroups: [connectors.alauda.io], resources: [connectors], resourceNames: [%[2]s], verbs: [get]}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: builder-uses-%[2]s, namespace: default}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: use-%[2]s}
-subjects:
-  - {kind: ServiceAccount, name: builder, namespace: default}
-`, string(reg.caPEM), connector)
-	for _, m := range []string{catalogClass(t, "oci.yaml"), example(t, "registry-connector.yaml",
-		"replace-with-the-robot-secret", password,
-		"address: https://harbor.example.com", fmt.Sprintf("address: https://%s\n  addressExtensions:\n    - {name: tokenRealm, value: %q}\n  caCertSecretRef: {name: registry-ca}", reg.host, reg.realm),
-	), builder} {
+	for _, m := range registryManifests(t, reg, connector, password) {
 		if _, err := n.kubectl(ctx, m, "apply", "-f", "-"); err != nil {
 			t.Fatal(err)
 		}
