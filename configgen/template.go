@@ -208,16 +208,17 @@ func (r *renderer) templateData(u *unit, units []*unit) (map[string]any, error) 
 }
 
 // classProxyAddress is the proxy that serves the unit's Connectors: the
-// class's own proxy when it has one, else the class status's address, else
-// the built-in proxy.
+// class's own proxy when it has one, else the built-in proxy at this node's
+// public URL. The class status's address is not read here: the caller
+// passes it as ClassProxyURL when it names a proxy other than this node's
+// (ConnectorClass.OwnProxy), and when it names this node's proxy, which a
+// status writer with another public URL may have written, the node's own
+// URL is the address that reaches it.
 func classProxyAddress(u *unit, fallback string) string {
 	for _, c := range u.connectors {
 		if c.ClassProxyURL != "" {
 			return c.ClassProxyURL
 		}
-	}
-	if p := u.class.Status.Proxy; p != nil && p.HTTPAddress != nil && p.HTTPAddress.URL != "" {
-		return p.HTTPAddress.URL
 	}
 	return fallback
 }

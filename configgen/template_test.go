@@ -114,7 +114,7 @@ func TestTemplateVariables(t *testing.T) {
 		{name: "defaults", tpl: `{{ .configurations.settings.mirror }} {{ .configurations.settings.offline }}`, want: "central false"},
 		{name: "given params override defaults", tpl: `{{ .configurations.settings.mirror }}`, params: map[string]map[string]any{"settings": {"mirror": "https://mirror"}}, want: "https://mirror"},
 		{name: "other configuration params", tpl: `{{ .configurations.other.level }}`, want: "3"},
-		{name: "class proxy address from status", tpl: `{{ .connectorclass.proxyAddress }} {{ .connectorclass.name }}`, want: "https://maven-proxy.example.com maven"},
+		{name: "class status alone does not set the class proxy address", tpl: `{{ .connectorclass.proxyAddress }} {{ .connectorclass.name }}`, want: testProxyURL + " maven"},
 		{name: "class proxy address defaults to proxy URL", tpl: `{{ .connectorclass.proxyAddress }}`, class: plain, want: testProxyURL},
 		{name: "flat params of this configuration", tpl: `{{ .configurations.mirror }} {{ .configurations.offline }}`, want: "central false"},
 		{name: "flat given params", tpl: `{{ .configurations.mirror }}`, params: map[string]map[string]any{"settings": {"mirror": "https://mirror"}}, want: "https://mirror"},
