@@ -314,15 +314,19 @@ func (n *cluster) buildRegistryClientImage(ctx context.Context) error {
 // RBAC on that Connector.
 func registryManifests(t *testing.T, reg *tokenRegistry, name, password string) []string {
 	t.Helper()
+	// The CA Secret is the story's own: the stories share the namespace
+	// and the Connector's name, and a node keeps a Secret it read for
+	// --secret-cache-ttl.
+	caSecret := "registry-ca-" + randomHex(t)[:8]
 	connector := example(t, "registry-connector.yaml",
 		"name: harbor\n", "name: "+name+"\n",
 		"replace-with-the-robot-secret", password,
-		"address: https://harbor.example.com", fmt.Sprintf("address: https://%s\n  addressExtensions:\n    - {name: tokenRealm, value: %q}\n  caCertSecretRef: {name: registry-ca}", reg.host, reg.realm))
+		"address: https://harbor.example.com", fmt.Sprintf("address: https://%s\n  addressExtensions:\n    - {name: tokenRealm, value: %q}\n  caCertSecretRef: {name: %s}", reg.host, reg.realm, caSecret))
 	builder := fmt.Sprintf(`apiVersion: v1
 kind: Secret
-metadata: {name: registry-ca, namespace: default}
+metadata: {name: %[3]s, namespace: default}
 stringData:
-  ca.crt: %q
+  ca.crt: %[1]q
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -340,6 +344,6 @@ metadata: {name: builder-uses-%[2]s, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: use-%[2]s}
 subjects:
   - {kind: ServiceAccount, name: builder, namespace: default}
-`, string(reg.caPEM), name)
+`, string(reg.caPEM), name, caSecret)
 	return []string{catalogClass(t, "oci.yaml"), connector, builder}
 }
