@@ -314,11 +314,13 @@ func (n *cluster) buildRegistryClientImage(ctx context.Context) error {
 // RBAC on that Connector.
 func registryManifests(t *testing.T, reg *tokenRegistry, name, password string) []string {
 	t.Helper()
-	// The CA Secret is the story's own: the stories share the namespace
-	// and the Connector's name, and a node keeps a Secret it read for
-	// --secret-cache-ttl.
-	caSecret := "registry-ca-" + randomHex(t)[:8]
+	// The CA and robot Secrets are the story's own: the stories share the
+	// namespace and the Connector's name, and a node keeps a Secret it read
+	// for --secret-cache-ttl.
+	suffix := randomHex(t)[:8]
+	caSecret := "registry-ca-" + suffix
 	connector := example(t, "registry-connector.yaml",
+		"name: harbor-robot\n", "name: harbor-robot-"+suffix+"\n",
 		"name: harbor\n", "name: "+name+"\n",
 		"replace-with-the-robot-secret", password,
 		"address: https://harbor.example.com", fmt.Sprintf("address: https://%s\n  addressExtensions:\n    - {name: tokenRealm, value: %q}\n  caCertSecretRef: {name: %s}", reg.host, reg.realm, caSecret))
