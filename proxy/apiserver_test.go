@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/kube/ca"
 	"github.com/connectors-node/connectors-node/test/apiserver"
+	"github.com/connectors-node/connectors-node/test/servers/testpki"
 )
 
 // Token and RBAC decisions end to end against a real API server: minted
@@ -173,6 +175,14 @@ type secretFixture struct {
 
 func newSecretFixture(ctx context.Context, t *testing.T, upstream *httptest.Server, password string) *secretFixture {
 	t.Helper()
+	return newSecretFixtureCA(ctx, t, upstream, password, nil)
+}
+
+// newSecretFixtureCA is newSecretFixture with an https upstream whose
+// certificate the Connector's caCertSecretRef, the Secret "upstream-ca"
+// holding caPEM, verifies.
+func newSecretFixtureCA(ctx context.Context, t *testing.T, upstream *httptest.Server, password string, caPEM []byte) *secretFixture {
+	t.Helper()
 	api := apiserver.Start(t, apiserver.Options{})
 	f := &secretFixture{api: api, ns: api.Namespace(t, "rotate")}
 	api.ServiceAccount(t, f.ns, "client")
@@ -185,6 +195,12 @@ func newSecretFixture(ctx context.Context, t *testing.T, upstream *httptest.Serv
 	conn := &v1alpha1.Connector{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "api"}}
 	conn.Spec.Address = "http://api.example.test:" + port(t, upstream)
 	conn.Spec.Auth.SecretRef = &corev1.ObjectReference{Name: "cred"}
+	if caPEM != nil {
+		create(t, api, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "upstream-ca"},
+			StringData: map[string]string{"ca.crt": string(caPEM)}})
+		conn.Spec.Address = "https://api.example.test:" + port(t, upstream)
+		conn.Spec.CACertSecretRef = &corev1.LocalObjectReference{Name: "upstream-ca"}
+	}
 	if err := api.Client.Create(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
@@ -260,6 +276,66 @@ func TestRotatedSecretIsUsedAfterTheUpstreamRefusedTheOld(t *testing.T) {
 	}
 	if code := f.get(t, addr, "/x"); code != http.StatusOK {
 		t.Fatalf("first request after the refusal: status %d, want 200 with the rotated credential", code)
+	}
+}
+
+// A CA Secret rotated together with the upstream's certificate, while the
+// proxy holds the old CA, is used from the first request after the new
+// certificate failed verification: the failure has the CA Secret read
+// again. The failed request itself is not retried.
+func TestRotatedCASecretIsUsedAfterTheUpstreamCertificateFailedVerification(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	const password = "pass-5d1e"
+	oldCA, err := testpki.NewCA("old upstream CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := testpki.NewCA("new upstream CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served atomic.Pointer[tls.Certificate]
+	serve := func(c *testpki.CA) {
+		cert, err := c.TLSCertificate("api.example.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served.Store(&cert)
+	}
+	serve(oldCA)
+	up := &acceptOnly{}
+	up.set(password)
+	upstream := httptest.NewUnstartedServer(up)
+	upstream.TLS = &tls.Config{MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return served.Load(), nil }}
+	upstream.StartTLS()
+	t.Cleanup(upstream.Close)
+	f := newSecretFixtureCA(ctx, t, upstream, password, oldCA.PEM)
+	addr := serveWithAPI(ctx, t, f.api, nil)
+
+	if code := f.get(t, addr, "/x"); code != http.StatusOK {
+		t.Fatalf("before the rotation: status %d, want 200", code)
+	}
+	// The rotation: the CA Secret and the upstream's certificate change
+	// together; the upstream's connections to the proxy are closed, as a
+	// restarted server's are.
+	s, err := f.api.Kube.CoreV1().Secrets(f.ns).Get(ctx, "upstream-ca", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Data = map[string][]byte{"ca.crt": newCA.PEM}
+	if _, err := f.api.Kube.CoreV1().Secrets(f.ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	serve(newCA)
+	upstream.CloseClientConnections()
+
+	if code := f.get(t, addr, "/x"); code != http.StatusBadGateway {
+		t.Fatalf("first request after the rotation: status %d, want 502 for the certificate the old CA does not verify, not retried", code)
+	}
+	if code := f.get(t, addr, "/x"); code != http.StatusOK {
+		t.Fatalf("first request after the failed verification: status %d, want 200 verified with the rotated CA", code)
 	}
 }
 

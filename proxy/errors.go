@@ -137,21 +137,30 @@ func (p *Proxy) upstreamError(w http.ResponseWriter, r *http.Request, err error)
 		p.fail(w, r, se)
 		return
 	}
+	if certNotTrusted(err) {
+		p.untrusted(planFrom(r.Context()))
+	}
 	p.fail(w, r, classifyUpstream(err))
+}
+
+// certNotTrusted reports whether err is the upstream's certificate failing
+// verification.
+func certNotTrusted(err error) bool {
+	var unknownAuth x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknownAuth) || errors.As(err, &hostErr) || errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
 func classifyUpstream(err error) *statusError {
 	var refused *RefusedError
 	var nerr net.Error
-	var unknownAuth x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var verify *tls.CertificateVerificationError
 	var unsupported *upstream.UnsupportedError
 	switch {
 	case errors.As(err, &refused):
 		return &statusError{status: http.StatusForbidden, msg: refused.Error(), err: err}
-	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalid), errors.As(err, &verify):
+	case certNotTrusted(err):
 		return &statusError{status: http.StatusBadGateway, msg: "upstream TLS certificate not trusted", err: err}
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &nerr) && nerr.Timeout():
 		return &statusError{status: http.StatusGatewayTimeout, msg: "upstream timed out", err: err}

@@ -46,6 +46,9 @@ type plan struct {
 	// secretNamespace and secretName name the Secret the credential comes
 	// from; an upstream's refusal of the credential has it read again.
 	secretNamespace, secretName string
+	// caNamespace and caSecretName name the Secret caPEM comes from; an
+	// upstream certificate that does not verify has it read again.
+	caNamespace, caSecretName string
 }
 
 // injects reports whether the plan injects a credential.
@@ -81,6 +84,9 @@ func (p *Proxy) planConnector(ctx context.Context, rt *routed, method string) er
 	var err error
 	if pl.caPEM, err = p.connectorCA(ctx, rt.conn); err != nil {
 		return err
+	}
+	if pl.caPEM != nil {
+		pl.caNamespace, pl.caSecretName = rt.conn.Namespace, rt.conn.Spec.CACertSecretRef.Name
 	}
 	if rt.injects {
 		p.registryPlan(pl, rt.conn, rt.addr, method)
@@ -123,5 +129,19 @@ func (p *Proxy) refused(pl *plan, status int) {
 	}
 	if r, ok := p.opts.Objects.(kube.SecretRefresher); ok {
 		r.RefreshSecret(pl.secretNamespace, pl.secretName)
+	}
+}
+
+// untrusted has the CA Secret of a plan read again when the upstream's
+// certificate did not verify against it: the certificate and the Secret
+// may have been rotated together since it was read. As with refused, the
+// request is not retried; the next one is verified with what the read
+// finds.
+func (p *Proxy) untrusted(pl *plan) {
+	if pl == nil || pl.caSecretName == "" {
+		return
+	}
+	if r, ok := p.opts.Objects.(kube.SecretRefresher); ok {
+		r.RefreshSecret(pl.caNamespace, pl.caSecretName)
 	}
 }
