@@ -306,7 +306,11 @@ func TestTektonExamples(t *testing.T) {
 			bound := map[string]bool{}
 			for _, b := range bindings {
 				bm := b.(map[string]any)
-				tw, pw := bm["name"].(string), bm["workspace"].(string)
+				tw := bm["name"].(string)
+				pw, ok := bm["workspace"].(string)
+				if !ok {
+					pw = tw // Tekton binds the Pipeline's workspace of the same name
+				}
 				ro, known := taskWS[tw]
 				require.True(t, known, "Pipeline %s binds workspace %s, which Task %s does not declare", name, tw, task)
 				require.True(t, !plugin[pw] || ro, "Task %s does not declare workspace %s readOnly", task, tw)
