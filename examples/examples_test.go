@@ -194,11 +194,15 @@ func TestConnectorAddressesFollowTheGrammar(t *testing.T) {
 	}
 }
 
-// TestTektonExamples checks examples/tekton, whose Tasks and TaskRuns the
-// real-node suite runs: every TaskRun names a Task of the directory and
-// binds every workspace the Task declares and no other, each csi workspace
-// is a read-only connectors-csi volume naming an example Connector, and a
-// Task's workspace bound to the plugin is declared readOnly.
+// TestTektonExamples checks examples/tekton, whose Tasks, TaskRuns,
+// Pipelines and PipelineRuns the real-node suite runs: every TaskRun names
+// a Task of the directory and binds every workspace the Task declares and
+// no other, each csi workspace is a read-only connectors-csi volume naming
+// an example Connector, and a Task's workspace bound to the plugin is
+// declared readOnly; every PipelineRun names a Pipeline of the directory
+// and binds its workspaces, whose tasks name Tasks of the directory (or a
+// custom task) and bind every workspace they declare, those bound to the
+// plugin readOnly; every AccessPolicy parses and names example Connectors.
 func TestTektonExamples(t *testing.T) {
 	ex := load(t)
 	files, err := filepath.Glob("tekton/*.yaml")
@@ -207,7 +211,9 @@ func TestTektonExamples(t *testing.T) {
 	objs, err := manifests.Load(files...)
 	require.NoError(t, err)
 	tasks := map[string]map[string]bool{} // Task -> its workspaces, readOnly or not
-	var runs []*unstructured.Unstructured
+	var runs, pipelineRuns []*unstructured.Unstructured
+	pipelines := map[string]*unstructured.Unstructured{}
+	var policies []*v1alpha1.AccessPolicy
 	for _, u := range objs {
 		switch u.GetKind() {
 		case "Task":
@@ -221,6 +227,14 @@ func TestTektonExamples(t *testing.T) {
 			}
 		case "TaskRun":
 			runs = append(runs, u)
+		case "Pipeline":
+			pipelines[u.GetName()] = u
+		case "PipelineRun":
+			pipelineRuns = append(pipelineRuns, u)
+		case "AccessPolicy":
+			p := &v1alpha1.AccessPolicy{}
+			require.NoError(t, runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(u.Object, p, true), "AccessPolicy %s", u.GetName())
+			policies = append(policies, p)
 		case "Connector":
 			ex.connectors[u.GetName()] = &v1alpha1.Connector{}
 		case "ConfigMap", "Secret", "ServiceAccount", "Role", "RoleBinding":
@@ -246,15 +260,82 @@ func TestTektonExamples(t *testing.T) {
 			if !ok {
 				continue
 			}
-			require.Equal(t, csi.DriverName, c["driver"], "TaskRun %s workspace %s", u.GetName(), name)
-			require.Equal(t, true, c["readOnly"], "TaskRun %s workspace %s", u.GetName(), name)
 			require.True(t, ro, "Task %s does not declare workspace %s readOnly", task, name)
-			attrs, _, err := unstructured.NestedStringMap(c, "volumeAttributes")
-			require.NoError(t, err)
-			require.Contains(t, ex.connectors, attrs["connector.name"], "TaskRun %s workspace %s names an unknown Connector", u.GetName(), name)
+			requireCSIWorkspace(t, ex, "TaskRun "+u.GetName(), name, c)
 		}
 		for name := range declared {
 			require.True(t, bound[name], "TaskRun %s does not bind workspace %s of Task %s", u.GetName(), name, task)
 		}
 	}
+	for _, u := range pipelineRuns {
+		name, _, _ := unstructured.NestedString(u.Object, "spec", "pipelineRef", "name")
+		pipeline, ok := pipelines[name]
+		require.True(t, ok, "PipelineRun %s names Pipeline %q, not in examples/tekton", u.GetName(), name)
+		declared := map[string]bool{}
+		pws, _, err := unstructured.NestedSlice(pipeline.Object, "spec", "workspaces")
+		require.NoError(t, err)
+		for _, w := range pws {
+			declared[w.(map[string]any)["name"].(string)] = true
+		}
+		ws, _, err := unstructured.NestedSlice(u.Object, "spec", "workspaces")
+		require.NoError(t, err)
+		plugin := map[string]bool{} // the Pipeline's workspaces bound to the plugin
+		for _, w := range ws {
+			m := w.(map[string]any)
+			ws := m["name"].(string)
+			require.True(t, declared[ws], "PipelineRun %s binds workspace %s, which Pipeline %s does not declare", u.GetName(), ws, name)
+			delete(declared, ws)
+			if c, ok := m["csi"].(map[string]any); ok {
+				plugin[ws] = true
+				requireCSIWorkspace(t, ex, "PipelineRun "+u.GetName(), ws, c)
+			}
+		}
+		require.Empty(t, declared, "PipelineRun %s does not bind these workspaces of Pipeline %s", u.GetName(), name)
+		pts, _, err := unstructured.NestedSlice(pipeline.Object, "spec", "tasks")
+		require.NoError(t, err)
+		for _, pt := range pts {
+			m := pt.(map[string]any)
+			if kind, _, _ := unstructured.NestedString(m, "taskRef", "kind"); kind != "" {
+				continue // a custom task
+			}
+			task, _, _ := unstructured.NestedString(m, "taskRef", "name")
+			taskWS, ok := tasks[task]
+			require.True(t, ok, "Pipeline %s task %v names Task %q, not in examples/tekton", name, m["name"], task)
+			bindings, _, err := unstructured.NestedSlice(m, "workspaces")
+			require.NoError(t, err)
+			bound := map[string]bool{}
+			for _, b := range bindings {
+				bm := b.(map[string]any)
+				tw := bm["name"].(string)
+				pw, ok := bm["workspace"].(string)
+				if !ok {
+					pw = tw // Tekton binds the Pipeline's workspace of the same name
+				}
+				ro, known := taskWS[tw]
+				require.True(t, known, "Pipeline %s binds workspace %s, which Task %s does not declare", name, tw, task)
+				require.True(t, !plugin[pw] || ro, "Task %s does not declare workspace %s readOnly", task, tw)
+				bound[tw] = true
+			}
+			for tw := range taskWS {
+				require.True(t, bound[tw], "Pipeline %s does not bind workspace %s of Task %s", name, tw, task)
+			}
+		}
+	}
+	for _, p := range policies {
+		require.NotNil(t, p.Spec.Connector, "AccessPolicy %s selects no Connector", p.Name)
+		for _, c := range p.Spec.Connector.Names {
+			require.Contains(t, ex.connectors, c, "AccessPolicy %s names an unknown Connector", p.Name)
+		}
+	}
+}
+
+// requireCSIWorkspace checks the csi volume of a workspace of the object
+// what: a read-only connectors-csi volume naming an example Connector.
+func requireCSIWorkspace(t *testing.T, ex examples, what, workspace string, c map[string]any) {
+	t.Helper()
+	require.Equal(t, csi.DriverName, c["driver"], "%s workspace %s", what, workspace)
+	require.Equal(t, true, c["readOnly"], "%s workspace %s", what, workspace)
+	attrs, _, err := unstructured.NestedStringMap(c, "volumeAttributes")
+	require.NoError(t, err)
+	require.Contains(t, ex.connectors, attrs["connector.name"], "%s workspace %s names an unknown Connector", what, workspace)
 }
