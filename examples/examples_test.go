@@ -20,6 +20,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/grammar/connref"
 	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
@@ -197,7 +198,8 @@ func TestConnectorAddressesFollowTheGrammar(t *testing.T) {
 // TestTektonExamples checks examples/tekton, whose Tasks and TaskRuns the
 // real-node suite runs: every TaskRun names a Task of the directory and
 // binds every workspace the Task declares and no other, each csi workspace
-// is a read-only connectors-csi volume naming an example Connector, and a
+// is a read-only connectors-csi volume naming example Connectors (by
+// connector.name or in a connectors list), and a
 // Task's workspace bound to the plugin is declared readOnly.
 func TestTektonExamples(t *testing.T) {
 	ex := load(t)
@@ -251,7 +253,18 @@ func TestTektonExamples(t *testing.T) {
 			require.True(t, ro, "Task %s does not declare workspace %s readOnly", task, name)
 			attrs, _, err := unstructured.NestedStringMap(c, "volumeAttributes")
 			require.NoError(t, err)
-			require.Contains(t, ex.connectors, attrs["connector.name"], "TaskRun %s workspace %s names an unknown Connector", u.GetName(), name)
+			names := []string{attrs["connector.name"]}
+			if list, ok := attrs["connectors"]; ok {
+				keys, err := connref.Parse(list, u.GetNamespace())
+				require.NoError(t, err, "TaskRun %s workspace %s", u.GetName(), name)
+				names = names[:0]
+				for _, k := range keys {
+					names = append(names, k.Name)
+				}
+			}
+			for _, c := range names {
+				require.Contains(t, ex.connectors, c, "TaskRun %s workspace %s names an unknown Connector", u.GetName(), name)
+			}
 		}
 		for name := range declared {
 			require.True(t, bound[name], "TaskRun %s does not bind workspace %s of Task %s", u.GetName(), name, task)
