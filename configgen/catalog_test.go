@@ -184,3 +184,63 @@ func TestHarborCLIPlaceholderDecrypts(t *testing.T) {
 		t.Fatalf("the placeholder does not open with the key: %v", err)
 	}
 }
+
+// TestCatalogMavenMirrorAndDeployConnectors pins settings.xml for
+// upstream's multi-connector Task, a mirror Connector (useAsMirror "true")
+// and a deploy Connector in one volume, in both orders: Maven reads every
+// repository through the mirror's proxy address and deploys to the deploy
+// Connector's, each with its own server entry holding the pod's token, and
+// the forward proxy names both Connectors.
+func TestCatalogMavenMirrorAndDeployConnectors(t *testing.T) {
+	class := catalogClass(t, "maven.yaml")
+	connector := func(name, address, useAsMirror string) Connector {
+		c := newConnector("ci", name, class.Name, address, func(c *v1alpha1.Connector) {
+			c.Spec.Params = []v1alpha1.Param{{Name: "useAsMirror", Value: jsonRaw(`"` + useAsMirror + `"`)}}
+		})
+		return Connector{Object: c, Class: class, ProxyAddress: c.ProxyAddressFor(class, testProxyURL, "cluster.local")}
+	}
+	mirror := connector("maven-mirror", "https://nexus.example.com/repository/maven-public", "true")
+	deploy := connector("maven-deploy", "https://nexus.example.com/repository/maven-releases", "false")
+	for _, order := range [][]Connector{{mirror, deploy}, {deploy, mirror}} {
+		in := baseInput(t, order...)
+		in.Configurations = []string{"settings"}
+		var s struct {
+			Proxy   string `xml:"proxies>proxy>username"`
+			Servers []struct {
+				ID       string `xml:"id"`
+				Username string `xml:"username"`
+				Password string `xml:"password"`
+			} `xml:"servers>server"`
+			Mirrors []struct {
+				ID       string `xml:"id"`
+				MirrorOf string `xml:"mirrorOf"`
+				URL      string `xml:"url"`
+			} `xml:"mirrors>mirror"`
+			Deploy string `xml:"profiles>profile>properties>altDeploymentRepository"`
+		}
+		if err := xml.Unmarshal(render(t, in)["settings.xml"], &s); err != nil {
+			t.Fatalf("settings.xml does not parse: %v", err)
+		}
+		name := order[0].Object.Name + "," + order[1].Object.Name
+		mirrorURL := testProxyURL + "/namespaces/ci/connectors/maven-mirror/"
+		if len(s.Mirrors) != 1 || s.Mirrors[0].ID != "connectors-ci-maven-mirror" || s.Mirrors[0].MirrorOf != "*" || s.Mirrors[0].URL != mirrorURL {
+			t.Errorf("%s: mirrors = %+v, want connectors-ci-maven-mirror of * at %s", name, s.Mirrors, mirrorURL)
+		}
+		if want := "connectors-ci-maven-deploy::" + testProxyURL + "/namespaces/ci/connectors/maven-deploy/"; s.Deploy != want {
+			t.Errorf("%s: altDeploymentRepository = %q, want %q", name, s.Deploy, want)
+		}
+		servers := map[string]string{}
+		for _, srv := range s.Servers {
+			if srv.Password != testToken {
+				t.Errorf("%s: server %s's password is not the pod's token", name, srv.ID)
+			}
+			servers[srv.ID] = srv.Username
+		}
+		if servers["connectors-ci-maven-mirror"] != "ci/maven-mirror" || servers["connectors-ci-maven-deploy"] != "ci/maven-deploy" || len(servers) != 2 {
+			t.Errorf("%s: servers = %v, want one per Connector, named by it", name, servers)
+		}
+		if want := order[0].Object.Namespace + "/" + order[0].Object.Name + "," + order[1].Object.Namespace + "/" + order[1].Object.Name; s.Proxy != want {
+			t.Errorf("%s: the forward proxy's user is %q, want %q", name, s.Proxy, want)
+		}
+	}
+}

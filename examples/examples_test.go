@@ -20,6 +20,7 @@ import (
 
 	"github.com/connectors-node/connectors-node/configgen"
 	"github.com/connectors-node/connectors-node/csi"
+	"github.com/connectors-node/connectors-node/grammar/connref"
 	"github.com/connectors-node/connectors-node/grammar/publicurl"
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/servers/manifests"
@@ -203,6 +204,8 @@ func TestConnectorAddressesFollowTheGrammar(t *testing.T) {
 // and binds its workspaces, whose tasks name Tasks of the directory (or a
 // custom task) and bind every workspace they declare, those bound to the
 // plugin readOnly; every AccessPolicy parses and names example Connectors.
+// A csi workspace names its Connectors by connector.name or in a
+// connectors list.
 func TestTektonExamples(t *testing.T) {
 	ex := load(t)
 	files, err := filepath.Glob("tekton/*.yaml")
@@ -261,7 +264,7 @@ func TestTektonExamples(t *testing.T) {
 				continue
 			}
 			require.True(t, ro, "Task %s does not declare workspace %s readOnly", task, name)
-			requireCSIWorkspace(t, ex, "TaskRun "+u.GetName(), name, c)
+			requireCSIWorkspace(t, ex, "TaskRun "+u.GetName(), u.GetNamespace(), name, c)
 		}
 		for name := range declared {
 			require.True(t, bound[name], "TaskRun %s does not bind workspace %s of Task %s", u.GetName(), name, task)
@@ -287,7 +290,7 @@ func TestTektonExamples(t *testing.T) {
 			delete(declared, ws)
 			if c, ok := m["csi"].(map[string]any); ok {
 				plugin[ws] = true
-				requireCSIWorkspace(t, ex, "PipelineRun "+u.GetName(), ws, c)
+				requireCSIWorkspace(t, ex, "PipelineRun "+u.GetName(), u.GetNamespace(), ws, c)
 			}
 		}
 		require.Empty(t, declared, "PipelineRun %s does not bind these workspaces of Pipeline %s", u.GetName(), name)
@@ -331,11 +334,22 @@ func TestTektonExamples(t *testing.T) {
 
 // requireCSIWorkspace checks the csi volume of a workspace of the object
 // what: a read-only connectors-csi volume naming an example Connector.
-func requireCSIWorkspace(t *testing.T, ex examples, what, workspace string, c map[string]any) {
+func requireCSIWorkspace(t *testing.T, ex examples, what, namespace, workspace string, c map[string]any) {
 	t.Helper()
 	require.Equal(t, csi.DriverName, c["driver"], "%s workspace %s", what, workspace)
 	require.Equal(t, true, c["readOnly"], "%s workspace %s", what, workspace)
 	attrs, _, err := unstructured.NestedStringMap(c, "volumeAttributes")
 	require.NoError(t, err)
-	require.Contains(t, ex.connectors, attrs["connector.name"], "%s workspace %s names an unknown Connector", what, workspace)
+	names := []string{attrs["connector.name"]}
+	if list, ok := attrs["connectors"]; ok {
+		keys, err := connref.Parse(list, namespace)
+		require.NoError(t, err, "%s workspace %s", what, workspace)
+		names = names[:0]
+		for _, k := range keys {
+			names = append(names, k.Name)
+		}
+	}
+	for _, name := range names {
+		require.Contains(t, ex.connectors, name, "%s workspace %s names an unknown Connector", what, workspace)
+	}
 }

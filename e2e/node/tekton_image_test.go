@@ -78,7 +78,7 @@ func TestTektonImageBuildPushThroughTheReverseProxy(t *testing.T) {
 			if _, err := os.Stat(b.tool); b.tool != "" && err != nil {
 				testenv.SkipOrFail(t, "%s not found (make deps installs it): %v", b.tool, err)
 			}
-			if err := n.buildTektonBuilderImage(ctx, b.image, b.tool == "", b.files...); err != nil {
+			if err := n.buildTektonBuilderImage(ctx, b.image, b.tool == "", nil, b.files...); err != nil {
 				t.Fatal(err)
 			}
 			if b.name == "crane-forward" {
@@ -127,9 +127,10 @@ func TestTektonImageBuildPushThroughTheReverseProxy(t *testing.T) {
 }
 
 // buildTektonBuilderImage builds a builder Task's step image from the
-// host's files, with crane built from the tools module when withCrane, and
-// imports it into the nodes' containerd.
-func (n *cluster) buildTektonBuilderImage(ctx context.Context, ref string, withCrane bool, paths ...string) error {
+// host's files (imagebuild.HostFiles: a directory brings its tree), with
+// crane built from the tools module when withCrane and env added to the
+// image's environment, and imports it into the nodes' containerd.
+func (n *cluster) buildTektonBuilderImage(ctx context.Context, ref string, withCrane bool, env []string, paths ...string) error {
 	files, links, err := imagebuild.HostFiles(ctx, paths...)
 	if err != nil {
 		return err
@@ -148,7 +149,7 @@ func (n *cluster) buildTektonBuilderImage(ctx context.Context, ref string, withC
 	img, err := imagebuild.Build(imagebuild.Spec{
 		Files: files, Symlinks: links,
 		Dirs:       map[string]int64{"/tmp": 0o1777, "/var/tmp": 0o1777},
-		Env:        []string{"PATH=/usr/bin:/bin", "HOME=/tmp"},
+		Env:        append([]string{"PATH=/usr/bin:/bin", "HOME=/tmp"}, env...),
 		Entrypoint: []string{"/bin/sh"},
 	}, runtime.GOARCH)
 	if err != nil {

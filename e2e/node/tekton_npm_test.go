@@ -65,7 +65,7 @@ func TestTektonNpmInstallAndPublishThroughTheForwardProxy(t *testing.T) {
 		defer cancel()
 		_, _ = n.kubectl(ctx, "", "delete", "-n", "default", "connector/npm", "secret/npm-secret", "--ignore-not-found")
 	})
-	if err := n.buildTektonBuilderImage(ctx, tektonNodeImage, false,
+	if err := n.buildTektonBuilderImage(ctx, tektonNodeImage, false, nil,
 		"/bin/sh", "/usr/bin/node", "/usr/bin/npm", "/usr/lib/node_modules/npm", "/usr/bin/env", "/usr/bin/cp", "/usr/bin/mkdir", "/etc/nsswitch.conf"); err != nil {
 		t.Fatal(err)
 	}

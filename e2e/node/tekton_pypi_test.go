@@ -62,7 +62,7 @@ func TestTektonPypiInstallAndUploadThroughTheReverseProxy(t *testing.T) {
 		_, _ = n.kubectl(ctx, "", "delete", "-n", "default", "connector/pypi", "secret/pypi-secret", "--ignore-not-found")
 	})
 	lib := "/usr/lib/" + map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH] + "-linux-gnu/"
-	if err := n.buildTektonBuilderImage(ctx, tektonPythonImage, false,
+	if err := n.buildTektonBuilderImage(ctx, tektonPythonImage, false, nil,
 		"/bin/sh", "/usr/bin/python3", "/usr/bin/twine", "/usr/bin/env", "/usr/bin/cp", "/usr/bin/mkdir", "/etc/nsswitch.conf",
 		"/usr/lib/python3.11", "/usr/lib/python3/dist-packages", lib+"libffi.so.8", lib+"libssl.so.3", lib+"libcrypto.so.3"); err != nil {
 		t.Fatal(err)

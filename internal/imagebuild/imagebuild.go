@@ -213,13 +213,17 @@ func GoBuildArch(ctx context.Context, dir, pkg, goarch string, ldflags ...string
 
 // HostFiles returns the named host files, each at its own path, plus the
 // shared libraries ldd lists for the executables among them, so dynamically
-// linked host programs (git, sh) run in the image. Test workloads use it.
+// linked host programs (git, sh) run in the image. A named directory brings
+// its whole tree, and a symlink brings its target (a file or a tree); a
+// symlink met inside a tree whose target is missing, such as the link a
+// package ships to another, optional package's file, is left out, while a
+// missing named path is an error. Test workloads use it.
 func HostFiles(ctx context.Context, paths ...string) ([]File, map[string]string, error) {
 	seen := map[string]bool{}
 	var files []File
 	links := map[string]string{}
-	var add func(p string) error
-	add = func(p string) error {
+	var add func(p string, inTree bool) error
+	add = func(p string, inTree bool) error {
 		if seen[p] {
 			return nil
 		}
@@ -233,11 +237,14 @@ func HostFiles(ctx context.Context, paths ...string) ([]File, map[string]string,
 			if err != nil {
 				return err
 			}
+			if _, err := os.Stat(p); inTree && errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			links[p] = target
 			if !path.IsAbs(target) {
 				target = path.Join(path.Dir(p), target)
 			}
-			return add(target)
+			return add(target, inTree)
 		}
 		if fi.IsDir() {
 			entries, err := os.ReadDir(p)
@@ -245,7 +252,7 @@ func HostFiles(ctx context.Context, paths ...string) ([]File, map[string]string,
 				return err
 			}
 			for _, e := range entries {
-				if err := add(path.Join(p, e.Name())); err != nil {
+				if err := add(path.Join(p, e.Name()), true); err != nil {
 					return err
 				}
 			}
@@ -264,14 +271,14 @@ func HostFiles(ctx context.Context, paths ...string) ([]File, map[string]string,
 			return err
 		}
 		for _, l := range libs {
-			if err := add(l); err != nil {
+			if err := add(l, false); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, p := range paths {
-		if err := add(p); err != nil {
+		if err := add(p, false); err != nil {
 			return nil, nil, fmt.Errorf("adding host file %s: %w", p, err)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +83,7 @@ pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 64; }
 http {
-  log_format users '$request_method $uri $status "$remote_user"';
+  log_format users '$request_method $uri $status "$remote_user" "$http_authorization"';
   access_log %[1]s/access.log users;
   client_body_temp_path %[2]s;
   proxy_temp_path %[2]s;
@@ -118,11 +119,13 @@ http {
 // Stop stops nginx and waits for it.
 func (s *Server) Stop() { s.proc.Stop() }
 
-// Request is one line of the server's access log: the request and its
-// status.
+// Request is one line of the server's access log: the request, its
+// status and the Authorization header it carried.
 type Request struct {
 	authlog.Request
 	Status int
+	// Authorization is the request's Authorization header, "" for none.
+	Authorization string
 }
 
 // Requests returns every request logged so far; User is the Basic user
@@ -136,16 +139,54 @@ func (s *Server) Requests() ([]Request, error) {
 	var out []Request
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var r Request
-		var user string
-		if _, err := fmt.Sscanf(sc.Text(), "%s %s %d %s", &r.Method, &r.Path, &r.Status, &user); err != nil {
-			return nil, fmt.Errorf("access log line %q: %w", sc.Text(), err)
-		}
-		r.User = strings.Trim(user, `"`)
-		if r.User == "-" {
-			r.User = ""
+		r, err := parseLine(sc.Text())
+		if err != nil {
+			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, sc.Err()
+}
+
+// Authorizations returns the Authorization header of every request logged
+// so far ("" for a request without one), as authlog.Log's.
+func (s *Server) Authorizations() ([]string, error) {
+	reqs, err := s.Requests()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(reqs))
+	for _, r := range reqs {
+		out = append(out, r.Authorization)
+	}
+	return out, nil
+}
+
+// parseLine reads a line of the users log format: method, URI, status,
+// then the quoted user and Authorization header, "-" when empty (nginx
+// escapes a quote in a value as \x22, so neither holds one).
+func parseLine(line string) (Request, error) {
+	var r Request
+	f := strings.SplitN(line, " ", 4)
+	if len(f) != 4 {
+		return r, fmt.Errorf("access log line %q: want method, URI, status, user and Authorization", line)
+	}
+	status, err := strconv.Atoi(f[2])
+	if err != nil {
+		return r, fmt.Errorf("access log line %q: status: %w", line, err)
+	}
+	user, auth, ok := strings.Cut(f[3], `" "`)
+	if !ok || !strings.HasPrefix(user, `"`) || !strings.HasSuffix(auth, `"`) {
+		return r, fmt.Errorf("access log line %q: want a quoted user and Authorization", line)
+	}
+	r.Method, r.Path, r.Status = f[0], f[1], status
+	r.User = strings.TrimPrefix(user, `"`)
+	r.Authorization = strings.TrimSuffix(auth, `"`)
+	if r.User == "-" {
+		r.User = ""
+	}
+	if r.Authorization == "-" {
+		r.Authorization = ""
+	}
+	return r, nil
 }
