@@ -138,5 +138,5 @@ bench-pods: deps testbin ## On the real-node suite's cluster: 30 pods created at
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -tags nodebench -count=1 -v -timeout=60m -run '^TestBenchPodsStartup$$' ./e2e/node/
 
 .PHONY: bench-clients
-bench-clients: deps testbin ## On the real-node suite's cluster: git clone of a 200 MiB repository from a pod through its node's reverse proxy against direct, BENCH_ROUNDS (3) interleaved rounds (needs root).
-	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -tags nodebench -count=1 -v -timeout=60m -run '^TestBenchGitClone$$' ./e2e/node/
+bench-clients: deps testbin ## On the real-node suite's cluster: git clone of a 200 MiB repository through the reverse proxy and npm install of 200 packages through the intercepting forward proxy, from a pod, each against direct, BENCH_ROUNDS (3) interleaved rounds (needs root).
+	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) CONNECTORS_NODE_BENCH_ROUNDS=$(BENCH_ROUNDS) $(GO) test -tags nodebench -count=1 -v -timeout=60m -run '^(TestBenchGitClone|TestBenchNpmInstall)$$' ./e2e/node/

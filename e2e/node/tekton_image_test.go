@@ -155,7 +155,11 @@ func (n *cluster) buildTektonBuilderImage(ctx context.Context, ref string, withC
 	if err != nil {
 		return err
 	}
-	tar := filepath.Join(n.work, "images-tekton", strings.TrimSuffix(ref, ":dev")+".tar")
+	dir := filepath.Join(n.work, "images-tekton")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	tar := filepath.Join(dir, strings.TrimSuffix(ref, ":dev")+".tar")
 	if err := imagebuild.WriteTarball(tar, ref, img); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package npmregistry
 import (
 	"context"
 	"crypto/sha1" //nolint:gosec // verdaccio's htpasswd {SHA} scheme, for a test password
+	"crypto/tls"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -47,6 +48,16 @@ type Server struct {
 
 // Start runs verdaccio in dir (created if missing) with one htpasswd user.
 func Start(dir, user, password string) (*Server, error) {
+	return start(dir, user, password, nil)
+}
+
+// StartTLS is Start with the front serving HTTPS with cert; verdaccio
+// writes https tarball URLs naming the front.
+func StartTLS(dir, user, password string, cert tls.Certificate) (*Server, error) {
+	return start(dir, user, password, &cert)
+}
+
+func start(dir, user, password string, cert *tls.Certificate) (*Server, error) {
 	node, err := exec.LookPath("node")
 	if err != nil {
 		return nil, fmt.Errorf("node not found: %w", err)
@@ -100,24 +111,31 @@ log: {type: stdout, format: json, level: warn}
 		_ = front.Close()
 		return nil, err
 	}
-	s.serveFront(front, backend)
-	if err := s.proc.WaitReady("http://"+s.Addr+"/-/ping", 60*time.Second, func(r *http.Response) bool { return r.StatusCode == http.StatusOK }); err != nil {
+	if cert != nil {
+		front = tls.NewListener(front, &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12})
+	}
+	s.serveFront(front, backend, cert != nil)
+	if err := s.proc.WaitReady("http://"+backend+"/-/ping", 60*time.Second, func(r *http.Response) bool { return r.StatusCode == http.StatusOK }); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	s.Log.Reset() // only what the test sends
+	s.Log.Reset() // only what the test sends (start-up asks verdaccio itself)
 	return s, nil
 }
 
 // serveFront serves ln, passing every request to verdaccio with its Host
-// header unchanged, so the tarball URLs verdaccio writes name the front,
-// after recording its user.
-func (s *Server) serveFront(ln net.Listener, backend string) {
+// header unchanged (and X-Forwarded-Proto https when the front is TLS), so
+// the tarball URLs verdaccio writes name the front, after recording its
+// user.
+func (s *Server) serveFront(ln net.Listener, backend string, https bool) {
 	s.Addr = ln.Addr().String()
 	target := &url.URL{Scheme: "http", Host: backend}
 	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(target)
 		r.Out.Host = r.In.Host
+		if https {
+			r.Out.Header.Set("X-Forwarded-Proto", "https")
+		}
 	}, ErrorHandler: func(w http.ResponseWriter, _ *http.Request, _ error) {
 		// verdaccio is starting or gone: start-up and the test see the 502.
 		w.WriteHeader(http.StatusBadGateway)
