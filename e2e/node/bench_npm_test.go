@@ -84,7 +84,7 @@ func TestBenchNpmInstall(t *testing.T) {
 		_, _ = n.kubectl(ctx, "", "delete", "-n", "default", "connector/npm-bench", "secret/npm-bench", "secret/npm-bench-ca",
 			"serviceaccount/npm-bench", "role/npm-bench", "rolebinding/npm-bench", "--ignore-not-found")
 	})
-	if err := n.buildTektonBuilderImage(ctx, benchNpmImage, false,
+	if err := n.buildTektonBuilderImage(ctx, benchNpmImage, false, nil,
 		"/bin/sh", "/usr/bin/node", "/usr/bin/npm", "/usr/lib/node_modules/npm", "/usr/bin/env", "/usr/bin/cp", "/usr/bin/mkdir",
 		"/usr/bin/rm", "/usr/bin/cat", "/usr/bin/sleep", "/etc/nsswitch.conf"); err != nil {
 		t.Fatal(err)
