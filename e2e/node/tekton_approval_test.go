@@ -314,12 +314,7 @@ type tektonObject struct {
 		Labels map[string]string `json:"labels"`
 	} `json:"metadata"`
 	Status struct {
-		Conditions []struct {
-			Type    string `json:"type"`
-			Status  string `json:"status"`
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		} `json:"conditions"`
+		Conditions []condition `json:"conditions"`
 	} `json:"status"`
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
@@ -287,20 +288,38 @@ func (c *cluster) tektonManifests(ctx context.Context) (string, error) {
 	return rewriteTektonImages(b.String(), images, tektonShellImage)
 }
 
+// pluginPodOf returns the DaemonSet pod on the node the pod named pod (in
+// default) ran on.
+func (c *cluster) pluginPodOf(ctx context.Context, t *testing.T, pod string) corev1.Pod {
+	t.Helper()
+	p, err := c.env.Kube.CoreV1().Pods("default").Get(ctx, pod, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin, err := c.pluginPod(ctx, p.Spec.NodeName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return plugin
+}
+
+// condition is a condition of a Tekton object's status.
+type condition struct {
+	Type    string `json:"type"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+}
+
 // taskRun is what the stories read of a TaskRun.
 type taskRun struct {
 	Metadata struct {
 		UID string `json:"uid"`
 	} `json:"metadata"`
 	Status struct {
-		PodName    string `json:"podName"`
-		Conditions []struct {
-			Type    string `json:"type"`
-			Status  string `json:"status"`
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
-		} `json:"conditions"`
-		Results []struct {
+		PodName    string      `json:"podName"`
+		Conditions []condition `json:"conditions"`
+		Results    []struct {
 			Name  string `json:"name"`
 			Value any    `json:"value"`
 		} `json:"results"`

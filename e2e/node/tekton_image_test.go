@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/connectors-node/connectors-node/internal/imagebuild"
 	"github.com/connectors-node/connectors-node/test/apiserver"
 	"github.com/connectors-node/connectors-node/test/servers/registry"
@@ -101,14 +99,7 @@ func TestTektonImageBuildPushThroughTheReverseProxy(t *testing.T) {
 			if !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest) {
 				t.Errorf("the TaskRun's IMAGE_DIGEST is %q, want a digest", digest)
 			}
-			p, err := n.env.Kube.CoreV1().Pods("default").Get(ctx, pod.name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			plugin, err := n.pluginPod(ctx, p.Spec.NodeName)
-			if err != nil {
-				t.Fatal(err)
-			}
+			plugin := n.pluginPodOf(ctx, t, pod.name)
 			if !n.waitAudited(ctx, t, string(plugin.UID), "default/"+connector, b.mode) {
 				t.Errorf("the DaemonSet pod logged no %s request for default/%s with the credential injected", b.mode, connector)
 			}

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/connectors-node/connectors-node/kube/api/v1alpha1"
 	"github.com/connectors-node/connectors-node/test/servers/mavenrepo"
 	"github.com/connectors-node/connectors-node/test/testenv"
@@ -152,14 +150,7 @@ func TestTektonMavenResolvesFromTheMirrorConnectorAndDeploysToTheOther(t *testin
 		t.Errorf("the mirror served %d plugin files and %d commons-io jars, the deploy repository took %d PUTs; want all", plugins, dependency, puts)
 	}
 
-	p, err := n.env.Kube.CoreV1().Pods("default").Get(ctx, pod.name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plugin, err := n.pluginPod(ctx, p.Spec.NodeName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugin := n.pluginPodOf(ctx, t, pod.name)
 	if !n.waitAudited(ctx, t, string(plugin.UID), "default/maven-mirror-connector", "reverse") {
 		t.Error("the DaemonSet pod logged no reverse request for default/maven-mirror-connector with the credential injected")
 	}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/connectors-node/connectors-node/test/servers/npmregistry"
 	"github.com/connectors-node/connectors-node/test/testenv"
 )
@@ -98,14 +96,7 @@ func TestTektonNpmInstallAndPublishThroughTheForwardProxy(t *testing.T) {
 	if publishes == 0 || tarballs == 0 {
 		t.Errorf("verdaccio saw %d publishes of hello-connectors and %d downloads of greeting's tarball, want both", publishes, tarballs)
 	}
-	p, err := n.env.Kube.CoreV1().Pods("default").Get(ctx, pod.name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plugin, err := n.pluginPod(ctx, p.Spec.NodeName)
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugin := n.pluginPodOf(ctx, t, pod.name)
 	if !n.waitAudited(ctx, t, string(plugin.UID), "default/npm", "forward") {
 		t.Error("the DaemonSet pod logged no forward request for default/npm with the credential injected")
 	}
