@@ -28,9 +28,10 @@ packages+=(buildah)
 # The arm64 image's binary, run under emulation by build/image's test.
 packages+=(qemu-user-static)
 
-# make bench-proxy: the load generator and the proxies it compares with.
+# make bench-proxy: the load generator, the proxies it compares with, and
+# pgrep (procps), which finds nginx's workers.
 if [ "${1:-}" = bench ]; then
-  packages+=(wrk nginx haproxy caddy)
+  packages+=(wrk nginx haproxy caddy procps)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -68,7 +68,7 @@ func (p *Proxy) SendToAPI(ctx context.Context, c *v1alpha1.Connector, api *v1alp
 	if err != nil {
 		return nil, fmt.Errorf("API address CACerts: %w", err)
 	}
-	return tr.RoundTrip(out)
+	return tr.auto.RoundTrip(out)
 }
 
 // pluginHeaders sets the X-Plugin headers of Connector c.

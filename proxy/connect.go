@@ -105,10 +105,10 @@ func (p *Proxy) blindTunnel(w http.ResponseWriter, r *http.Request, t match.Targ
 		return
 	}
 	defer func() { _ = conn.Close() }()
-	if !p.tunnels.add(conn, nil) {
+	if !p.tunnels.add(conn) {
 		return
 	}
-	defer p.tunnels.remove(conn, nil)
+	defer p.tunnels.remove(conn)
 	p.metrics.tunnels.Inc()
 	defer p.metrics.tunnels.Dec()
 

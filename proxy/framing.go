@@ -11,6 +11,14 @@ import (
 // headRecordMax bounds the bytes a headConn keeps between two requests.
 const headRecordMax = defaultMaxHeaderBytes + 32<<10
 
+// maxPooledHead is the largest recording buffer that goes back to headBufs.
+const maxPooledHead = 4 << 10
+
+// headBufs are the recording buffers of headConns: a connection takes one
+// when the next request's bytes arrive and gives it back when its handler
+// starts, so an idle connection holds none.
+var headBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // headConn records the bytes read between the end of one handler and the
 // start of the next, which hold the next request's head. net/http drops a
 // Content-Length that comes with Transfer-Encoding and carries on; the
@@ -21,7 +29,8 @@ type headConn struct {
 	mu       sync.Mutex
 	on       bool
 	detached bool
-	buf      []byte
+	// buf is nil while nothing is recorded.
+	buf *[]byte
 }
 
 func (c *headConn) Read(b []byte) (int, error) {
@@ -29,14 +38,30 @@ func (c *headConn) Read(b []byte) (int, error) {
 	if n > 0 {
 		c.mu.Lock()
 		if c.on {
-			c.buf = append(c.buf, b[:n]...)
-			if over := len(c.buf) - headRecordMax; over > 0 {
-				c.buf = append(c.buf[:0], c.buf[over:]...)
+			if c.buf == nil {
+				c.buf = headBufs.Get().(*[]byte)
 			}
+			buf := append(*c.buf, b[:n]...)
+			if over := len(buf) - headRecordMax; over > 0 {
+				buf = append(buf[:0], buf[over:]...)
+			}
+			*c.buf = buf
 		}
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// release gives the recording buffer back. c.mu is held.
+func (c *headConn) release() {
+	if c.buf == nil {
+		return
+	}
+	if cap(*c.buf) <= maxPooledHead {
+		*c.buf = (*c.buf)[:0]
+		headBufs.Put(c.buf)
+	}
+	c.buf = nil
 }
 
 // CloseWrite half-closes the wrapped connection.
@@ -56,8 +81,11 @@ func (c *headConn) take(r *http.Request) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.on = false
-	buf := c.buf
-	c.buf = c.buf[:0]
+	var buf []byte
+	if c.buf != nil {
+		buf = *c.buf
+	}
+	defer c.release()
 	// net/http drops Transfer-Encoding from HTTP/1.0 requests without a
 	// trace, so for those the recorded head is the only witness.
 	old := !r.ProtoAtLeast(1, 1)
@@ -83,7 +111,7 @@ func (c *headConn) resume() {
 	defer c.mu.Unlock()
 	if !c.detached {
 		c.on = true
-		c.buf = c.buf[:0]
+		c.release()
 	}
 }
 
@@ -91,7 +119,8 @@ func (c *headConn) resume() {
 func (c *headConn) detach() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.on, c.detached, c.buf = false, true, nil
+	c.on, c.detached = false, true
+	c.release()
 }
 
 // framingFields finds r's request line in buf and reports whether it was

@@ -38,6 +38,9 @@ type leafCache struct {
 type leafItem struct {
 	host string
 	cert *tls.Certificate
+	// server is the TLS configuration that answers with cert, shared by
+	// every tunnel to host.
+	server *tls.Config
 	// authority signed cert; a leaf of a CA no longer signing is issued again.
 	authority *ca.CA
 }
@@ -51,28 +54,58 @@ func newLeafCache(authority func() *ca.CA, size int, validity time.Duration, now
 
 // get returns a leaf for host (a normalized host name or IP literal).
 func (c *leafCache) get(host string) (*tls.Certificate, error) {
+	it, err := c.item(host)
+	if err != nil {
+		return nil, err
+	}
+	return it.cert, nil
+}
+
+// serverConfig returns the TLS configuration that answers every handshake
+// with the leaf for host. One configuration serves every tunnel to host
+// for as long as its leaf is cached, so a tunnel holds none of its own.
+func (c *leafCache) serverConfig(host string) (*tls.Config, error) {
+	it, err := c.item(host)
+	if err != nil {
+		return nil, err
+	}
+	return it.server, nil
+}
+
+func (c *leafCache) item(host string) (*leafItem, error) {
 	authority := c.authority()
-	if cert := c.lookup(host, authority); cert != nil {
-		return cert, nil
+	if it := c.lookup(host, authority); it != nil {
+		return it, nil
 	}
 	v, err, _ := c.group.Do(host, func() (any, error) {
-		if cert := c.lookup(host, authority); cert != nil {
-			return cert, nil
+		if it := c.lookup(host, authority); it != nil {
+			return it, nil
 		}
 		cert, err := c.issue(host, authority)
 		if err != nil {
 			return nil, err
 		}
-		c.store(host, cert, authority)
-		return cert, nil
+		return c.store(host, cert, authority), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*tls.Certificate), nil
+	return v.(*leafItem), nil
 }
 
-func (c *leafCache) lookup(host string, authority *ca.CA) *tls.Certificate {
+// leafServerConfig answers every handshake with cert, over TLS 1.2 or
+// later, offering HTTP/1.1 only. Session tickets are off: every tunnel
+// makes a full handshake, whose server name the tunnel checks.
+func leafServerConfig(cert *tls.Certificate) *tls.Config {
+	return &tls.Config{
+		MinVersion:             tls.VersionTLS12,
+		NextProtos:             []string{"http/1.1"},
+		Certificates:           []tls.Certificate{*cert},
+		SessionTicketsDisabled: true,
+	}
+}
+
+func (c *leafCache) lookup(host string, authority *ca.CA) *leafItem {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[host]
@@ -87,22 +120,24 @@ func (c *leafCache) lookup(host string, authority *ca.CA) *tls.Certificate {
 		return nil
 	}
 	c.order.MoveToFront(el)
-	return it.cert
+	return it
 }
 
-func (c *leafCache) store(host string, cert *tls.Certificate, authority *ca.CA) {
+func (c *leafCache) store(host string, cert *tls.Certificate, authority *ca.CA) *leafItem {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[host]; ok {
 		c.order.Remove(el)
 	}
-	c.items[host] = c.order.PushFront(&leafItem{host: host, cert: cert, authority: authority})
+	it := &leafItem{host: host, cert: cert, server: leafServerConfig(cert), authority: authority}
+	c.items[host] = c.order.PushFront(it)
 	for c.order.Len() > c.size {
 		old := c.order.Back()
 		c.order.Remove(old)
 		delete(c.items, old.Value.(*leafItem).host)
 	}
 	c.metrics.leaves.Set(float64(len(c.items)))
+	return it
 }
 
 func (c *leafCache) len() int {

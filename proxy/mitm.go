@@ -38,12 +38,12 @@ type tunnel struct {
 func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t match.Target) {
 	e := entryFrom(r.Context())
 	tun := &tunnel{caller: c, target: t}
-	var leaf *tls.Certificate
+	var server *tls.Config
 	if t.Scheme != "http" {
 		// Sign (or fetch) the leaf before answering 200, so a CA failure
 		// is a clean 500 rather than a broken handshake.
 		var err error
-		if leaf, err = p.leaves.get(t.Host); err != nil {
+		if server, err = p.leaves.serverConfig(t.Host); err != nil {
 			p.fail(w, r, &statusError{status: http.StatusInternalServerError, msg: "cannot issue a certificate", err: err})
 			return
 		}
@@ -54,18 +54,22 @@ func (p *Proxy) intercept(w http.ResponseWriter, r *http.Request, c *caller, t m
 		return
 	}
 	inflightFrom(r.Context()).handedOff = true
-	go p.runTunnel(context.WithoutCancel(r.Context()), e, tun, conn, leaf)
+	go p.runTunnel(context.WithoutCancel(r.Context()), e, tun, conn, server)
 }
 
-// runTunnel completes the TLS handshake of an intercepted tunnel (none
-// with a nil leaf: an http:// target is read in the clear), hands the
-// connection to the tunnel's inner server and returns; e is finished when
-// the connection closes. ctx is the CONNECT request's context.
-func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.Conn, leaf *tls.Certificate) {
-	done := sync.OnceFunc(func() {
-		_ = conn.Close()
-		p.finish(e)
-	})
+// runTunnel completes the TLS handshake of an intercepted tunnel with
+// server, the leaf's configuration (none with a nil server: an http://
+// target is read in the clear), hands the connection to the tunnels' inner
+// server and returns; e is finished when the connection closes. ctx is the
+// CONNECT request's context.
+func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.Conn, server *tls.Config) {
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			_ = conn.Close()
+			p.finish(e)
+		})
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			// The value is not logged: it could hold request data.
@@ -75,9 +79,9 @@ func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.C
 		}
 	}()
 	inner := conn
-	if leaf != nil {
+	if server != nil {
 		raw := &batchConn{Conn: conn}
-		tlsConn := tls.Server(raw, tun.tlsConfig(leaf))
+		tlsConn := tls.Server(raw, server)
 		hctx, cancel := context.WithTimeout(ctx, p.opts.TLSHandshakeTimeout)
 		err := tlsConn.HandshakeContext(hctx)
 		cancel()
@@ -86,28 +90,28 @@ func (p *Proxy) runTunnel(ctx context.Context, e *entry, tun *tunnel, conn net.C
 			done()
 			return
 		}
+		tun.checkServerName(tlsConn.ConnectionState().ServerName)
 		inner = &batchedTLS{Conn: tlsConn, raw: raw}
 	}
 	p.serveTunnel(ctx, tun, conn, &headConn{Conn: inner, on: true}, done)
 }
 
 // serveTunnel hands hc, the inner connection of tun over the client
-// connection conn, to the tunnel's inner server and returns; the server's
+// connection conn, to the tunnels' inner server and returns; the server's
 // connection goroutine serves the inner requests until conn closes or the
 // proxy shuts down, and then done runs.
 func (p *Proxy) serveTunnel(ctx context.Context, tun *tunnel, conn net.Conn, hc *headConn, done func()) {
-	srv := p.innerServer(ctx, tun, hc)
-	if !p.tunnels.add(conn, srv) {
+	if !p.tunnels.add(conn) {
 		done()
 		return
 	}
 	p.metrics.tunnels.Inc()
-	l := newOneConnListener(hc, func() {
+	l := &oneConnListener{ctx: context.WithValue(ctx, tunnelKey{}, tun), conn: &tunnelConn{Conn: hc, hc: hc, onClose: func() {
 		p.metrics.tunnels.Dec()
-		p.tunnels.remove(conn, srv)
+		p.tunnels.remove(conn)
 		done()
-	})
-	_ = srv.Serve(l)
+	}}}
+	_ = p.tunnels.inner.Serve(l)
 	// Serve returns at its second Accept, or at once when shutdown began
 	// first; then it never took the connection, which closes here.
 	if !l.accepted.Load() {
@@ -115,34 +119,31 @@ func (p *Proxy) serveTunnel(ctx context.Context, tun *tunnel, conn net.Conn, hc 
 	}
 }
 
-// tlsConfig answers the client's handshake with leaf, the certificate of
-// the CONNECT host, and notes a server name that differs from that host.
-func (tun *tunnel) tlsConfig(leaf *tls.Certificate) *tls.Config {
+// checkServerName notes a TLS server name that differs from the CONNECT
+// host; every inner request then gets 421. A client that sends no server
+// name is fine only for a CONNECT to an IP address.
+func (tun *tunnel) checkServerName(serverName string) {
 	t := tun.target
 	_, ipErr := netip.ParseAddr(t.Host)
 	hostIsIP := ipErr == nil
-	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			sni := match.NormalizeHost(hello.ServerName)
-			if sni != t.Host && (sni != "" || !hostIsIP) {
-				tun.sniMismatch = hello.ServerName
-				if tun.sniMismatch == "" {
-					tun.sniMismatch = "(none)"
-				}
-			}
-			return leaf, nil
-		},
+	sni := match.NormalizeHost(serverName)
+	if sni != t.Host && (sni != "" || !hostIsIP) {
+		tun.sniMismatch = serverName
+		if tun.sniMismatch == "" {
+			tun.sniMismatch = "(none)"
+		}
 	}
 }
 
-// innerServer is the HTTP/1.1 server of the requests inside one tunnel:
-// each runs through serve and exchange like any other request. ctx is the
-// CONNECT request's context.
-func (p *Proxy) innerServer(ctx context.Context, tun *tunnel, hc *headConn) *http.Server {
+// newInnerServer is the HTTP/1.1 server of the requests inside
+// intercepted tunnels, one for all of them: each request runs through
+// serve and exchange like any other. A tunnel's listener (a
+// oneConnListener) brings its connection (a tunnelConn) and a context
+// holding the CONNECT request's values and the tunnel.
+func (p *Proxy) newInnerServer() *http.Server {
 	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tun := tunnelFrom(r.Context())
 			p.serve(w, r, modeMITM, func(w http.ResponseWriter, r *http.Request) { p.serveInner(w, r, tun) })
 		}),
 		ReadHeaderTimeout: p.opts.TunnelIdleTimeout,
@@ -150,11 +151,19 @@ func (p *Proxy) innerServer(ctx context.Context, tun *tunnel, hc *headConn) *htt
 		MaxHeaderBytes:    defaultMaxHeaderBytes,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 		ErrorLog:          p.errorLog("intercepted tunnel"),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-		ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
-			return context.WithValue(ctx, headConnKey{}, hc)
+		BaseContext:       func(l net.Listener) context.Context { return l.(*oneConnListener).ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, headConnKey{}, c.(*tunnelConn).hc)
 		},
 	}
+}
+
+type tunnelKey struct{}
+
+// tunnelFrom returns the tunnel of a request inside one.
+func tunnelFrom(ctx context.Context) *tunnel {
+	tun, _ := ctx.Value(tunnelKey{}).(*tunnel)
+	return tun
 }
 
 // serveInner checks one request inside an intercepted tunnel and proxies it.
@@ -222,15 +231,11 @@ func bracket(h string) string {
 
 // oneConnListener hands one connection to http.Server.Serve; its next
 // Accept fails, so Serve returns while the server's connection goroutine
-// serves the connection on.
+// serves the connection on. ctx is the base context of the connection.
 type oneConnListener struct {
-	conn     *notifyConn
+	ctx      context.Context
+	conn     *tunnelConn
 	accepted atomic.Bool
-}
-
-// newOneConnListener listens with c; onClose runs once when c is closed.
-func newOneConnListener(c net.Conn, onClose func()) *oneConnListener {
-	return &oneConnListener{conn: &notifyConn{Conn: c, onClose: sync.OnceFunc(onClose)}}
 }
 
 func (l *oneConnListener) Accept() (net.Conn, error) {
@@ -244,15 +249,21 @@ func (l *oneConnListener) Close() error { return nil }
 
 func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
-// notifyConn runs onClose when it is closed.
-type notifyConn struct {
+// tunnelConn is the inner connection of an intercepted tunnel: the
+// recording headConn over the tunnel's TLS (or clear) connection, and
+// onClose, which runs once when the connection is closed.
+// Only net.Conn's methods are promoted: net/http half-closes a connection
+// that has CloseWrite, which the tunnel's connection never did.
+type tunnelConn struct {
 	net.Conn
+	hc      *headConn
+	once    sync.Once
 	onClose func()
 }
 
-func (c *notifyConn) Close() error {
+func (c *tunnelConn) Close() error {
 	err := c.Conn.Close()
-	c.onClose()
+	c.once.Do(c.onClose)
 	return err
 }
 

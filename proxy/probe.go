@@ -63,5 +63,5 @@ func (p *Proxy) SendAs(ctx context.Context, c *v1alpha1.Connector, r *http.Reque
 	if pl.credential != "" {
 		out.Header.Set("Authorization", pl.credential)
 	}
-	return p.roundTrip(tr, out, pl)
+	return p.roundTrip(tr.auto, out, pl)
 }

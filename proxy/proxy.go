@@ -56,7 +56,8 @@ func New(opts Options) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{opts: opts, log: opts.Log, audit: newAuditLog(opts.AuditLog),
-		metrics: newMetrics(opts.Registerer), tunnels: newTunnels()}
+		metrics: newMetrics(opts.Registerer)}
+	p.tunnels = newTunnels(p.newInnerServer())
 	p.publicHost = match.NormalizeHost(opts.PublicURL.Hostname())
 	p.publicPort = opts.PublicURL.Port()
 	p.guard = newGuard(&p.opts)

@@ -75,11 +75,12 @@ func (rt roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if pl == nil {
 		return nil, fmt.Errorf("request without a plan")
 	}
-	t, err := rt.p.upstreams.transport(pl.caPEM)
+	ts, err := rt.p.upstreams.transport(pl.caPEM)
 	if err != nil {
 		return nil, &statusError{status: http.StatusInternalServerError,
 			msg: fmt.Sprintf("connector %q: bad CA secret", pl.connector), err: err}
 	}
+	t := ts.pick(pl.mode)
 	var base http.RoundTripper = t
 	if r.Header.Get("Upgrade") != "" {
 		// The rules let only websocket and SPDY/3.1 this far.

@@ -8,42 +8,37 @@ import (
 )
 
 // tunnels tracks hijacked CONNECT connections, which http.Server.Shutdown
-// does not see, so that shutdown can drain them.
+// does not see, so that shutdown can drain them. inner serves the requests
+// inside every intercepted tunnel.
 type tunnels struct {
+	inner   *http.Server
 	mu      sync.Mutex
 	wg      sync.WaitGroup
 	closing bool
 	conns   map[net.Conn]struct{}
-	servers map[*http.Server]struct{}
 }
 
-func newTunnels() *tunnels {
-	return &tunnels{conns: map[net.Conn]struct{}{}, servers: map[*http.Server]struct{}{}}
+func newTunnels(inner *http.Server) *tunnels {
+	return &tunnels{inner: inner, conns: map[net.Conn]struct{}{}}
 }
 
-// add registers a tunnel's client connection and, for an intercepted one,
-// its inner server. It returns false once shutdown has begun.
-func (t *tunnels) add(c net.Conn, srv *http.Server) bool {
+// add registers a tunnel's client connection. It returns false once
+// shutdown has begun.
+func (t *tunnels) add(c net.Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closing {
 		return false
 	}
 	t.conns[c] = struct{}{}
-	if srv != nil {
-		t.servers[srv] = struct{}{}
-	}
 	t.wg.Add(1)
 	return true
 }
 
-func (t *tunnels) remove(c net.Conn, srv *http.Server) {
+func (t *tunnels) remove(c net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.conns, c)
-	if srv != nil {
-		delete(t.servers, srv)
-	}
 	t.wg.Done()
 }
 
@@ -53,14 +48,8 @@ func (t *tunnels) remove(c net.Conn, srv *http.Server) {
 func (t *tunnels) shutdown(ctx context.Context) error {
 	t.mu.Lock()
 	t.closing = true
-	servers := make([]*http.Server, 0, len(t.servers))
-	for s := range t.servers {
-		servers = append(servers, s)
-	}
 	t.mu.Unlock()
-	for _, s := range servers {
-		go func() { _ = s.Shutdown(ctx) }()
-	}
+	go func() { _ = t.inner.Shutdown(ctx) }()
 	done := make(chan struct{})
 	go func() {
 		t.wg.Wait()

@@ -22,7 +22,10 @@ const maxTransports = 64
 // through the SSRF guard and never use an environment proxy. When the roots
 // change (a global CA Secret came or went) every transport is rebuilt and
 // the old ones' idle connections closed, so no connection verified against
-// the old roots is reused. With Options.UpstreamFastPath, fast sends the
+// the old roots is reused. Each pool of roots has two transports: one that
+// speaks HTTP/2 to an upstream that offers it, and one that speaks HTTP/1.1
+// only, for the requests of intercepted tunnels (see transports.pick).
+// With Options.UpstreamFastPath, fast sends the
 // bodiless requests to plain http:// upstreams (package upstream), dialing
 // through the same guard.
 type upstreams struct {
@@ -34,10 +37,36 @@ type upstreams struct {
 	mu    sync.Mutex
 	gen   uint64
 	roots *x509.CertPool
-	def   *http.Transport
+	def   *transports
 	order *list.List // of [32]byte, front = most recent
 	byCA  map[[32]byte]*list.Element
-	trs   map[[32]byte]*http.Transport
+	trs   map[[32]byte]*transports
+}
+
+// transports are the two transports that trust one pool of roots.
+type transports struct {
+	// auto negotiates HTTP/2 with an upstream that offers it (ALPN).
+	auto *http.Transport
+	// h1 speaks HTTP/1.1 only.
+	h1 *http.Transport
+}
+
+// pick returns the transport for a request of the given mode. A request
+// inside an intercepted tunnel came as HTTP/1.1 (the tunnel's TLS offers
+// only http/1.1) and leaves as HTTP/1.1, as the client would send it
+// without the proxy: translating it to HTTP/2 cost the upstream and the
+// proxy about twice the CPU per MiB of body (frames, flow control, a
+// WINDOW_UPDATE per few KiB read, a TLS record per DATA frame header).
+func (t *transports) pick(mode string) *http.Transport {
+	if mode == modeMITM {
+		return t.h1
+	}
+	return t.auto
+}
+
+func (t *transports) closeIdle() {
+	t.auto.CloseIdleConnections()
+	t.h1.CloseIdleConnections()
 }
 
 func newUpstreams(opts *Options, g *guard) (*upstreams, error) {
@@ -78,14 +107,25 @@ func (u *upstreams) reset(pool *x509.CertPool, gen uint64) {
 		roots.AddCert(c)
 	}
 	if u.def != nil {
-		u.def.CloseIdleConnections()
+		u.def.closeIdle()
 	}
 	for _, t := range u.trs {
-		t.CloseIdleConnections()
+		t.closeIdle()
 	}
 	u.gen, u.roots = gen, roots
-	u.def = u.newTransport(roots)
-	u.order, u.byCA, u.trs = list.New(), map[[32]byte]*list.Element{}, map[[32]byte]*http.Transport{}
+	u.def = u.newTransports(roots)
+	u.order, u.byCA, u.trs = list.New(), map[[32]byte]*list.Element{}, map[[32]byte]*transports{}
+}
+
+func (u *upstreams) newTransports(roots *x509.CertPool) *transports {
+	auto := u.newTransport(roots)
+	h1 := auto.Clone()
+	h1.ForceAttemptHTTP2 = false
+	// A non-nil, empty TLSNextProto turns HTTP/2 off; ALPN offers only
+	// http/1.1, so an upstream that checks ALPN agrees.
+	h1.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	return &transports{auto: auto, h1: h1}
 }
 
 func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
@@ -105,8 +145,8 @@ func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
 	}
 }
 
-// transport returns the transport that trusts the current roots plus caPEM.
-func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
+// transport returns the transports that trust the current roots plus caPEM.
+func (u *upstreams) transport(caPEM []byte) (*transports, error) {
 	pool, gen := u.src.Roots()
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -125,7 +165,7 @@ func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("CA secret holds no PEM certificate")
 	}
-	t := u.newTransport(pool)
+	t := u.newTransports(pool)
 	u.byCA[key] = u.order.PushFront(key)
 	u.trs[key] = t
 	for u.order.Len() > maxTransports {
@@ -133,7 +173,7 @@ func (u *upstreams) transport(caPEM []byte) (*http.Transport, error) {
 		k := old.Value.([32]byte)
 		u.order.Remove(old)
 		delete(u.byCA, k)
-		u.trs[k].CloseIdleConnections()
+		u.trs[k].closeIdle()
 		delete(u.trs, k)
 	}
 	return t, nil
@@ -159,9 +199,9 @@ func http1Only(t *http.Transport) *http.Transport {
 func (u *upstreams) closeIdle() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.def.CloseIdleConnections()
+	u.def.closeIdle()
 	for _, t := range u.trs {
-		t.CloseIdleConnections()
+		t.closeIdle()
 	}
 	if u.fast != nil {
 		u.fast.CloseIdleConnections()

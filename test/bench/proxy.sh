@@ -78,10 +78,11 @@ for p in $UP_HTTP $UP_HTTPS $PROXY $OPS $NGINX $FLOOR $RELAY $SYNC $HAPROXY $CAD
 		exit 1
 	fi
 done
-for tool in wrk nginx haproxy caddy; do
+for tool in wrk nginx haproxy caddy pgrep curl; do
 	command -v "$tool" >/dev/null || { log "$tool is not installed: run hack/install-deps.sh bench (make bench-proxy does)"; exit 1; }
 done
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 log "building into $work/bin"
 (cd "$root" && "$GO" build -o "$work/bin/" ./test/bench/upstream ./test/bench/proxyd ./test/bench/load ./test/bench/baseline)
 
@@ -384,6 +385,7 @@ row() { printf '%-16s %-22s %6s %10s %9s %11s %9s  %-34s %s\n' "$@"; }
 
 echo
 echo "Proxy benchmark: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), median of $RUNS runs (machine may be shared; numbers are noisy)"
+echo "Load average (1, 5, 15 min): $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 row "section" "path" "conns" "req/s" "p99 ms" "cpu us/req" "MiB/s" "ratio" "target"
 minus() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%+.1f", a - b }'; }
 # Each proxy's req/s as a ratio to nginx and to the floor (same run), and
