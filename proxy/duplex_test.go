@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -42,7 +43,8 @@ func TestResponseStreamsWhileTheRequestBodyIsStillSent(t *testing.T) {
 	o.secret("team-a", "basic", "kubernetes.io/basic-auth", map[string]string{"username": "u", "password": "p"})
 	o.connector("team-a", "api", "http://api.example.test:"+port(t, up), "basic")
 	e := startEnv(t, o, nil)
-	c, err := net.Dial("tcp", e.addr)
+	var d net.Dialer
+	c, err := d.DialContext(context.Background(), "tcp", e.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
