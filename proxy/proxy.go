@@ -146,8 +146,12 @@ func (w errorLogWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// copyBufferSize is the size of the copy buffers of streamed bodies.
-const copyBufferSize = 32 << 10
+// copyBufferSize is the size of the copy buffers of streamed bodies. A
+// response without Content-Length (a git clone's pack, a watch) is flushed
+// after every read, so each read costs a chunk's writes to the client: 64
+// KiB takes half the syscalls of 32 KiB per byte. The buffers return to
+// the pool after each body, so idle connections hold none.
+const copyBufferSize = 64 << 10
 
 // bufferPool recycles the copy buffers of streamed bodies. It pools
 // pointers to arrays, which a buffer converts to and from without an

@@ -31,6 +31,18 @@ func (p *Proxy) send(w http.ResponseWriter, r *http.Request, pl *plan) {
 	// it (scrub.go), whoever writes them.
 	f.scrub.addSecrets(pl.injectedSecrets()...)
 	f.plan = pl
+	if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		// The transport may still be reading the client's body when the
+		// upstream's answer arrives: an upstream that answers before it
+		// read the whole body, or the transport's last read for EOF after
+		// the last byte went out. Without full duplex, net/http's server
+		// consumes and closes the body as the response's head is written:
+		// the head waits for the rest of the body, or that last read fails
+		// and the transport drops the upstream connection mid-response.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			p.log.V(1).Info("request body stays half duplex", "error", err.Error())
+		}
+	}
 	p.rp.ServeHTTP(w, r)
 }
 

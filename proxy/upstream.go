@@ -142,6 +142,12 @@ func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
 		ForceAttemptHTTP2:     true,
 		// Bodies pass through as they are; the client asked for its encoding.
 		DisableCompression: true,
+		// A chunked body is read one chunk at a time unless the next chunk's
+		// head is already buffered: with 4 KiB (the default), each read of
+		// a streamed body ends at the upstream's chunk (git http-backend's
+		// are up to 32 KiB); with copyBufferSize, one read fills the copy
+		// buffer.
+		ReadBufferSize: copyBufferSize,
 	}
 }
 
