@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,6 +30,7 @@ type Server struct {
 	srv      *http.Server
 	mu       sync.Mutex
 	users    []string
+	fetches  []string
 	stderr   bytes.Buffer
 	user     string
 	password string
@@ -128,6 +130,9 @@ func (s *Server) auth(next http.Handler) http.Handler {
 		}
 		s.mu.Lock()
 		s.users = append(s.users, u)
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+			s.fetches = append(s.fetches, u)
+		}
 		s.mu.Unlock()
 		// git push uses the authenticated user as REMOTE_USER.
 		r.Header.Del("Authorization")
@@ -140,6 +145,15 @@ func (s *Server) Users() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]string(nil), s.users...)
+}
+
+// Fetches returns the user of every authenticated fetch or clone so far
+// (a POST to git-upload-pack); a Connector's auth probe only reads
+// info/refs.
+func (s *Server) Fetches() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.fetches...)
 }
 
 // Close stops the server.
