@@ -119,13 +119,7 @@ func (u *upstreams) reset(pool *x509.CertPool, gen uint64) {
 
 func (u *upstreams) newTransports(roots *x509.CertPool) *transports {
 	auto := u.newTransport(roots)
-	h1 := auto.Clone()
-	h1.ForceAttemptHTTP2 = false
-	// A non-nil, empty TLSNextProto turns HTTP/2 off; ALPN offers only
-	// http/1.1, so an upstream that checks ALPN agrees.
-	h1.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	h1.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	return &transports{auto: auto, h1: h1}
+	return &transports{auto: auto, h1: http1(auto)}
 }
 
 func (u *upstreams) newTransport(roots *x509.CertPool) *http.Transport {
@@ -193,11 +187,19 @@ func (u *upstreams) transport(caPEM []byte) (*transports, error) {
 // by itself, not for SPDY/3.1, which kubectl exec, attach and port-forward
 // use.) A switched connection is never reused, so the transport keeps none.
 func http1Only(t *http.Transport) *http.Transport {
+	c := http1(t)
+	c.DisableKeepAlives = true
+	return c
+}
+
+// http1 returns a transport like t that speaks only HTTP/1.1: a non-nil,
+// empty TLSNextProto turns HTTP/2 off, and ALPN offers only http/1.1, so
+// an upstream that checks ALPN agrees.
+func http1(t *http.Transport) *http.Transport {
 	c := t.Clone()
 	c.ForceAttemptHTTP2 = false
 	c.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	c.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	c.DisableKeepAlives = true
 	return c
 }
 
