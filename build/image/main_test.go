@@ -65,7 +65,10 @@ func TestImageIndexHasBothPlatforms(t *testing.T) {
 
 	out := t.TempDir()
 	const version = "v0.0.0-imagetest"
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
+	// With empty build caches this compiles the binary and its
+	// dependencies for both platforms: over ten minutes on two cores
+	// shared with the other test stages.
+	ctx, cancel := context.WithTimeout(t.Context(), 25*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "go", "run", "./build/image", "--out", out, "--tag", "t1", "--version", version,
 		"--only", "connectors-node", "--push", srv.Addr+"/team")
