@@ -38,7 +38,7 @@ deps: ## Install the Debian packages the demo and tests use (git, curl, ...), wh
 	@hack/install-deps.sh
 
 .PHONY: demo
-demo: deps build testbin ## Run the end-to-end demo: a real git clone through the proxy (needs root).
+demo: deps build ## Run the end-to-end demo: a real git clone through the proxy (needs root; builds etcd, kube-apiserver and kubectl the first time).
 	KUBEBUILDER_ASSETS=$$(hack/testbin.sh) $(GO) run ./test/demo --binary $(BIN)/connectors-node
 
 $(TOOLS) &: hack/tools/go.mod hack/tools/go.sum
